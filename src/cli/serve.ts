@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+import { ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
+import { createLogger } from '../log/logger.js';
+import { startServer } from '../server/server.js';
+
+interface ServeOptions {
+  addr?: string;
+  data?: string;
+  logLevel?: string;
+  workers?: string;
+  delete?: boolean;
+}
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the registry (the embedded default: blobs on disk and metadata in SQLite under ./data)')
+    .argument('[config]', 'a registry:2-style config.yml')
+    .option('--addr <host:port>', 'listen address (http.addr), default :5000')
+    .option('--data <dir>', 'storage root (storage.filesystem.rootdirectory), default ./data')
+    .option('--log-level <level>', 'log.level: error, warn, info, debug')
+    .option('--delete', 'allow DELETE (storage.delete.enabled)')
+    .action(async (file: string | undefined, options: ServeOptions) => {
+      const flags: ConfigFlags = {};
+      if (options.addr !== undefined) flags.addr = options.addr;
+      if (options.data !== undefined) flags.data = options.data;
+      if (options.logLevel !== undefined) flags.logLevel = options.logLevel;
+      if (options.delete) flags.deleteEnabled = true;
+      let loaded;
+      try {
+        loaded = loadConfig({ ...(file ? { file } : {}), env: process.env, flags });
+      } catch (error) {
+        if (error instanceof ConfigError) {
+          process.stderr.write(`wharf: invalid configuration: ${error.message}\n`);
+          process.exit(2);
+        }
+        throw error;
+      }
+      const { config, warnings } = loaded;
+      const log = createLogger({ level: config.log.level, format: config.log.format });
+      for (const warning of warnings) log.warn(warning);
+      let running;
+      try {
+        running = await startServer(config, log);
+      } catch (error) {
+        log.fatal({ err: error }, 'cannot start the registry');
+        log.flush?.();
+        process.exitCode = 1;
+        setTimeout(() => process.exit(1), 100).unref();
+        return;
+      }
+      const { address } = running;
+      log.info(
+        { addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`, storage: config.storage.rootDirectory, delete: config.storage.deleteEnabled },
+        'wharf registry listening',
+      );
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        log.info({ signal }, 'shutting down');
+        running.close().then(
+          () => {
+            log.flush?.();
+            process.exit(0);
+          },
+          (error: unknown) => {
+            log.error({ err: error }, 'error while shutting down');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

@@ -1,0 +1,2 @@
+export { ERROR_CODES, type ErrorCode } from './codes.js';
+export { RegistryError, isRegistryError, type RegistryErrorOptions } from './registry-error.js';

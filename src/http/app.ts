@@ -1,0 +1,105 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { RegistryError } from '../errors/index.js';
+import type { Registry } from '../registry/registry.js';
+import type { RequestContext } from '../registry/context.js';
+import { sendError } from './error-response.js';
+import type { Exchange, Handler } from './exchange.js';
+import { deleteBlob, getBlob } from './handlers/blobs.js';
+import { base, catalog, listReferrers, listTags } from './handlers/discovery.js';
+import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
+import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { matchRoute, type Route } from './router.js';
+
+export interface AppOptions {
+  log: Logger;
+  accessLog: boolean;
+  /** registry:2's http.headers: added to every response. */
+  extraHeaders?: Record<string, string[]>;
+  /** registry:2's maintenance.readonly: every write is refused. */
+  readOnly?: boolean;
+}
+
+const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
+
+type MethodTable = Partial<Record<string, Handler<never>>>;
+
+/** One row per endpoint: method to handler. HEAD shares GET's handler, which skips the body. */
+const ROUTES: Record<Route['kind'], MethodTable> = {
+  base: { GET: base, HEAD: base },
+  catalog: { GET: catalog },
+  tags: { GET: listTags },
+  manifest: { GET: getManifest, HEAD: getManifest, PUT: putManifest, DELETE: deleteManifest },
+  blob: { GET: getBlob, HEAD: getBlob, DELETE: deleteBlob },
+  uploads: { POST: startUpload },
+  upload: { GET: getUploadStatus, PATCH: patchUpload, PUT: putUpload, DELETE: cancelUpload },
+  referrers: { GET: listReferrers },
+};
+
+/** Routes whose handlers stream request bodies and want to know when the client leaves. */
+const STREAMING = new Set<Route['kind']>(['uploads', 'upload']);
+
+/** The registry's request listener: routing, error envelope and access log around thin handlers. */
+export function createApp(registry: Registry, options: AppOptions): RequestListener {
+  const { log } = options;
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const started = options.accessLog ? performance.now() : 0;
+    if (options.accessLog) res.once('close', () => logAccess(log, req, res, started));
+    res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
+    if (options.readOnly && WRITE_METHODS.has(req.method ?? '')) {
+      sendError(req, res, new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' }), log);
+      return;
+    }
+    dispatch(req, res, registry).catch((error: unknown) => sendError(req, res, error, log));
+  };
+}
+
+async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Registry): Promise<void> {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q >= 0 ? url.slice(0, q) : url;
+  const route = matchRoute(path);
+  if (!route) throw new RegistryError('NOT_FOUND', { detail: { path } });
+  const table = ROUTES[route.kind];
+  const handler = table[req.method ?? 'GET'] as Handler | undefined;
+  if (!handler) {
+    throw new RegistryError('METHOD_NOT_ALLOWED', { headers: { Allow: Object.keys(table).join(', ') }, detail: { method: req.method } });
+  }
+  const context: RequestContext = {};
+  if (STREAMING.has(route.kind)) {
+    const controller = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort();
+    });
+    context.signal = controller.signal;
+  }
+  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context };
+  await handler(exchange);
+}
+
+function logAccess(log: Logger, req: IncomingMessage, res: ServerResponse, started: number): void {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  log.info(
+    {
+      method: req.method,
+      path: q >= 0 ? url.slice(0, q) : url,
+      query: q >= 0 ? redactQuery(url.slice(q + 1)) : undefined,
+      status: res.writableFinished ? res.statusCode : 499,
+      durationMs: Math.round((performance.now() - started) * 100) / 100,
+      remote: req.socket?.remoteAddress,
+      userAgent: req.headers['user-agent'],
+    },
+    'request',
+  );
+}
+
+/** Query strings may carry tokens (`?token=`, `?_state=`); only known-safe keys are logged in full. */
+function redactQuery(query: string): string {
+  const params = new URLSearchParams(query);
+  for (const key of [...params.keys()]) {
+    if (!['n', 'last', 'digest', 'mount', 'from', 'tag', 'artifactType', 'scope', 'service'].includes(key)) params.set(key, '[redacted]');
+  }
+  return params.toString();
+}

@@ -1,0 +1,52 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Registry } from '../registry/registry.js';
+import type { RequestContext } from '../registry/context.js';
+import type { Route } from './router.js';
+
+/** One request as handlers see it. */
+export interface Exchange<R extends Route = Route> {
+  req: IncomingMessage;
+  res: ServerResponse;
+  route: R;
+  query: URLSearchParams;
+  registry: Registry;
+  /** Who is asking and a signal that fires when the client goes away. */
+  context: RequestContext;
+}
+
+export type Handler<R extends Route = Route> = (exchange: Exchange<R>) => Promise<void>;
+
+/** Ends a response with an optional body; HEAD responses keep their Content-Length but send no body. */
+export function send(
+  exchange: Pick<Exchange, 'req' | 'res'>,
+  status: number,
+  headers: Record<string, string | number>,
+  body?: Buffer | string,
+): void {
+  const { req, res } = exchange;
+  const payload = body === undefined ? undefined : typeof body === 'string' ? Buffer.from(body) : body;
+  res.statusCode = status;
+  for (const name in headers) res.setHeader(name, headers[name]!);
+  if (!res.hasHeader('Content-Length')) res.setHeader('Content-Length', payload ? payload.length : 0);
+  if (req.method === 'HEAD' || payload === undefined) res.end();
+  else res.end(payload);
+}
+
+export function sendJson(exchange: Pick<Exchange, 'req' | 'res'>, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  send(exchange, status, { 'Content-Type': 'application/json', ...headers }, JSON.stringify(value));
+}
+
+/** The request's Content-Length, or undefined when it has none (chunked or empty). */
+export function contentLength(req: IncomingMessage): number | undefined {
+  const raw = req.headers['content-length'];
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** Whether the request carries a body at all. */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = contentLength(req);
+  if (length !== undefined) return length > 0;
+  return req.headers['transfer-encoding'] !== undefined;
+}

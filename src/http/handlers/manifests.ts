@@ -1,0 +1,56 @@
+import type { IncomingMessage } from 'node:http';
+import { RegistryError } from '../../errors/index.js';
+import { parseAccept } from '../../registry/manifest-service.js';
+import { contentLength, send, type Handler } from '../exchange.js';
+
+type ManifestRoute = { kind: 'manifest'; name: string; reference: string };
+
+export const getManifest: Handler<ManifestRoute> = async (ex) => {
+  const { name, reference } = ex.route;
+  const record = await ex.registry.manifests.get(name, reference, parseAccept(ex.req.headers.accept));
+  const etag = `"${record.digest}"`;
+  const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length };
+  if (ex.req.headers['if-none-match'] === etag) {
+    send(ex, 304, { 'Docker-Content-Digest': record.digest, ETag: etag });
+    return;
+  }
+  send(ex, 200, headers, record.content);
+};
+
+export const putManifest: Handler<ManifestRoute> = async (ex) => {
+  const { name, reference } = ex.route;
+  const limit = ex.registry.manifests.maxManifestBytes;
+  const content = await readLimited(ex.req, limit);
+  const result = await ex.registry.manifests.put(name, reference, content, ex.req.headers['content-type'], ex.query.getAll('tag'), ex.context);
+  const headers: Record<string, string> = {
+    Location: `/v2/${name}/manifests/${result.digest}`,
+    'Docker-Content-Digest': result.digest,
+  };
+  if (result.subject) headers['OCI-Subject'] = result.subject;
+  send(ex, 201, headers);
+};
+
+export const deleteManifest: Handler<ManifestRoute> = async (ex) => {
+  await ex.registry.manifests.delete(ex.route.name, ex.route.reference, ex.context);
+  send(ex, 202, {});
+};
+
+/**
+ * Reads a request body of at most `limit` bytes. A larger one is refused with 413 as soon as
+ * its Content-Length (or its running size) says so, without reading the rest; the connection
+ * is then closed so the unread remainder is never parsed as a request.
+ */
+async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const tooLarge = () =>
+    new RegistryError('MANIFEST_TOO_LARGE', { detail: { limit }, headers: { Connection: 'close' } });
+  const declared = contentLength(req);
+  if (declared !== undefined && declared > limit) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+}

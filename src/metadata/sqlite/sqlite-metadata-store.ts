@@ -1,0 +1,361 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Descriptor } from '../../oci/manifest.js';
+import type { ManifestPut, ManifestRecord, MetadataStore, Page, TagEvent, UploadRecord } from '../metadata-store.js';
+import { MIGRATIONS } from './schema.js';
+
+export interface SqliteOptions {
+  /** Database file; `:memory:` for tests. */
+  path: string;
+  /**
+   * `full` (default) fsyncs the write-ahead log on every commit, so nothing acknowledged is
+   * lost even on power failure; `normal` survives process crashes only.
+   */
+  synchronous?: 'full' | 'normal';
+}
+
+interface ManifestRow {
+  digest: string;
+  media_type: string;
+  content: Buffer;
+  subject: string | null;
+  artifact_type: string | null;
+  total_size: number;
+  created_at: number;
+}
+
+function toRecord(row: ManifestRow): ManifestRecord {
+  const record: ManifestRecord = {
+    digest: row.digest,
+    mediaType: row.media_type,
+    content: row.content,
+    totalSize: row.total_size,
+    createdAt: row.created_at,
+  };
+  if (row.subject !== null) record.subject = row.subject;
+  if (row.artifact_type !== null) record.artifactType = row.artifact_type;
+  return record;
+}
+
+/**
+ * The embedded metadata store: one SQLite file in WAL mode. Several processes (cluster workers)
+ * may open the same file; SQLite serialises their writes and `busy_timeout` makes them wait.
+ */
+export class SqliteMetadataStore implements MetadataStore {
+  readonly name = 'sqlite';
+  private readonly db: Database.Database;
+  private readonly statements;
+
+  constructor(options: SqliteOptions) {
+    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    this.db = new Database(options.path);
+    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    this.db.pragma('foreign_keys = ON');
+    this.migrate();
+    const db = this.db;
+    this.statements = {
+      repositoryId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
+      insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING'),
+      blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
+      repositoryBlobSize: db.prepare<[string, string], { size: number }>(
+        `SELECT b.size FROM repositories r
+           JOIN repository_blobs rb ON rb.repository_id = r.id
+           JOIN blobs b ON b.digest = rb.digest
+         WHERE r.name = ? AND rb.digest = ?`,
+      ),
+      insertBlob: db.prepare('INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING'),
+      linkBlob: db.prepare(
+        'INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      unlinkBlob: db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?'),
+      hasLink: db.prepare<[number, string], { one: number }>(
+        'SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? AND digest = ?',
+      ),
+      insertUpload: db.prepare('INSERT INTO uploads (id, repository_id, size, started_at, updated_at) VALUES (?, ?, 0, ?, ?)'),
+      getUpload: db.prepare<[string], { id: string; repository: string; size: number; started_at: number; updated_at: number }>(
+        `SELECT u.id, r.name AS repository, u.size, u.started_at, u.updated_at
+           FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?`,
+      ),
+      advanceUpload: db.prepare('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?'),
+      deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
+      uploadRepository: db.prepare<[string], { repository_id: number }>('SELECT repository_id FROM uploads WHERE id = ?'),
+      staleUploads: db.prepare<[number, number], { id: string; repository: string; size: number; started_at: number; updated_at: number }>(
+        `SELECT u.id, r.name AS repository, u.size, u.started_at, u.updated_at
+           FROM uploads u JOIN repositories r ON r.id = u.repository_id
+         WHERE u.updated_at < ? ORDER BY u.updated_at LIMIT ?`,
+      ),
+      getManifest: db.prepare<[string, string], ManifestRow>(
+        `SELECT m.digest, m.media_type, m.content, m.subject, m.artifact_type, m.total_size, m.created_at
+           FROM repositories r JOIN manifests m ON m.repository_id = r.id
+         WHERE r.name = ? AND m.digest = ?`,
+      ),
+      getTaggedManifest: db.prepare<[string, string], ManifestRow>(
+        `SELECT m.digest, m.media_type, m.content, m.subject, m.artifact_type, m.total_size, m.created_at
+           FROM repositories r
+           JOIN tags t ON t.repository_id = r.id
+           JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+         WHERE r.name = ? AND t.name = ?`,
+      ),
+      hasManifest: db.prepare<[number, string], { one: number }>(
+        'SELECT 1 AS one FROM manifests WHERE repository_id = ? AND digest = ?',
+      ),
+      insertManifest: db.prepare(
+        `INSERT INTO manifests (repository_id, digest, media_type, content, size, total_size, subject, artifact_type, annotations, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      insertReference: db.prepare(
+        'INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      tagDigest: db.prepare<[number, string], { digest: string }>('SELECT digest FROM tags WHERE repository_id = ? AND name = ?'),
+      upsertTag: db.prepare(
+        `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+      ),
+      deleteTag: db.prepare('DELETE FROM tags WHERE repository_id = ? AND name = ?'),
+      tagsOfManifest: db.prepare<[number, string], { name: string }>(
+        'SELECT name FROM tags WHERE repository_id = ? AND digest = ? ORDER BY name',
+      ),
+      deleteManifest: db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?'),
+      insertTagEvent: db.prepare(
+        'INSERT INTO tag_history (repository_id, tag, digest, action, actor, at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      tagHistory: db.prepare<[number, string, number], { tag: string; digest: string | null; action: 'push' | 'delete'; actor: string | null; at: number }>(
+        'SELECT tag, digest, action, actor, at FROM tag_history WHERE repository_id = ? AND tag = ? ORDER BY id DESC LIMIT ?',
+      ),
+      listTags: db.prepare<[number, string, number], { name: string }>(
+        'SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?',
+      ),
+      listReferrers: db.prepare<[number, string], { digest: string; media_type: string; size: number; artifact_type: string | null; annotations: string | null }>(
+        `SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+         WHERE repository_id = ? AND subject = ? ORDER BY created_at, digest`,
+      ),
+      listRepositories: db.prepare<[string, number], { name: string }>(
+        `SELECT name FROM repositories r
+         WHERE name > ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
+         ORDER BY name LIMIT ?`,
+      ),
+    };
+  }
+
+  private migrate(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`metadata database schema ${current} is newer than this wharf (${MIGRATIONS.length})`);
+    }
+    if (current === MIGRATIONS.length) return;
+    const run = this.db.transaction(() => {
+      // Re-read inside the write transaction: another process may have migrated meanwhile.
+      const version = this.db.pragma('user_version', { simple: true }) as number;
+      for (let i = version; i < MIGRATIONS.length; i += 1) this.db.exec(MIGRATIONS[i]!);
+      this.db.pragma(`user_version = ${MIGRATIONS.length}`);
+    });
+    run.immediate();
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  private repositoryId(name: string): number | undefined {
+    return this.statements.repositoryId.get(name)?.id;
+  }
+
+  private ensureRepository(name: string): number {
+    const existing = this.repositoryId(name);
+    if (existing !== undefined) return existing;
+    this.statements.insertRepository.run(name, Date.now());
+    return this.repositoryId(name)!;
+  }
+
+  async blobSize(digest: string): Promise<number | undefined> {
+    return this.statements.blobSize.get(digest)?.size;
+  }
+
+  async repositoryBlobSize(repository: string, digest: string): Promise<number | undefined> {
+    return this.statements.repositoryBlobSize.get(repository, digest)?.size;
+  }
+
+  async addBlob(repository: string, digest: string, size: number): Promise<void> {
+    this.db.transaction(() => {
+      const now = Date.now();
+      const id = this.ensureRepository(repository);
+      this.statements.insertBlob.run(digest, size, now);
+      this.statements.linkBlob.run(id, digest, now);
+    }).immediate();
+  }
+
+  async linkBlob(repository: string, digest: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (!this.statements.blobSize.get(digest)) return false;
+      const id = this.ensureRepository(repository);
+      this.statements.linkBlob.run(id, digest, Date.now());
+      return true;
+    }).immediate();
+  }
+
+  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return false;
+    return this.statements.unlinkBlob.run(id, digest).changes > 0;
+  }
+
+  async missingBlobs(repository: string, digests: string[]): Promise<string[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return [...digests];
+    return digests.filter((digest) => !this.statements.hasLink.get(id, digest));
+  }
+
+  async createUpload(upload: { id: string; repository: string; startedAt: number }): Promise<void> {
+    this.db.transaction(() => {
+      const id = this.ensureRepository(upload.repository);
+      this.statements.insertUpload.run(upload.id, id, upload.startedAt, upload.startedAt);
+    }).immediate();
+  }
+
+  async getUpload(id: string): Promise<UploadRecord | undefined> {
+    const row = this.statements.getUpload.get(id);
+    if (!row) return undefined;
+    return { id: row.id, repository: row.repository, size: row.size, startedAt: row.started_at, updatedAt: row.updated_at };
+  }
+
+  async advanceUpload(id: string, from: number, to: number): Promise<boolean> {
+    return this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0;
+  }
+
+  async completeUpload(id: string, digest: string, size: number): Promise<void> {
+    this.db.transaction(() => {
+      const row = this.statements.uploadRepository.get(id);
+      if (!row) throw new Error(`upload ${id} vanished while completing`);
+      const now = Date.now();
+      this.statements.insertBlob.run(digest, size, now);
+      this.statements.linkBlob.run(row.repository_id, digest, now);
+      this.statements.deleteUpload.run(id);
+    }).immediate();
+  }
+
+  async deleteUpload(id: string): Promise<boolean> {
+    return this.statements.deleteUpload.run(id).changes > 0;
+  }
+
+  async staleUploads(before: number, limit: number): Promise<UploadRecord[]> {
+    return this.statements.staleUploads.all(before, limit).map((row) => ({
+      id: row.id,
+      repository: row.repository,
+      size: row.size,
+      startedAt: row.started_at,
+      updatedAt: row.updated_at,
+    }));
+  }
+
+  async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
+    const row = this.statements.getManifest.get(repository, digest);
+    return row ? toRecord(row) : undefined;
+  }
+
+  async getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined> {
+    const row = this.statements.getTaggedManifest.get(repository, tag);
+    return row ? toRecord(row) : undefined;
+  }
+
+  async missingManifests(repository: string, digests: string[]): Promise<string[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return [...digests];
+    return digests.filter((digest) => !this.statements.hasManifest.get(id, digest));
+  }
+
+  async putManifest(put: ManifestPut): Promise<void> {
+    this.db.transaction(() => {
+      const now = Date.now();
+      const id = this.ensureRepository(put.repository);
+      const inserted = this.statements.insertManifest.run(
+        id,
+        put.digest,
+        put.mediaType,
+        put.content,
+        put.content.length,
+        put.totalSize,
+        put.subject ?? null,
+        put.artifactType ?? null,
+        put.annotations ? JSON.stringify(put.annotations) : null,
+        now,
+      );
+      if (inserted.changes > 0) {
+        for (const blob of put.blobs) this.statements.insertReference.run(id, put.digest, blob, 'blob');
+        for (const child of put.children) this.statements.insertReference.run(id, put.digest, child, 'manifest');
+      }
+      for (const tag of put.tags) {
+        if (this.statements.tagDigest.get(id, tag)?.digest === put.digest) continue;
+        this.statements.upsertTag.run(id, tag, put.digest, now);
+        this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now);
+      }
+    }).immediate();
+  }
+
+  async deleteManifest(repository: string, digest: string, actor?: string): Promise<string[] | undefined> {
+    return this.db.transaction(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined || !this.statements.hasManifest.get(id, digest)) return undefined;
+      const now = Date.now();
+      const tags = this.statements.tagsOfManifest.all(id, digest).map((row) => row.name);
+      for (const tag of tags) {
+        this.statements.deleteTag.run(id, tag);
+        this.statements.insertTagEvent.run(id, tag, digest, 'delete', actor ?? null, now);
+      }
+      this.statements.deleteManifest.run(id, digest);
+      return tags;
+    }).immediate();
+  }
+
+  async deleteTag(repository: string, tag: string, actor?: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined) return false;
+      const current = this.statements.tagDigest.get(id, tag);
+      if (!current) return false;
+      this.statements.deleteTag.run(id, tag);
+      this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', actor ?? null, Date.now());
+      return true;
+    }).immediate();
+  }
+
+  async listTags(repository: string, page: Page): Promise<string[] | undefined> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return undefined;
+    return this.statements.listTags.all(id, page.after ?? '', page.limit).map((row) => row.name);
+  }
+
+  async tagHistory(repository: string, tag: string, limit: number): Promise<TagEvent[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return [];
+    return this.statements.tagHistory.all(id, tag, limit).map((row) => {
+      const event: TagEvent = { tag: row.tag, digest: row.digest ?? undefined, action: row.action, at: row.at };
+      if (row.actor !== null) event.actor = row.actor;
+      return event;
+    });
+  }
+
+  async listReferrers(repository: string, digest: string, options: { artifactType?: string }): Promise<Descriptor[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return [];
+    const out: Descriptor[] = [];
+    for (const row of this.statements.listReferrers.all(id, digest)) {
+      if (options.artifactType !== undefined && row.artifact_type !== options.artifactType) continue;
+      const descriptor: Descriptor = { mediaType: row.media_type, digest: row.digest, size: row.size };
+      if (row.artifact_type !== null) descriptor.artifactType = row.artifact_type;
+      if (row.annotations !== null) descriptor.annotations = JSON.parse(row.annotations) as Record<string, string>;
+      out.push(descriptor);
+    }
+    return out;
+  }
+
+  async listRepositories(page: Page): Promise<string[]> {
+    return this.statements.listRepositories.all(page.after ?? '', page.limit).map((row) => row.name);
+  }
+
+  async repositoryExists(repository: string): Promise<boolean> {
+    return this.repositoryId(repository) !== undefined;
+  }
+}

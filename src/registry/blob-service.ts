@@ -1,0 +1,59 @@
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors/index.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { isValidRepositoryName } from '../oci/names.js';
+import { checkDigest, checkRepositoryName } from './validation.js';
+
+export interface BlobRange {
+  offset: number;
+  length: number;
+}
+
+/** Reading and deleting blobs through a repository's links. */
+export class BlobService {
+  constructor(
+    private readonly metadata: MetadataStore,
+    private readonly store: BlobStore,
+    private readonly options: { deleteEnabled: boolean },
+  ) {}
+
+  /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
+  async stat(repository: string, digest: string): Promise<number> {
+    checkRepositoryName(repository);
+    checkDigest(digest);
+    const size = await this.metadata.repositoryBlobSize(repository, digest);
+    if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    return size;
+  }
+
+  /** Opens a blob (or a range of it) the repository links. */
+  async open(repository: string, digest: string, range?: BlobRange): Promise<{ size: number; stream: Readable }> {
+    const size = await this.stat(repository, digest);
+    const stream = await this.store.reader(digest, range ?? {});
+    return { size, stream };
+  }
+
+  /**
+   * Cross-repository mount: links a blob into `repository` without moving bytes. With `from`,
+   * only a blob that `from` links; without it, any blob the registry holds (automatic mount).
+   * Returns false when there is nothing to mount, so the caller starts an ordinary upload.
+   */
+  async mount(repository: string, digest: string, from: string | undefined): Promise<boolean> {
+    checkRepositoryName(repository);
+    checkDigest(digest);
+    if (from !== undefined) {
+      if (!isValidRepositoryName(from)) return false;
+      if ((await this.metadata.repositoryBlobSize(from, digest)) === undefined) return false;
+    }
+    return this.metadata.linkBlob(repository, digest);
+  }
+
+  /** Removes the repository's link; the bytes stay until garbage collection finds them unreferenced. */
+  async delete(repository: string, digest: string): Promise<void> {
+    if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
+    checkRepositoryName(repository);
+    checkDigest(digest);
+    if (!(await this.metadata.unlinkBlob(repository, digest))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+  }
+}

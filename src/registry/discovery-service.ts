@@ -1,0 +1,90 @@
+import { RegistryError } from '../errors/index.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { isValidMediaType } from '../oci/media-types.js';
+import { checkDigest, checkRepositoryName } from './validation.js';
+
+export interface ListRequest {
+  /** The client's `n`; undefined when absent. */
+  limit?: number;
+  /** The client's `last`. */
+  after?: string;
+}
+
+export interface ListPage {
+  items: string[];
+  /** Set when more may follow: the `last` for the next page. */
+  next?: string;
+}
+
+export interface PaginationLimits {
+  /** Largest page served; a larger `n` is clamped to it (the Link header leads on). */
+  maxPage: number;
+  /** Catalog page size when the client gives no `n` (registry:2's catalog.maxentries). */
+  defaultCatalogPage: number;
+}
+
+/** Tag lists, the catalog and referrers: all answered from metadata by keyset pagination. */
+export class DiscoveryService {
+  constructor(
+    private readonly metadata: MetadataStore,
+    private readonly limits: PaginationLimits,
+  ) {}
+
+  /** One page of tags; with no `n`, the caller iterates allTags instead. Throws NAME_UNKNOWN. */
+  async tags(repository: string, request: ListRequest): Promise<ListPage> {
+    checkRepositoryName(repository);
+    const limit = this.pageSize(request.limit ?? this.limits.maxPage);
+    const items = limit === 0 ? [] : await this.metadata.listTags(repository, this.page(request.after, limit + 1));
+    if (items === undefined || (limit === 0 && !(await this.metadata.repositoryExists(repository)))) {
+      throw new RegistryError('NAME_UNKNOWN', { detail: { name: repository } });
+    }
+    return this.trim(items, limit);
+  }
+
+  /** Every tag after `after`, fetched a page at a time so memory stays flat however many there are. */
+  async *allTags(repository: string, after?: string): AsyncGenerator<string[]> {
+    let cursor = after;
+    for (;;) {
+      const page = await this.tags(repository, { limit: this.limits.maxPage, ...(cursor !== undefined ? { after: cursor } : {}) });
+      yield page.items;
+      if (page.next === undefined) return;
+      cursor = page.next;
+    }
+  }
+
+  /** One page of repository names that hold at least one manifest. */
+  async catalog(request: ListRequest): Promise<ListPage> {
+    const limit = this.pageSize(request.limit ?? this.limits.defaultCatalogPage);
+    if (limit === 0) return { items: [] };
+    const items = await this.metadata.listRepositories(this.page(request.after, limit + 1));
+    return this.trim(items, limit);
+  }
+
+  /** Manifests whose subject is `digest`, optionally only those of one artifactType. */
+  async referrers(repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+    checkRepositoryName(repository);
+    checkDigest(digest);
+    if (artifactType !== undefined && !isValidMediaType(artifactType)) {
+      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'artifactType is not a media type', detail: { artifactType } });
+    }
+    return this.metadata.listReferrers(repository, digest, artifactType === undefined ? {} : { artifactType });
+  }
+
+  private pageSize(requested: number): number {
+    if (!Number.isSafeInteger(requested) || requested < 0) {
+      throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: requested } });
+    }
+    return Math.min(requested, this.limits.maxPage);
+  }
+
+  private page(after: string | undefined, limit: number): { after?: string; limit: number } {
+    return after === undefined ? { limit } : { after, limit };
+  }
+
+  private trim(items: string[], limit: number): ListPage {
+    if (items.length <= limit) return { items };
+    const page = items.slice(0, limit);
+    return { items: page, next: page[page.length - 1]! };
+  }
+}
