@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI that users run; tests drive the same binary. */
+export const WHARF_BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export interface WharfProcess {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  /** `127.0.0.1:PORT` */
+  host: string;
+  port: number;
+  dataDir: string;
+  child: ChildProcess;
+  /** Everything the server printed so far. */
+  output(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+  /** Stops the server and removes its data directory unless it was given. */
+  dispose(): Promise<void>;
+}
+
+export interface WharfOptions {
+  /** Reuse a data directory (to test restarts); a fresh temporary one otherwise. */
+  dataDir?: string;
+  /** Extra arguments after `serve` (a config file path, flags). */
+  args?: string[];
+  env?: Record<string, string>;
+  /** Listen address; 127.0.0.1:0 (a free port) by default. */
+  addr?: string;
+}
+
+/** Starts `wharf serve` as a child process and resolves when it is listening. */
+export async function startWharf(options: WharfOptions = {}): Promise<WharfProcess> {
+  const ownData = options.dataDir === undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'wharf-test-'));
+  const args = [WHARF_BIN, 'serve', ...(options.args ?? []), '--addr', options.addr ?? '127.0.0.1:0', '--data', dataDir];
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`wharf did not start:\n${output}`)), 15_000);
+    const check = () => {
+      const m = /"addr":"[^"]*:(\d+)".*wharf registry listening/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`wharf exited with ${code} before listening:\n${output}`));
+    });
+  });
+  const host = `127.0.0.1:${port}`;
+  const wharf: WharfProcess = {
+    url: `http://${host}`,
+    host,
+    port,
+    dataDir,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    async dispose() {
+      await wharf.stop();
+      if (ownData) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  return wharf;
+}
