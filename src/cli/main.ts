@@ -1,13 +1,30 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { registerServe } from './serve.js';
+import { registerClientCommands } from './commands/index.js';
+import { reportError } from './errors.js';
 import { WHARF_VERSION } from '../version.js';
 
 const program = new Command();
 program
   .name('wharf')
   .description('Wharf: a container registry (wharf serve) and a registry client')
-  .version(WHARF_VERSION);
+  .version(WHARF_VERSION)
+  .option('--ca-cert <file>', 'trust this CA certificate for registries (repeatable)', (v: string, all: string[] = []) => [...all, v])
+  .option('--insecure', 'skip TLS verification and allow plain HTTP')
+  .option('--plain-http', 'talk plain HTTP to the registry')
+  .option('-q, --quiet', 'no progress output')
+  .option('--json', 'machine-readable output')
+  .exitOverride();
 registerServe(program);
+registerClientCommands(program);
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    process.exitCode = error.exitCode;
+  } else {
+    process.exitCode = reportError(error);
+  }
+}

@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { parsePlatform, resolveImage } from '../../client/index.js';
+import { withContext } from '../context.js';
+import { formatSize, renderTable, renderTemplate, timeAgo, truncate } from '../output.js';
+import { shortDigest } from '../progress.js';
+
+interface HistoryRow {
+  ID: string;
+  CreatedAt: string;
+  CreatedSince: string;
+  CreatedBy: string;
+  Size: string;
+  /** Bytes of the layer this step added (compressed, as stored in the registry). */
+  SizeBytes: number;
+  Comment: string;
+  EmptyLayer: boolean;
+}
+
+export function registerHistory(program: Command): void {
+  program
+    .command('history')
+    .description("show an image's history (local, or remote without pulling layers)")
+    .argument('<image>', 'image reference, oci:DIR[:TAG] or docker-archive:FILE')
+    .option('--no-trunc', "don't truncate output")
+    .option('-H, --human [bool]', 'print sizes and dates in human readable format', 'true')
+    .option('--format <format>', 'table (default), json, or a Go template per row')
+    .option('--platform <os/arch[/variant]>', 'which image of a multi-arch index')
+    .option('--remote', 'read the registry even when the image is local')
+    .action(async (image: string, options: { trunc: boolean; human: string | boolean; format?: string; platform?: string; remote?: boolean }, command: Command) =>
+      withContext(command, async (context) => {
+        const { source } = context.openNamedSource(image, options.remote ? { remote: true } : {});
+        try {
+          const resolved = await resolveImage(source, options.platform ? { platform: parsePlatform(options.platform) } : {});
+          const human = options.human !== 'false' && options.human !== false;
+          const layers = [...resolved.parsed.layers];
+          const history = resolved.config.history ?? [];
+          const rows: HistoryRow[] = [];
+          let layerIndex = 0;
+          for (const entry of history) {
+            const empty = entry.empty_layer === true;
+            const size = empty ? 0 : layers[layerIndex++]?.size ?? 0;
+            rows.push({
+              ID: '<missing>',
+              CreatedAt: entry.created ?? '',
+              CreatedSince: timeAgo(entry.created),
+              CreatedBy: entry.created_by ?? '',
+              Size: human ? formatSize(size) : String(size),
+              SizeBytes: size,
+              Comment: entry.comment ?? '',
+              EmptyLayer: empty,
+            });
+          }
+          rows.reverse();
+          if (rows[0]) rows[0].ID = options.trunc ? shortDigest(resolved.configDescriptor.digest) : resolved.configDescriptor.digest;
+          const format = options.format ?? (context.options.json ? 'json' : 'table');
+          if (format === 'json') {
+            process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+          } else if (format === 'table') {
+            const cells = rows.map((r) => [
+              r.ID,
+              human ? r.CreatedSince : r.CreatedAt,
+              options.trunc ? truncate(r.CreatedBy, 45) : r.CreatedBy,
+              r.Size,
+              options.trunc ? truncate(r.Comment, 45) : r.Comment,
+            ]);
+            process.stdout.write(renderTable(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], cells));
+          } else {
+            for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+          }
+        } finally {
+          await source.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,123 @@
+import type { Command } from 'commander';
+import { ClientError, type ImageConfig } from '../../client/index.js';
+import { parseManifest } from '../../oci/manifest.js';
+import { familiarName, formatReference, parseReference } from '../../oci/reference.js';
+import type { LocalStore } from '../../client/local-store.js';
+import { withContext } from '../context.js';
+import { formatSize, renderTable, renderTemplate, timeAgo } from '../output.js';
+import { shortDigest } from '../progress.js';
+
+interface ImageRow {
+  Repository: string;
+  Tag: string;
+  Digest: string;
+  ID: string;
+  CreatedAt: string;
+  CreatedSince: string;
+  Size: string;
+  SizeBytes: number;
+}
+
+/** Config digest, creation time and size of a stored image (an index: its first stored child's). */
+function describe(store: LocalStore, digest: string, mediaType: string): { id: string; created?: string; size: number } {
+  const parsed = parseManifest(store.layout.readBlob(digest), mediaType);
+  if (parsed.kind === 'index') {
+    let size = 0;
+    let created: string | undefined;
+    for (const child of parsed.manifests) {
+      if (!store.layout.hasBlob(child.digest)) continue;
+      const inner = describe(store, child.digest, child.mediaType);
+      size += inner.size;
+      created ??= inner.created;
+    }
+    return { id: digest, size, ...(created ? { created } : {}) };
+  }
+  const size = parsed.layers.reduce((sum, l) => sum + l.size, 0) + (parsed.config?.size ?? 0);
+  let created: string | undefined;
+  if (parsed.config && store.layout.hasBlob(parsed.config.digest)) {
+    created = (JSON.parse(store.layout.readBlob(parsed.config.digest).toString('utf8')) as ImageConfig).created;
+  }
+  return { id: parsed.config?.digest ?? digest, size, ...(created ? { created } : {}) };
+}
+
+export function registerImages(program: Command): void {
+  program
+    .command('images')
+    .alias('ls')
+    .description('list images in the local store')
+    .argument('[repository]', 'only this repository')
+    .option('--digests', 'show digests')
+    .option('--no-trunc', "don't truncate IDs")
+    .option('--format <format>', 'table (default), json, or a Go template per image')
+    .option('-q, --quiet', 'only image IDs')
+    .action(async (repository: string | undefined, options: { digests?: boolean; trunc: boolean; format?: string; quiet?: boolean }, command: Command) =>
+      withContext(command, async (context) => {
+        const filter = repository ? parseReference(repository, { defaultTag: false }) : undefined;
+        const rows: ImageRow[] = [];
+        for (const image of context.store.list()) {
+          if (filter && (filter.registry !== image.ref.registry || filter.repository !== image.ref.repository)) continue;
+          if (filter?.tag && filter.tag !== image.ref.tag) continue;
+          const info = describe(context.store, image.descriptor.digest, image.descriptor.mediaType);
+          rows.push({
+            Repository: familiarName(image.ref),
+            Tag: image.ref.tag ?? '<none>',
+            Digest: image.descriptor.digest,
+            ID: options.trunc ? shortDigest(info.id) : info.id,
+            CreatedAt: info.created ?? '',
+            CreatedSince: timeAgo(info.created),
+            Size: formatSize(info.size),
+            SizeBytes: info.size,
+          });
+        }
+        rows.sort((a, b) => a.Repository.localeCompare(b.Repository) || a.Tag.localeCompare(b.Tag));
+        const format = options.format ?? (context.options.json ? 'json' : 'table');
+        if (options.quiet) {
+          for (const id of new Set(rows.map((r) => r.ID))) process.stdout.write(`${id}\n`);
+        } else if (format === 'json') {
+          process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        } else if (format === 'table') {
+          const headers = ['REPOSITORY', 'TAG', ...(options.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'];
+          const cells = rows.map((r) => [r.Repository, r.Tag, ...(options.digests ? [r.Digest] : []), r.ID, r.CreatedSince, r.Size]);
+          process.stdout.write(renderTable(headers, cells));
+        } else {
+          for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+        }
+      }),
+    );
+
+  program
+    .command('rmi')
+    .description('remove images from the local store (blobs nothing else uses are deleted)')
+    .argument('<images...>', 'references or image IDs')
+    .action(async (images: string[], _options: unknown, command: Command) =>
+      withContext(command, async (context) => {
+        let failed = false;
+        for (const text of images) {
+          const found = context.store.findByNameOrId(text);
+          if (!found) {
+            process.stderr.write(`Error: No such image: ${text}\n`);
+            failed = true;
+            continue;
+          }
+          const byId = !text.includes(':') && !text.includes('/') && /^[a-f0-9]{6,64}$/.test(text.replace(/^sha256:/, ''));
+          if (byId) {
+            for (const name of context.store.layout.removeDigest(found.descriptor.digest)) process.stdout.write(`Untagged: ${familiarize(name)}\n`);
+          } else {
+            context.store.untag(found.ref);
+            process.stdout.write(`Untagged: ${familiarize(formatReference(found.ref))}\n`);
+          }
+          for (const digest of context.store.layout.collectGarbage()) process.stdout.write(`Deleted: ${digest}\n`);
+        }
+        if (failed) throw new ClientError('not-found', 'some images could not be removed');
+      }),
+    );
+}
+
+function familiarize(name: string): string {
+  try {
+    const ref = parseReference(name, { defaultTag: false });
+    return `${familiarName(ref)}${ref.tag ? `:${ref.tag}` : ''}${ref.digest ? `@${ref.digest}` : ''}`;
+  } catch {
+    return name;
+  }
+}

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { parsePlatform, resolveImage } from '../../client/index.js';
+import { familiarName } from '../../oci/reference.js';
+import { withContext } from '../context.js';
+import { renderTemplate } from '../output.js';
+
+export function registerInspect(program: Command): void {
+  program
+    .command('inspect')
+    .description('show an image: digest, repo digests, platform and config (local, else remote)')
+    .argument('<image...>', 'image references, oci:DIR[:TAG] or docker-archive:FILE')
+    .option('-f, --format <template>', 'a Go template, e.g. {{.Id}} or {{index .RepoDigests 0}}')
+    .option('--platform <os/arch[/variant]>', 'which image of a multi-arch index')
+    .option('--remote', 'read the registry even when the image is local')
+    .action(async (images: string[], options: { format?: string; platform?: string; remote?: boolean }, command: Command) =>
+      withContext(command, async (context) => {
+        const results: Array<Record<string, unknown>> = [];
+        for (const image of images) {
+          const { source, location } = context.openNamedSource(image, options.remote ? { remote: true } : {});
+          try {
+            const resolved = await resolveImage(source, options.platform ? { platform: parsePlatform(options.platform) } : {});
+            const ref = location.transport === 'registry' || location.transport === 'local' ? location.ref : undefined;
+            const repoTags = ref?.tag ? [`${familiarName(ref)}:${ref.tag}`] : [];
+            const repoDigests = ref ? [`${familiarName(ref)}@${resolved.root.digest}`] : [];
+            const { config } = resolved;
+            const size = resolved.parsed.layers.reduce((sum, l) => sum + l.size, 0);
+            results.push({
+              Id: resolved.configDescriptor.digest,
+              RepoTags: repoTags,
+              RepoDigests: repoDigests,
+              Created: config.created ?? '',
+              Author: config.author ?? '',
+              Architecture: config.architecture ?? '',
+              Os: config.os ?? '',
+              ...(config.variant ? { Variant: config.variant } : {}),
+              Config: config.config ?? {},
+              RootFS: { Type: config.rootfs?.type ?? 'layers', Layers: config.rootfs?.diff_ids ?? [] },
+              Size: size,
+              Digest: resolved.root.digest,
+              Descriptor: { mediaType: resolved.manifest.mediaType, digest: resolved.manifest.digest, size: resolved.manifest.bytes.length },
+              Platform: { os: config.os ?? '', architecture: config.architecture ?? '', ...(config.variant ? { variant: config.variant } : {}) },
+              Source: source.description,
+            });
+          } finally {
+            await source.close();
+          }
+        }
+        if (options.format) {
+          for (const result of results) process.stdout.write(renderTemplate(options.format, result) + '\n');
+        } else {
+          process.stdout.write(JSON.stringify(results, null, 4) + '\n');
+        }
+      }),
+    );
+}

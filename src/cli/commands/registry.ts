@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { ClientError, parseImageLocation } from '../../client/index.js';
+import { isDigest } from '../../oci/digest.js';
+import { formatReference, parseReference } from '../../oci/reference.js';
+import { normaliseServer } from './login.js';
+import { withContext } from '../context.js';
+
+export function registerRegistryCommands(program: Command): void {
+  program
+    .command('tags')
+    .description("list a repository's tags")
+    .argument('<repository>', 'e.g. localhost:5000/app')
+    .action(async (repository: string, _options: unknown, command: Command) =>
+      withContext(command, async (context) => {
+        const ref = parseReference(repository.replace(/^docker:\/\//, ''), { defaultTag: false });
+        const tags: string[] = [];
+        for await (const tag of context.client(ref.registry).tags(ref.repository)) {
+          if (context.options.json) tags.push(tag);
+          else process.stdout.write(`${tag}\n`);
+        }
+        if (context.options.json) process.stdout.write(JSON.stringify(tags) + '\n');
+      }),
+    );
+
+  program
+    .command('catalog')
+    .description("list a registry's repositories")
+    .argument('<registry>', 'registry host, e.g. localhost:5000')
+    .option('-n, --limit <n>', 'at most this many', (v) => Number.parseInt(v, 10))
+    .action(async (registry: string, options: { limit?: number }, command: Command) =>
+      withContext(command, async (context) => {
+        const host = normaliseServer(registry);
+        const names: string[] = [];
+        for await (const name of context.client(host).catalog()) {
+          if (options.limit !== undefined && names.length >= options.limit) break;
+          names.push(name);
+          if (!context.options.json) process.stdout.write(`${name}\n`);
+        }
+        if (context.options.json) process.stdout.write(JSON.stringify(names) + '\n');
+      }),
+    );
+
+  program
+    .command('digest')
+    .description('print the digest of the manifest a reference names (asks the registry)')
+    .argument('<image>', 'image reference, oci:DIR[:TAG], docker-archive:FILE or local:REF')
+    .action(async (image: string, _options: unknown, command: Command) =>
+      withContext(command, async (context) => {
+        const location = parseImageLocation(image, 'registry');
+        if (location.transport === 'registry') {
+          const { ref } = location;
+          const head = await context.client(ref.registry).headManifest(ref.repository, ref.digest ?? ref.tag ?? 'latest');
+          if (!head) throw new ClientError('manifest-unknown', `manifest unknown: ${formatReference(ref)}`, { registry: ref.registry });
+          process.stdout.write(`${head.digest}\n`);
+          return;
+        }
+        const source = context.openSource(location);
+        try {
+          process.stdout.write(`${(await source.getManifest()).digest}\n`);
+        } finally {
+          await source.close();
+        }
+      }),
+    );
+
+  program
+    .command('delete')
+    .description('delete a manifest (and so every tag on it) from a registry')
+    .argument('<image>', 'image reference (tag or digest)')
+    .action(async (image: string, _options: unknown, command: Command) =>
+      withContext(command, async (context) => {
+        const ref = parseReference(image.replace(/^docker:\/\//, ''));
+        const client = context.client(ref.registry);
+        let digest = ref.digest;
+        if (!digest) {
+          const head = await client.headManifest(ref.repository, ref.tag ?? 'latest');
+          if (!head) throw new ClientError('manifest-unknown', `manifest unknown: ${formatReference(ref)}`, { registry: ref.registry });
+          digest = head.digest;
+        }
+        if (!isDigest(digest)) throw new Error(`bad digest ${digest}`);
+        await client.deleteManifest(ref.repository, digest);
+        if (context.options.json) process.stdout.write(JSON.stringify({ deleted: `${ref.registry}/${ref.repository}@${digest}` }) + '\n');
+        else process.stdout.write(`Deleted: ${ref.registry}/${ref.repository}@${digest}\n`);
+      }),
+    );
+}

@@ -1,0 +1,36 @@
+import type { Command } from 'commander';
+import { ClientError, RegistryDestination, RegistrySource, copyImage, parseImageLocation } from '../../client/index.js';
+import { formatReference } from '../../oci/reference.js';
+import { withContext } from '../context.js';
+
+export function registerTag(program: Command): void {
+  program
+    .command('tag')
+    .description('name a local image anew; with two references on one registry and no local SOURCE (or --remote), retag it there without moving blobs')
+    .argument('<source>', 'image to tag')
+    .argument('<target>', 'new name')
+    .option('--remote', 'retag on the registry even when the image is also local')
+    .action(async (sourceText: string, targetText: string, options: { remote?: boolean }, command: Command) =>
+      withContext(command, async (context) => {
+        const source = parseImageLocation(sourceText, 'local');
+        const target = parseImageLocation(targetText, 'local');
+        if ((source.transport !== 'local' && source.transport !== 'registry') || (target.transport !== 'local' && target.transport !== 'registry')) {
+          throw new Error('tag takes image references; use "wharf copy" for layouts and archives');
+        }
+        const local = options.remote || source.transport === 'registry' ? undefined : context.store.findByNameOrId(sourceText);
+        if (local) {
+          context.store.tag(target.ref, local.descriptor);
+          if (context.options.json) process.stdout.write(JSON.stringify({ source: formatReference(local.ref), target: formatReference(target.ref), digest: local.descriptor.digest }) + '\n');
+          return;
+        }
+        if (source.ref.registry !== target.ref.registry) {
+          throw new ClientError('manifest-unknown', `No such image: ${formatReference(source.ref)} (a remote retag needs both names on one registry)`);
+        }
+        // Remote retag: the manifest is put again under the new name; blobs are mounted, never moved.
+        const client = context.client(source.ref.registry);
+        const result = await copyImage(new RegistrySource(client, source.ref), new RegistryDestination(client, target.ref), { allPlatforms: true });
+        if (context.options.json) process.stdout.write(JSON.stringify({ source: formatReference(source.ref), target: formatReference(target.ref), digest: result.manifest.digest, remote: true }) + '\n');
+        else if (!context.options.quiet) process.stdout.write(`Tagged ${formatReference(target.ref)}@${result.manifest.digest}\n`);
+      }),
+    );
+}
