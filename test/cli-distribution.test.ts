@@ -1,0 +1,393 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { cliUser, type CliUser } from './support/cli.js';
+import { startFaultProxy, type FaultProxy } from './support/fault-proxy.js';
+import { startReferenceRegistry, tool, type ReferenceRegistry } from './support/reference-registry.js';
+import { writeTestLayout, type TestLayout } from './support/test-images.js';
+
+/** skopeo against a plain-HTTP loopback registry, with no system policy involved. */
+function skopeo(args: string[]): string {
+  return tool('skopeo', ['--insecure-policy', ...args]);
+}
+
+function ociIndexDigest(dir: string, refName?: string): string {
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const entry = refName ? index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === refName) : index.manifests[0];
+  assert.ok(entry, `no ${refName ?? 'entry'} in ${dir}/index.json`);
+  return entry.digest;
+}
+
+describe('wharf against Distribution (docker-registry, plain HTTP)', () => {
+  let registry: ReferenceRegistry;
+  let images: TestLayout;
+  let user: CliUser;
+  let work: string;
+  let R: string;
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'wharf-cli-dist-'));
+    images = await writeTestLayout(join(work, 'layout'));
+    registry = await startReferenceRegistry({ mode: 'plain' });
+    R = registry.host;
+    user = cliUser();
+    // Seed the registry the way a CI job would: wharf copy from an OCI layout.
+    await user.ok(['copy', `oci:${images.dir}:base`, `${R}/seed/base:v1`]);
+    await user.ok(['copy', '--all-platforms', `oci:${images.dir}:multi`, `${R}/seed/multi:v1`]);
+    await user.ok(['copy', `oci:${images.dir}:small`, `${R}/seed/small:v1`]);
+  });
+
+  after(async () => {
+    user?.dispose();
+    await registry?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test('copy from a layout keeps every digest: skopeo sees the same manifests', () => {
+    const base = JSON.parse(skopeo(['inspect', '--tls-verify=false', `docker://${R}/seed/base:v1`])) as { Digest: string };
+    assert.equal(base.Digest, images.base.digest);
+    const multiRaw = skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${R}/seed/multi:v1`]);
+    assert.equal(JSON.parse(multiRaw).manifests.length, 2);
+    const rawFile = join(work, 'multi-raw.json');
+    writeFileSync(rawFile, multiRaw);
+    assert.equal(tool('skopeo', ['manifest-digest', rawFile]).trim(), images.multi.digest);
+  });
+
+  test('pull stores the image locally; images lists it; history prints its 5 rows', async () => {
+    const pull = await user.ok(['pull', `${R}/seed/base:v1`]);
+    assert.match(pull.stdout, /v1: Pulling from 127\.0\.0\.1:\d+\/seed\/base/);
+    assert.match(pull.stdout, new RegExp(`Digest: ${images.base.digest}`));
+    assert.match(pull.stdout, /Status: Downloaded newer image/);
+    assert.match(pull.stderr, /: Pull complete/);
+    const again = await user.ok(['pull', `${R}/seed/base:v1`]);
+    assert.match(again.stdout, /Status: Image is up to date/);
+
+    const list = await user.ok(['images']);
+    assert.match(list.stdout, /^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$/m);
+    assert.match(list.stdout, new RegExp(`${R.replace('.', '\\.')}/seed/base\\s+v1\\s+${images.base.configDigest!.slice(7, 19)}`));
+
+    const history = await user.ok(['history', `${R}/seed/base:v1`]);
+    const lines = history.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^IMAGE\s+CREATED\s+CREATED BY\s+SIZE\s+COMMENT$/);
+    assert.equal(lines.length, 1 + 5, history.stdout);
+    assert.match(lines[1]!, new RegExp(`^${images.base.configDigest!.slice(7, 19)}\\s.*CMD \\["/bin/sh"\\]\\s+0B`));
+    assert.match(lines[5]!, /^<missing>.*ADD rootfs\.tar.*base layer$/);
+    assert.match(history.stdout, /RUN \/bin\/sh -c echo two > \/usr\/share\/test\/b\.…/, 'CREATED BY is cut at 45 characters');
+    const full = await user.ok(['history', '--no-trunc', '--format', '{{.CreatedBy}}|{{.SizeBytes}}', `${R}/seed/base:v1`]);
+    const rows = full.stdout.trim().split('\n');
+    assert.equal(rows.length, 5);
+    assert.equal(rows[1], `COPY random.bin /data/ # buildkit|${images.base.layers![2]!.size}`);
+  });
+
+  test('history works on a remote image without pulling its layers', async () => {
+    const other = cliUser();
+    try {
+      const history = await other.ok(['history', '--format', 'json', `${R}/seed/base:v1`]);
+      assert.equal((JSON.parse(history.stdout) as unknown[]).length, 5);
+      assert.equal(existsSync(join(other.wharfHome, 'images', 'blobs', 'sha256', images.base.layers![2]!.digest.slice(7))), false);
+    } finally {
+      other.dispose();
+    }
+  });
+
+  test('--platform picks the right child of a multi-arch index', async () => {
+    const arm = images.multi.children!.find((c) => c.platform === 'linux/arm64/v8')!;
+    const amd = images.multi.children!.find((c) => c.platform === 'linux/amd64')!;
+    await user.ok(['pull', '--platform', 'linux/arm64', `${R}/seed/multi:v1`]);
+    const inspect = await user.ok(['inspect', '--format', '{{.Id}} {{.Os}}/{{.Architecture}}/{{.Variant}} {{.Descriptor.digest}}', `${R}/seed/multi:v1`]);
+    assert.equal(inspect.stdout.trim(), `${arm.configDigest} linux/arm64/v8 ${arm.digest}`);
+    const remote = await user.ok(['inspect', '--remote', '--platform', 'linux/amd64', '--format', '{{.Descriptor.digest}} {{index .RepoDigests 0}}', `${R}/seed/multi:v1`]);
+    assert.equal(remote.stdout.trim(), `${amd.digest} ${R}/seed/multi@${images.multi.digest}`);
+    const missing = await user.run(['pull', '--platform', 'linux/s390x', `${R}/seed/multi:v1`]);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /no image for platform linux\/s390x.*linux\/amd64, linux\/arm64\/v8/);
+  });
+
+  test('pull --all-platforms into an OCI layout keeps the index digest', async () => {
+    const dir = join(work, 'pulled-multi');
+    await user.ok(['pull', '--all-platforms', `${R}/seed/multi:v1`, `oci:${dir}:multi`]);
+    assert.equal(ociIndexDigest(dir, 'multi'), images.multi.digest);
+    for (const child of images.multi.children!) assert.ok(existsSync(join(dir, 'blobs', 'sha256', child.digest.slice(7))));
+    // skopeo reads what wharf wrote.
+    const seen = JSON.parse(skopeo(['inspect', '--raw', `oci:${dir}:multi`])) as { manifests: unknown[] };
+    assert.equal(seen.manifests.length, 2);
+  });
+
+  test('tag and push: existing blobs are skipped, blobs of another repository are mounted', async () => {
+    await user.ok(['tag', `${R}/seed/base:v1`, `${R}/team/app:1.0`]);
+    const push = await user.ok(['push', `${R}/team/app:1.0`]);
+    assert.match(push.stdout, new RegExp(`The push refers to repository \\[${R.replace('.', '\\.')}/team/app\\]`));
+    assert.match(push.stdout, new RegExp(`1\\.0: digest: ${images.base.digest} size: ${images.base.size}`));
+    const mounted = push.stderr.match(/Mounted from seed\/base/g) ?? [];
+    assert.equal(mounted.length, 3, push.stderr);
+    await user.ok(['tag', `${R}/team/app:1.0`, `${R}/team/app:1.1`]);
+    const again = await user.ok(['push', `${R}/team/app:1.1`]);
+    assert.equal((again.stderr.match(/Layer already exists/g) ?? []).length, 3, again.stderr);
+    const digest = await user.ok(['digest', `${R}/team/app:1.1`]);
+    assert.equal(digest.stdout.trim(), images.base.digest);
+  });
+
+  test('push --all-tags pushes every local tag of the repository', async () => {
+    await user.ok(['pull', `${R}/seed/small:v1`]);
+    await user.ok(['tag', `${R}/seed/small:v1`, `${R}/many/small:a`]);
+    await user.ok(['tag', `${R}/seed/small:v1`, `${R}/many/small:b`]);
+    const push = await user.ok(['push', '--all-tags', `${R}/many/small`]);
+    assert.match(push.stdout, /a: digest: sha256:/);
+    assert.match(push.stdout, /b: digest: sha256:/);
+    const tags = await user.ok(['tags', `${R}/many/small`]);
+    assert.deepEqual(tags.stdout.trim().split('\n').sort(), ['a', 'b']);
+    const bad = await user.run(['push', '--all-tags', `${R}/many/small:a`]);
+    assert.notEqual(bad.code, 0);
+  });
+
+  test('tag with two remote references on one registry retags without moving blobs', async () => {
+    const other = cliUser();
+    try {
+      const result = await other.ok(['tag', `${R}/seed/base:v1`, `${R}/retagged/base:prod`]);
+      assert.match(result.stdout, new RegExp(`Tagged ${R.replace('.', '\\.')}/retagged/base:prod@${images.base.digest}`));
+      assert.equal((await other.ok(['digest', `${R}/retagged/base:prod`])).stdout.trim(), images.base.digest);
+      // Nothing was stored locally: the image never came to this machine.
+      assert.equal((await other.ok(['images', '--format', 'json'])).stdout.trim(), '[]');
+      const blobGets = registry.output().split('\n').filter((l) => /"GET \/v2\/seed\/base\/blobs\/.*retagged|GET \/v2\/retagged\/base\/blobs/.test(l));
+      assert.equal(blobGets.length, 0);
+    } finally {
+      other.dispose();
+    }
+  });
+
+  test('what skopeo pushes, wharf pulls with identical digests, and the other way round', async () => {
+    skopeo(['copy', '--dest-tls-verify=false', `oci:${images.dir}:small`, `docker://${R}/from-skopeo/small:v1`]);
+    const dir = join(work, 'wharf-from-skopeo');
+    await user.ok(['pull', `${R}/from-skopeo/small:v1`, `oci:${dir}:small`]);
+    assert.equal(ociIndexDigest(dir, 'small'), images.small.digest);
+    assert.equal((await user.ok(['digest', `${R}/from-skopeo/small:v1`])).stdout.trim(), images.small.digest);
+
+    await user.ok(['copy', `oci:${images.dir}:base`, `${R}/from-wharf/base:v1`]);
+    const skopeoDir = join(work, 'skopeo-from-wharf');
+    skopeo(['copy', '--src-tls-verify=false', `docker://${R}/from-wharf/base:v1`, `oci:${skopeoDir}:base`]);
+    assert.equal(ociIndexDigest(skopeoDir, 'base'), images.base.digest);
+  });
+
+  test('a docker-archive written by skopeo round-trips through wharf', async () => {
+    const archive = join(work, 'skopeo-base.tar');
+    skopeo(['copy', `oci:${images.dir}:base`, `docker-archive:${archive}:example/base:v1`]);
+    // skopeo writes a docker-format config, so the image ID is the digest of the archive's config file.
+    const skopeoManifest = JSON.parse(tool('tar', ['-xOf', archive, 'manifest.json'])) as Array<{ Config: string }>;
+    const imageId = `sha256:${createHash('sha256').update(execFileSync('tar', ['-xOf', archive, skopeoManifest[0]!.Config])).digest('hex')}`;
+    await user.ok(['copy', `docker-archive:${archive}`, `${R}/archive/base:v1`]);
+    const inspect = await user.ok(['inspect', '--remote', '--format', '{{.Id}} {{.Architecture}}', `${R}/archive/base:v1`]);
+    assert.equal(inspect.stdout.trim(), `${imageId} amd64`, 'the image ID (config digest) survives the archive');
+    const skopeoSees = JSON.parse(skopeo(['inspect', '--config', '--tls-verify=false', `docker://${R}/archive/base:v1`])) as { history: unknown[] };
+    assert.equal(skopeoSees.history.length, 5);
+
+    // And back out: wharf writes a docker-archive that skopeo reads to the same image ID.
+    const out = join(work, 'wharf-base.tar');
+    await user.ok(['copy', `${R}/archive/base:v1`, `docker-archive:${out}`]);
+    const manifest = JSON.parse(tool('tar', ['-xOf', out, 'manifest.json'])) as Array<{ Config: string; RepoTags: string[]; Layers: string[] }>;
+    assert.deepEqual(manifest[0]!.RepoTags, [`${R}/archive/base:v1`]);
+    assert.equal(manifest[0]!.Layers.length, 3);
+    const skopeoReads = JSON.parse(skopeo(['inspect', '--raw', `docker-archive:${out}`])) as { config: { digest: string }; layers: unknown[] };
+    assert.equal(skopeoReads.config.digest, imageId);
+    assert.equal(skopeoReads.layers.length, 3);
+    // wharf pull straight into an archive, then read it back with wharf.
+    const pulled = join(work, 'pulled.tar');
+    await user.ok(['pull', `${R}/seed/small:v1`, `docker-archive:${pulled}`]);
+    const history = await user.ok(['history', '--format', '{{.CreatedBy}}', `docker-archive:${pulled}`]);
+    assert.equal(history.stdout.trim(), 'COPY hello.txt /');
+  });
+
+  test('manifest inspect prints the manifest; --raw the exact bytes; --verbose each platform', async () => {
+    const pretty = await user.ok(['manifest', 'inspect', `${R}/seed/multi:v1`]);
+    assert.equal(JSON.parse(pretty.stdout).manifests.length, 2);
+    const raw = await user.ok(['manifest', 'inspect', '--raw', `${R}/seed/multi:v1`]);
+    assert.equal(raw.stdout.trimEnd(), readFileSync(join(images.dir, 'blobs', 'sha256', images.multi.digest.slice(7)), 'utf8'));
+    const verbose = JSON.parse((await user.ok(['manifest', 'inspect', '--verbose', `${R}/seed/multi:v1`])).stdout) as Array<{ Ref: string; Descriptor: { platform: { architecture: string } }; OCIManifest: { layers: unknown[] } }>;
+    assert.equal(verbose.length, 2);
+    assert.equal(verbose[1]!.Descriptor.platform.architecture, 'arm64');
+    assert.equal(verbose[1]!.OCIManifest.layers.length, 2);
+    assert.match(verbose[0]!.Ref, new RegExp(`^${R.replace('.', '\\.')}/seed/multi@sha256:`));
+  });
+
+  test('inspect shows digest, repo digests, platform and config as JSON', async () => {
+    const out = JSON.parse((await user.ok(['inspect', `${R}/seed/base:v1`])).stdout) as Array<Record<string, any>>;
+    assert.equal(out.length, 1);
+    assert.equal(out[0]!.Id, images.base.configDigest);
+    assert.deepEqual(out[0]!.RepoDigests, [`${R}/seed/base@${images.base.digest}`]);
+    assert.deepEqual(out[0]!.RepoTags, [`${R}/seed/base:v1`]);
+    assert.equal(out[0]!.Os, 'linux');
+    assert.deepEqual(out[0]!.Config.Cmd, ['/bin/sh']);
+    assert.equal(out[0]!.RootFS.Layers.length, 3);
+  });
+
+  test('manifest create and imagetools create build an index without moving layers', async () => {
+    const [amd, arm] = images.multi.children!;
+    await user.ok(['copy', `${R}/seed/multi@${amd!.digest}`, `${R}/parts/app:amd64`]);
+    await user.ok(['copy', `${R}/seed/multi@${arm!.digest}`, `${R}/parts/app:arm64`]);
+    const created = await user.ok(['manifest', 'create', `${R}/combined/app:v1`, `${R}/parts/app:amd64`, `${R}/parts/app:arm64`]);
+    const digest = created.stdout.trim();
+    assert.match(digest, /^sha256:[a-f0-9]{64}$/);
+    const index = JSON.parse((await user.ok(['manifest', 'inspect', `${R}/combined/app:v1`])).stdout) as { manifests: Array<{ digest: string; platform: { architecture: string; variant?: string } }> };
+    assert.deepEqual(index.manifests.map((m) => m.digest), [amd!.digest, arm!.digest]);
+    assert.equal(index.manifests[1]!.platform.variant, 'v8');
+    // The layers arrived by mount, not by upload: no blob PUT to combined/app.
+    assert.ok(!/PUT \/v2\/combined\/app\/blobs\/uploads/.test(registry.output()), 'layers were uploaded instead of mounted');
+    const pulled = await user.ok(['inspect', '--remote', '--platform', 'linux/arm64', '--format', '{{.Architecture}}', `${R}/combined/app:v1`]);
+    assert.equal(pulled.stdout.trim(), 'arm64');
+    const tools = await user.ok(['imagetools', 'create', '-t', `${R}/combined/app:v2`, `${R}/parts/app:amd64`, `${R}/parts/app:arm64`]);
+    assert.equal(tools.stdout.trim(), digest, 'the same index has the same digest');
+  });
+
+  test('tags, catalog and search (falling back to the catalog on Distribution)', async () => {
+    const catalog = (await user.ok(['catalog', R])).stdout.trim().split('\n');
+    for (const name of ['seed/base', 'seed/multi', 'seed/small', 'team/app']) assert.ok(catalog.includes(name), `${name} in ${catalog}`);
+    const tags = JSON.parse((await user.ok(['--json', 'tags', `${R}/team/app`])).stdout) as string[];
+    assert.deepEqual(tags.sort(), ['1.0', '1.1']);
+    const search = await user.ok(['search', `${R}/seed`]);
+    const lines = search.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^NAME\s+DESCRIPTION\s+STARS\s+OFFICIAL$/);
+    assert.deepEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]).sort(), [`${R}/seed/base`, `${R}/seed/multi`, `${R}/seed/small`]);
+    const limited = await user.ok(['search', '--limit', '1', '--format', 'json', `${R}/seed`]);
+    const results = JSON.parse(limited.stdout) as Array<{ name: string; source: string }>;
+    assert.equal(results.length, 1);
+    assert.equal(results[0]!.source, 'catalog');
+    const official = await user.ok(['search', '--filter', 'is-official=true', `${R}/seed`]);
+    assert.equal(official.stdout.trim().split('\n').length, 1, 'only the header: nothing in a catalog is official');
+  });
+
+  test('pin rewrites compose and Kubernetes YAML to digests; --check fails on unpinned tags', async () => {
+    const compose = join(work, 'compose.yaml');
+    const k8s = join(work, 'deploy.yaml');
+    writeFileSync(compose, `# our stack\nservices:\n  web:\n    image: ${R}/seed/base:v1   # the app\n    ports: ["80:80"]\n  cache:\n    image: "${R}/seed/small:v1"\n  db:\n    image: \${DB_IMAGE}\n`);
+    writeFileSync(k8s, `apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      initContainers:\n        - name: init\n          image: ${R}/seed/small:v1\n      containers:\n        - name: app\n          image: ${R}/seed/multi:v1\n---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - image: ${R}/seed/base@${images.base.digest}\n`);
+    const check = await user.run(['pin', '--check', compose, k8s]);
+    assert.equal(check.code, 1);
+    assert.match(check.stderr, new RegExp(`compose\\.yaml:4: ${R.replace('.', '\\.')}/seed/base:v1 is not pinned`));
+    assert.match(check.stderr, /deploy\.yaml:11: /);
+    assert.equal((check.stderr.match(/is not pinned/g) ?? []).length, 4);
+
+    await user.ok(['pin', compose, k8s]);
+    const pinnedCompose = readFileSync(compose, 'utf8');
+    assert.match(pinnedCompose, new RegExp(`image: ${R.replace('.', '\\.')}/seed/base:v1@${images.base.digest}   # the app`));
+    assert.match(pinnedCompose, new RegExp(`image: "${R.replace('.', '\\.')}/seed/small:v1@${images.small.digest}"`));
+    assert.match(pinnedCompose, /^# our stack$/m, 'comments are kept');
+    assert.match(pinnedCompose, /image: \$\{DB_IMAGE\}/, 'variables are left alone');
+    assert.match(readFileSync(k8s, 'utf8'), new RegExp(`image: ${R.replace('.', '\\.')}/seed/multi:v1@${images.multi.digest}`));
+    const ok = await user.run(['pin', '--check', compose, k8s]);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  test('delete removes a manifest; unknown images fail with a clear error and a non-zero exit', async () => {
+    await user.ok(['copy', `${R}/seed/small:v1`, `${R}/doomed/small:v1`]);
+    const deleted = await user.ok(['delete', `${R}/doomed/small:v1`]);
+    assert.equal(deleted.stdout.trim(), `Deleted: ${R}/doomed/small@${images.small.digest}`);
+    const gone = await user.run(['pull', `${R}/doomed/small:v1`]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, new RegExp(`manifest unknown: ${R.replace('.', '\\.')}/doomed/small:v1`));
+    const digest = await user.run(['digest', `${R}/nothing/here:v9`]);
+    assert.equal(digest.code, 1);
+    assert.match(digest.stderr, /manifest unknown/);
+    const badRef = await user.run(['pull', 'UPPER/Case:x']);
+    assert.notEqual(badRef.code, 0);
+    assert.match(badRef.stderr, /invalid reference/);
+  });
+
+  test('rmi untags and deletes blobs no other image uses', async () => {
+    const other = cliUser();
+    try {
+      await other.ok(['pull', `${R}/seed/small:v1`]);
+      await other.ok(['tag', `${R}/seed/small:v1`, 'mine/small:v1']);
+      const first = await other.ok(['rmi', `${R}/seed/small:v1`]);
+      assert.match(first.stdout, new RegExp(`Untagged: ${R.replace('.', '\\.')}/seed/small:v1`));
+      assert.doesNotMatch(first.stdout, /Deleted/, 'still tagged as mine/small');
+      const second = await other.ok(['rmi', 'mine/small:v1']);
+      assert.match(second.stdout, /Untagged: mine\/small:v1/);
+      assert.equal((second.stdout.match(/Deleted: sha256:/g) ?? []).length, 3, 'manifest, config and layer');
+      const missing = await other.run(['rmi', 'mine/small:v1']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /No such image: mine\/small:v1/);
+    } finally {
+      other.dispose();
+    }
+  });
+
+  test('--json and --quiet change the output for scripts', async () => {
+    const other = cliUser();
+    try {
+      const quiet = await other.ok(['--quiet', 'pull', `${R}/seed/small:v1`]);
+      assert.equal(quiet.stderr, '');
+      assert.equal(quiet.stdout.trim(), `${R}/seed/small:v1`);
+      await other.ok(['rmi', `${R}/seed/small:v1`]);
+      const json = await other.ok(['--json', 'pull', `${R}/seed/small:v1`]);
+      const result = JSON.parse(json.stdout) as { digest: string };
+      assert.equal(result.digest, images.small.digest);
+      const events = json.stderr.trim().split('\n').map((l) => JSON.parse(l) as { type: string; action: string });
+      assert.ok(events.some((e) => e.type === 'blob-done' && e.action === 'pull'));
+    } finally {
+      other.dispose();
+    }
+  });
+});
+
+describe('wharf over a faulty network (a proxy in front of docker-registry)', () => {
+  let registry: ReferenceRegistry;
+  let proxy: FaultProxy;
+  let images: TestLayout;
+  let user: CliUser;
+  let work: string;
+
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'wharf-cli-faults-'));
+    images = await writeTestLayout(join(work, 'layout'));
+    registry = await startReferenceRegistry({ mode: 'plain' });
+    proxy = await startFaultProxy(registry.host);
+    user = cliUser();
+    await user.ok(['copy', `oci:${images.dir}:base`, `${registry.host}/faults/base:v1`]);
+  });
+
+  after(async () => {
+    user?.dispose();
+    await proxy?.close();
+    await registry?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test('a pull interrupted mid-layer resumes with Range and verifies the digest', async () => {
+    const big = images.base.layers![2]!;
+    proxy.cutAfter(new RegExp(`/blobs/${big.digest}$`), 1024 * 1024);
+    const pull = await user.ok(['pull', `${proxy.host}/faults/base:v1`]);
+    assert.match(pull.stdout, new RegExp(`Digest: ${images.base.digest}`));
+    const gets = proxy.requests.filter((r) => r.method === 'GET' && r.path.endsWith(big.digest));
+    assert.ok(gets.length >= 2, `expected a second request for the cut layer, saw ${gets.length}`);
+    const resumed = gets.find((r) => typeof r.headers.range === 'string');
+    assert.ok(resumed, 'the second request asked for a Range');
+    const start = Number(/bytes=(\d+)-/.exec(resumed.headers.range as string)?.[1]);
+    assert.ok(start >= 512 * 1024 && start <= 1024 * 1024, `resumed at ${start}`);
+    assert.equal(resumed.status, 206);
+    const history = await user.ok(['history', '--format', '{{.SizeBytes}}', `${proxy.host}/faults/base:v1`]);
+    assert.match(history.stdout, new RegExp(`^${big.size}$`, 'm'));
+  });
+
+  test('503 and 429 with Retry-After are retried', async () => {
+    proxy.failNext(/\/manifests\/v1$/, 2, 503);
+    proxy.failNext(/\/tags\/list/, 1, 429, '1');
+    const started = Date.now();
+    const digest = await user.ok(['digest', `${proxy.host}/faults/base:v1`]);
+    assert.equal(digest.stdout.trim(), images.base.digest);
+    const tags = await user.ok(['tags', `${proxy.host}/faults/base`]);
+    assert.equal(tags.stdout.trim(), 'v1');
+    assert.ok(Date.now() - started >= 1000, 'Retry-After: 1 was honoured');
+    assert.equal(proxy.requests.filter((r) => r.status === 503).length, 2);
+    assert.equal(proxy.requests.filter((r) => r.status === 429).length, 1);
+  });
+
+  test('a registry that keeps failing ends in an error, not a hang', async () => {
+    proxy.failNext(/\/manifests\/v1$/, 50, 500);
+    const result = await user.run(['digest', `${proxy.host}/faults/base:v1`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /HTTP 500/);
+  });
+});
