@@ -134,23 +134,31 @@ export class RegistryClient {
     } catch (error) {
       const mayFallBack = this.options.insecure || isLoopbackHost(hostnameOf(this.apiHost));
       if (!mayFallBack || error instanceof ClientError) throw this.networkError(error, https);
+      // Only a registry answering on plain HTTP counts: a TLS server's "400 plain HTTP to HTTPS
+      // port" must not hide the certificate error the user needs to see.
+      let answered = false;
       try {
-        await this.probeOne(http);
-        return http;
+        answered = await this.probeOne(http);
       } catch {
-        throw this.networkError(error, https);
+        // fall through to the HTTPS error
       }
+      if (answered) return http;
+      throw this.networkError(error, https);
     }
   }
 
-  /** GET /v2/ to see that a registry answers there; remembers its challenge. Throws on network errors. */
-  private async probeOne(base: URL): Promise<void> {
+  /**
+   * GET /v2/ to see that a registry answers there; remembers its challenge. Returns whether the
+   * answer looks like a registry's (200, 401, or the API version header). Throws on network errors.
+   */
+  private async probeOne(base: URL): Promise<boolean> {
     const res = await this.transport.send({ method: 'GET', url: new URL('/v2/', base), headers: this.commonHeaders() });
     discard(res);
     if (res.statusCode === 401) {
       const value = header(res, 'www-authenticate');
       if (value) this.challenge = pickChallenge(parseChallenges(value));
     }
+    return res.statusCode === 200 || res.statusCode === 401 || header(res, 'docker-distribution-api-version') !== undefined;
   }
 
   private networkError(error: unknown, url: URL): ClientError {
