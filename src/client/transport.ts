@@ -26,7 +26,10 @@ export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (host === 'localhost' || host.endsWith('.localhost')) return true;
   if (isIP(host) === 4) return host.startsWith('127.');
-  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1';
+  if (isIP(host) === 6) {
+    if (host.startsWith('::ffff:')) return isLoopbackHost(host.slice('::ffff:'.length));
+    return host === '::1' || host === '0:0:0:0:0:0:0:1';
+  }
   return false;
 }
 

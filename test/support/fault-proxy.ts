@@ -13,6 +13,8 @@ export interface FaultProxy {
   requests: ProxiedRequest[];
   /** Cut the next response whose path matches after this many body bytes. */
   cutAfter(match: RegExp, bytes: number): void;
+  /** Answer the next request whose path matches with a 307 to this URL (as an S3-backed registry does). */
+  redirectNext(match: RegExp, location: string): void;
   /** Answer the next `count` requests whose path matches with this status (and Retry-After). */
   failNext(match: RegExp, count: number, status: number, retryAfter?: string): void;
   close(): Promise<void>;
@@ -27,10 +29,19 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
   const requests: ProxiedRequest[] = [];
   const cuts: Array<{ match: RegExp; bytes: number }> = [];
   const failures: Array<{ match: RegExp; count: number; status: number; retryAfter?: string }> = [];
+  const redirects: Array<{ match: RegExp; location: string }> = [];
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
     const record: ProxiedRequest = { method: req.method ?? 'GET', path, headers: req.headers, status: 0 };
     requests.push(record);
+    const redirectIndex = redirects.findIndex((r) => r.match.test(path));
+    if (redirectIndex >= 0 && req.method === 'GET') {
+      const [redirect] = redirects.splice(redirectIndex, 1);
+      record.status = 307;
+      req.resume();
+      res.writeHead(307, { location: redirect!.location }).end();
+      return;
+    }
     const failure = failures.find((f) => f.count > 0 && f.match.test(path));
     if (failure) {
       failure.count--;
@@ -75,6 +86,7 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
     host: `127.0.0.1:${port}`,
     requests,
     cutAfter: (match, bytes) => cuts.push({ match, bytes }),
+    redirectNext: (match, location) => redirects.push({ match, location }),
     failNext: (match, count, status, retryAfter) => failures.push({ match, count, status, ...(retryAfter ? { retryAfter } : {}) }),
     close: () =>
       new Promise((resolve) => {
