@@ -54,7 +54,10 @@ export function parseChallenges(value: string): AuthChallenge[] {
         }
         i++;
       } else {
-        param = readToken();
+        // Unquoted values should be tokens, but some servers send bare URLs: read to the next comma.
+        const start = i;
+        while (i < value.length && value[i] !== ',' && value[i] !== ' ' && value[i] !== '\t') i++;
+        param = value.slice(start, i);
       }
       challenge.params[name.toLowerCase()] = param;
       skipSpace();
