@@ -167,3 +167,18 @@ test('pin finds image fields in compose and multi-document Kubernetes YAML', () 
   assert.deepEqual(fields.map((f) => [f.value, f.line]), [['nginx:1.25', 3], ['redis', 5], [`app@sha256:${'c'.repeat(64)}`, 9]]);
   assert.equal(text.slice(fields[1]!.start, fields[1]!.end), '"redis"');
 });
+
+test('src/client depends only on oci, errors and itself (never registry, http, storage, metadata or cli)', async () => {
+  const { readdirSync } = await import('node:fs');
+  const dir = new URL('../src/client/', import.meta.url);
+  const offenders: string[] = [];
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.ts')) continue;
+    const text = readFileSync(new URL(name, dir), 'utf8');
+    for (const match of text.matchAll(/from '(\.\.\/[^']+)'/g)) {
+      const target = match[1]!;
+      if (!/^\.\.\/(oci|errors)\//.test(target) && target !== '../version.js') offenders.push(`${name} -> ${target}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
