@@ -136,7 +136,7 @@ describe("docker-registry with Docker's token auth", () => {
   let registry: ReferenceRegistry;
   let tokens: TokenServer;
   let user: CliUser;
-  const account = { username: 'tokenuser', password: 'token-secret-pw' };
+  const account = { username: 'tokenuser', password: 'token-secret-pw', refreshToken: 'identity-token-for-tokenuser' };
   before(async () => {
     tokens = await startTokenServer(work, account);
     registry = await startReferenceRegistry({ mode: 'token', token: { realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.rootCertBundle } });
@@ -172,6 +172,23 @@ describe("docker-registry with Docker's token auth", () => {
     const catalog = await user.ok(['catalog', registry.host]);
     assert.deepEqual(catalog.stdout.trim().split('\n'), ['team/app', 'team/other']);
     assert.ok(tokens.requests.some((r) => r.scopes.includes('registry:catalog:*')));
+  });
+
+  test('an identity token in config.json is traded with the OAuth2 refresh grant', async () => {
+    const other = cliUser();
+    try {
+      writeFileSync(
+        join(other.dockerConfig, 'config.json'),
+        JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${account.username}:`).toString('base64'), identitytoken: account.refreshToken } } }),
+      );
+      const digest = await other.ok(['digest', `${registry.host}/team/app:v1`]);
+      assert.equal(digest.stdout.trim(), images.base.digest);
+      const refresh = tokens.requests.filter((r) => r.grant === 'refresh_token');
+      assert.ok(refresh.length >= 1 && refresh.every((r) => r.authenticated), JSON.stringify(refresh));
+      assert.ok(refresh.some((r) => r.scopes.includes('repository:team/app:pull')));
+    } finally {
+      other.dispose();
+    }
   });
 
   test('a wrong password fails the login', async () => {
