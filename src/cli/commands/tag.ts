@@ -17,7 +17,7 @@ export function registerTag(program: Command): void {
         if ((source.transport !== 'local' && source.transport !== 'registry') || (target.transport !== 'local' && target.transport !== 'registry')) {
           throw new Error('tag takes image references; use "wharf copy" for layouts and archives');
         }
-        const local = options.remote || source.transport === 'registry' ? undefined : context.store.findByNameOrId(sourceText);
+        const local = options.remote || sourceText.startsWith('docker://') ? undefined : context.store.find(source.ref) ?? context.store.findByNameOrId(sourceText);
         if (local) {
           context.store.tag(target.ref, local.descriptor);
           if (context.options.json) process.stdout.write(JSON.stringify({ source: formatReference(local.ref), target: formatReference(target.ref), digest: local.descriptor.digest }) + '\n');
