@@ -85,6 +85,10 @@ describe('docker-registry with htpasswd basic auth', () => {
     assert.doesNotMatch(readFileSync(join(user.dockerConfig, 'config.json'), 'utf8'), /auth"\s*:\s*"[A-Za-z0-9+/=]{8,}/);
     await user.ok(['logout', registry.host], { env });
     assert.equal(readFileSync(join(user.home, 'erased.txt'), 'utf8').trim(), registry.host);
+    // credsStore: the same helper as the default store for every registry.
+    writeFileSync(join(user.dockerConfig, 'config.json'), JSON.stringify({ credsStore: 'wharftest' }));
+    const viaStore = await user.ok(['tags', `${registry.host}/private/small`], { env });
+    assert.equal(viaStore.stdout.trim(), 'v1');
     writeFileSync(join(user.dockerConfig, 'config.json'), '{}');
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -369,6 +369,51 @@ describe('wharf over a faulty network (a proxy in front of docker-registry)', ()
     assert.equal(resumed.status, 206);
     const history = await user.ok(['history', '--format', '{{.SizeBytes}}', `${proxy.host}/faults/base:v1`]);
     assert.match(history.stdout, new RegExp(`^${big.size}$`, 'm'));
+  });
+
+  test('a stalled download is cut after --timeout and resumed with Range', async () => {
+    const other = cliUser();
+    try {
+      const big = images.base.layers![2]!;
+      const before = proxy.requests.length;
+      proxy.stallAfter(new RegExp(`/blobs/${big.digest}$`), 700 * 1024);
+      const pull = await other.ok(['--timeout', '1', 'pull', `${proxy.host}/faults/base:v1`]);
+      assert.match(pull.stdout, new RegExp(`Digest: ${images.base.digest}`));
+      assert.equal(proxy.stalled(), 1);
+      const gets = proxy.requests.slice(before).filter((r) => r.method === 'GET' && r.path.endsWith(big.digest));
+      assert.equal(gets.length, 2, 'one stalled request, one resumed request');
+      assert.equal(gets[1]!.headers.range, `bytes=${700 * 1024}-`);
+    } finally {
+      other.dispose();
+    }
+  });
+
+  test('a pull killed mid-layer resumes from its partial file on the next run', async () => {
+    const other = cliUser();
+    try {
+      const big = images.base.layers![2]!;
+      const stalledBefore = proxy.stalled();
+      proxy.stallAfter(new RegExp(`/blobs/${big.digest}$`), 900 * 1024);
+      const first = other.start(['pull', `${proxy.host}/faults/base:v1`]);
+      const deadline = Date.now() + 15_000;
+      while (proxy.stalled() === stalledBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(proxy.stalled(), stalledBefore + 1, 'the layer download reached the stall');
+      await new Promise((r) => setTimeout(r, 300)); // let the received bytes reach the disk
+      first.child.kill('SIGKILL');
+      await first.result;
+      const partial = join(other.wharfHome, 'images', 'ingest', `sha256-${big.digest.slice(7)}.partial`);
+      assert.equal(statSync(partial).size, 900 * 1024);
+      const before = proxy.requests.length;
+      const second = await other.ok(['pull', `${proxy.host}/faults/base:v1`]);
+      assert.match(second.stdout, new RegExp(`Digest: ${images.base.digest}`));
+      const gets = proxy.requests.slice(before).filter((r) => r.method === 'GET' && r.path.endsWith(big.digest));
+      assert.equal(gets.length, 1);
+      assert.equal(gets[0]!.headers.range, `bytes=${900 * 1024}-`);
+      assert.equal(existsSync(partial), false, 'the partial file became the blob');
+      assert.equal(statSync(join(other.wharfHome, 'images', 'blobs', 'sha256', big.digest.slice(7))).size, big.size);
+    } finally {
+      other.dispose();
+    }
   });
 
   test('503 and 429 with Retry-After are retried', async () => {

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { mergeScopes, parseChallenges } from '../src/client/auth-challenge.js';
+import { certsDirectories, registryCaCerts } from '../src/client/connect.js';
 import { CredentialStore } from '../src/client/credentials.js';
 import { parseImageLocation } from '../src/client/image-location.js';
 import { parsePlatform, platformMatches, selectPlatform } from '../src/client/platform.js';
@@ -132,6 +134,24 @@ describe('credentials in the docker config', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test('CA certificates are looked up where docker and podman keep them', () => {
+  const dirs = certsDirectories({ HOME: '/home/u' });
+  assert.deepEqual(dirs, ['/etc/docker/certs.d', '/etc/containers/certs.d', '/home/u/.config/containers/certs.d']);
+  assert.deepEqual(certsDirectories({ HOME: '/home/u', WHARF_CERTS_D: '/a:/b' }), ['/a', '/b']);
+  const root = mkdtempSync(join(tmpdir(), 'wharf-certs-'));
+  try {
+    const { mkdirSync } = fs;
+    mkdirSync(join(root, 'reg.example:5000'));
+    writeFileSync(join(root, 'reg.example:5000', 'ca.crt'), 'PEM-A');
+    writeFileSync(join(root, 'reg.example:5000', 'extra.crt'), 'PEM-B');
+    writeFileSync(join(root, 'reg.example:5000', 'client.key'), 'not a CA');
+    assert.deepEqual(registryCaCerts('reg.example:5000', { WHARF_CERTS_D: root }), ['PEM-A', 'PEM-B']);
+    assert.deepEqual(registryCaCerts('other:5000', { WHARF_CERTS_D: root }), []);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 test('manifest media type from the document, else the header', () => {

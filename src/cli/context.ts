@@ -27,6 +27,7 @@ export interface GlobalOptions {
   plainHttp?: boolean;
   quiet?: boolean;
   json?: boolean;
+  timeout?: number;
 }
 
 /** What a command needs from its environment: registry clients, the local store, output settings. */
@@ -52,6 +53,7 @@ export class CliContext {
         ...(this.options.caCert ? { caCertFiles: this.options.caCert } : {}),
         ...(this.options.insecure ? { insecure: true } : {}),
         ...(this.options.plainHttp ? { plainHttp: true } : {}),
+        ...(this.options.timeout !== undefined ? { timeoutSeconds: this.options.timeout } : {}),
       });
       this.clients.set(registry, client);
     }

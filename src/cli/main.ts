@@ -15,6 +15,11 @@ program
   .option('--plain-http', 'talk plain HTTP to the registry')
   .option('-q, --quiet', 'no progress output')
   .option('--json', 'machine-readable output')
+  .option('--timeout <seconds>', 'cut and retry a connection silent this long (default 60)', (v: string) => {
+    const seconds = Number(v);
+    if (!(seconds > 0)) throw new Error(`--timeout: "${v}" is not a positive number of seconds`);
+    return seconds;
+  })
   .exitOverride();
 registerServe(program);
 registerClientCommands(program);

@@ -14,6 +14,8 @@ export interface ConnectOptions {
   /** Use these instead of stored credentials (verifying a login). */
   credentials?: Credentials;
   env?: NodeJS.ProcessEnv;
+  /** Seconds a connection may stay silent before it is cut and retried. */
+  timeoutSeconds?: number;
 }
 
 /**
@@ -50,6 +52,7 @@ export function connectRegistry(registry: string, options: ConnectOptions = {}):
     tls: { caCerts },
     ...(options.insecure ? { insecure: true } : {}),
     ...(options.plainHttp ? { plainHttp: true } : {}),
+    ...(options.timeoutSeconds !== undefined ? { idleTimeoutMs: options.timeoutSeconds * 1000 } : {}),
     credentials: options.credentials ?? (() => store.get(registry)),
   });
 }

@@ -25,6 +25,8 @@ export interface RegistryClientOptions {
   /** First backoff delay in milliseconds, doubled each retry; 250 by default. */
   retryBaseMs?: number;
   userAgent?: string;
+  /** Cut a connection that sends nothing for this long; 60 s by default. */
+  idleTimeoutMs?: number;
 }
 
 /** A manifest exactly as the registry served it. */
@@ -102,7 +104,10 @@ export class RegistryClient {
   constructor(options: RegistryClientOptions) {
     this.options = options;
     this.registry = options.registry;
-    this.transport = new Transport({ ...options.tls, ...(options.insecure ? { skipVerify: true } : {}) });
+    this.transport = new Transport(
+      { ...options.tls, ...(options.insecure ? { skipVerify: true } : {}) },
+      options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {},
+    );
   }
 
   close(): void {

@@ -49,7 +49,11 @@ export class Transport {
   private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
   private readonly httpsAgent: HttpsAgent;
 
-  constructor(tls: TlsSettings = {}) {
+  /** A connection silent for this long is cut (and the request retried or resumed by the caller). */
+  private readonly idleTimeoutMs: number;
+
+  constructor(tls: TlsSettings = {}, options: { idleTimeoutMs?: number } = {}) {
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     const ca = tls.caCerts && tls.caCerts.length > 0 ? [...rootCertificates, ...tls.caCerts] : undefined;
     this.httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 8, ...(ca ? { ca } : {}), rejectUnauthorized: !tls.skipVerify });
   }
@@ -71,6 +75,11 @@ export class Transport {
       };
       const outgoing = (secure ? httpsRequest : httpRequest)(options, resolve);
       outgoing.on('error', reject);
+      outgoing.setTimeout(this.idleTimeoutMs, () => {
+        const error: NodeJS.ErrnoException = new Error(`no data from ${url.host} for ${this.idleTimeoutMs / 1000}s`);
+        error.code = 'ETIMEDOUT';
+        outgoing.destroy(error);
+      });
       const body = req.body;
       if (body === undefined) outgoing.end();
       else if (Buffer.isBuffer(body)) outgoing.end(body);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,8 @@ export interface CliUser {
   env: Record<string, string>;
   /** Runs `wharf ARGS…` as a spawned process, as a user would. */
   run(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
+  /** Starts `wharf ARGS…` and hands back the process (to kill it mid-way) and its result. */
+  start(args: string[], options?: { env?: Record<string, string> }): { child: ChildProcess; result: Promise<CliResult> };
   /** Like run(), but throws with the output when the exit code is not 0. */
   ok(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
   dispose(): void;
@@ -37,23 +39,27 @@ export function cliUser(extraEnv: Record<string, string> = {}): CliUser {
     WHARF_CERTS_D: join(home, 'certs.d'),
     ...extraEnv,
   };
-  const run = (args: string[], options: { input?: string; env?: Record<string, string> } = {}) =>
-    new Promise<CliResult>((resolve, reject) => {
-      const child = spawn(process.execPath, [WHARF_BIN, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const start = (args: string[], options: { input?: string; env?: Record<string, string> } = {}) => {
+    const child = spawn(process.execPath, [WHARF_BIN, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const result = new Promise<CliResult>((resolve, reject) => {
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.on('error', reject);
       child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(options.input ?? '');
     });
+    child.stdin.end(options.input ?? '');
+    return { child, result };
+  };
+  const run = (args: string[], options: { input?: string; env?: Record<string, string> } = {}) => start(args, options).result;
   return {
     home,
     dockerConfig,
     wharfHome,
     env,
     run,
+    start,
     async ok(args, options) {
       const result = await run(args, options);
       if (result.code !== 0) throw new Error(`wharf ${args.join(' ')} exited ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`);

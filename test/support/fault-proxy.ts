@@ -13,6 +13,10 @@ export interface FaultProxy {
   requests: ProxiedRequest[];
   /** Cut the next response whose path matches after this many body bytes. */
   cutAfter(match: RegExp, bytes: number): void;
+  /** Send only this many body bytes of the next matching response, then go silent (keep the connection). */
+  stallAfter(match: RegExp, bytes: number): void;
+  /** How many responses have gone silent so far. */
+  stalled(): number;
   /** Answer the next request whose path matches with a 307 to this URL (as an S3-backed registry does). */
   redirectNext(match: RegExp, location: string): void;
   /** Answer the next `count` requests whose path matches with this status (and Retry-After). */
@@ -30,6 +34,8 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
   const cuts: Array<{ match: RegExp; bytes: number }> = [];
   const failures: Array<{ match: RegExp; count: number; status: number; retryAfter?: string }> = [];
   const redirects: Array<{ match: RegExp; location: string }> = [];
+  const stalls: Array<{ match: RegExp; bytes: number }> = [];
+  let stalledCount = 0;
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
     const record: ProxiedRequest = { method: req.method ?? 'GET', path, headers: req.headers, status: 0 };
@@ -53,12 +59,28 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
     }
     const cutIndex = req.method === 'GET' ? cuts.findIndex((c) => c.match.test(path)) : -1;
     const cut = cutIndex >= 0 ? cuts.splice(cutIndex, 1)[0] : undefined;
+    const stallIndex = req.method === 'GET' && !cut ? stalls.findIndex((c) => c.match.test(path)) : -1;
+    const stall = stallIndex >= 0 ? stalls.splice(stallIndex, 1)[0] : undefined;
     const upstream = request({ host: upHost, port: Number(upPort), method: req.method, path, headers: { ...req.headers, host: upstreamHost } }, (up) => {
       record.status = up.statusCode ?? 0;
       const headers = { ...up.headers };
       // Location headers point at the upstream; rewrite so the client keeps coming through us.
       if (typeof headers.location === 'string') headers.location = headers.location.replace(`//${upstreamHost}`, `//${req.headers.host}`);
       res.writeHead(up.statusCode ?? 502, headers);
+      if (stall) {
+        let sent = 0;
+        up.on('data', (chunk: Buffer) => {
+          if (sent >= stall.bytes) return;
+          const part = chunk.subarray(0, Math.max(0, stall.bytes - sent));
+          sent += part.length;
+          res.write(part);
+          if (sent >= stall.bytes) {
+            stalledCount++;
+            up.destroy();
+          }
+        });
+        return;
+      }
       if (!cut) {
         up.pipe(res);
         return;
@@ -86,6 +108,8 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
     host: `127.0.0.1:${port}`,
     requests,
     cutAfter: (match, bytes) => cuts.push({ match, bytes }),
+    stallAfter: (match, bytes) => stalls.push({ match, bytes }),
+    stalled: () => stalledCount,
     redirectNext: (match, location) => redirects.push({ match, location }),
     failNext: (match, count, status, retryAfter) => failures.push({ match, count, status, ...(retryAfter ? { retryAfter } : {}) }),
     close: () =>

@@ -62,6 +62,7 @@ export function registerLogin(program: Command): void {
           ...(context.options.caCert ? { caCertFiles: context.options.caCert } : {}),
           ...(context.options.insecure ? { insecure: true } : {}),
           ...(context.options.plainHttp ? { plainHttp: true } : {}),
+          ...(context.options.timeout !== undefined ? { timeoutSeconds: context.options.timeout } : {}),
         });
         try {
           await client.verifyLogin();
