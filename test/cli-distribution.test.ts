@@ -388,6 +388,23 @@ describe('wharf over a faulty network (a proxy in front of docker-registry)', ()
     }
   });
 
+  test('layers download in parallel: while one layer stalls, the others arrive', async () => {
+    const other = cliUser();
+    try {
+      const [first, , big] = images.base.layers!;
+      const before = proxy.requests.length;
+      proxy.stallAfter(new RegExp(`/blobs/${first!.digest}$`), 100);
+      await other.ok(['--timeout', '2', 'pull', `${proxy.host}/faults/base:v1`]);
+      const requests = proxy.requests.slice(before);
+      const stalled = requests.find((r) => r.path.endsWith(first!.digest))!;
+      const bigGet = requests.find((r) => r.method === 'GET' && r.path.endsWith(big!.digest))!;
+      assert.ok(stalled.endedAt !== undefined && bigGet.endedAt !== undefined);
+      assert.ok(bigGet.endedAt! < stalled.endedAt!, 'the big layer finished while the first one was still stalled');
+    } finally {
+      other.dispose();
+    }
+  });
+
   test('a pull killed mid-layer resumes from its partial file on the next run', async () => {
     const other = cliUser();
     try {

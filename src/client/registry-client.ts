@@ -100,6 +100,7 @@ export class RegistryClient {
   private credentials: Credentials | undefined;
   private credentialsLoaded = false;
   private readonly tokens = new Map<string, CachedToken>();
+  private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
 
   constructor(options: RegistryClientOptions) {
     this.options = options;
@@ -212,7 +213,13 @@ export class RegistryClient {
       const key = wanted.join(' ');
       const cached = this.tokens.get(key);
       if (!fresh && cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
-      const token = await this.fetchToken(challenge, wanted);
+      // Parallel layer transfers want the same token at once: ask the token server once.
+      let pending = this.pendingTokens.get(key);
+      if (!pending) {
+        pending = this.fetchToken(challenge, wanted).finally(() => this.pendingTokens.delete(key));
+        this.pendingTokens.set(key, pending);
+      }
+      const token = await pending;
       this.tokens.set(key, token);
       return `Bearer ${token.token}`;
     }
@@ -333,7 +340,7 @@ export class RegistryClient {
         url = next;
         continue;
       }
-      if (RETRYABLE_STATUS.has(status) && attempt < maxRetries && (options.body === undefined || typeof options.body === 'function' || Buffer.isBuffer(options.body))) {
+      if (RETRYABLE_STATUS.has(status) && attempt < maxRetries) {
         const wait = retryAfter(header(res, 'retry-after')) ?? backoff(baseDelay, attempt);
         attempt++;
         discard(res);

@@ -5,6 +5,9 @@ export interface ProxiedRequest {
   path: string;
   headers: IncomingHttpHeaders;
   status: number;
+  /** When the request arrived and when its response was over (ms since the epoch). */
+  startedAt: number;
+  endedAt?: number;
 }
 
 export interface FaultProxy {
@@ -38,8 +41,9 @@ export async function startFaultProxy(upstreamHost: string): Promise<FaultProxy>
   let stalledCount = 0;
   const server: Server = createServer((req, res) => {
     const path = req.url ?? '/';
-    const record: ProxiedRequest = { method: req.method ?? 'GET', path, headers: req.headers, status: 0 };
+    const record: ProxiedRequest = { method: req.method ?? 'GET', path, headers: req.headers, status: 0, startedAt: Date.now() };
     requests.push(record);
+    res.on('close', () => (record.endedAt = Date.now()));
     const redirectIndex = redirects.findIndex((r) => r.match.test(path));
     if (redirectIndex >= 0 && req.method === 'GET') {
       const [redirect] = redirects.splice(redirectIndex, 1);
