@@ -8,6 +8,9 @@ import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
 
+/** Inactivity after which a connection is dropped, even mid-request. */
+const SOCKET_IDLE_TIMEOUT_MS = 5 * 60_000;
+
 export interface RunningServer {
   server: Server;
   registry: Registry;
@@ -40,6 +43,8 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     },
     app,
   );
+  // A client that stops sending mid-body must not hold its connection (and upload) forever.
+  server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: config.http.port, host: config.http.host }, () => {
