@@ -15,6 +15,7 @@ const LATER = watch.credentials('bob', 'added-later-password');
 /** Run after the leak check, which reads the logs these would remove. */
 const cleanup: Array<() => unknown> = [];
 after(async () => {
+  await watch.dispose();
   for (const step of cleanup) await step();
 });
 
@@ -39,7 +40,7 @@ describe('htpasswd basic auth with registry:2 environment variables', () => {
 
   after(async () => {
     await wharf?.stop();
-    cleanup.push(() => wharf.dispose(), () => rmSync(dir, { recursive: true, force: true }));
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
   });
 
   test('anonymous requests get 401 with a Basic challenge and an UNAUTHORIZED body', async () => {

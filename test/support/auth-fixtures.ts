@@ -96,6 +96,11 @@ export class SecretWatch {
     return found;
   }
 
+  /** Stops every server and removes the data directories they own (after the leak check). */
+  async dispose(): Promise<void> {
+    for (const wharf of this.servers) await wharf.dispose();
+  }
+
   /** How many log sources were read (so a test can see the check had something to read). */
   sources(): number {
     return this.servers.reduce((n, w) => n + 1 + logFiles(w.dataDir).length, 0);
