@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WharfProcess } from './wharf-process.js';
@@ -30,6 +30,7 @@ function openssl(args: string[], cwd: string): void {
 
 /** A CA, a server certificate for 127.0.0.1/localhost signed by it, and a client certificate, made with openssl. */
 export function makeCertificates(dir = mkdtempSync(join(tmpdir(), 'wharf-certs-')), name = 'server'): TestCertificates {
+  mkdirSync(dir, { recursive: true });
   openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=Wharf Test CA', '-keyout', 'ca.key', '-out', 'ca.crt', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
   signed(dir, name, '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
   signed(dir, 'client', '/CN=ci-client', 'extendedKeyUsage=clientAuth\n');
