@@ -51,7 +51,13 @@ export function registerServe(program: Command): void {
       }
       const { address } = running;
       log.info(
-        { addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`, storage: config.storage.rootDirectory, delete: config.storage.deleteEnabled },
+        {
+          addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+          storage: config.storage.rootDirectory,
+          delete: config.storage.deleteEnabled,
+          tls: config.http.tls !== undefined,
+          auth: config.auth ? (config.auth.token ? 'token' : 'htpasswd') : 'none',
+        },
         'wharf registry listening',
       );
       let stopping = false;
@@ -70,6 +76,15 @@ export function registerServe(program: Command): void {
           },
         );
       };
+      // SIGHUP re-reads the TLS certificate and the htpasswd file; open connections are kept.
+      process.on('SIGHUP', () => {
+        try {
+          running.reload();
+          log.info('reloaded TLS certificate and credentials files');
+        } catch (error) {
+          log.error({ err: error }, 'reload failed; keeping the previous certificate');
+        }
+      });
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });

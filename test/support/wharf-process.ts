@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 export const WHARF_BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 export interface WharfProcess {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`) */
   url: string;
   /** `127.0.0.1:PORT` */
   host: string;
@@ -35,6 +35,8 @@ export interface WharfOptions {
   addr?: string;
   /** Leave out --addr/--data so that a config file or the environment decides them. */
   noFlags?: boolean;
+  /** The server was configured for HTTPS: `url` says https. */
+  tls?: boolean;
 }
 
 /** Starts `wharf serve` as a child process and resolves when it is listening. */
@@ -68,7 +70,7 @@ export async function startWharf(options: WharfOptions = {}): Promise<WharfProce
   });
   const host = `127.0.0.1:${port}`;
   const wharf: WharfProcess = {
-    url: `http://${host}`,
+    url: `${options.tls ? 'https' : 'http'}://${host}`,
     host,
     port,
     dataDir,
