@@ -14,7 +14,7 @@ const ALLOWED: Record<string, string[]> = {
   storage: ['oci', 'errors'],
   metadata: ['oci', 'errors'],
   registry: ['oci', 'errors', 'storage', 'metadata'],
-  auth: ['oci', 'errors', 'metadata', 'registry', 'log'],
+  auth: ['oci', 'errors', 'metadata', 'registry', 'log', 'config'],
   client: ['oci', 'errors'],
   proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
