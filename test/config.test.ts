@@ -128,6 +128,15 @@ catalog:
     assert.throws(() => loadConfig({ file: join(dir, 'missing.yml'), env: {} }), /cannot read/);
   });
 
+  it('treats an empty section as present (registry:2 writes `storage:\n  filesystem:`)', () => {
+    const path = file('empty-section.yml', 'storage:\n  filesystem:\n  delete:\n    enabled: true\n');
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.equal(config.storage.deleteEnabled, true);
+    assert.deepEqual(warnings, []);
+    const auth = loadConfig({ file: file('empty-auth.yml', 'auth:\n  token:\n    realm: https://auth.example.com/token\n    service: registry\n    issuer: example\n    jwks: /nonexistent/jwks.json\n'), env: {} });
+    assert.ok(auth.config.auth, 'auth section kept');
+  });
+
   it('parses Go durations', () => {
     assert.equal(parseDuration('168h'), 168 * 3_600_000);
     assert.equal(parseDuration('1h30m10s'), 5_410_000);
@@ -151,6 +160,17 @@ describe('wharf serve with configuration', () => {
       assert.match(wharf.output(), /unknown configuration key \\"notarealkey\\" ignored/);
       assert.match(wharf.output(), new RegExp(`"storage":"${data}"`));
       assert.doesNotMatch(wharf.output(), /"msg":"request"/, 'access log disabled');
+    } finally {
+      await wharf.stop();
+    }
+  });
+
+  it('reads the file named by REGISTRY_CONFIGURATION_PATH when no path is given', async () => {
+    const path = file('by-env.yml', 'http:\n  addr: 127.0.0.1:0\n  headers:\n    X-From: [env-path]\n');
+    const wharf = await startWharf({ noFlags: true, args: ['--data', join(dir, 'by-env-data')], env: { REGISTRY_CONFIGURATION_PATH: path } });
+    try {
+      assert.equal((await raw(wharf.url, 'GET', '/v2/')).header('x-from'), 'env-path');
+      assert.doesNotMatch(wharf.output(), /REGISTRY_CONFIGURATION_PATH ignored/);
     } finally {
       await wharf.stop();
     }

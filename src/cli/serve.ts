@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
+import { CONFIGURATION_PATH_VARIABLE, ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startServer } from '../server/server.js';
 
@@ -28,7 +28,8 @@ export function registerServe(program: Command): void {
       if (options.delete) flags.deleteEnabled = true;
       let loaded;
       try {
-        loaded = loadConfig({ ...(file ? { file } : {}), env: process.env, flags });
+        const path = file ?? process.env[CONFIGURATION_PATH_VARIABLE];
+        loaded = loadConfig({ ...(path ? { file: path } : {}), env: process.env, flags });
       } catch (error) {
         if (error instanceof ConfigError) {
           process.stderr.write(`wharf: invalid configuration: ${error.message}\n`);

@@ -128,6 +128,8 @@ function mergeFile(target: Raw, source: Raw, schema: Section, prefix: string, wa
     if (value === null || value === undefined || typeof value === 'string') {
       if (typeof value === 'string' && !(value.toLowerCase() in node)) throw new ConfigError(`${path}: unsupported value "${value}"`);
       if (typeof value === 'string') target[key.toLowerCase()] = { ...(target[key.toLowerCase()] as Raw), [value.toLowerCase()]: {} };
+      // An empty section (`auth:\n  token:`) still selects that section, as in registry:2.
+      else target[key.toLowerCase()] ??= {};
       continue;
     }
     if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${path} must be a mapping`);
@@ -136,10 +138,13 @@ function mergeFile(target: Raw, source: Raw, schema: Section, prefix: string, wa
   }
 }
 
+/** registry:2 reads its config file from here when no path is given on the command line. */
+export const CONFIGURATION_PATH_VARIABLE = 'REGISTRY_CONFIGURATION_PATH';
+
 /** REGISTRY_STORAGE_DELETE_ENABLED=true sets storage.delete.enabled, matching keys without case. */
 function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]): void {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('REGISTRY_') || value === undefined) continue;
+    if (!name.startsWith('REGISTRY_') || value === undefined || name === CONFIGURATION_PATH_VARIABLE) continue;
     const parts = name.slice('REGISTRY_'.length).toLowerCase().split('_');
     let node: Section | Leaf = SCHEMA;
     let target = raw;
