@@ -18,7 +18,7 @@ let R: string;
 const sha = (file: string) => `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
 
 before(async () => {
-  for (const tool of ['skopeo', 'podman', 'ctr', 'containerd', 'docker']) requireTool(tool);
+  for (const tool of ['skopeo', 'podman', 'buildah', 'ctr', 'containerd', 'docker']) requireTool(tool);
   work = mkdtempSync(join(tmpdir(), 'wharf-clients-'));
   layout = writeTestLayout(join(work, 'layout'));
   wharf = await startWharf({ args: ['--delete'] });
@@ -80,11 +80,16 @@ describe('skopeo', () => {
     await ok('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${R}/base:1`, `docker://${R}/base:2`], { env });
     const tags = JSON.parse(await ok('skopeo', ['list-tags', '--tls-verify=false', `docker://${R}/base`], { env }));
     assert.deepEqual(tags.Tags.sort(), ['1', '2']);
-    await ok('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layout.dir}:multi`, `docker://${R}/todelete:1`], { env });
-    await ok('skopeo', ['delete', '--tls-verify=false', `docker://${R}/todelete:1`], { env });
-    const gone = await run('skopeo', ['inspect', '--tls-verify=false', `docker://${R}/todelete:1`], { env });
-    assert.notEqual(gone.code, 0);
-    assert.match(gone.stderr, /manifest unknown/i);
+    for (const [source, all] of [['base', false], ['multi', true]] as const) {
+      const target = `docker://${R}/todelete-${source}:1`;
+      await ok('skopeo', ['copy', ...(all ? ['--all'] : []), '--dest-tls-verify=false', `oci:${layout.dir}:${source}`, target], { env });
+      await ok('skopeo', ['delete', '--tls-verify=false', target], { env });
+      const gone = await run('skopeo', ['inspect', '--tls-verify=false', target], { env });
+      assert.notEqual(gone.code, 0);
+      assert.match(gone.stderr, /manifest unknown/i);
+      const tags = JSON.parse(await ok('skopeo', ['list-tags', '--tls-verify=false', `docker://${R}/todelete-${source}`], { env }));
+      assert.deepEqual(tags.Tags, []);
+    }
   });
 
   it('mounts blobs across repositories instead of uploading them', async () => {
@@ -116,6 +121,29 @@ describe('podman', () => {
     await ok('podman', [...podman(), 'pull', '--tls-verify=false', '--arch', 'arm64', '--variant', 'v8', `${R}/multi:1`], { env });
     const id = (await ok('podman', [...podman(), 'image', 'inspect', '--format', '{{.Architecture}} {{.Id}}', `${R}/multi:1`], { env })).trim();
     assert.equal(id, `arm64 ${layout.multi.arm64.configDigest.slice(7)}`);
+  });
+});
+
+describe('buildah', () => {
+  const buildah = () => ['--root', join(work, 'buildah', 'root'), '--runroot', join(work, 'buildah', 'run'), '--storage-driver', 'vfs'];
+
+  it('builds on a pulled image and pushes it; pushes a scratch image as Docker v2s2', async () => {
+    await ok('buildah', [...buildah(), 'from', '--tls-verify=false', '--name', 'wharf-w1', `${R}/base:1`], { env });
+    writeFileSync(join(work, 'added.txt'), 'added by buildah\n');
+    await ok('buildah', [...buildah(), 'copy', 'wharf-w1', join(work, 'added.txt'), '/added.txt'], { env });
+    await ok('buildah', [...buildah(), 'config', '--label', 'built.by=buildah', 'wharf-w1'], { env });
+    await ok('buildah', [...buildah(), 'commit', 'wharf-w1', `${R}/built:1`], { env });
+    await ok('buildah', [...buildah(), 'push', '--tls-verify=false', `${R}/built:1`], { env });
+    const built = JSON.parse(await ok('skopeo', ['inspect', '--tls-verify=false', `docker://${R}/built:1`], { env }));
+    assert.equal(built.Layers.length, 4);
+    assert.equal(built.Labels['built.by'], 'buildah');
+    await ok('buildah', [...buildah(), 'from', '--name', 'wharf-w2', 'scratch'], { env });
+    await ok('buildah', [...buildah(), 'copy', 'wharf-w2', join(work, 'added.txt'), '/added.txt'], { env });
+    await ok('buildah', [...buildah(), 'commit', '--format', 'docker', 'wharf-w2', `${R}/scratch:1`], { env });
+    await ok('buildah', [...buildah(), 'push', '--tls-verify=false', `${R}/scratch:1`], { env });
+    const manifest = JSON.parse(await ok('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${R}/scratch:1`], { env }));
+    assert.equal(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    await run('buildah', [...buildah(), 'rm', '--all'], { env });
   });
 });
 
