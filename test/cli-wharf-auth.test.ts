@@ -8,12 +8,7 @@ import { makeCertificates, makeHtpasswd } from './support/reference-registry.js'
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
-/**
- * The client against Wharf's own auth and TLS, configured with registry:2's variable names.
- * Wharf's server side of this is built on branch `auth`: until that branch is merged these tests run as
- * TODO (they run and report, but do not fail the suite). Remove PENDING once `auth` is in.
- */
-const PENDING: string | false = 'Wharf server auth/TLS arrives with branch auth';
+/** The client against Wharf's own auth and TLS, configured with registry:2's variable names. */
 
 const USER = { username: 'wharfuser', password: 'wharf-secret-pw' };
 
@@ -39,14 +34,14 @@ describe('wharf client against wharf serve with htpasswd (REGISTRY_AUTH=htpasswd
     await server?.dispose();
   });
 
-  test('unauthenticated push fails with a login hint', { todo: PENDING }, async () => {
+  test('unauthenticated push fails with a login hint', async () => {
     const result = await user.run(['copy', `oci:${images.dir}:small`, `${server.host}/private/small:v1`]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /unauthorized/);
     assert.match(result.stderr, /wharf login/);
   });
 
-  test('login is verified, stored, and push/pull work', { todo: PENDING }, async () => {
+  test('login is verified, stored, and push/pull work', async () => {
     const bad = await user.run(['login', server.host, '-u', USER.username, '--password-stdin'], { input: 'wrong' });
     assert.equal(bad.code, 1);
     await user.ok(['login', server.host, '-u', USER.username, '--password-stdin'], { input: USER.password });
@@ -76,7 +71,7 @@ describe('wharf client against wharf serve over TLS (REGISTRY_HTTP_TLS_*)', () =
     await server?.dispose();
   });
 
-  test('an untrusted certificate is refused; --ca-cert makes it work', { todo: PENDING }, async () => {
+  test('an untrusted certificate is refused; --ca-cert makes it work', async () => {
     const refused = await user.run(['digest', `${server.host}/none/here:v1`]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /certificate/);
@@ -106,7 +101,7 @@ describe("wharf client against wharf serve's token issuer (htpasswd users, Docke
     await server?.dispose();
   });
 
-  test('login through the token flow, push, mount across repositories, pull', { todo: PENDING }, async () => {
+  test('login through the token flow, push, mount across repositories, pull', async () => {
     const anonymous = await user.run(['copy', `oci:${images.dir}:small`, `${server.host}/team/app:v0`]);
     assert.equal(anonymous.code, 1, 'the registry must ask for credentials');
     assert.match(anonymous.stderr, /unauthorized/);

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { registerServe } from './serve.js';
 import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
+import { registerPolicy } from './policy.js';
+import { registerRobot } from './robot.js';
+import { registerServe } from './serve.js';
+import { registerUser } from './user.js';
 import { WHARF_VERSION } from '../version.js';
 
 const program = new Command();
@@ -22,6 +25,9 @@ program
   })
   .exitOverride();
 registerServe(program);
+registerUser(program);
+registerRobot(program);
+registerPolicy(program);
 registerClientCommands(program);
 
 try {

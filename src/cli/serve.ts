@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
+import { CONFIGURATION_PATH_VARIABLE, ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startServer } from '../server/server.js';
 
@@ -28,7 +28,8 @@ export function registerServe(program: Command): void {
       if (options.delete) flags.deleteEnabled = true;
       let loaded;
       try {
-        loaded = loadConfig({ ...(file ? { file } : {}), env: process.env, flags });
+        const path = file ?? process.env[CONFIGURATION_PATH_VARIABLE];
+        loaded = loadConfig({ ...(path ? { file: path } : {}), env: process.env, flags });
       } catch (error) {
         if (error instanceof ConfigError) {
           process.stderr.write(`wharf: invalid configuration: ${error.message}\n`);
@@ -51,7 +52,13 @@ export function registerServe(program: Command): void {
       }
       const { address } = running;
       log.info(
-        { addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`, storage: config.storage.rootDirectory, delete: config.storage.deleteEnabled },
+        {
+          addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+          storage: config.storage.rootDirectory,
+          delete: config.storage.deleteEnabled,
+          tls: config.http.tls !== undefined,
+          auth: config.auth ? (config.auth.token ? 'token' : 'htpasswd') : 'none',
+        },
         'wharf registry listening',
       );
       let stopping = false;
@@ -70,6 +77,15 @@ export function registerServe(program: Command): void {
           },
         );
       };
+      // SIGHUP re-reads the TLS certificate and the htpasswd file; open connections are kept.
+      process.on('SIGHUP', () => {
+        try {
+          running.reload();
+          log.info('reloaded TLS certificate and credentials files');
+        } catch (error) {
+          log.error({ err: error }, 'reload failed; keeping the previous certificate');
+        }
+      });
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
     });

@@ -8,7 +8,7 @@ import { SCHEMA, isLeaf, type Leaf, type Section } from './schema.js';
 /** The server's settings, typed and complete (defaults filled in). */
 export interface WharfConfig {
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto'; accessLog: boolean };
-  http: { host: string | undefined; port: number; headers: Record<string, string[]>; drainTimeoutMs: number };
+  http: { host: string | undefined; port: number; headers: Record<string, string[]>; drainTimeoutMs: number; tls?: TlsConfig };
   storage: {
     rootDirectory: string;
     deleteEnabled: boolean;
@@ -18,6 +18,42 @@ export interface WharfConfig {
   metadata: { sqlite: { path: string; synchronous: 'full' | 'normal' } };
   catalog: { maxEntries: number };
   server: { workers: number };
+  /** Absent when the registry is open to everyone (registry:2 without an auth section). */
+  auth?: AuthConfig;
+  audit: { enabled: boolean; path: string };
+}
+
+/** registry:2's http.tls: PEM files, re-read on SIGHUP. */
+export interface TlsConfig {
+  certificate: string;
+  key: string;
+  clientCas: string[];
+  clientAuth: 'require-and-verify-client-cert' | 'verify-client-cert-if-given';
+  minimumTls: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+}
+
+export interface AuthConfig {
+  /** registry:2's auth.htpasswd: Basic challenges, users from a bcrypt htpasswd file. */
+  htpasswd?: { realm: string; path: string };
+  /** registry:2's auth.token: Bearer challenges; tokens verified against these keys. */
+  token?: {
+    realm: string | undefined;
+    service: string;
+    issuer: string;
+    rootCertBundle?: string;
+    jwks?: string;
+    autoRedirect: boolean;
+    autoRedirectPath: string;
+    signingAlgorithms: string[];
+  };
+  /** Wharf's built-in token issuer; present when enabled. */
+  issuer?: { route: string; expirationMs: number; refreshExpirationMs: number; algorithm: 'ES256' | 'RS256' };
+  /** Raw policy settings; src/auth/policy.ts validates them. */
+  policy?: { admins: string[]; public: string[]; defaultActions: string[] | undefined; groups: unknown; rules: unknown };
+  throttle: { maxFailures: number; maxFailuresPerAddress: number; windowMs: number };
+  allowPlainHttp: boolean;
+  /** Where the issuer's signing key and other auth state live. */
+  stateDirectory: string;
 }
 
 /** Command-line flags that override file and environment. */
@@ -92,6 +128,8 @@ function mergeFile(target: Raw, source: Raw, schema: Section, prefix: string, wa
     if (value === null || value === undefined || typeof value === 'string') {
       if (typeof value === 'string' && !(value.toLowerCase() in node)) throw new ConfigError(`${path}: unsupported value "${value}"`);
       if (typeof value === 'string') target[key.toLowerCase()] = { ...(target[key.toLowerCase()] as Raw), [value.toLowerCase()]: {} };
+      // An empty section (`auth:\n  token:`) still selects that section, as in registry:2.
+      else target[key.toLowerCase()] ??= {};
       continue;
     }
     if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${path} must be a mapping`);
@@ -100,10 +138,13 @@ function mergeFile(target: Raw, source: Raw, schema: Section, prefix: string, wa
   }
 }
 
+/** registry:2 reads its config file from here when no path is given on the command line. */
+export const CONFIGURATION_PATH_VARIABLE = 'REGISTRY_CONFIGURATION_PATH';
+
 /** REGISTRY_STORAGE_DELETE_ENABLED=true sets storage.delete.enabled, matching keys without case. */
 function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]): void {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith('REGISTRY_') || value === undefined) continue;
+    if (!name.startsWith('REGISTRY_') || value === undefined || name === CONFIGURATION_PATH_VARIABLE) continue;
     const parts = name.slice('REGISTRY_'.length).toLowerCase().split('_');
     let node: Section | Leaf = SCHEMA;
     let target = raw;
@@ -135,7 +176,9 @@ function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]):
         } else if (value !== '') {
           // REGISTRY_STORAGE=filesystem selects a driver section.
           if (!(value.toLowerCase() in next)) throw new ConfigError(`${name}: unsupported value "${value}"`);
-          target[found] = { ...(target[found] as Raw), [value.toLowerCase()]: {} };
+          // Keep keys an earlier variable set inside it (REGISTRY_AUTH_HTPASSWD_PATH before REGISTRY_AUTH).
+          const existing = target[found] as Raw | undefined;
+          target[found] = { ...existing, [value.toLowerCase()]: existing?.[value.toLowerCase()] ?? {} };
         }
       } else {
         if (isLeaf(next)) {
@@ -215,6 +258,13 @@ function value<T>(raw: Raw, path: string, fallback: T): T {
       }
       return out as T;
     }
+    case 'strings': {
+      const list = typeof v === 'string' ? v.split(',') : Array.isArray(v) ? v : undefined;
+      if (!list || list.some((x) => typeof x !== 'string')) throw bad('a list of strings');
+      return (list as string[]).map((x) => x.trim()).filter((x) => x !== '') as T;
+    }
+    case 'yaml':
+      return v as T;
     case 'ignored':
       return fallback;
   }
@@ -231,6 +281,10 @@ export function parseAddress(addr: string): { host: string | undefined; port: nu
   return { host: host ? host : undefined, port };
 }
 
+function optional<K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } {
+  return (v === undefined ? {} : { [key]: v }) as { [P in K]?: V };
+}
+
 function build(raw: Raw): WharfConfig {
   const version = at(raw, 'version');
   if (version !== undefined && !['0.1', '1', '1.0'].includes(String(version))) {
@@ -245,7 +299,7 @@ function build(raw: Raw): WharfConfig {
       format: formatter === 'text' || formatter === 'pretty' ? 'pretty' : formatter === 'auto' ? 'auto' : 'json',
       accessLog: !value(raw, 'log.accesslog.disabled', false),
     },
-    http: { host, port, headers: value(raw, 'http.headers', {}), drainTimeoutMs: value(raw, 'http.draintimeout', 10_000) },
+    http: { host, port, headers: value(raw, 'http.headers', {}), drainTimeoutMs: value(raw, 'http.draintimeout', 10_000), ...optional('tls', buildTls(raw)) },
     storage: {
       rootDirectory,
       deleteEnabled: value(raw, 'storage.delete.enabled', false),
@@ -265,5 +319,86 @@ function build(raw: Raw): WharfConfig {
     },
     catalog: { maxEntries: value(raw, 'catalog.maxentries', 1000) },
     server: { workers: value(raw, 'server.workers', 1) },
+    ...buildAuth(raw, rootDirectory),
+    audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
   };
+}
+
+const TLS_VERSIONS = { 'tls1.0': 'TLSv1', 'tls1.1': 'TLSv1.1', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' } as const;
+
+function buildTls(raw: Raw): TlsConfig | undefined {
+  const certificate = value<string | undefined>(raw, 'http.tls.certificate', undefined);
+  const key = value<string | undefined>(raw, 'http.tls.key', undefined);
+  const clientCas = value<string[]>(raw, 'http.tls.clientcas', []);
+  if (certificate === undefined && key === undefined) {
+    if (clientCas.length > 0) throw new ConfigError('http.tls.clientcas needs http.tls.certificate and http.tls.key');
+    return undefined;
+  }
+  if (certificate === undefined || key === undefined) throw new ConfigError('http.tls needs both certificate and key');
+  const minimum = value<keyof typeof TLS_VERSIONS>(raw, 'http.tls.minimumtls', 'tls1.2');
+  return {
+    certificate: resolve(certificate),
+    key: resolve(key),
+    clientCas: clientCas.map((p) => resolve(p)),
+    clientAuth: value(raw, 'http.tls.clientauth', 'require-and-verify-client-cert'),
+    minimumTls: TLS_VERSIONS[minimum],
+  };
+}
+
+function buildAuth(raw: Raw, rootDirectory: string): { auth?: AuthConfig } {
+  const section = at(raw, 'auth') as Raw | undefined;
+  const has = (key: string) => section !== undefined && section !== null && typeof section === 'object' && key in section;
+  const htpasswdPath = value<string | undefined>(raw, 'auth.htpasswd.path', undefined);
+  if (has('htpasswd') && htpasswdPath === undefined) throw new ConfigError('auth.htpasswd.path is required');
+  const issuerEnabled = value<boolean | undefined>(raw, 'auth.issuer.enabled', undefined);
+  if (!has('htpasswd') && !has('token') && issuerEnabled !== true) return {};
+  const auth: AuthConfig = {
+    throttle: {
+      maxFailures: value(raw, 'auth.throttle.maxfailures', 10),
+      maxFailuresPerAddress: value(raw, 'auth.throttle.maxfailuresperaddress', 50),
+      windowMs: value(raw, 'auth.throttle.window', 5 * 60_000),
+    },
+    allowPlainHttp: value(raw, 'auth.allowplainhttp', false),
+    stateDirectory: resolve(rootDirectory, 'auth'),
+  };
+  if (htpasswdPath !== undefined) auth.htpasswd = { realm: value(raw, 'auth.htpasswd.realm', 'Registry Realm'), path: resolve(htpasswdPath) };
+  const rootCertBundle = value<string | undefined>(raw, 'auth.token.rootcertbundle', undefined);
+  const jwks = value<string | undefined>(raw, 'auth.token.jwks', undefined);
+  const tokenMode = has('token') || issuerEnabled === true;
+  if (tokenMode) {
+    auth.token = {
+      realm: value<string | undefined>(raw, 'auth.token.realm', undefined),
+      service: value(raw, 'auth.token.service', 'wharf'),
+      issuer: value(raw, 'auth.token.issuer', 'wharf'),
+      autoRedirect: value(raw, 'auth.token.autoredirect', false),
+      autoRedirectPath: value(raw, 'auth.token.autoredirectpath', '/auth/token'),
+      signingAlgorithms: value<string[]>(raw, 'auth.token.signingalgorithms', []),
+      ...(rootCertBundle !== undefined ? { rootCertBundle: resolve(rootCertBundle) } : {}),
+      ...(jwks !== undefined ? { jwks: resolve(jwks) } : {}),
+    };
+  }
+  // With no external key material nothing but the built-in issuer could sign tokens, so it is on.
+  const builtIn = issuerEnabled ?? (tokenMode && rootCertBundle === undefined && jwks === undefined);
+  if (builtIn) {
+    const route = value(raw, 'auth.issuer.route', '/auth/token');
+    if (!/^\/[A-Za-z0-9._~/-]*$/.test(route) || route.startsWith('/v2')) throw new ConfigError(`auth.issuer.route: "${route}" must be an absolute path outside /v2/`);
+    auth.issuer = {
+      route,
+      expirationMs: value(raw, 'auth.issuer.expiration', 5 * 60_000),
+      refreshExpirationMs: value(raw, 'auth.issuer.refreshexpiration', 30 * 24 * 3_600_000),
+      algorithm: value<'es256' | 'rs256'>(raw, 'auth.issuer.algorithm', 'es256') === 'rs256' ? 'RS256' : 'ES256',
+    };
+  } else if (tokenMode && auth.token?.realm === undefined) {
+    throw new ConfigError('auth.token.realm is required with an external token issuer');
+  }
+  if (has('policy')) {
+    auth.policy = {
+      admins: value<string[]>(raw, 'auth.policy.admins', []),
+      public: value<string[]>(raw, 'auth.policy.public', []),
+      defaultActions: value<string[] | undefined>(raw, 'auth.policy.defaultactions', undefined),
+      groups: value<unknown>(raw, 'auth.policy.groups', {}),
+      rules: value<unknown>(raw, 'auth.policy.rules', []),
+    };
+  }
+  return { auth };
 }

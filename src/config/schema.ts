@@ -11,6 +11,10 @@ export type Leaf =
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'address' }
   | { kind: 'headers' }
+  /** A YAML list of strings, or one comma-separated string (from the environment). */
+  | { kind: 'strings' }
+  /** Structured YAML (lists of mappings) validated by the module that reads it. */
+  | { kind: 'yaml' }
   | { kind: 'ignored'; reason: string };
 
 export interface Section {
@@ -24,6 +28,7 @@ export function isLeaf(node: Section | Leaf): node is Leaf {
 const str = { kind: 'string' } as const;
 const bool = { kind: 'boolean' } as const;
 const duration = { kind: 'duration' } as const;
+const strings = { kind: 'strings' } as const;
 const ignored = (reason: string): Leaf => ({ kind: 'ignored', reason });
 
 export const SCHEMA: Section = {
@@ -46,9 +51,54 @@ export const SCHEMA: Section = {
     draintimeout: duration,
     headers: { kind: 'headers' },
     debug: ignored('use /metrics and the logs'),
-    http2: ignored('not applicable'),
-    h2c: ignored('not applicable'),
+    http2: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
+    h2c: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
+    tls: {
+      certificate: str,
+      key: str,
+      clientcas: strings,
+      /** registry:2 3.x: require-and-verify-client-cert (default with clientcas) or verify-client-cert-if-given. */
+      clientauth: { kind: 'enum', values: ['require-and-verify-client-cert', 'verify-client-cert-if-given'] },
+      minimumtls: { kind: 'enum', values: ['tls1.0', 'tls1.1', 'tls1.2', 'tls1.3'] },
+      ciphersuites: ignored("Node.js uses OpenSSL's secure default cipher list"),
+      letsencrypt: ignored('automatic certificates are not supported; use certificate and key'),
+    },
   },
+  auth: {
+    htpasswd: { realm: str, path: str },
+    token: {
+      realm: str,
+      service: str,
+      issuer: str,
+      rootcertbundle: str,
+      jwks: str,
+      autoredirect: bool,
+      autoredirectpath: str,
+      signingalgorithms: strings,
+    },
+    /** Wharf's built-in token issuer (the Docker token protocol and OAuth2 POST form). */
+    issuer: {
+      enabled: bool,
+      route: str,
+      expiration: duration,
+      refreshexpiration: duration,
+      algorithm: { kind: 'enum', values: ['es256', 'rs256'] },
+    },
+    /** Who may do what: users, groups, robots, public repositories. */
+    policy: {
+      admins: strings,
+      public: strings,
+      defaultactions: strings,
+      groups: { kind: 'yaml' },
+      rules: { kind: 'yaml' },
+    },
+    /** Failed-login throttling per user and per client address. */
+    throttle: { maxfailures: { kind: 'integer', min: 1, max: 1_000_000 }, maxfailuresperaddress: { kind: 'integer', min: 1, max: 1_000_000 }, window: duration },
+    /** Credentials over plain HTTP on a non-loopback address are refused unless this is true. */
+    allowplainhttp: bool,
+    silly: ignored('use htpasswd or token'),
+  },
+  audit: { enabled: bool, path: str },
   storage: {
     filesystem: { rootdirectory: str, maxthreads: ignored('Node.js manages its own thread pool') },
     delete: { enabled: bool },

@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   RANGE_INVALID: { status: 416, message: 'invalid content range' },
   MANIFEST_TOO_LARGE: { status: 413, message: 'manifest exceeds the size limit' },
   NOT_FOUND: { status: 404, message: 'no such endpoint' },
+  INVALID_REQUEST: { status: 400, message: 'the request body is not valid' },
+  CONFLICT: { status: 409, message: 'the name is already taken' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed on this endpoint' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
   UNKNOWN: { status: 500, message: 'unknown error' },

@@ -1,13 +1,17 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
 import type { Registry } from '../registry/registry.js';
 import type { RequestContext } from '../registry/context.js';
+import { checkRouteName, guard } from './access-gate.js';
 import { sendError } from './error-response.js';
 import type { Exchange, Handler } from './exchange.js';
 import { deleteBlob, getBlob } from './handlers/blobs.js';
+import { ADMIN_PREFIX, adminEndpoint } from './handlers/admin.js';
 import { base, catalog, listReferrers, listTags } from './handlers/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
+import { tokenEndpoint } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { matchRoute, type Route } from './router.js';
 
@@ -18,6 +22,8 @@ export interface AppOptions {
   extraHeaders?: Record<string, string[]>;
   /** registry:2's maintenance.readonly: every write is refused. */
   readOnly?: boolean;
+  /** Access control; absent when the registry is open to everyone. */
+  auth?: Auth;
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
@@ -47,18 +53,20 @@ export function createApp(registry: Registry, options: AppOptions): RequestListe
     if (options.accessLog) res.once('close', () => logAccess(log, req, res, started));
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    if (options.readOnly && WRITE_METHODS.has(req.method ?? '')) {
+    if (options.readOnly && WRITE_METHODS.has(req.method ?? '') && (req.url ?? '').startsWith('/v2')) {
       sendError(req, res, new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' }), log);
       return;
     }
-    dispatch(req, res, registry).catch((error: unknown) => sendError(req, res, error, log));
+    dispatch(req, res, registry, options.auth).catch((error: unknown) => sendError(req, res, error, log));
   };
 }
 
-async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Registry): Promise<void> {
+async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Registry, auth: Auth | undefined): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
+  if (auth?.tokens && path === auth.tokens.route) return tokenEndpoint(auth, req, res, new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''));
+  if (auth && path.startsWith(ADMIN_PREFIX)) return adminEndpoint(auth, req, res, path);
   const route = matchRoute(path);
   if (!route) throw new RegistryError('NOT_FOUND', { detail: { path } });
   const table = ROUTES[route.kind];
@@ -66,7 +74,8 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
   if (!handler) {
     throw new RegistryError('METHOD_NOT_ALLOWED', { headers: { Allow: Object.keys(table).join(', ') }, detail: { method: req.method } });
   }
-  const context: RequestContext = {};
+  checkRouteName(route);
+  const context: RequestContext = auth ? await guard(auth, req, route) : {};
   if (STREAMING.has(route.kind)) {
     const controller = new AbortController();
     res.once('close', () => {
@@ -99,7 +108,7 @@ function logAccess(log: Logger, req: IncomingMessage, res: ServerResponse, start
 function redactQuery(query: string): string {
   const params = new URLSearchParams(query);
   for (const key of [...params.keys()]) {
-    if (!['n', 'last', 'digest', 'mount', 'from', 'tag', 'artifactType', 'scope', 'service'].includes(key)) params.set(key, '[redacted]');
+    if (!['n', 'last', 'digest', 'mount', 'from', 'tag', 'artifactType', 'scope', 'service', 'offline_token', 'client_id'].includes(key)) params.set(key, '[redacted]');
   }
   return params.toString();
 }

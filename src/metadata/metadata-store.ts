@@ -83,6 +83,8 @@ export interface MetadataStore {
   linkBlob(repository: string, digest: string): Promise<boolean>;
   /** Removes a repository's link to a blob; false when there was none. */
   unlinkBlob(repository: string, digest: string): Promise<boolean>;
+  /** Repositories that link a blob, in lexical order, at most `limit` (for authorised automatic mounts). */
+  repositoriesLinkingBlob(digest: string, limit: number): Promise<string[]>;
   /** Which of `digests` the repository does not link. */
   missingBlobs(repository: string, digests: string[]): Promise<string[]>;
 

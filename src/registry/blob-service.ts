@@ -3,7 +3,13 @@ import { RegistryError } from '../errors/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { isValidRepositoryName } from '../oci/names.js';
+import type { RequestContext } from './context.js';
+import type { EventSink } from './events.js';
 import { checkDigest, checkRepositoryName } from './validation.js';
+
+/** How far an automatic mount looks for a readable repository holding the blob. */
+const AUTOMATIC_MOUNT_CANDIDATES = 1000;
+
 
 export interface BlobRange {
   offset: number;
@@ -15,7 +21,7 @@ export class BlobService {
   constructor(
     private readonly metadata: MetadataStore,
     private readonly store: BlobStore,
-    private readonly options: { deleteEnabled: boolean },
+    private readonly options: { deleteEnabled: boolean; emit?: EventSink },
   ) {}
 
   /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
@@ -36,24 +42,38 @@ export class BlobService {
 
   /**
    * Cross-repository mount: links a blob into `repository` without moving bytes. With `from`,
-   * only a blob that `from` links; without it, any blob the registry holds (automatic mount).
-   * Returns false when there is nothing to mount, so the caller starts an ordinary upload.
+   * only a blob that `from` links and the caller may read (`context.canRead`); without it
+   * (automatic mount), a blob that some repository the caller may read links. Returns false
+   * when there is nothing to mount, so the caller starts an ordinary upload.
    */
-  async mount(repository: string, digest: string, from: string | undefined): Promise<boolean> {
+  async mount(repository: string, digest: string, from: string | undefined, context: RequestContext = {}): Promise<boolean> {
     checkRepositoryName(repository);
     checkDigest(digest);
+    const { canRead } = context;
+    let source: string | undefined = from;
     if (from !== undefined) {
       if (!isValidRepositoryName(from)) return false;
+      if (canRead && !canRead(from)) return false;
       if ((await this.metadata.repositoryBlobSize(from, digest)) === undefined) return false;
+    } else if (canRead) {
+      if ((await this.metadata.repositoryBlobSize(repository, digest)) === undefined) {
+        const holders = await this.metadata.repositoriesLinkingBlob(digest, AUTOMATIC_MOUNT_CANDIDATES);
+        source = holders.find((name) => canRead(name));
+        if (source === undefined) return false;
+      }
     }
-    return this.metadata.linkBlob(repository, digest);
+    if (!(await this.metadata.linkBlob(repository, digest))) return false;
+    const actor = context.actor;
+    this.options.emit?.({ action: 'blob.mount', repository, digest, from: source ?? '', ...(actor ? { actor } : {}) });
+    return true;
   }
 
   /** Removes the repository's link; the bytes stay until garbage collection finds them unreferenced. */
-  async delete(repository: string, digest: string): Promise<void> {
+  async delete(repository: string, digest: string, context: RequestContext = {}): Promise<void> {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
     checkDigest(digest);
     if (!(await this.metadata.unlinkBlob(repository, digest))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    this.options.emit?.({ action: 'blob.delete', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
   }
 }

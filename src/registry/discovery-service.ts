@@ -53,12 +53,24 @@ export class DiscoveryService {
     }
   }
 
-  /** One page of repository names that hold at least one manifest. */
-  async catalog(request: ListRequest): Promise<ListPage> {
+  /**
+   * One page of repository names that hold at least one manifest; with `visible`, only the
+   * names it accepts (the ones the caller may pull), reading on until the page is full.
+   */
+  async catalog(request: ListRequest, visible?: (repository: string) => boolean): Promise<ListPage> {
     const limit = this.pageSize(request.limit ?? this.limits.defaultCatalogPage);
     if (limit === 0) return { items: [] };
-    const items = await this.metadata.listRepositories(this.page(request.after, limit + 1));
-    return this.trim(items, limit);
+    if (!visible) return this.trim(await this.metadata.listRepositories(this.page(request.after, limit + 1)), limit);
+    const items: string[] = [];
+    let after = request.after;
+    for (;;) {
+      const batch = await this.metadata.listRepositories(this.page(after, Math.max(limit + 1, 100)));
+      for (const name of batch) if (visible(name)) items.push(name);
+      if (items.length > limit || batch.length === 0) break;
+      after = batch[batch.length - 1];
+      if (batch.length < Math.max(limit + 1, 100)) break;
+    }
+    return this.trim(items.slice(0, limit + 1), limit);
   }
 
   /** Manifests whose subject is `digest`, optionally only those of one artifactType. */

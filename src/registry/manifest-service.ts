@@ -4,6 +4,7 @@ import { digestOf, parseDigest } from '../oci/digest.js';
 import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES, bareMediaType } from '../oci/media-types.js';
 import type { RequestContext } from './context.js';
+import type { EventSink } from './events.js';
 import { checkRepositoryName, checkTag, classifyReference } from './validation.js';
 
 /** The spec's minimum a registry must accept; Distribution uses the same. */
@@ -18,7 +19,7 @@ export interface PutManifestResult {
 export class ManifestService {
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number },
+    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink },
   ) {}
 
   get maxManifestBytes(): number {
@@ -86,6 +87,10 @@ export class ManifestService {
     const totalSize = await this.verifyReferences(repository, manifest, content.length);
     const tags = new Set(extraTags);
     if ('tag' in ref) tags.add(ref.tag);
+    const emit = this.options.emit;
+    // Where each tag pointed before, for the audit trail of tag moves (only looked up when someone listens).
+    const previous = new Map<string, string | undefined>();
+    if (emit) for (const tag of tags) previous.set(tag, (await this.metadata.getTaggedManifest(repository, tag))?.digest);
     await this.metadata.putManifest({
       repository,
       digest,
@@ -100,6 +105,13 @@ export class ManifestService {
       tags: [...tags],
       ...(context.actor ? { actor: context.actor } : {}),
     });
+    if (emit) {
+      const actor = context.actor ? { actor: context.actor } : {};
+      emit({ action: 'manifest.push', repository, digest, tags: [...tags], ...actor });
+      for (const [tag, before] of previous) {
+        if (before !== digest) emit({ action: 'tag.move', repository, tag, digest, ...(before ? { previous: before } : {}), ...actor });
+      }
+    }
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
   }
 
@@ -108,11 +120,15 @@ export class ManifestService {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
     const ref = classifyReference(reference, 'read');
+    const actor = context.actor ? { actor: context.actor } : {};
     if ('digest' in ref) {
       const removed = await this.metadata.deleteManifest(repository, ref.digest, context.actor);
       if (removed === undefined) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+      this.options.emit?.({ action: 'manifest.delete', repository, digest: ref.digest, tags: removed, ...actor });
     } else if (!(await this.metadata.deleteTag(repository, ref.tag, context.actor))) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
+    } else {
+      this.options.emit?.({ action: 'tag.delete', repository, tag: ref.tag, ...actor });
     }
   }
 

@@ -3,6 +3,7 @@ import { RegistryError } from '../errors/index.js';
 import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import type { RequestContext } from './context.js';
+import type { EventSink } from './events.js';
 import { checkDigest, checkRepositoryName } from './validation.js';
 
 /** A chunk of upload data as the client framed it. */
@@ -29,6 +30,7 @@ export class UploadService {
   constructor(
     private readonly metadata: MetadataStore,
     private readonly store: BlobStore,
+    private readonly emit?: EventSink,
   ) {}
 
   async start(repository: string): Promise<UploadState> {
@@ -70,6 +72,7 @@ export class UploadService {
       throw error;
     }
     await this.metadata.completeUpload(id, digest, size);
+    this.emit?.({ action: 'blob.push', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
   }
 
   /** A whole blob in one request (`POST ?digest=` with a body). */

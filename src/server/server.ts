@@ -1,45 +1,119 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { WharfConfig } from '../config/config.js';
+import type { SecureContextOptions } from 'node:tls';
+import type { TlsConfig, WharfConfig } from '../config/config.js';
+import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
+import { createAuth, type Auth } from '../auth/setup.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../log/logger.js';
+import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
 
+/** Inactivity after which a connection is dropped, even mid-request. */
+const SOCKET_IDLE_TIMEOUT_MS = 5 * 60_000;
+
 export interface RunningServer {
-  server: Server;
+  server: Server | HttpsServer;
   registry: Registry;
   /** The bound address (useful with port 0). */
   address: AddressInfo;
   /** Stops accepting, lets in-flight requests finish (up to the drain timeout), closes storage. */
   close(): Promise<void>;
+  /**
+   * Re-reads what may change under a running server (the TLS certificate and key): new
+   * connections get the new certificate, open ones keep theirs. Throws, keeping the old
+   * certificate, when the new files are unreadable or do not match.
+   */
+  reload(): void;
+}
+
+/** The certificate, key and client CAs as Node's TLS layer takes them, read from disk now. */
+export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
+  const options: SecureContextOptions = {
+    cert: readFileSync(tls.certificate),
+    key: readFileSync(tls.key),
+    minVersion: tls.minimumTls,
+  };
+  if (tls.clientCas.length > 0) options.ca = tls.clientCas.map((path) => readFileSync(path));
+  return options;
 }
 
 /** Builds the registry from configuration: storage, metadata, services, HTTP. */
-export function createRegistry(config: WharfConfig): Registry {
+export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT): Registry {
   const metadata = new SqliteMetadataStore({ path: config.metadata.sqlite.path, synchronous: config.metadata.sqlite.synchronous });
   const store = new BlobStore(new FilesystemDriver(config.storage.rootDirectory));
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
+    ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
   });
+}
+
+/** Thrown when the configuration would hand out credentials unsafely. */
+export class UnsafeConfigError extends Error {}
+
+function isLoopback(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Starts `wharf serve` in this process and resolves once it is listening. */
 export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
-  const registry = createRegistry(config);
-  const app = createApp(registry, { log, accessLog: config.log.accessLog, extraHeaders: config.http.headers, readOnly: config.storage.readOnly });
-  const server = createServer(
-    {
-      // Uploads of many gigabytes take as long as they take; slow headers do not.
-      requestTimeout: 0,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 30_000,
-    },
-    app,
-  );
+  if (config.auth && !config.http.tls && !isLoopback(config.http.host)) {
+    if (!config.auth.allowPlainHttp) {
+      throw new UnsafeConfigError(
+        'credentials would travel in clear text: configure http.tls, listen on a loopback address, or set auth.allowplainhttp: true (for example behind a TLS-terminating proxy)',
+      );
+    }
+    log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
+  }
+  const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
+  const registry = createRegistry(config, audit);
+  let accounts: SqliteAccountStore | undefined;
+  let auth: Auth | undefined;
+  if (config.auth) {
+    accounts = new SqliteAccountStore({ path: config.metadata.sqlite.path });
+    try {
+      auth = await createAuth(config.auth, { accounts, audit, log });
+    } catch (error) {
+      await accounts.close();
+      await registry.close();
+      await audit.close();
+      throw error;
+    }
+  }
+  const app = createApp(registry, {
+    log,
+    accessLog: config.log.accessLog,
+    extraHeaders: config.http.headers,
+    readOnly: config.storage.readOnly,
+    ...(auth ? { auth } : {}),
+  });
+  const serverOptions = {
+    // Uploads of many gigabytes take as long as they take; slow headers do not.
+    requestTimeout: 0,
+    headersTimeout: 60_000,
+    keepAliveTimeout: 30_000,
+  };
+  const tls = config.http.tls;
+  const server = tls
+    ? createHttpsServer(
+        {
+          ...serverOptions,
+          ...readTlsFiles(tls),
+          requestCert: tls.clientCas.length > 0,
+          rejectUnauthorized: tls.clientCas.length > 0 && tls.clientAuth === 'require-and-verify-client-cert',
+        },
+        app,
+      )
+    : createServer(serverOptions, app);
+  // A client that stops sending mid-body must not hold its connection (and upload) forever.
+  server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: config.http.port, host: config.http.host }, () => {
@@ -53,6 +127,10 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     server,
     registry,
     address,
+    reload() {
+      if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
+      auth?.reload();
+    },
     async close() {
       if (purge) clearInterval(purge);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -60,7 +138,9 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       const timer = setTimeout(() => server.closeAllConnections(), config.http.drainTimeoutMs);
       await closed;
       clearTimeout(timer);
+      await accounts?.close();
       await registry.close();
+      await audit.close();
     },
   };
 }

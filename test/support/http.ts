@@ -1,4 +1,5 @@
 import { request as httpRequest, Agent } from 'node:http';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 
 export interface RawResponse {
@@ -61,4 +62,19 @@ export function errorCode(res: RawResponse): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Sends a POST whose Content-Length promises `declared` bytes, writes only `partial`, then drops
+ * the connection: a client that disconnects mid-upload. Resolves once the socket is closed.
+ */
+export function sendAndHangUp(port: number, path: string, declared: number, partial: Buffer, method = 'POST'): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(`${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: ${declared}\r\n\r\n`);
+      socket.write(partial, () => setTimeout(() => socket.destroy(), 100));
+    });
+    socket.on('close', () => setTimeout(resolve, 100));
+    socket.on('error', reject);
+  });
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 export const WHARF_BIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 export interface WharfProcess {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`) */
   url: string;
   /** `127.0.0.1:PORT` */
   host: string;
@@ -33,13 +33,18 @@ export interface WharfOptions {
   env?: Record<string, string>;
   /** Listen address; 127.0.0.1:0 (a free port) by default. */
   addr?: string;
+  /** Leave out --addr/--data so that a config file or the environment decides them. */
+  noFlags?: boolean;
+  /** The server was configured for HTTPS: `url` says https. */
+  tls?: boolean;
 }
 
 /** Starts `wharf serve` as a child process and resolves when it is listening. */
 export async function startWharf(options: WharfOptions = {}): Promise<WharfProcess> {
   const ownData = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'wharf-test-'));
-  const args = [WHARF_BIN, 'serve', ...(options.args ?? []), '--addr', options.addr ?? '127.0.0.1:0', '--data', dataDir];
+  const args = [WHARF_BIN, 'serve', ...(options.args ?? [])];
+  if (!options.noFlags) args.push('--addr', options.addr ?? '127.0.0.1:0', '--data', dataDir);
   const child = spawn(process.execPath, args, {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,7 +70,7 @@ export async function startWharf(options: WharfOptions = {}): Promise<WharfProce
   });
   const host = `127.0.0.1:${port}`;
   const wharf: WharfProcess = {
-    url: `http://${host}`,
+    url: `${options.tls ? 'https' : 'http'}://${host}`,
     host,
     port,
     dataDir,

@@ -61,6 +61,6 @@ export const getBlob: Handler<BlobRoute> = async (ex) => {
 };
 
 export const deleteBlob: Handler<BlobRoute> = async (ex) => {
-  await ex.registry.blobs.delete(ex.route.name, ex.route.digest);
+  await ex.registry.blobs.delete(ex.route.name, ex.route.digest, ex.context);
   send(ex, 202, {});
 };

@@ -59,7 +59,7 @@ async function streamAllTags(ex: Exchange, name: string, after: string | undefin
 }
 
 export const catalog: Handler = async (ex) => {
-  const page = await ex.registry.discovery.catalog(listRequest(ex.query));
+  const page = await ex.registry.discovery.catalog(listRequest(ex.query), ex.context.canList);
   const headers: Record<string, string> = {};
   if (page.next !== undefined) headers.Link = nextLink('/v2/_catalog', page.items.length, page.next);
   sendJson(ex, 200, { repositories: page.items }, headers);

@@ -61,7 +61,7 @@ export const startUpload: Handler<UploadsRoute> = async (ex) => {
   const mount = ex.query.get('mount');
   if (mount !== null) {
     const from = ex.query.get('from') ?? undefined;
-    if (await ex.registry.blobs.mount(name, mount, from)) {
+    if (await ex.registry.blobs.mount(name, mount, from, ex.context)) {
       blobCreated(ex, name, mount);
       return;
     }

@@ -72,4 +72,38 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX uploads_by_update ON uploads(updated_at);
   `,
+  // 2: accounts and policy managed through the admin API (src/auth reads them through AccountStore).
+  `
+  CREATE TABLE auth_users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    groups TEXT NOT NULL DEFAULT '[]',
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE auth_robots (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    permissions TEXT NOT NULL,
+    description TEXT,
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    expires_at INTEGER
+  ) WITHOUT ROWID;
+  CREATE TABLE auth_rules (
+    id INTEGER PRIMARY KEY,
+    subject TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    actions TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT
+  );
+  CREATE TABLE auth_refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX auth_refresh_tokens_by_subject ON auth_refresh_tokens(subject);
+  `,
 ];

@@ -71,6 +71,10 @@ export class SqliteMetadataStore implements MetadataStore {
         'INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
       ),
       unlinkBlob: db.prepare('DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?'),
+      repositoriesLinkingBlob: db.prepare<[string, number], { name: string }>(
+        `SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+         WHERE rb.digest = ? ORDER BY r.name LIMIT ?`,
+      ),
       hasLink: db.prepare<[number, string], { one: number }>(
         'SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? AND digest = ?',
       ),
@@ -200,6 +204,10 @@ export class SqliteMetadataStore implements MetadataStore {
     const id = this.repositoryId(repository);
     if (id === undefined) return false;
     return this.statements.unlinkBlob.run(id, digest).changes > 0;
+  }
+
+  async repositoriesLinkingBlob(digest: string, limit: number): Promise<string[]> {
+    return this.statements.repositoriesLinkingBlob.all(digest, limit).map((row) => row.name);
   }
 
   async missingBlobs(repository: string, digests: string[]): Promise<string[]> {

@@ -1,0 +1,69 @@
+import type { IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { Action } from '../auth/access.js';
+import type { AccessRequest, AccessTarget } from '../auth/access-control.js';
+import { actorOf, type Identity } from '../auth/identity.js';
+import type { Auth } from '../auth/setup.js';
+import { RegistryError } from '../errors/index.js';
+import { isValidRepositoryName } from '../oci/names.js';
+import type { RequestContext } from '../registry/context.js';
+import type { Route } from './router.js';
+
+/** The action each endpoint needs on its repository. DELETE needs `delete`, never just `push`. */
+const REQUIRED: Record<Exclude<Route['kind'], 'base' | 'catalog'>, Partial<Record<string, Action>>> = {
+  tags: { GET: 'pull', HEAD: 'pull' },
+  manifest: { GET: 'pull', HEAD: 'pull', PUT: 'push', DELETE: 'delete' },
+  blob: { GET: 'pull', HEAD: 'pull', DELETE: 'delete' },
+  uploads: { POST: 'push' },
+  upload: { GET: 'push', PATCH: 'push', PUT: 'push', DELETE: 'push' },
+  referrers: { GET: 'pull', HEAD: 'pull' },
+};
+
+export function accessRequestOf(req: IncomingMessage): AccessRequest {
+  return {
+    authorization: req.headers.authorization,
+    remote: req.socket?.remoteAddress,
+    host: req.headers.host,
+    secure: (req.socket as TLSSocket | undefined)?.encrypted === true,
+  };
+}
+
+/**
+ * Refuses names outside the grammar (`..`, `%2e%2e`, `%2f`, `//`, `/./` included) before any
+ * authorization decision, so a path trick can never be judged against a pattern.
+ */
+export function checkRouteName(route: Route): void {
+  if ('name' in route && !isValidRepositoryName(route.name)) throw new RegistryError('NAME_INVALID', { detail: { name: route.name } });
+}
+
+/**
+ * Decides whether the request may reach its handler; returns what the services need to know
+ * about the caller (actor, which repositories it may read or list). Throws UNAUTHORIZED,
+ * DENIED or TOOMANYREQUESTS for the error seam.
+ */
+export async function guard(auth: Auth, req: IncomingMessage, route: Route): Promise<RequestContext> {
+  const request = accessRequestOf(req);
+  const identity = await auth.access.identify(request);
+  auth.access.authorize(identity, targetOf(route, req.method ?? 'GET'), request);
+  return contextFor(auth, identity);
+}
+
+function targetOf(route: Route, method: string): AccessTarget {
+  if (route.kind === 'base') return { kind: 'base' };
+  if (route.kind === 'catalog') return { kind: 'catalog' };
+  const action = REQUIRED[route.kind][method];
+  // Methods outside the table were answered 405 before this; refuse rather than guess.
+  if (action === undefined) throw new RegistryError('DENIED');
+  return { kind: 'repository', name: route.name, action };
+}
+
+function contextFor(auth: Auth, identity: Identity): RequestContext {
+  const context: RequestContext = {
+    canRead: (repository) => auth.access.canPull(identity, repository),
+  };
+  const actor = actorOf(identity);
+  if (actor) context.actor = actor;
+  const canList = auth.access.catalogFilter(identity);
+  if (canList) context.canList = canList;
+  return context;
+}

@@ -1,0 +1,179 @@
+import Database from 'better-sqlite3';
+import type { AccountStore, RefreshTokenRecord, RobotRecord, RuleRecord, UserRecord } from '../account-store.js';
+
+interface UserRow {
+  name: string;
+  password_hash: string;
+  groups: string;
+  created_at: number;
+  updated_at: number;
+}
+
+interface RobotRow {
+  name: string;
+  token_hash: string;
+  permissions: string;
+  description: string | null;
+  created_at: number;
+  created_by: string | null;
+  expires_at: number | null;
+}
+
+interface RuleRow {
+  id: number;
+  subject: string;
+  repository: string;
+  actions: string;
+  created_at: number;
+  created_by: string | null;
+}
+
+const toUser = (row: UserRow): UserRecord => ({
+  name: row.name,
+  passwordHash: row.password_hash,
+  groups: JSON.parse(row.groups) as string[],
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+function toRobot(row: RobotRow): RobotRecord {
+  const robot: RobotRecord = { name: row.name, tokenHash: row.token_hash, permissions: JSON.parse(row.permissions), createdAt: row.created_at };
+  if (row.description !== null) robot.description = row.description;
+  if (row.created_by !== null) robot.createdBy = row.created_by;
+  if (row.expires_at !== null) robot.expiresAt = row.expires_at;
+  return robot;
+}
+
+function toRule(row: RuleRow): RuleRecord {
+  const rule: RuleRecord = { id: row.id, subject: row.subject, repository: row.repository, actions: JSON.parse(row.actions), createdAt: row.created_at };
+  if (row.created_by !== null) rule.createdBy = row.created_by;
+  return rule;
+}
+
+/**
+ * Accounts in the registry's SQLite file, through a connection of their own. The tables come
+ * from the metadata migrations, so open SqliteMetadataStore on the same file first.
+ */
+export class SqliteAccountStore implements AccountStore {
+  private readonly db: Database.Database;
+  private readonly statements;
+
+  constructor(options: { path: string }) {
+    this.db = new Database(options.path);
+    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma('synchronous = FULL');
+    const db = this.db;
+    this.statements = {
+      getUser: db.prepare<[string], UserRow>('SELECT * FROM auth_users WHERE name = ?'),
+      listUsers: db.prepare<[], UserRow>('SELECT * FROM auth_users ORDER BY name'),
+      insertUser: db.prepare(
+        'INSERT INTO auth_users (name, password_hash, groups, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING',
+      ),
+      updatePassword: db.prepare('UPDATE auth_users SET password_hash = ?, updated_at = ? WHERE name = ?'),
+      updateGroups: db.prepare('UPDATE auth_users SET groups = ?, updated_at = ? WHERE name = ?'),
+      deleteUser: db.prepare('DELETE FROM auth_users WHERE name = ?'),
+      getRobot: db.prepare<[string], RobotRow>('SELECT * FROM auth_robots WHERE name = ?'),
+      listRobots: db.prepare<[], RobotRow>('SELECT * FROM auth_robots ORDER BY name'),
+      insertRobot: db.prepare(
+        `INSERT INTO auth_robots (name, token_hash, permissions, description, created_at, created_by, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO NOTHING`,
+      ),
+      deleteRobot: db.prepare('DELETE FROM auth_robots WHERE name = ?'),
+      listRules: db.prepare<[], RuleRow>('SELECT * FROM auth_rules ORDER BY id'),
+      insertRule: db.prepare<[string, string, string, number, string | null], RuleRow>(
+        'INSERT INTO auth_rules (subject, repository, actions, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING *',
+      ),
+      deleteRule: db.prepare('DELETE FROM auth_rules WHERE id = ?'),
+      insertRefresh: db.prepare('INSERT INTO auth_refresh_tokens (token_hash, subject, created_at, expires_at) VALUES (?, ?, ?, ?)'),
+      getRefresh: db.prepare<[string], { token_hash: string; subject: string; created_at: number; expires_at: number }>(
+        'SELECT * FROM auth_refresh_tokens WHERE token_hash = ?',
+      ),
+      deleteRefresh: db.prepare('DELETE FROM auth_refresh_tokens WHERE subject = ?'),
+      purgeRefresh: db.prepare('DELETE FROM auth_refresh_tokens WHERE expires_at < ?'),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+
+  async getUser(name: string): Promise<UserRecord | undefined> {
+    const row = this.statements.getUser.get(name);
+    return row ? toUser(row) : undefined;
+  }
+
+  async listUsers(): Promise<UserRecord[]> {
+    return this.statements.listUsers.all().map(toUser);
+  }
+
+  async createUser(user: { name: string; passwordHash: string; groups: string[] }): Promise<boolean> {
+    const now = Date.now();
+    return this.statements.insertUser.run(user.name, user.passwordHash, JSON.stringify(user.groups), now, now).changes === 1;
+  }
+
+  async updateUser(name: string, changes: { passwordHash?: string; groups?: string[] }): Promise<boolean> {
+    const now = Date.now();
+    return this.db.transaction(() => {
+      if (!this.statements.getUser.get(name)) return false;
+      if (changes.passwordHash !== undefined) this.statements.updatePassword.run(changes.passwordHash, now, name);
+      if (changes.groups !== undefined) this.statements.updateGroups.run(JSON.stringify(changes.groups), now, name);
+      return true;
+    })();
+  }
+
+  async deleteUser(name: string): Promise<boolean> {
+    return this.statements.deleteUser.run(name).changes === 1;
+  }
+
+  async getRobot(name: string): Promise<RobotRecord | undefined> {
+    const row = this.statements.getRobot.get(name);
+    return row ? toRobot(row) : undefined;
+  }
+
+  async listRobots(): Promise<RobotRecord[]> {
+    return this.statements.listRobots.all().map(toRobot);
+  }
+
+  async createRobot(robot: Omit<RobotRecord, 'createdAt'>): Promise<boolean> {
+    const result = this.statements.insertRobot.run(
+      robot.name,
+      robot.tokenHash,
+      JSON.stringify(robot.permissions),
+      robot.description ?? null,
+      Date.now(),
+      robot.createdBy ?? null,
+      robot.expiresAt ?? null,
+    );
+    return result.changes === 1;
+  }
+
+  async deleteRobot(name: string): Promise<boolean> {
+    return this.statements.deleteRobot.run(name).changes === 1;
+  }
+
+  async listRules(): Promise<RuleRecord[]> {
+    return this.statements.listRules.all().map(toRule);
+  }
+
+  async addRule(rule: { subject: string; repository: string; actions: string[]; createdBy?: string }): Promise<RuleRecord> {
+    return toRule(this.statements.insertRule.get(rule.subject, rule.repository, JSON.stringify(rule.actions), Date.now(), rule.createdBy ?? null)!);
+  }
+
+  async deleteRule(id: number): Promise<boolean> {
+    return this.statements.deleteRule.run(id).changes === 1;
+  }
+
+  async addRefreshToken(token: RefreshTokenRecord): Promise<void> {
+    this.statements.purgeRefresh.run(Date.now());
+    this.statements.insertRefresh.run(token.tokenHash, token.subject, token.createdAt, token.expiresAt);
+  }
+
+  async getRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
+    const row = this.statements.getRefresh.get(tokenHash);
+    return row ? { tokenHash: row.token_hash, subject: row.subject, createdAt: row.created_at, expiresAt: row.expires_at } : undefined;
+  }
+
+  async deleteRefreshTokens(subject: string): Promise<number> {
+    return this.statements.deleteRefresh.run(subject).changes;
+  }
+}

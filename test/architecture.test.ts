@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { it } from 'node:test';
+
+const SRC = fileURLToPath(new URL('../src', import.meta.url));
+
+/** Which top-level modules each module may import (ARCHITECTURE.md: dependencies point one way). */
+const ALLOWED: Record<string, string[]> = {
+  oci: [],
+  errors: ['oci'],
+  log: [],
+  storage: ['oci', 'errors'],
+  metadata: ['oci', 'errors'],
+  registry: ['oci', 'errors', 'storage', 'metadata'],
+  auth: ['oci', 'errors', 'metadata', 'registry', 'log', 'config'],
+  client: ['oci', 'errors'],
+  proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
+  gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
+  events: ['oci', 'errors', 'metadata', 'registry'],
+  config: ['log'],
+  http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client'],
+  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth'],
+};
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+it('imports point one way between modules', () => {
+  const violations: string[] = [];
+  for (const file of files(SRC)) {
+    const rel = relative(SRC, file);
+    const module = rel.includes('/') ? rel.split('/')[0]! : undefined;
+    if (!module) continue;
+    const allowed = ALLOWED[module];
+    assert.ok(allowed, `src/${module} is not in the dependency table of test/architecture.test.ts`);
+    for (const m of readFileSync(file, 'utf8').matchAll(/from '(\.{1,2}\/[^']+)'/g)) {
+      const target = relative(SRC, join(file, '..', m[1]!));
+      const targetModule = target.includes('/') ? target.split('/')[0]! : undefined;
+      if (!targetModule || targetModule === module || targetModule.startsWith('..')) continue;
+      if (!allowed.includes(targetModule)) violations.push(`src/${rel} imports src/${target}`);
+    }
+  }
+  assert.deepEqual(violations, []);
+});

@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { loadConfig, ConfigError } from '../src/config/config.js';
+import { parseDuration } from '../src/config/duration.js';
+import { raw } from './support/http.js';
+import { WHARF_BIN, startWharf } from './support/wharf-process.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'wharf-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('loading registry:2 configuration', () => {
+  it('has the embedded defaults: :5000, ./data, delete off, access log on', () => {
+    const { config, warnings } = loadConfig({ env: {} });
+    assert.equal(config.http.port, 5000);
+    assert.equal(config.http.host, undefined);
+    assert.equal(config.storage.rootDirectory, join(process.cwd(), 'data'));
+    assert.equal(config.storage.deleteEnabled, false);
+    assert.equal(config.log.accessLog, true);
+    assert.equal(config.metadata.sqlite.path, join(process.cwd(), 'data', 'wharf.db'));
+    assert.deepEqual(warnings, []);
+  });
+
+  it('reads the keys it shares with registry:2 from a config file', () => {
+    const path = file(
+      'full.yml',
+      `version: 0.1
+log:
+  level: debug
+  formatter: json
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: true
+      age: 48h
+      interval: 1h30m
+      dryrun: false
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:5123
+  headers:
+    X-Content-Type-Options: [nosniff]
+catalog:
+  maxentries: 250
+`,
+    );
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.equal(config.log.level, 'debug');
+    assert.equal(config.log.format, 'json');
+    assert.equal(config.log.accessLog, false);
+    assert.equal(config.storage.rootDirectory, '/var/lib/registry');
+    assert.equal(config.storage.deleteEnabled, true);
+    assert.equal(config.storage.uploadPurging.ageMs, 48 * 3_600_000);
+    assert.equal(config.storage.uploadPurging.intervalMs, 90 * 60_000);
+    assert.equal(config.http.host, '127.0.0.1');
+    assert.equal(config.http.port, 5123);
+    assert.deepEqual(config.http.headers, { 'X-Content-Type-Options': ['nosniff'] });
+    assert.equal(config.catalog.maxEntries, 250);
+    assert.equal(warnings.length, 1, 'storage.cache is registry:2-only and noted');
+    assert.match(warnings[0]!, /storage\.cache/);
+  });
+
+  it('lets REGISTRY_* environment variables override the file, and flags override both', () => {
+    const path = file('base.yml', 'http:\n  addr: 127.0.0.1:1111\nstorage:\n  delete:\n    enabled: false\n');
+    const env = {
+      REGISTRY_HTTP_ADDR: '0.0.0.0:2222',
+      REGISTRY_STORAGE_DELETE_ENABLED: 'true',
+      REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: '/srv/registry',
+      REGISTRY_LOG_LEVEL: 'warn',
+      REGISTRY_LOG_ACCESSLOG_DISABLED: 'true',
+    };
+    const fromEnv = loadConfig({ file: path, env }).config;
+    assert.equal(fromEnv.http.port, 2222);
+    assert.equal(fromEnv.storage.deleteEnabled, true);
+    assert.equal(fromEnv.storage.rootDirectory, '/srv/registry');
+    assert.equal(fromEnv.log.level, 'warn');
+    assert.equal(fromEnv.log.accessLog, false);
+    const fromFlags = loadConfig({ file: path, env, flags: { addr: '[::1]:3333', data: '/tmp/flagdata' } }).config;
+    assert.equal(fromFlags.http.host, '::1');
+    assert.equal(fromFlags.http.port, 3333);
+    assert.equal(fromFlags.storage.rootDirectory, '/tmp/flagdata');
+  });
+
+  it('selects the storage driver with REGISTRY_STORAGE=filesystem, and refuses one it lacks', () => {
+    assert.equal(loadConfig({ env: { REGISTRY_STORAGE: 'filesystem' } }).config.storage.rootDirectory, join(process.cwd(), 'data'));
+    assert.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 'azure' } }), ConfigError);
+  });
+
+  it('warns about unknown keys and unknown REGISTRY_ variables', () => {
+    const path = file('unknown.yml', 'storage:\n  delete:\n    enabeld: true\nfrobnicate: 1\n');
+    const { warnings } = loadConfig({ file: path, env: { REGISTRY_NO_SUCH_THING: 'x' } });
+    assert.deepEqual(
+      warnings.sort(),
+      ['unknown configuration key "frobnicate" ignored', 'unknown configuration key "storage.delete.enabeld" ignored', 'unknown environment variable REGISTRY_NO_SUCH_THING ignored'].sort(),
+    );
+  });
+
+  it('refuses invalid values with a message naming the key', () => {
+    const cases: Array<[Record<string, string>, RegExp]> = [
+      [{ REGISTRY_HTTP_ADDR: 'not-an-address' }, /http\.addr/],
+      [{ REGISTRY_HTTP_ADDR: ':99999' }, /http\.addr/],
+      [{ REGISTRY_LOG_LEVEL: 'loud' }, /log\.level/],
+      [{ REGISTRY_STORAGE_DELETE_ENABLED: 'maybe' }, /storage\.delete\.enabled/],
+      [{ REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE: 'soon' }, /uploadpurging\.age/],
+      [{ REGISTRY_CATALOG_MAXENTRIES: '0' }, /catalog\.maxentries/],
+    ];
+    for (const [env, message] of cases) assert.throws(() => loadConfig({ env }), (e: unknown) => e instanceof ConfigError && message.test(e.message), JSON.stringify(env));
+    assert.throws(() => loadConfig({ file: file('bad.yml', 'http: [1, 2'), env: {} }), /not valid YAML/);
+    assert.throws(() => loadConfig({ file: file('ver.yml', 'version: 9'), env: {} }), /version/);
+    assert.throws(() => loadConfig({ file: join(dir, 'missing.yml'), env: {} }), /cannot read/);
+  });
+
+  it('treats an empty section as present (registry:2 writes `storage:\n  filesystem:`)', () => {
+    const path = file('empty-section.yml', 'storage:\n  filesystem:\n  delete:\n    enabled: true\n');
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.equal(config.storage.deleteEnabled, true);
+    assert.deepEqual(warnings, []);
+    const auth = loadConfig({ file: file('empty-auth.yml', 'auth:\n  token:\n    realm: https://auth.example.com/token\n    service: registry\n    issuer: example\n    jwks: /nonexistent/jwks.json\n'), env: {} });
+    assert.ok(auth.config.auth, 'auth section kept');
+  });
+
+  it('parses Go durations', () => {
+    assert.equal(parseDuration('168h'), 168 * 3_600_000);
+    assert.equal(parseDuration('1h30m10s'), 5_410_000);
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('30'), 30_000);
+    assert.equal(parseDuration('1d'), undefined);
+    assert.equal(parseDuration(''), undefined);
+  });
+});
+
+describe('wharf serve with configuration', () => {
+  it('serves from a registry:2 config file: address, storage, delete, quiet access log, unknown-key warning', async () => {
+    const data = join(dir, 'served');
+    const path = file('serve.yml', `version: 0.1\nlog:\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${data}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  headers:\n    X-Served-By: [wharf]\nnotarealkey: true\n`);
+    const wharf = await startWharf({ args: [path], noFlags: true });
+    try {
+      const res = await raw(wharf.url, 'GET', '/v2/');
+      assert.equal(res.status, 200);
+      assert.equal(res.header('x-served-by'), 'wharf');
+      assert.equal((await raw(wharf.url, 'DELETE', '/v2/x/blobs/sha256:' + 'a'.repeat(64))).status, 404, 'delete enabled: unknown blob, not 405');
+      assert.match(wharf.output(), /unknown configuration key \\"notarealkey\\" ignored/);
+      assert.match(wharf.output(), new RegExp(`"storage":"${data}"`));
+      assert.doesNotMatch(wharf.output(), /"msg":"request"/, 'access log disabled');
+    } finally {
+      await wharf.stop();
+    }
+  });
+
+  it('reads the file named by REGISTRY_CONFIGURATION_PATH when no path is given', async () => {
+    const path = file('by-env.yml', 'http:\n  addr: 127.0.0.1:0\n  headers:\n    X-From: [env-path]\n');
+    const wharf = await startWharf({ noFlags: true, args: ['--data', join(dir, 'by-env-data')], env: { REGISTRY_CONFIGURATION_PATH: path } });
+    try {
+      assert.equal((await raw(wharf.url, 'GET', '/v2/')).header('x-from'), 'env-path');
+      assert.doesNotMatch(wharf.output(), /REGISTRY_CONFIGURATION_PATH ignored/);
+    } finally {
+      await wharf.stop();
+    }
+  });
+
+  it('writes one JSON access-log line per request by default', async () => {
+    const wharf = await startWharf();
+    try {
+      await raw(wharf.url, 'GET', '/v2/');
+      await raw(wharf.url, 'GET', '/v2/nothing/tags/list');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const lines = wharf.output().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => JSON.parse(l));
+      assert.equal(lines.length, 2);
+      assert.deepEqual(lines.map((l) => [l.method, l.path, l.status]), [['GET', '/v2/', 200], ['GET', '/v2/nothing/tags/list', 404]]);
+      assert.ok(lines.every((l) => typeof l.durationMs === 'number' && l.remote === '127.0.0.1'));
+    } finally {
+      await wharf.dispose();
+    }
+  });
+
+  it('exits with an error and opens no socket when a value is invalid', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as { port: number }).port;
+        probe.close(() => resolve(p));
+      });
+    });
+    const result = spawnSync(process.execPath, [WHARF_BIN, 'serve'], {
+      env: { ...process.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_LOG_LEVEL: 'shouting', REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY: join(dir, 'never') },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /invalid configuration: log\.level/);
+    const connected = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => { socket.destroy(); resolve(true); });
+      socket.once('error', () => resolve(false));
+    });
+    assert.equal(connected, false);
+  });
+
+  it('exits non-zero when the address is taken', async () => {
+    const blocker = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => blocker.once('listening', resolve));
+    const port = (blocker.address() as { port: number }).port;
+    try {
+      const result = spawnSync(process.execPath, [WHARF_BIN, 'serve', '--addr', `127.0.0.1:${port}`, '--data', join(dir, 'taken')], { encoding: 'utf8', timeout: 10_000 });
+      assert.equal(result.status, 1);
+      assert.match(result.stdout + result.stderr, /EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+

@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { ManifestPut, MetadataStore } from '../../src/metadata/metadata-store.js';
+
+const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
+
+function manifest(repository: string, digest: string, extra: Partial<ManifestPut> = {}): ManifestPut {
+  return {
+    repository,
+    digest,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    content: Buffer.from(`{"manifest":"${digest}"}`),
+    totalSize: 100,
+    blobs: [],
+    children: [],
+    tags: [],
+    ...extra,
+  };
+}
+
+/**
+ * The behaviour every MetadataStore must have (SQLite, PostgreSQL). Each implementation's test
+ * file calls this with a factory returning a fresh, empty store.
+ */
+export function metadataStoreContract(name: string, create: () => Promise<MetadataStore>): void {
+  describe(`MetadataStore contract: ${name}`, () => {
+    it('links blobs per repository; the registry-wide record is separate', async () => {
+      const store = await create();
+      assert.equal(await store.blobSize(d(1)), undefined);
+      await store.addBlob('a', d(1), 10);
+      assert.equal(await store.blobSize(d(1)), 10);
+      assert.equal(await store.repositoryBlobSize('a', d(1)), 10);
+      assert.equal(await store.repositoryBlobSize('b', d(1)), undefined);
+      assert.equal(await store.linkBlob('b', d(1)), true);
+      assert.equal(await store.linkBlob('b', d(2)), false, 'cannot link a blob the registry lacks');
+      assert.equal(await store.repositoryBlobSize('b', d(1)), 10);
+      assert.deepEqual(await store.missingBlobs('b', [d(1), d(2)]), [d(2)]);
+      assert.equal(await store.unlinkBlob('b', d(1)), true);
+      assert.equal(await store.unlinkBlob('b', d(1)), false);
+      assert.equal(await store.repositoryBlobSize('b', d(1)), undefined);
+      assert.equal(await store.repositoryBlobSize('a', d(1)), 10);
+      await store.close();
+    });
+
+    it('tracks upload sessions with a compare-and-set on their size', async () => {
+      const store = await create();
+      await store.createUpload({ id: 'u-1', repository: 'up', startedAt: 1000 });
+      assert.deepEqual({ ...(await store.getUpload('u-1'))!, updatedAt: 0 }, { id: 'u-1', repository: 'up', size: 0, startedAt: 1000, updatedAt: 0 });
+      assert.equal(await store.advanceUpload('u-1', 0, 50), true);
+      assert.equal(await store.advanceUpload('u-1', 0, 70), false, 'stale offset');
+      assert.equal((await store.getUpload('u-1'))!.size, 50);
+      await store.completeUpload('u-1', d(9), 50);
+      assert.equal(await store.getUpload('u-1'), undefined);
+      assert.equal(await store.repositoryBlobSize('up', d(9)), 50);
+      await store.createUpload({ id: 'u-2', repository: 'up', startedAt: 1 });
+      assert.deepEqual((await store.staleUploads(Date.now() + 1000, 10)).map((u) => u.id), ['u-2']);
+      assert.deepEqual(await store.staleUploads(0, 10), []);
+      assert.equal(await store.deleteUpload('u-2'), true);
+      assert.equal(await store.deleteUpload('u-2'), false);
+      await store.close();
+    });
+
+    it('stores manifests with their exact bytes and resolves tags', async () => {
+      const store = await create();
+      const content = Buffer.from('{ "exact":  "bytes" }\n');
+      await store.putManifest(manifest('m', d(1), { content, tags: ['v1', 'latest'], subject: d(50), artifactType: 'application/x-test' }));
+      const byDigest = await store.getManifest('m', d(1));
+      assert.ok(byDigest!.content.equals(content));
+      assert.equal(byDigest!.subject, d(50));
+      assert.equal(byDigest!.artifactType, 'application/x-test');
+      assert.equal((await store.getTaggedManifest('m', 'v1'))!.digest, d(1));
+      assert.equal(await store.getTaggedManifest('m', 'v2'), undefined);
+      assert.equal(await store.getManifest('other', d(1)), undefined);
+      assert.deepEqual(await store.missingManifests('m', [d(1), d(2)]), [d(2)]);
+      await store.close();
+    });
+
+    it('moves tags and keeps their history', async () => {
+      const store = await create();
+      await store.putManifest(manifest('h', d(1), { tags: ['v'], actor: 'alice' }));
+      await store.putManifest(manifest('h', d(2), { tags: ['v'], actor: 'bob' }));
+      await store.putManifest(manifest('h', d(2), { tags: ['v'] }));
+      assert.equal((await store.getTaggedManifest('h', 'v'))!.digest, d(2));
+      await store.deleteTag('h', 'v', 'carol');
+      const history = await store.tagHistory('h', 'v', 10);
+      assert.deepEqual(history.map((e) => [e.action, e.digest, e.actor]), [['delete', d(2), 'carol'], ['push', d(2), 'bob'], ['push', d(1), 'alice']]);
+      assert.ok(history.every((e) => typeof e.at === 'number'));
+      await store.close();
+    });
+
+    it('deleting a manifest removes its tags; deleting a tag keeps the manifest', async () => {
+      const store = await create();
+      await store.putManifest(manifest('del', d(1), { tags: ['a', 'b'] }));
+      await store.putManifest(manifest('del', d(2), { tags: ['c'] }));
+      assert.equal(await store.deleteTag('del', 'c'), true);
+      assert.equal(await store.deleteTag('del', 'c'), false);
+      assert.ok(await store.getManifest('del', d(2)));
+      assert.deepEqual((await store.deleteManifest('del', d(1)))?.sort(), ['a', 'b']);
+      assert.equal(await store.deleteManifest('del', d(1)), undefined);
+      assert.deepEqual(await store.listTags('del', { limit: 10 }), []);
+      await store.close();
+    });
+
+    it('lists tags in byte order with keyset pages', async () => {
+      const store = await create();
+      const tags = ['b', 'A', 'a', '1', 'a.b', 'a-b', 'a_b', 'Z'];
+      await store.putManifest(manifest('t', d(1), { tags }));
+      const sorted = [...tags].sort((x, y) => (Buffer.from(x) < Buffer.from(y) ? -1 : 1));
+      assert.deepEqual(await store.listTags('t', { limit: 100 }), sorted);
+      assert.deepEqual(await store.listTags('t', { limit: 3 }), sorted.slice(0, 3));
+      assert.deepEqual(await store.listTags('t', { limit: 3, after: sorted[2]! }), sorted.slice(3, 6));
+      assert.equal(await store.listTags('nope', { limit: 3 }), undefined);
+      await store.close();
+    });
+
+    it('lists referrers by subject, filtered by artifactType', async () => {
+      const store = await create();
+      await store.putManifest(manifest('r', d(1)));
+      await store.putManifest(manifest('r', d(2), { subject: d(1), artifactType: 'application/x-sbom', annotations: { k: 'v' } }));
+      await store.putManifest(manifest('r', d(3), { subject: d(1), artifactType: 'application/x-sig' }));
+      await store.putManifest(manifest('other', d(4), { subject: d(1), artifactType: 'application/x-sig' }));
+      const all = await store.listReferrers('r', d(1), {});
+      assert.deepEqual(all.map((m) => m.digest).sort(), [d(2), d(3)]);
+      const sbom = all.find((m) => m.digest === d(2))!;
+      assert.deepEqual(sbom, { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: d(2), size: Buffer.byteLength(`{"manifest":"${d(2)}"}`), artifactType: 'application/x-sbom', annotations: { k: 'v' } });
+      assert.deepEqual((await store.listReferrers('r', d(1), { artifactType: 'application/x-sig' })).map((m) => m.digest), [d(3)]);
+      assert.deepEqual(await store.listReferrers('r', d(99), {}), []);
+      await store.close();
+    });
+
+    it('lists repositories that hold manifests, in order, with keyset pages', async () => {
+      const store = await create();
+      for (const name of ['z', 'a/b', 'a', 'm']) await store.putManifest(manifest(name, d(1)));
+      await store.addBlob('blobs-only', d(5), 1);
+      assert.deepEqual(await store.listRepositories({ limit: 10 }), ['a', 'a/b', 'm', 'z']);
+      assert.deepEqual(await store.listRepositories({ limit: 2, after: 'a/b' }), ['m', 'z']);
+      assert.equal(await store.repositoryExists('blobs-only'), true);
+      assert.equal(await store.repositoryExists('never'), false);
+      await store.close();
+    });
+  });
+}

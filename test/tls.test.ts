@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { makeCertificates, signed, type TestCertificates } from './support/auth-fixtures.js';
+import { startWharf, type WharfProcess } from './support/wharf-process.js';
+
+interface TlsResponse {
+  status: number;
+  serial: string;
+  protocol: string | null;
+  reused: boolean;
+}
+
+function get(wharf: WharfProcess, options: { ca?: Buffer; agent?: Agent; cert?: Buffer; key?: Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {}): Promise<TlsResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port: wharf.port, path: '/v2/', method: 'GET', ...options },
+      (res) => {
+        const socket = res.socket as TLSSocket;
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, serial: socket.getPeerCertificate().serialNumber, protocol: socket.getProtocol(), reused: req.reusedSocket }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const cleanup: Array<() => unknown> = [];
+after(async () => {
+  for (const step of cleanup) await step();
+});
+
+async function serve(certs: TestCertificates, env: Record<string, string> = {}): Promise<WharfProcess> {
+  const wharf = await startWharf({ tls: true, env: { REGISTRY_HTTP_TLS_CERTIFICATE: join(certs.dir, 'chain.pem'), REGISTRY_HTTP_TLS_KEY: certs.serverKey, ...env } });
+  cleanup.unshift(() => wharf.dispose());
+  return wharf;
+}
+
+function certificates(): TestCertificates {
+  const certs = makeCertificates();
+  // The certificate file carries the chain: leaf first, then the CA, as registry:2 takes it.
+  writeFileSync(join(certs.dir, 'chain.pem'), readFileSync(certs.serverCert, 'utf8') + readFileSync(certs.caCert, 'utf8'));
+  cleanup.push(() => rmSync(certs.dir, { recursive: true, force: true }));
+  return certs;
+}
+
+describe('TLS', () => {
+  test('serves HTTPS from PEM files with the chain; an untrusting client refuses it', async () => {
+    const certs = certificates();
+    const wharf = await serve(certs);
+    assert.match(wharf.output(), /"tls":true/);
+    const res = await get(wharf, { ca: readFileSync(certs.caCert) });
+    assert.equal(res.status, 200);
+    await assert.rejects(get(wharf), /self.signed|unable to verify|certificate/i);
+  });
+
+  test('minimumtls defaults to TLS 1.2 and can require 1.3', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    const defaults = await serve(certs);
+    assert.equal((await get(defaults, { ca, maxVersion: 'TLSv1.2' })).protocol, 'TLSv1.2');
+    const strict = await serve(certs, { REGISTRY_HTTP_TLS_MINIMUMTLS: 'tls1.3' });
+    await assert.rejects(get(strict, { ca, maxVersion: 'TLSv1.2' }), /protocol|version|alert/i);
+    assert.equal((await get(strict, { ca })).protocol, 'TLSv1.3');
+  });
+
+  test('clientcas requires a client certificate signed by one of them (mutual TLS)', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    const wharf = await serve(certs, { REGISTRY_HTTP_TLS_CLIENTCAS: certs.caCert });
+    await assert.rejects(get(wharf, { ca }), /certificate|socket hang up|ECONNRESET|alert/i);
+    const other = certificates();
+    await assert.rejects(get(wharf, { ca, cert: readFileSync(other.clientCert), key: readFileSync(other.clientKey) }), /certificate|ECONNRESET|alert|hang up/i);
+    const ok = await get(wharf, { ca, cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) });
+    assert.equal(ok.status, 200);
+  });
+
+  test('SIGHUP reloads the certificate without dropping open connections', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    const wharf = await serve(certs);
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanup.push(() => agent.destroy());
+    const before = await get(wharf, { ca, agent });
+    signed(certs.dir, 'renewed', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+    writeFileSync(join(certs.dir, 'chain.pem'), readFileSync(join(certs.dir, 'renewed.crt'), 'utf8') + readFileSync(certs.caCert, 'utf8'));
+    copyFileSync(join(certs.dir, 'renewed.key'), certs.serverKey);
+    wharf.child.kill('SIGHUP');
+    for (let i = 0; i < 50 && !wharf.output().includes('reloaded TLS certificate'); i += 1) await new Promise((r) => setTimeout(r, 100));
+    assert.match(wharf.output(), /reloaded TLS certificate/);
+    const sameConnection = await get(wharf, { ca, agent });
+    assert.equal(sameConnection.status, 200);
+    assert.equal(sameConnection.reused, true, 'the open connection survived the reload');
+    assert.equal(sameConnection.serial, before.serial);
+    const fresh = await get(wharf, { ca });
+    assert.notEqual(fresh.serial, before.serial, 'a new connection gets the new certificate');
+    // A broken file on the next reload keeps the server running on the current certificate.
+    writeFileSync(certs.serverKey, 'not a key');
+    wharf.child.kill('SIGHUP');
+    for (let i = 0; i < 50 && !wharf.output().includes('reload failed'); i += 1) await new Promise((r) => setTimeout(r, 100));
+    assert.equal((await get(wharf, { ca })).serial, fresh.serial);
+  });
+});
