@@ -106,6 +106,12 @@ describe("wharf client against wharf serve's token issuer (htpasswd users, Docke
     assert.equal(anonymous.code, 1, 'the registry must ask for credentials');
     assert.match(anonymous.stderr, /unauthorized/);
     await user.ok(['login', server.host, '-u', USER.username, '--password-stdin'], { input: USER.password });
+    // Wharf's issuer hands out a refresh token at login: docker config keeps it, not the password.
+    const config = JSON.parse(readFileSync(join(user.dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, { auth: string; identitytoken?: string }> };
+    const entry = config.auths[server.host]!;
+    assert.match(entry.identitytoken ?? '', /^wharf_rt_/);
+    assert.equal(Buffer.from(entry.auth, 'base64').toString(), `${USER.username}:`);
+    assert.doesNotMatch(JSON.stringify(config), new RegExp(USER.password));
     await user.ok(['copy', `oci:${images.dir}:base`, `${server.host}/team/app:v1`]);
     const copy = await user.ok(['copy', `${server.host}/team/app:v1`, `${server.host}/team/other:v1`]);
     assert.match(copy.stderr, /Mounted from team\/app/);

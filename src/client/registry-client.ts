@@ -101,6 +101,9 @@ export class RegistryClient {
   private credentialsLoaded = false;
   private readonly tokens = new Map<string, CachedToken>();
   private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
+  /** Set while verifying a login: token requests then ask for a refresh token (`offline_token`). */
+  private askOfflineToken = false;
+  private refreshToken: string | undefined;
 
   constructor(options: RegistryClientOptions) {
     this.options = options;
@@ -252,6 +255,10 @@ export class RegistryClient {
       } else {
         const url = new URL(realmUrl);
         if (service) url.searchParams.set('service', service);
+        if (this.askOfflineToken) {
+          url.searchParams.set('offline_token', 'true');
+          url.searchParams.set('client_id', 'wharf');
+        }
         for (const scope of scopes) url.searchParams.append('scope', scope);
         if (creds && creds.password !== undefined) {
           this.assertMaySendCredentials(url);
@@ -273,8 +280,9 @@ export class RegistryClient {
     if (res.statusCode !== 200) {
       throw new ClientError('unauthorized', `${this.registry}: token request failed with HTTP ${res.statusCode}`, { status: res.statusCode, registry: this.registry });
     }
-    const doc = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
+    const doc = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number; refresh_token?: string };
     const token = doc.token ?? doc.access_token;
+    if (this.askOfflineToken && typeof doc.refresh_token === 'string' && doc.refresh_token) this.refreshToken = doc.refresh_token;
     if (!token) throw new ClientError('unauthorized', `${this.registry}: the token server answered without a token`, { registry: this.registry });
     const lifetime = Math.max(60, doc.expires_in ?? 60) * 1000;
     return { token, expiresAt: Date.now() + lifetime - 10_000 };
@@ -391,13 +399,20 @@ export class RegistryClient {
    * Checks that the registry answers and, when it asks for credentials, that ours are accepted
    * (`wharf login`). Throws ClientError('unauthorized') when they are refused.
    */
-  async verifyLogin(): Promise<void> {
-    const res = await this.request({ method: 'GET', path: '/v2/', scopes: [] });
-    if (res.statusCode === 200) {
-      discard(res);
-      return;
+  async verifyLogin(): Promise<{ identityToken?: string }> {
+    // As docker login does: ask the token server for an offline (refresh) token too, so that the
+    // stored credential can be an identity token rather than the password.
+    this.askOfflineToken = true;
+    try {
+      const res = await this.request({ method: 'GET', path: '/v2/', scopes: [] });
+      if (res.statusCode === 200) {
+        discard(res);
+        return this.refreshToken ? { identityToken: this.refreshToken } : {};
+      }
+      throw await this.failure(res, `${this.registry}`);
+    } finally {
+      this.askOfflineToken = false;
     }
-    throw await this.failure(res, `${this.registry}`);
   }
 
   async getManifest(repository: string, reference: string, options: { accept?: string } = {}): Promise<FetchedManifest> {

@@ -64,12 +64,14 @@ export function registerLogin(program: Command): void {
           ...(context.options.plainHttp ? { plainHttp: true } : {}),
           ...(context.options.timeout !== undefined ? { timeoutSeconds: context.options.timeout } : {}),
         });
+        let identityToken: string | undefined;
         try {
-          await client.verifyLogin();
+          ({ identityToken } = await client.verifyLogin());
         } finally {
           client.close();
         }
-        await context.credentials.store(registry, { username, password });
+        // A registry that hands out an identity token gets that stored instead of the password.
+        await context.credentials.store(registry, identityToken ? { username, identityToken } : { username, password });
         process.stdout.write('Login Succeeded\n');
       }),
     );
