@@ -9,6 +9,7 @@ import {
   LocalStore,
   OciLayout,
   RegistryDestination,
+  REF_NAME,
   RegistrySource,
   connectRegistry,
   familiarTag,
@@ -67,7 +68,7 @@ export class CliContext {
       case 'local': {
         const image = this.store.find(location.ref);
         if (!image) throw new ClientError('manifest-unknown', `No such image: ${formatReference(location.ref)}`);
-        return new LayoutSource(this.store.layout, image.descriptor.annotations?.['org.opencontainers.image.ref.name'], formatReference(location.ref));
+        return new LayoutSource(this.store.layout, image.descriptor.annotations?.[REF_NAME], formatReference(location.ref));
       }
       case 'oci':
         return new LayoutSource(new OciLayout(location.dir), location.refName);

@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { CopyEvent } from '../client/index.js';
+import { formatSize } from './output.js';
 
 export type ProgressMode = 'tty' | 'plain' | 'quiet' | 'json';
 export type TransferVerb = 'pull' | 'push' | 'copy';
@@ -25,18 +26,6 @@ function doneStatus(verb: TransferVerb, event: Extract<CopyEvent, { type: 'blob-
   if (outcome.status === 'mounted') return `Mounted from ${outcome.from}`;
   if (outcome.status === 'exists') return verb === 'pull' ? 'Already exists' : 'Layer already exists';
   return verb === 'pull' ? 'Pull complete' : verb === 'push' ? 'Pushed' : 'Copied';
-}
-
-function formatBytes(n: number): string {
-  if (n < 1000) return `${n}B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
-  let value = n;
-  let unit = -1;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 2 : 1)}${units[unit]}`;
 }
 
 /**
@@ -86,11 +75,11 @@ export class TransferProgress {
     const bar = this.bars.get(event.digest);
     if (event.type === 'blob-start') {
       const verbing = this.verb === 'pull' ? 'Downloading' : this.verb === 'push' ? 'Pushing' : 'Copying';
-      this.bars.set(event.digest, this.multibar!.create(Math.max(event.size, 1), 0, { id, status: verbing, done: formatBytes(0), size: formatBytes(event.size) }));
+      this.bars.set(event.digest, this.multibar!.create(Math.max(event.size, 1), 0, { id, status: verbing, done: formatSize(0), size: formatSize(event.size) }));
     } else if (event.type === 'blob-progress' && bar) {
-      bar.update(event.bytes, { done: formatBytes(event.bytes) });
+      bar.update(event.bytes, { done: formatSize(event.bytes) });
     } else if (event.type === 'blob-done' && bar) {
-      bar.update(Math.max(event.size, 1), { status: doneStatus(this.verb, event), done: formatBytes(event.size) });
+      bar.update(Math.max(event.size, 1), { status: doneStatus(this.verb, event), done: formatSize(event.size) });
     }
   };
 

@@ -5,7 +5,7 @@ import { formatReference, type ImageReference } from '../oci/reference.js';
 import { ClientError } from './client-error.js';
 import { copyImage, type CopyEvent } from './copy.js';
 import { readSmallBlob } from './image-info.js';
-import { RegistryDestination, RegistrySource } from './image-transport.js';
+import { RegistryDestination, RegistrySource } from './registry-image.js';
 import type { FetchedManifest, RegistryClient } from './registry-client.js';
 
 /**
