@@ -239,6 +239,11 @@ describe('wharf against Distribution (docker-registry, plain HTTP)', () => {
     assert.equal(pulled.stdout.trim(), 'arm64');
     const tools = await user.ok(['imagetools', 'create', '-t', `${R}/combined/app:v2`, `${R}/parts/app:amd64`, `${R}/parts/app:arm64`]);
     assert.equal(tools.stdout.trim(), digest, 'the same index has the same digest');
+    // The docker CLI reads the index wharf built (docker manifest needs no engine).
+    const dockerSees = JSON.parse(
+      execFileSync('docker', ['manifest', 'inspect', '--insecure', `${R}/combined/app:v1`], { encoding: 'utf8', env: { ...process.env, HOME: user.home, DOCKER_CONFIG: user.dockerConfig } }),
+    ) as { manifests: Array<{ digest: string; platform: { architecture: string } }> };
+    assert.deepEqual(dockerSees.manifests.map((m) => `${m.platform.architecture} ${m.digest}`), [`amd64 ${amd!.digest}`, `arm64 ${arm!.digest}`]);
   });
 
   test('tags, catalog and search (falling back to the catalog on Distribution)', async () => {
