@@ -295,6 +295,9 @@ describe('wharf against Distribution (docker-registry, plain HTTP)', () => {
     const digest = await user.run(['digest', `${R}/nothing/here:v9`]);
     assert.equal(digest.code, 1);
     assert.match(digest.stderr, /manifest unknown/);
+    const noLocal = await user.run(['tag', 'nothing-local:1', 'mine:1']);
+    assert.equal(noLocal.code, 1);
+    assert.match(noLocal.stderr, /No such image: docker\.io\/library\/nothing-local:1/);
     const badRef = await user.run(['pull', 'UPPER/Case:x']);
     assert.notEqual(badRef.code, 0);
     assert.match(badRef.stderr, /invalid reference/);

@@ -24,6 +24,7 @@ export function registerPull(program: Command): void {
         if (location.transport !== 'registry') throw new Error(`pull reads from a registry; use "wharf copy" for ${image}`);
         const ref = location.ref;
         const target = destination ? parseImageLocation(destination, 'local') : ({ transport: 'local', ref } as const);
+        const platform = options.platform ? parsePlatform(options.platform) : undefined;
         const quiet = context.options.quiet || context.options.json;
         const say = (line: string) => !quiet && process.stdout.write(`${line}\n`);
         say(`${ref.tag ?? ref.digest}: Pulling from ${familiarName(ref)}`);
@@ -42,7 +43,7 @@ export function registerPull(program: Command): void {
         let result;
         try {
           result = await copyImage(source, sink, {
-            ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
+            ...(platform ? { platform } : {}),
             ...(options.allPlatforms ? { allPlatforms: true } : {}),
             onEvent,
           });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ClientError, RegistryDestination, RegistrySource, copyImage, parseImageLocation } from '../../client/index.js';
-import { formatReference } from '../../oci/reference.js';
+import { DOCKER_HUB, formatReference } from '../../oci/reference.js';
 import { withContext } from '../context.js';
 
 export function registerTag(program: Command): void {
@@ -23,8 +23,10 @@ export function registerTag(program: Command): void {
           if (context.options.json) process.stdout.write(JSON.stringify({ source: formatReference(local.ref), target: formatReference(target.ref), digest: local.descriptor.digest }) + '\n');
           return;
         }
-        if (source.ref.registry !== target.ref.registry) {
-          throw new ClientError('manifest-unknown', `No such image: ${formatReference(source.ref)} (a remote retag needs both names on one registry)`);
+        // Without a local image, two names on one registry mean a remote retag; Docker Hub only on
+        // request (--remote), so that `wharf tag typo x` says "No such image" as docker does.
+        if (source.ref.registry !== target.ref.registry || (source.ref.registry === DOCKER_HUB && !options.remote)) {
+          throw new ClientError('manifest-unknown', `No such image: ${formatReference(source.ref)}`);
         }
         // Remote retag: the manifest is put again under the new name; blobs are mounted, never moved.
         const client = context.client(source.ref.registry);
