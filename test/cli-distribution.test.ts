@@ -322,6 +322,28 @@ describe('wharf against Distribution (docker-registry, plain HTTP)', () => {
     }
   });
 
+  test('images shows multi-arch images and digests; rmi takes an image ID prefix', async () => {
+    const other = cliUser();
+    try {
+      await other.ok(['pull', '--all-platforms', `${R}/seed/multi:v1`]);
+      await other.ok(['pull', `${R}/seed/small:v1`]);
+      const table = await other.ok(['images', '--digests']);
+      assert.match(table.stdout, /^REPOSITORY\s+TAG\s+DIGEST\s+IMAGE ID\s+CREATED\s+SIZE$/m);
+      assert.match(table.stdout, new RegExp(`seed/multi\\s+v1\\s+${images.multi.digest}\\s+${images.multi.digest.slice(7, 19)}`));
+      const ids = (await other.ok(['images', '-q'])).stdout.trim().split('\n');
+      assert.deepEqual(ids.sort(), [images.multi.digest.slice(7, 19), images.small.configDigest!.slice(7, 19)].sort());
+      const only = JSON.parse((await other.ok(['images', '--format', 'json', `${R}/seed/small`])).stdout) as Array<{ Repository: string; SizeBytes: number }>;
+      assert.equal(only.length, 1);
+      assert.ok(only[0]!.SizeBytes > 0);
+      const removed = await other.ok(['rmi', images.multi.digest.slice(7, 17)]);
+      assert.match(removed.stdout, new RegExp(`Untagged: ${R.replace('.', '\\.')}/seed/multi:v1`));
+      assert.ok((removed.stdout.match(/Deleted: /g) ?? []).length >= 6, removed.stdout);
+      assert.equal((await other.ok(['images', '-q'])).stdout.trim(), images.small.configDigest!.slice(7, 19));
+    } finally {
+      other.dispose();
+    }
+  });
+
   test('--json and --quiet change the output for scripts', async () => {
     const other = cliUser();
     try {

@@ -71,7 +71,8 @@ export function registerImages(program: Command): void {
         }
         rows.sort((a, b) => a.Repository.localeCompare(b.Repository) || a.Tag.localeCompare(b.Tag));
         const format = options.format ?? (context.options.json ? 'json' : 'table');
-        if (options.quiet) {
+        // -q may be taken by the program-wide --quiet; either way it means "IDs only" here.
+        if (options.quiet || context.options.quiet) {
           for (const id of new Set(rows.map((r) => r.ID))) process.stdout.write(`${id}\n`);
         } else if (format === 'json') {
           process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
