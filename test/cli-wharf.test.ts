@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliUser, type CliUser } from './support/cli.js';
-import { tool } from './support/reference-registry.js';
+import { startReferenceRegistry, tool } from './support/reference-registry.js';
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
@@ -69,6 +69,23 @@ describe('wharf client against wharf serve (plain HTTP)', () => {
     assert.match(retag.stdout, /Tagged .*team\/base:stable@sha256:/);
     const tags = (await user.ok(['tags', `${R}/team/base`])).stdout.trim().split('\n');
     assert.deepEqual(tags.sort(), ['stable', 'v2']);
+  });
+
+  test('copy streams registry to registry: Distribution to Wharf, every platform, digests kept', async () => {
+    const distribution = await startReferenceRegistry({ mode: 'plain' });
+    try {
+      await user.ok(['copy', '--all-platforms', `oci:${images.dir}:multi`, `${distribution.host}/upstream/multi:v1`]);
+      const copy = await user.ok(['copy', '--all-platforms', `${distribution.host}/upstream/multi:v1`, `${R}/mirror/multi:v1`]);
+      assert.match(copy.stdout, new RegExp(`Digest: ${images.multi.digest}`));
+      assert.equal((await user.ok(['digest', `${R}/mirror/multi:v1`])).stdout.trim(), images.multi.digest);
+      for (const child of images.multi.children!) {
+        const inspect = await user.ok(['inspect', '--remote', '--format', '{{.Id}}', `${R}/mirror/multi@${child.digest}`]);
+        assert.equal(inspect.stdout.trim(), child.configDigest);
+      }
+      assert.equal(existsSync(join(user.wharfHome, 'images', 'blobs', 'sha256', images.multi.digest.slice(7))), false, 'nothing was stored locally on the way');
+    } finally {
+      await distribution.stop();
+    }
   });
 
   test('catalog, search (catalog fallback until Wharf has search), manifest create, delete', async () => {
