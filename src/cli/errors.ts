@@ -6,7 +6,6 @@ export function reportError(error: unknown): number {
   if (isClientError(error)) {
     let message = `wharf: ${error.message}`;
     if (error.kind === 'unauthorized' && error.registry) message += `\nhint: run "wharf login ${error.registry}"`;
-    if (error.kind === 'tls') message += '';
     process.stderr.write(`${message}\n`);
     return 1;
   }
