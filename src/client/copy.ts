@@ -21,7 +21,6 @@ export interface CopyOptions {
   /** Blobs transferred at once; 3 as docker does. */
   concurrency?: number;
   onEvent?: (event: CopyEvent) => void;
-  signal?: AbortSignal;
 }
 
 export interface CopyResult {
