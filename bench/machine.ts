@@ -9,6 +9,7 @@ const TOOLS = {
   nginx: 'nginx-light',
   wrk: 'wrk',
   openssl: 'openssl',
+  curl: 'curl',
 } as const;
 
 export type ToolName = keyof typeof TOOLS;
@@ -84,6 +85,7 @@ export function machineInfo(tools: Record<ToolName, string>, wharfVersion: strin
       nginx: firstLine(tools.nginx, ['-v']),
       wrk: firstLine(tools.wrk, ['--version']),
       openssl: firstLine(tools.openssl, ['version']),
+      curl: firstLine(tools.curl, ['--version']),
     },
   };
 }

@@ -37,6 +37,10 @@ export interface BenchOptions {
   pageSize: number;
   /** Wharf's server.workers for this run; undefined keeps its default. */
   wharfWorkers: number | undefined;
+  /** The Wharf checkout whose dist/ is benchmarked (to compare builds); this one by default. */
+  wharfRoot: string | undefined;
+  /** Extra Node.js flags for Wharf's processes (profiling: `--cpu-prof --cpu-prof-dir=DIR`). */
+  wharfNodeArgs: string[];
   /** Where the results JSON goes. */
   resultsDir: string;
   /** Skip the machine-limit measurements (openssl, nginx). */
@@ -47,7 +51,7 @@ export interface BenchOptions {
 
 export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel'] as const;
 
-const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'resultsDir' | 'skipLimits' | 'only'> = {
+const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only'> = {
   repetitions: 3,
   blobMiB: 1024,
   chunkMiB: 64,
@@ -105,6 +109,8 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --push-client-mib N     blob size of each of them (default 16)
   --page-size N           catalog and tag list page size (default 100)
   --wharf-workers N       Wharf's server.workers (default: Wharf's own default)
+  --wharf-root DIR        benchmark the built Wharf in another checkout (default: this one)
+  --wharf-node-args="A B" Node.js flags for Wharf, e.g. --wharf-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --results-dir DIR       where the JSON goes (default bench/results)
   --skip-limits           skip openssl and nginx measurements
   --only a,b              workload groups: ${WORKLOAD_GROUPS.join(', ')}
@@ -137,6 +143,8 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
         'push-client-mib': { type: 'string' },
         'page-size': { type: 'string' },
         'wharf-workers': { type: 'string' },
+        'wharf-root': { type: 'string' },
+        'wharf-node-args': { type: 'string' },
         'results-dir': { type: 'string' },
         'skip-limits': { type: 'boolean' },
         only: { type: 'string' },
@@ -187,6 +195,8 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
     pushClientMiB: int('push-client-mib', v['push-client-mib'], base.pushClientMiB, 1),
     pageSize: int('page-size', v['page-size'], base.pageSize, 1),
     wharfWorkers: v['wharf-workers'] === undefined ? undefined : int('wharf-workers', v['wharf-workers'], 0, 0),
+    wharfRoot: v['wharf-root'],
+    wharfNodeArgs: (v['wharf-node-args'] ?? '').split(' ').filter(Boolean),
     resultsDir: v['results-dir'] ?? defaultResultsDir,
     skipLimits: v['skip-limits'] === true,
     only,

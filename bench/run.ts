@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const figures = new Figures();
   let sampler: RssSampler | undefined;
   try {
-    const wharf = await startWharf(ROOT, { workers: options.wharfWorkers });
+    const wharf = await startWharf(options.wharfRoot ?? ROOT, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs });
     started.push(wharf);
     const distribution = await startDistribution(tools['docker-registry']);
     started.push(distribution);
@@ -67,7 +67,7 @@ async function main(): Promise<void> {
     }
     sampler = new RssSampler([wharf, distribution]);
     for (const server of [wharf, distribution]) await pushSmallImage(server.target, 'bench/small', image, 'latest');
-    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, wrk: tools.wrk, scratch, log };
+    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, wrk: tools.wrk, curl: tools.curl, scratch, log };
 
     if (wanted(options, 'blobs')) await blobWorkloads(ctx);
     if (wanted(options, 'load')) await loadWorkloads(ctx);

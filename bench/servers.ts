@@ -108,7 +108,12 @@ function launch(name: ServerProcess['name'], command: string, args: string[], en
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      keep(Buffer.from(`\n[${name} exited: code ${code}, signal ${signal}]\n`));
+      resolve();
+    }),
+  );
   const target = new HttpTarget(name, '127.0.0.1', port, 256);
   const server: ServerProcess = {
     name,

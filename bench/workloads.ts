@@ -29,6 +29,7 @@ export interface BenchContext {
   nginx: ServerProcess | undefined;
   image: SmallImage;
   wrk: string;
+  curl: string;
   scratch: string;
   log(line: string): void;
 }
@@ -114,10 +115,9 @@ export async function blobWorkloads(ctx: BenchContext): Promise<void> {
     }));
     if (ctx.nginx) sources.push({ name: 'nginx', server: ctx.nginx, path: '/blob' });
     for (const { name, server, path } of sources) {
-      const full = await timed(() => pull(server.target, path, data.length));
-      figures.add(f.pullFull, name, megabytesPerSecond(data.length, full));
-      const ranged = await timed(() => pull(server.target, path, range.length, range));
-      figures.add(f.pullRange, name, megabytesPerSecond(range.length, ranged));
+      const url = `http://${server.target.hostPort}${path}`;
+      figures.add(f.pullFull, name, await pull(ctx.curl, url, data.length));
+      figures.add(f.pullRange, name, await pull(ctx.curl, url, range.length, range));
     }
   }
 }

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { WharfConfig } from '../config/config.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../log/logger.js';
@@ -7,6 +8,7 @@ import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
+import { startWorkerPool } from './worker-pool.js';
 
 export interface RunningServer {
   server: Server;
@@ -27,11 +29,10 @@ export function createRegistry(config: WharfConfig): Registry {
   });
 }
 
-/** Starts `wharf serve` in this process and resolves once it is listening. */
-export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
-  const registry = createRegistry(config);
+/** The HTTP server of one serving process, not yet listening. */
+function createHttpServer(config: WharfConfig, registry: Registry, log: Logger): Server {
   const app = createApp(registry, { log, accessLog: config.log.accessLog, extraHeaders: config.http.headers, readOnly: config.storage.readOnly });
-  const server = createServer(
+  return createServer(
     {
       // Uploads of many gigabytes take as long as they take; slow headers do not.
       requestTimeout: 0,
@@ -40,6 +41,21 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     },
     app,
   );
+}
+
+/** How many processes serve: `server.workers`, where 0 means one per core. */
+export function workerCount(config: WharfConfig): number {
+  return config.server.workers === 0 ? availableParallelism() : config.server.workers;
+}
+
+/**
+ * Starts `wharf serve` and resolves once it is listening. With more than one worker, this process
+ * serves too and forks the others onto the same listening socket.
+ */
+export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
+  // Opening the store here first also runs any schema migration before a worker opens it.
+  const registry = createRegistry(config);
+  const server = createHttpServer(config, registry, log);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ port: config.http.port, host: config.http.host }, () => {
@@ -47,14 +63,36 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       resolve();
     });
   });
+  const workers = workerCount(config);
+  const pool = workers > 1 ? startWorkerPool(server, config, workers - 1, log) : undefined;
   const purge = schedulePurge(registry, config, log);
-  const address = server.address() as AddressInfo;
+  return running(server, registry, config, async () => {
+    if (purge) clearInterval(purge);
+    await pool?.close();
+  });
+}
+
+/** In a worker process: serves the parent's listening socket with a registry of its own. */
+export async function serveHandle(config: WharfConfig, log: Logger, handle: NetServer): Promise<RunningServer> {
+  const registry = createRegistry(config);
+  const server = createHttpServer(config, registry, log);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(handle, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return running(server, registry, config, async () => undefined);
+}
+
+function running(server: Server, registry: Registry, config: WharfConfig, beforeClose: () => Promise<void>): RunningServer {
   return {
     server,
     registry,
-    address,
+    address: server.address() as AddressInfo,
     async close() {
-      if (purge) clearInterval(purge);
+      await beforeClose();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), config.http.drainTimeoutMs);

@@ -15,6 +15,12 @@ export interface SqliteOptions {
   synchronous?: 'full' | 'normal';
 }
 
+interface PendingWrite {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 interface ManifestRow {
   digest: string;
   media_type: string;
@@ -46,6 +52,8 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly name = 'sqlite';
   private readonly db: Database.Database;
   private readonly statements;
+  /** Writes waiting for the next group commit. */
+  private queue: PendingWrite[] = [];
 
   constructor(options: SqliteOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
@@ -156,7 +164,50 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    if (this.queue.length > 0) this.flush();
     this.db.close();
+  }
+
+  /**
+   * Runs `work` in a write transaction shared with every other write queued in the same turn of
+   * the event loop (group commit): concurrent requests pay for one WAL fsync between them, not one
+   * each. Each write runs in its own savepoint, so one that throws rolls back alone; none resolves
+   * before the commit is durable.
+   */
+  private write<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const item of batch) {
+            try {
+              // Nested in the outer transaction, this is a savepoint.
+              outcomes.push({ value: this.db.transaction(item.work)() });
+            } catch (error) {
+              outcomes.push({ error });
+            }
+          }
+        })
+        .immediate();
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if ('error' in outcome) item.reject(outcome.error);
+      else item.resolve(outcome.value);
+    });
   }
 
   private repositoryId(name: string): number | undefined {
@@ -179,27 +230,28 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async addBlob(repository: string, digest: string, size: number): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(repository);
       this.statements.insertBlob.run(digest, size, now);
       this.statements.linkBlob.run(id, digest, now);
-    }).immediate();
+    });
   }
 
   async linkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       if (!this.statements.blobSize.get(digest)) return false;
       const id = this.ensureRepository(repository);
       this.statements.linkBlob.run(id, digest, Date.now());
       return true;
-    }).immediate();
+    });
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    const id = this.repositoryId(repository);
-    if (id === undefined) return false;
-    return this.statements.unlinkBlob.run(id, digest).changes > 0;
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      return id !== undefined && this.statements.unlinkBlob.run(id, digest).changes > 0;
+    });
   }
 
   async missingBlobs(repository: string, digests: string[]): Promise<string[]> {
@@ -209,10 +261,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async createUpload(upload: { id: string; repository: string; startedAt: number }): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const id = this.ensureRepository(upload.repository);
       this.statements.insertUpload.run(upload.id, id, upload.startedAt, upload.startedAt);
-    }).immediate();
+    });
   }
 
   async getUpload(id: string): Promise<UploadRecord | undefined> {
@@ -222,22 +274,22 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async advanceUpload(id: string, from: number, to: number): Promise<boolean> {
-    return this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0;
+    return this.write(() => this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0);
   }
 
   async completeUpload(id: string, digest: string, size: number): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const row = this.statements.uploadRepository.get(id);
       if (!row) throw new Error(`upload ${id} vanished while completing`);
       const now = Date.now();
       this.statements.insertBlob.run(digest, size, now);
       this.statements.linkBlob.run(row.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
-    }).immediate();
+    });
   }
 
   async deleteUpload(id: string): Promise<boolean> {
-    return this.statements.deleteUpload.run(id).changes > 0;
+    return this.write(() => this.statements.deleteUpload.run(id).changes > 0);
   }
 
   async staleUploads(before: number, limit: number): Promise<UploadRecord[]> {
@@ -267,7 +319,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putManifest(put: ManifestPut): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(put.repository);
       const inserted = this.statements.insertManifest.run(
@@ -291,11 +343,11 @@ export class SqliteMetadataStore implements MetadataStore {
         this.statements.upsertTag.run(id, tag, put.digest, now);
         this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now);
       }
-    }).immediate();
+    });
   }
 
   async deleteManifest(repository: string, digest: string, actor?: string): Promise<string[] | undefined> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined || !this.statements.hasManifest.get(id, digest)) return undefined;
       const now = Date.now();
@@ -306,11 +358,11 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       this.statements.deleteManifest.run(id, digest);
       return tags;
-    }).immediate();
+    });
   }
 
   async deleteTag(repository: string, tag: string, actor?: string): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined) return false;
       const current = this.statements.tagDigest.get(id, tag);
@@ -318,7 +370,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.statements.deleteTag.run(id, tag);
       this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', actor ?? null, Date.now());
       return true;
-    }).immediate();
+    });
   }
 
   async listTags(repository: string, page: Page): Promise<string[] | undefined> {
