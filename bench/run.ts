@@ -76,9 +76,11 @@ async function main(): Promise<void> {
     if (wanted(options, 'repos')) await repositoryWorkloads(ctx);
 
     sampler.stop();
-    const rssPeak = figureSpecs(options).rssPeak;
-    figures.add(rssPeak, 'wharf', sampler.peak('wharf') / MiB);
-    figures.add(rssPeak, 'distribution', sampler.peak('distribution') / MiB);
+    const { rssPeak, pssPeak } = figureSpecs(options);
+    for (const name of ['wharf', 'distribution'] as const) {
+      figures.add(rssPeak, name, sampler.peak(name).rss / MiB);
+      figures.add(pssPeak, name, sampler.peak(name).pss / MiB);
+    }
   } catch (error) {
     for (const server of started) log(`${server.name} output (tail):\n${server.output().slice(-2000)}`);
     throw error;

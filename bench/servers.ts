@@ -14,8 +14,8 @@ export interface ServerProcess {
   pid: number;
   target: HttpTarget;
   dir: string;
-  /** Resident memory of the whole process tree now, in bytes. */
-  rss(): number;
+  /** Resident memory (RSS and PSS) of the whole process tree now, in bytes. */
+  memory(): { rss: number; pss: number };
   /** Everything it wrote to stdout and stderr (the tail, for error messages). */
   output(): string;
   stop(): Promise<void>;
@@ -61,17 +61,22 @@ export function processTree(root: number): number[] {
   return out;
 }
 
-/** VmRSS of one process in bytes; 0 when it is gone. */
-function processRss(pid: number): number {
+/**
+ * Resident memory of one process in bytes: RSS, and PSS (shared pages, such as the executable
+ * that every worker maps, divided among the processes sharing them); zeros when it is gone.
+ */
+function processMemory(pid: number): { rss: number; pss: number } {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const rss = /^Rss:\s+(\d+) kB/m.exec(text);
+    const pss = /^Pss:\s+(\d+) kB/m.exec(text);
+    return { rss: rss ? Number(rss[1]) * 1024 : 0, pss: pss ? Number(pss[1]) * 1024 : 0 };
   } catch {
-    return 0;
+    return { rss: 0, pss: 0 };
   }
 }
 
-function treeRss(root: number): () => number {
+function treeMemory(root: number): () => { rss: number; pss: number } {
   let pids = processTree(root);
   let listedAt = Date.now();
   return () => {
@@ -80,8 +85,12 @@ function treeRss(root: number): () => number {
       pids = processTree(root);
       listedAt = Date.now();
     }
-    let sum = 0;
-    for (const pid of pids) sum += processRss(pid);
+    const sum = { rss: 0, pss: 0 };
+    for (const pid of pids) {
+      const memory = processMemory(pid);
+      sum.rss += memory.rss;
+      sum.pss += memory.pss;
+    }
     return sum;
   };
 }
@@ -120,7 +129,7 @@ function launch(name: ServerProcess['name'], command: string, args: string[], en
     pid: child.pid!,
     target,
     dir,
-    rss: treeRss(child.pid!),
+    memory: treeMemory(child.pid!),
     output: () => tail,
     async stop() {
       target.close();
@@ -235,11 +244,11 @@ export async function startNginx(binary: string, files: Record<string, Buffer | 
 }
 
 /**
- * Samples the resident memory of servers while the bench runs: the peak over the run, and the
- * series inside a window (such as the 1 GiB push) when one is open.
+ * Samples the resident memory of servers while the bench runs: the peak RSS and PSS over the run,
+ * and the RSS series inside a window (such as the 1 GiB push) when one is open.
  */
 export class RssSampler {
-  private readonly peaks = new Map<string, number>();
+  private readonly peaks = new Map<string, { rss: number; pss: number }>();
   private window: { server: ServerProcess; samples: number[] } | undefined;
   private readonly timer: NodeJS.Timeout;
 
@@ -250,23 +259,24 @@ export class RssSampler {
 
   sample(): void {
     for (const server of this.servers) {
-      const rss = server.rss();
-      if (rss > (this.peaks.get(server.name) ?? 0)) this.peaks.set(server.name, rss);
-      if (this.window?.server === server) this.window.samples.push(rss);
+      const memory = server.memory();
+      const peak = this.peaks.get(server.name) ?? { rss: 0, pss: 0 };
+      this.peaks.set(server.name, { rss: Math.max(peak.rss, memory.rss), pss: Math.max(peak.pss, memory.pss) });
+      if (this.window?.server === server) this.window.samples.push(memory.rss);
     }
   }
 
-  peak(name: string): number {
-    return this.peaks.get(name) ?? 0;
+  peak(name: string): { rss: number; pss: number } {
+    return this.peaks.get(name) ?? { rss: 0, pss: 0 };
   }
 
   /** Runs `work` while recording the RSS series of one server; returns before, max and after. */
   async during<T>(server: ServerProcess, work: () => Promise<T>): Promise<{ result: T; before: number; max: number; after: number }> {
-    const before = server.rss();
+    const before = server.memory().rss;
     this.window = { server, samples: [before] };
     try {
       const result = await work();
-      const after = server.rss();
+      const after = server.memory().rss;
       this.window.samples.push(after);
       return { result, before, max: Math.max(...this.window.samples), after };
     } finally {

@@ -78,7 +78,8 @@ export function figureSpecs(o: BenchOptions) {
     catalogHugeFirst: spec('catalog.huge.first', `_catalog first page n=${o.pageSize}, ${o.catalogHuge} repos`, 'ms', 'lower', [{ kind: 'at-most', value: 5 }]),
     catalogHugeMiddle: spec('catalog.huge.middle', `_catalog middle page n=${o.pageSize}, ${o.catalogHuge} repos`, 'ms', 'lower', [{ kind: 'at-most', value: 5 }]),
     parallelPush: spec('parallel.push', `${o.pushClients} clients pushing ${sizeLabel(o.pushClientMiB)} blobs at once`, 'MB/s', 'higher'),
-    rssPeak: spec('rss.peak', 'peak RSS over the run (all processes)', 'MiB', 'lower', [{ kind: 'ratio-at-most', value: 2 }]),
+    rssPeak: spec('rss.peak', 'peak RSS over the run (sum over processes)', 'MiB', 'lower', [{ kind: 'ratio-at-most', value: 2 }]),
+    pssPeak: spec('pss.peak', 'peak PSS over the run (shared pages counted once)', 'MiB', 'lower'),
   };
 }
 

@@ -7,7 +7,7 @@ import { PathNotFoundError, type FileInfo, type FileWriter, type ReadOptions, ty
 /** Bytes read per chunk when streaming a file out: large enough that socket writes stay cheap. */
 const READ_CHUNK = 1024 * 1024;
 /** Bytes a writer queues before write() waits: bounds memory per upload (plus the batch being written). */
-const WRITE_HIGH_WATER = 1024 * 1024;
+const WRITE_HIGH_WATER = 256 * 1024;
 /** Bytes written between background datasyncs (see FilesystemFileWriter). */
 const SYNC_EVERY = 16 * 1024 * 1024;
 

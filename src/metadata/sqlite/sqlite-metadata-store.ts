@@ -15,6 +15,9 @@ export interface SqliteOptions {
   synchronous?: 'full' | 'normal';
 }
 
+/** How long any statement waits for another process's lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 10_000;
+
 interface PendingWrite {
   work: () => unknown;
   resolve: (value: unknown) => void;
@@ -54,17 +57,23 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly statements;
   /** Writes waiting for the next group commit. */
   private queue: PendingWrite[] = [];
+  /** Set while a commit waits for another process to release the write lock. */
+  private retrying: NodeJS.Timeout | undefined;
+  private busySince: number | undefined;
 
   constructor(options: SqliteOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
-    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     const db = this.db;
     this.statements = {
+      beginImmediate: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
       repositoryId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING'),
       blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
@@ -164,7 +173,9 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
-    if (this.queue.length > 0) this.flush();
+    if (this.retrying) clearTimeout(this.retrying);
+    // The last writes wait for the lock like any statement rather than being dropped.
+    this.flush({ block: true });
     this.db.close();
   }
 
@@ -177,30 +188,35 @@ export class SqliteMetadataStore implements MetadataStore {
   private write<T>(work: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      if (this.queue.length === 1) setImmediate(() => this.flush());
+      if (this.queue.length === 1 && !this.retrying) setImmediate(() => this.flush());
     });
   }
 
-  private flush(): void {
-    const batch = this.queue;
-    this.queue = [];
-    if (batch.length === 0) return;
+  /**
+   * Commits the queued writes. When another process holds the write lock, SQLite's busy handler
+   * would sleep with the event loop blocked; instead the attempt fails at once and is retried a
+   * millisecond later, while this process goes on serving reads and queueing more writes into the
+   * same batch. After BUSY_TIMEOUT_MS of retries the batch fails with SQLITE_BUSY. With `block`
+   * (on close) it waits in the busy handler like any other statement.
+   */
+  private flush(options: { block?: boolean } = {}): void {
+    this.retrying = undefined;
+    if (this.queue.length === 0 || !this.db.open || !this.begin(options.block === true)) return;
+    const batch = this.queue.splice(0);
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
-      this.db
-        .transaction(() => {
-          for (const item of batch) {
-            try {
-              // Nested in the outer transaction, this is a savepoint.
-              outcomes.push({ value: this.db.transaction(item.work)() });
-            } catch (error) {
-              outcomes.push({ error });
-            }
-          }
-        })
-        .immediate();
+      for (const item of batch) {
+        try {
+          // Inside the open transaction, this is a savepoint of its own.
+          outcomes.push({ value: this.db.transaction(item.work)() });
+        } catch (error) {
+          outcomes.push({ error });
+        }
+      }
+      this.statements.commit.run();
     } catch (error) {
-      for (const item of batch) item.reject(error);
+      if (this.db.inTransaction) this.statements.rollback.run();
+      this.settle(batch, error);
       return;
     }
     batch.forEach((item, i) => {
@@ -208,6 +224,31 @@ export class SqliteMetadataStore implements MetadataStore {
       if ('error' in outcome) item.reject(outcome.error);
       else item.resolve(outcome.value);
     });
+  }
+
+  /** BEGIN IMMEDIATE; false when it scheduled a retry or failed the queued writes instead. */
+  private begin(block: boolean): boolean {
+    if (!block) this.db.pragma('busy_timeout = 0');
+    try {
+      this.statements.beginImmediate.run();
+      this.busySince = undefined;
+      return true;
+    } catch (error) {
+      this.busySince ??= Date.now();
+      if (!block && (error as { code?: string }).code === 'SQLITE_BUSY' && Date.now() - this.busySince < BUSY_TIMEOUT_MS) {
+        this.retrying = setTimeout(() => this.flush(), 1);
+        return false;
+      }
+      this.busySince = undefined;
+      this.settle(this.queue.splice(0), error);
+      return false;
+    } finally {
+      if (!block) this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  private settle(batch: PendingWrite[], error: unknown): void {
+    for (const item of batch) item.reject(error);
   }
 
   private repositoryId(name: string): number | undefined {
