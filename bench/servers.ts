@@ -14,8 +14,8 @@ export interface ServerProcess {
   pid: number;
   target: HttpTarget;
   dir: string;
-  /** Resident memory (RSS and PSS) of the whole process tree now, in bytes. */
-  memory(): { rss: number; pss: number };
+  /** Resident memory of the whole process tree now, in bytes: RSS (cheap) and PSS (costlier). */
+  memory: { rss(): number; pss(): number };
   /** Everything it wrote to stdout and stderr (the tail, for error messages). */
   output(): string;
   stop(): Promise<void>;
@@ -61,37 +61,43 @@ export function processTree(root: number): number[] {
   return out;
 }
 
-/**
- * Resident memory of one process in bytes: RSS, and PSS (shared pages, such as the executable
- * that every worker maps, divided among the processes sharing them); zeros when it is gone.
- */
-function processMemory(pid: number): { rss: number; pss: number } {
+/** VmRSS of one process in bytes; 0 when it is gone. Cheap enough to read 20 times a second. */
+function processRss(pid: number): number {
   try {
-    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-    const rss = /^Rss:\s+(\d+) kB/m.exec(text);
-    const pss = /^Pss:\s+(\d+) kB/m.exec(text);
-    return { rss: rss ? Number(rss[1]) * 1024 : 0, pss: pss ? Number(pss[1]) * 1024 : 0 };
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
   } catch {
-    return { rss: 0, pss: 0 };
+    return 0;
   }
 }
 
-function treeMemory(root: number): () => { rss: number; pss: number } {
+/**
+ * PSS of one process in bytes: shared pages (such as the executable every worker maps) divided
+ * among the processes sharing them. Reading it walks the page tables (about a millisecond).
+ */
+function processPss(pid: number): number {
+  try {
+    const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function treeMemory(root: number): { rss(): number; pss(): number } {
   let pids = processTree(root);
   let listedAt = Date.now();
-  return () => {
+  const current = () => {
     // Re-listing /proc costs a few milliseconds; workers do not come and go during a run.
     if (Date.now() - listedAt > 1000) {
       pids = processTree(root);
       listedAt = Date.now();
     }
-    const sum = { rss: 0, pss: 0 };
-    for (const pid of pids) {
-      const memory = processMemory(pid);
-      sum.rss += memory.rss;
-      sum.pss += memory.pss;
-    }
-    return sum;
+    return pids;
+  };
+  return {
+    rss: () => current().reduce((sum, pid) => sum + processRss(pid), 0),
+    pss: () => current().reduce((sum, pid) => sum + processPss(pid), 0),
   };
 }
 
@@ -252,17 +258,23 @@ export class RssSampler {
   private window: { server: ServerProcess; samples: number[] } | undefined;
   private readonly timer: NodeJS.Timeout;
 
+  private samples = 0;
+
+  /** RSS every `intervalMs`; PSS every 20th sample, since reading it costs more. */
   constructor(private readonly servers: ServerProcess[], intervalMs = 50) {
     this.timer = setInterval(() => this.sample(), intervalMs);
     this.timer.unref();
   }
 
   sample(): void {
+    const withPss = this.samples % 20 === 0;
+    this.samples += 1;
     for (const server of this.servers) {
-      const memory = server.memory();
+      const rss = server.memory.rss();
+      const pss = withPss ? server.memory.pss() : 0;
       const peak = this.peaks.get(server.name) ?? { rss: 0, pss: 0 };
-      this.peaks.set(server.name, { rss: Math.max(peak.rss, memory.rss), pss: Math.max(peak.pss, memory.pss) });
-      if (this.window?.server === server) this.window.samples.push(memory.rss);
+      this.peaks.set(server.name, { rss: Math.max(peak.rss, rss), pss: Math.max(peak.pss, pss) });
+      if (this.window?.server === server) this.window.samples.push(rss);
     }
   }
 
@@ -272,11 +284,11 @@ export class RssSampler {
 
   /** Runs `work` while recording the RSS series of one server; returns before, max and after. */
   async during<T>(server: ServerProcess, work: () => Promise<T>): Promise<{ result: T; before: number; max: number; after: number }> {
-    const before = server.memory().rss;
+    const before = server.memory.rss();
     this.window = { server, samples: [before] };
     try {
       const result = await work();
-      const after = server.memory().rss;
+      const after = server.memory.rss();
       this.window.samples.push(after);
       return { result, before, max: Math.max(...this.window.samples), after };
     } finally {
@@ -286,6 +298,7 @@ export class RssSampler {
 
   stop(): void {
     clearInterval(this.timer);
+    this.samples = 0;
     this.sample();
   }
 }

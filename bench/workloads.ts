@@ -79,7 +79,7 @@ export function figureSpecs(o: BenchOptions) {
     catalogHugeMiddle: spec('catalog.huge.middle', `_catalog middle page n=${o.pageSize}, ${o.catalogHuge} repos`, 'ms', 'lower', [{ kind: 'at-most', value: 5 }]),
     parallelPush: spec('parallel.push', `${o.pushClients} clients pushing ${sizeLabel(o.pushClientMiB)} blobs at once`, 'MB/s', 'higher'),
     rssPeak: spec('rss.peak', 'peak RSS over the run (sum over processes)', 'MiB', 'lower', [{ kind: 'ratio-at-most', value: 2 }]),
-    pssPeak: spec('pss.peak', 'peak PSS over the run (shared pages counted once)', 'MiB', 'lower'),
+    pssPeak: spec('pss.peak', 'peak PSS over the run (shared pages counted once; sampled at 1 Hz)', 'MiB', 'lower'),
   };
 }
 
