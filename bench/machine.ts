@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fdatasyncSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, release, totalmem } from 'node:os';
 
 /** The programs the bench drives, and the Debian packages that provide them. */
@@ -109,4 +110,25 @@ export function nodeSha256(totalBytes: number): number {
   for (let done = 0; done < totalBytes; done += block.length) hash.update(block);
   hash.digest();
   return totalBytes / 1e6 / ((performance.now() - started) / 1000);
+}
+
+/**
+ * The disk's durable write speed, MB/s: `bytes` written in 1 MiB blocks to a new file in `dir` and
+ * fdatasync'd, as Wharf must before it acknowledges a blob. A virtual disk may be fast until the
+ * host's cache fills and much slower after, so the bench measures it beside every push.
+ */
+export function durableWrite(dir: string, bytes: number): number {
+  const block = Buffer.alloc(1 << 20, 1);
+  const path = join(dir, `disk-probe-${process.pid}`);
+  const started = performance.now();
+  const fd = openSync(path, 'w');
+  try {
+    for (let written = 0; written < bytes; written += block.length) writeSync(fd, block);
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  rmSync(path, { force: true });
+  return bytes / 1e6 / seconds;
 }

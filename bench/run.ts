@@ -52,6 +52,7 @@ async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'bench-scratch-'));
   const started: ServerProcess[] = [];
   const figures = new Figures();
+  const measuredLimits: BenchContext['limits'] = new Map();
   let sampler: RssSampler | undefined;
   try {
     const wharf = await startWharf(options.wharfRoot ?? ROOT, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs });
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
     }
     sampler = new RssSampler([wharf, distribution]);
     for (const server of [wharf, distribution]) await pushSmallImage(server.target, 'bench/small', image, 'latest');
-    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, wrk: tools.wrk, curl: tools.curl, scratch, log };
+    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, limits: measuredLimits, wrk: tools.wrk, curl: tools.curl, scratch, log };
 
     if (wanted(options, 'blobs')) await blobWorkloads(ctx);
     if (wanted(options, 'load')) await loadWorkloads(ctx);
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
     rmSync(scratch, { recursive: true, force: true });
   }
 
+  for (const [label, { unit, samples }] of measuredLimits) limits.push({ label, unit, summary: summarize(samples)! });
   const nginxFigures = figures.nginx();
   const nginxLabels: Record<string, string> = {
     'pull.full': 'nginx, same-size file over loopback (sendfile)',

@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { runParallel } from './http.js';
+import { durableWrite } from './machine.js';
 import type { Figures, FigureSpec } from './figures.js';
 import type { BenchOptions } from './options.js';
 import {
@@ -28,10 +30,27 @@ export interface BenchContext {
   /** Only when machine limits are measured. */
   nginx: ServerProcess | undefined;
   image: SmallImage;
+  /** Machine limits measured between workloads, by label. */
+  limits: Map<string, { unit: string; samples: number[] }>;
   wrk: string;
   curl: string;
   scratch: string;
   log(line: string): void;
+}
+
+/**
+ * Writes back every dirty page before a timed push. Distribution never fsyncs, so the gigabytes
+ * it just took are still being written out; without this, that writeback would slow whichever
+ * server pushes next (Wharf waits for its own fsyncs, so it would pay for both).
+ */
+function settleDisk(): void {
+  execFileSync('sync');
+}
+
+function recordLimit(ctx: BenchContext, label: string, unit: string, value: number): void {
+  const entry = ctx.limits.get(label) ?? { unit, samples: [] };
+  entry.samples.push(value);
+  ctx.limits.set(label, entry);
 }
 
 /** Servers in the order of repetition `rep`: alternating, so neither always runs on a warmer machine. */
@@ -94,8 +113,11 @@ export async function blobWorkloads(ctx: BenchContext): Promise<void> {
     ctx.log(`blobs: repetition ${rep + 1}/${o.repetitions}`);
     // Fresh content for every push, so no server can skip work it has done before.
     const monolithicDigest = makeVariant(data, rep * 2);
+    settleDisk();
+    recordLimit(ctx, `disk, ${sizeLabel(o.blobMiB)} written and fdatasync'd (before each repetition's pushes)`, 'MB/s', durableWrite(ctx.scratch, data.length));
     for (const name of order(rep)) {
       const server = servers[name];
+      settleDisk();
       const window = await sampler.during(server, () => timed(() => pushMonolithic(server.target, repository, data, monolithicDigest)));
       figures.add(f.pushMonolithic, name, megabytesPerSecond(data.length, window.result));
       figures.add(f.pushRss, name, window.max / MiB);
@@ -104,6 +126,7 @@ export async function blobWorkloads(ctx: BenchContext): Promise<void> {
     const chunkedDigest = makeVariant(data, rep * 2 + 1);
     for (const name of order(rep)) {
       const server = servers[name];
+      settleDisk();
       const window = await sampler.during(server, () => timed(() => pushChunked(server.target, repository, data, chunkedDigest, o.chunkMiB * MiB)));
       figures.add(f.pushChunked, name, megabytesPerSecond(data.length, window.result));
       figures.add(f.pushRss, name, window.max / MiB);
@@ -300,6 +323,7 @@ export async function parallelPushWorkloads(ctx: BenchContext): Promise<void> {
     const digests = blobs.map((blob, i) => makeVariant(blob, rep * o.pushClients + i));
     for (const name of order(rep)) {
       const target = servers[name].target;
+      settleDisk();
       const ms = await timed(() => Promise.all(blobs.map((blob, i) => pushMonolithic(target, 'bench/parallel', blob, digests[i]!))));
       figures.add(f.parallelPush, name, megabytesPerSecond(total, ms));
     }
