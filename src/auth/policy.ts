@@ -34,9 +34,6 @@ export function isValidSubject(subject: string): boolean {
   return SUBJECT.test(subject);
 }
 
-/** How long rules added through the admin API (maybe by another worker) may be stale. */
-const RULES_TTL_MS = 1000;
-
 /**
  * Who may do what on which repository: rules from the config file plus rules kept in the
  * database, each granting actions on a repository pattern to a subject. Permissions only add
@@ -47,7 +44,8 @@ export class Policy {
   private readonly configRules: Rule[];
   private readonly configGroups: Map<string, Set<string>>;
   private storedRules: Rule[] = [];
-  private loadedAt = -Infinity;
+  /** The store's rules generation when storedRules was read. */
+  private loadedGeneration: number | undefined;
 
   private constructor(
     private readonly store: AccountStore | undefined,
@@ -120,12 +118,17 @@ export class Policy {
     return Object.fromEntries([...this.configGroups].map(([g, m]) => [g, [...m].sort()]));
   }
 
-  /** Reloads the database rules when they may be stale (call before a burst of decisions). */
+  /**
+   * Reloads the database rules when any process has changed them since the last load (call
+   * before a burst of decisions): a rule revoked through one worker binds every worker at once.
+   */
   async refresh(force = false): Promise<void> {
-    if (!this.store || (!force && Date.now() - this.loadedAt < RULES_TTL_MS)) return;
+    if (!this.store) return;
+    const generation = await this.store.rulesGeneration();
+    if (!force && generation === this.loadedGeneration) return;
     const records = await this.store.listRules();
     this.storedRules = records.flatMap((record) => toRule(record) ?? []);
-    this.loadedAt = Date.now();
+    this.loadedGeneration = generation;
   }
 
   /** What the identity may do on a repository, by policy alone (token claims are checked elsewhere). */

@@ -20,11 +20,13 @@ export function registerServe(program: Command): void {
     .option('--data <dir>', 'storage root (storage.filesystem.rootdirectory), default ./data')
     .option('--log-level <level>', 'log.level: error, warn, info, debug')
     .option('--delete', 'allow DELETE (storage.delete.enabled)')
+    .option('--workers <n>', 'processes serving requests (server.workers); 0 means one per core, default 2')
     .action(async (file: string | undefined, options: ServeOptions) => {
       const flags: ConfigFlags = {};
       if (options.addr !== undefined) flags.addr = options.addr;
       if (options.data !== undefined) flags.data = options.data;
       if (options.logLevel !== undefined) flags.logLevel = options.logLevel;
+      if (options.workers !== undefined) flags.workers = options.workers;
       if (options.delete) flags.deleteEnabled = true;
       let loaded;
       try {

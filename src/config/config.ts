@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
@@ -318,7 +319,9 @@ function build(raw: Raw): WharfConfig {
       },
     },
     catalog: { maxEntries: value(raw, 'catalog.maxentries', 1000) },
-    server: { workers: value(raw, 'server.workers', 1) },
+    // Two processes use both cores of a small machine, where most of the speed is; more cost memory
+    // and SQLite write-lock contention, so larger machines opt in (0 means one per core).
+    server: { workers: value(raw, 'server.workers', Math.min(2, availableParallelism())) },
     ...buildAuth(raw, rootDirectory),
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
   };

@@ -65,6 +65,8 @@ export interface AccountStore {
   deleteRobot(name: string): Promise<boolean>;
 
   listRules(): Promise<RuleRecord[]>;
+  /** A number that changes whenever any rule is added or removed, by any process. */
+  rulesGeneration(): Promise<number>;
   addRule(rule: { subject: string; repository: string; actions: string[]; createdBy?: string }): Promise<RuleRecord>;
   deleteRule(id: number): Promise<boolean>;
 

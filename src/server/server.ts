@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { SecureContextOptions } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
@@ -13,6 +14,7 @@ import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
+import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
 const SOCKET_IDLE_TIMEOUT_MS = 5 * 60_000;
@@ -62,16 +64,21 @@ function isLoopback(host: string | undefined): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** Starts `wharf serve` in this process and resolves once it is listening. */
-export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
-  if (config.auth && !config.http.tls && !isLoopback(config.http.host)) {
-    if (!config.auth.allowPlainHttp) {
-      throw new UnsafeConfigError(
-        'credentials would travel in clear text: configure http.tls, listen on a loopback address, or set auth.allowplainhttp: true (for example behind a TLS-terminating proxy)',
-      );
-    }
-    log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
-  }
+/** How many processes serve: `server.workers`, where 0 means one per core. */
+export function workerCount(config: WharfConfig): number {
+  return config.server.workers === 0 ? availableParallelism() : config.server.workers;
+}
+
+/** Everything one serving process runs: audit log, registry, access control, HTTP(S) server. */
+interface ServingStack {
+  server: Server | HttpsServer;
+  registry: Registry;
+  reload(): void;
+  /** Closes what the stack opened, after the server has stopped. */
+  dispose(): Promise<void>;
+}
+
+async function createServingStack(config: WharfConfig, log: Logger): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const registry = createRegistry(config, audit);
   let accounts: SqliteAccountStore | undefined;
@@ -114,33 +121,97 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     : createServer(serverOptions, app);
   // A client that stops sending mid-body must not hold its connection (and upload) forever.
   server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port: config.http.port, host: config.http.host }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const purge = schedulePurge(registry, config, log);
-  const address = server.address() as AddressInfo;
   return {
     server,
     registry,
-    address,
     reload() {
       if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
       auth?.reload();
     },
-    async close() {
+    async dispose() {
+      await accounts?.close();
+      await registry.close();
+      await audit.close();
+    },
+  };
+}
+
+/**
+ * Starts `wharf serve` and resolves once it is listening. With more than one worker, this process
+ * serves too and forks the others onto the same listening socket.
+ */
+export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
+  if (config.auth && !config.http.tls && !isLoopback(config.http.host)) {
+    if (!config.auth.allowPlainHttp) {
+      throw new UnsafeConfigError(
+        'credentials would travel in clear text: configure http.tls, listen on a loopback address, or set auth.allowplainhttp: true (for example behind a TLS-terminating proxy)',
+      );
+    }
+    log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
+  }
+  // Built here first: schema migrations and the token signing key exist before any worker starts.
+  const stack = await createServingStack(config, log);
+  await listen(stack.server, { port: config.http.port, host: config.http.host });
+  const workers = workerCount(config);
+  const pool = workers > 1 ? startWorkerPool(stack.server, config, workers - 1, log) : undefined;
+  const purge = schedulePurge(stack.registry, config, log);
+  return running(stack, config, {
+    reload: () => pool?.reload(),
+    beforeClose: async () => {
       if (purge) clearInterval(purge);
+      await pool?.close();
+    },
+  });
+}
+
+/**
+ * In a worker process: builds a serving stack now and returns the step that attaches it to the
+ * parent's listening socket. The two are separate because a socket handed to a child process
+ * starts accepting at once: it must be attached synchronously, on arrival, or connections taken
+ * before the stack exists would sit unanswered.
+ */
+export async function prepareWorker(config: WharfConfig, log: Logger): Promise<(handle: NetServer) => RunningServer> {
+  const stack = await createServingStack(config, log);
+  return (handle) => {
+    stack.server.listen(handle);
+    return running(stack, config, {});
+  };
+}
+
+function listen(server: Server | HttpsServer, target: { port: number; host: string | undefined } | NetServer): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const done = () => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('port' in target) server.listen({ port: target.port, host: target.host }, done);
+    else server.listen(target, done);
+  });
+}
+
+function running(
+  stack: ServingStack,
+  config: WharfConfig,
+  hooks: { reload?: () => void; beforeClose?: () => Promise<void> },
+): RunningServer {
+  const { server } = stack;
+  return {
+    server,
+    registry: stack.registry,
+    address: server.address() as AddressInfo,
+    reload() {
+      stack.reload();
+      hooks.reload?.();
+    },
+    async close() {
+      await hooks.beforeClose?.();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), config.http.drainTimeoutMs);
       await closed;
       clearTimeout(timer);
-      await accounts?.close();
-      await registry.close();
-      await audit.close();
+      await stack.dispose();
     },
   };
 }

@@ -1,17 +1,21 @@
-import type { Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/index.js';
 import { createDigester, parseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import { PathNotFoundError, type StorageDriver } from './driver.js';
+import { HashThread } from './hash-thread.js';
 
 /** How many in-progress upload hashes one process keeps; older ones are re-hashed from storage. */
 const MAX_CACHED_HASHERS = 4096;
 
-/** A running sha256 over an upload's first `size` bytes. */
+/** The hash thread holds a running sha256 over this upload's first `size` bytes. */
 interface HashState {
-  hash: Hash;
   size: number;
+  /** The thread's generation when it started; a restarted thread has lost the hash. */
+  generation: number;
 }
+
+/** Bytes gathered before they go to the hash thread in one message. */
+const HASH_BATCH = 1024 * 1024;
 
 export interface AppendOptions {
   /** Bytes already in the upload; anything stored beyond this is the tail of a cut-off write. */
@@ -38,7 +42,10 @@ export interface CommitOptions {
 export class BlobStore {
   private readonly hashers = new Map<string, HashState>();
 
-  constructor(readonly driver: StorageDriver) {}
+  constructor(
+    readonly driver: StorageDriver,
+    private readonly hashThread: HashThread = new HashThread(),
+  ) {}
 
   blobPath(digest: string): string {
     const parsed = parseDigest(digest);
@@ -74,7 +81,7 @@ export class BlobStore {
   async createUpload(id: string): Promise<void> {
     const writer = await this.driver.writer(this.uploadPath(id));
     await writer.close();
-    this.rememberHash(id, { hash: createDigester('sha256'), size: 0 });
+    this.rememberHash(id, { size: 0, generation: this.hashThread.generation });
   }
 
   /**
@@ -93,28 +100,44 @@ export class BlobStore {
     }
     const cached = this.hashers.get(id);
     this.hashers.delete(id);
-    const state = cached && cached.size === options.offset ? cached : undefined;
+    const hashing = cached !== undefined && cached.size === options.offset && cached.generation === this.hashThread.generation;
+    if (cached && !hashing) this.hashThread.drop(id);
     let received = 0;
     let ok = false;
+    // Chunks go to disk at once and to the hash thread in batches, one copy per batch.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
     try {
       for await (const chunk of options.body) {
         received += chunk.length;
         if (options.expectedLength !== undefined && received > options.expectedLength) {
           throw new RegistryError('SIZE_INVALID', { detail: { expected: options.expectedLength } });
         }
-        state?.hash.update(chunk);
         await writer.write(chunk);
+        if (hashing) {
+          batch.push(chunk);
+          batchBytes += chunk.length;
+          if (batchBytes >= HASH_BATCH) {
+            const full = batch;
+            batch = [];
+            batchBytes = 0;
+            await this.hashThread.update(id, full);
+          }
+        }
       }
       options.signal?.throwIfAborted();
       if (options.expectedLength !== undefined && received !== options.expectedLength) {
         throw new RegistryError('SIZE_INVALID', { detail: { expected: options.expectedLength, received } });
       }
+      if (hashing) await this.hashThread.update(id, batch);
       ok = true;
     } finally {
       // Keep what is on disk either way: the recorded offset decides what counts.
       await writer.close();
+      // A failed chunk does not count, but the thread may have hashed part of it.
+      if (hashing && !ok) this.hashThread.drop(id);
     }
-    if (ok && state) this.rememberHash(id, { hash: state.hash, size: options.offset + received });
+    if (ok && hashing) this.rememberHash(id, { size: options.offset + received, generation: cached.generation });
     return options.offset + received;
   }
 
@@ -147,7 +170,7 @@ export class BlobStore {
   }
 
   async deleteUpload(id: string): Promise<void> {
-    this.hashers.delete(id);
+    if (this.hashers.delete(id)) this.hashThread.drop(id);
     await this.driver.delete(`uploads/${this.uploadPath(id).split('/')[1]}`);
   }
 
@@ -158,9 +181,17 @@ export class BlobStore {
 
   private async digestUpload(id: string, path: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
     const cached = this.hashers.get(id);
-    if (algorithm === 'sha256' && cached && cached.size === size) {
+    if (cached) {
       this.hashers.delete(id);
-      return `sha256:${cached.hash.digest('hex')}`;
+      if (algorithm === 'sha256' && cached.size === size && cached.generation === this.hashThread.generation) {
+        try {
+          return `sha256:${await this.hashThread.digest(id)}`;
+        } catch {
+          // The hash thread died with this session's state: hash the file instead, below.
+        }
+      } else {
+        this.hashThread.drop(id);
+      }
     }
     // Another process took some chunks, the server restarted, or the client chose sha512.
     const hash = createDigester(algorithm);
@@ -185,7 +216,10 @@ export class BlobStore {
   private rememberHash(id: string, state: HashState): void {
     if (this.hashers.size >= MAX_CACHED_HASHERS) {
       const oldest = this.hashers.keys().next().value;
-      if (oldest !== undefined) this.hashers.delete(oldest);
+      if (oldest !== undefined) {
+        this.hashers.delete(oldest);
+        this.hashThread.drop(oldest);
+      }
     }
     this.hashers.set(id, state);
   }

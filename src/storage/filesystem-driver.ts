@@ -6,8 +6,10 @@ import { PathNotFoundError, type FileInfo, type FileWriter, type ReadOptions, ty
 
 /** Bytes read per chunk when streaming a file out: large enough that socket writes stay cheap. */
 const READ_CHUNK = 1024 * 1024;
-/** Bytes a writer queues before write() waits: bounds memory per upload. */
-const WRITE_HIGH_WATER = 1024 * 1024;
+/** Bytes a writer queues before write() waits: bounds memory per upload (plus the batch being written). */
+const WRITE_HIGH_WATER = 256 * 1024;
+/** Bytes written between background datasyncs (see FilesystemFileWriter). */
+const SYNC_EVERY = 16 * 1024 * 1024;
 
 function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
@@ -120,8 +122,10 @@ async function syncDirectory(directory: string): Promise<void> {
 }
 
 /**
- * Queues chunks and writes them in batches (writev) while the producer goes on reading,
- * so hashing on the main thread and disk writes in the thread pool overlap.
+ * Queues chunks and writes them in batches (writev) while the producer goes on reading: while one
+ * batch is being written in the thread pool, the next fills up, so hashing on the main thread and
+ * disk writes overlap. Every SYNC_EVERY bytes a datasync starts in the background, so the disk
+ * writes the file out as it arrives and the final, blocking datasync has little left to do.
  */
 class FilesystemFileWriter implements FileWriter {
   size: number;
@@ -129,6 +133,10 @@ class FilesystemFileWriter implements FileWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
+  /** Producers waiting for the queue to drop below the high-water mark. */
+  private waiters: Array<() => void> = [];
+  private unsyncedBytes = 0;
+  private syncing: Promise<void> | undefined;
   private failure: Error | undefined;
   private finished = false;
 
@@ -149,7 +157,9 @@ class FilesystemFileWriter implements FileWriter {
     this.pendingBytes += chunk.length;
     this.size += chunk.length;
     this.writing ??= this.drain();
-    while (this.pendingBytes >= WRITE_HIGH_WATER && this.writing) await this.writing;
+    while (this.pendingBytes >= WRITE_HIGH_WATER && !this.failure) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
     if (this.failure) throw this.failure;
   }
 
@@ -160,22 +170,46 @@ class FilesystemFileWriter implements FileWriter {
         const batch = this.pending;
         this.pending = [];
         this.pendingBytes = 0;
+        this.wake();
         let buffers = batch;
         while (buffers.length > 0) {
           const { bytesWritten } = await this.handle.writev(buffers, this.position);
           this.position += bytesWritten;
+          this.unsyncedBytes += bytesWritten;
           buffers = dropWritten(buffers, bytesWritten);
         }
+        if (this.unsyncedBytes >= SYNC_EVERY && !this.syncing) this.startSync();
       }
     } catch (error) {
       this.failure = error as Error;
     } finally {
       this.writing = undefined;
+      this.wake();
     }
   }
 
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  /** An early datasync, overlapping further writes; only its failure matters (close syncs again). */
+  private startSync(): void {
+    this.unsyncedBytes = 0;
+    this.syncing = this.handle.datasync().then(
+      () => {
+        this.syncing = undefined;
+      },
+      (error: unknown) => {
+        this.failure ??= error as Error;
+        this.syncing = undefined;
+      },
+    );
+  }
+
   private async flush(): Promise<void> {
-    while (this.writing) await this.writing;
+    while (this.writing || this.syncing) await Promise.all([this.writing, this.syncing]);
     if (this.failure) throw this.failure;
   }
 
@@ -197,7 +231,7 @@ class FilesystemFileWriter implements FileWriter {
   async cancel(): Promise<void> {
     this.pending = [];
     this.pendingBytes = 0;
-    while (this.writing) await this.writing;
+    while (this.writing || this.syncing) await Promise.all([this.writing, this.syncing]);
     if (!this.finished) {
       this.finished = true;
       await this.handle.close().catch(() => undefined);

@@ -106,4 +106,19 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX auth_refresh_tokens_by_subject ON auth_refresh_tokens(subject);
   `,
+  // 3: a counter that every change to auth_rules bumps, so each serving process (and replica)
+  // can tell with one cheap read whether its copy of the rules is current.
+  `
+  CREATE TABLE auth_rules_generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+  );
+  INSERT INTO auth_rules_generation (id, generation) VALUES (1, 0);
+  CREATE TRIGGER auth_rules_inserted AFTER INSERT ON auth_rules
+    BEGIN UPDATE auth_rules_generation SET generation = generation + 1; END;
+  CREATE TRIGGER auth_rules_updated AFTER UPDATE ON auth_rules
+    BEGIN UPDATE auth_rules_generation SET generation = generation + 1; END;
+  CREATE TRIGGER auth_rules_deleted AFTER DELETE ON auth_rules
+    BEGIN UPDATE auth_rules_generation SET generation = generation + 1; END;
+  `,
 ];

@@ -80,6 +80,7 @@ export class SqliteAccountStore implements AccountStore {
       ),
       deleteRobot: db.prepare('DELETE FROM auth_robots WHERE name = ?'),
       listRules: db.prepare<[], RuleRow>('SELECT * FROM auth_rules ORDER BY id'),
+      rulesGeneration: db.prepare<[], { generation: number }>('SELECT generation FROM auth_rules_generation WHERE id = 1'),
       insertRule: db.prepare<[string, string, string, number, string | null], RuleRow>(
         'INSERT INTO auth_rules (subject, repository, actions, created_at, created_by) VALUES (?, ?, ?, ?, ?) RETURNING *',
       ),
@@ -153,6 +154,10 @@ export class SqliteAccountStore implements AccountStore {
 
   async listRules(): Promise<RuleRecord[]> {
     return this.statements.listRules.all().map(toRule);
+  }
+
+  async rulesGeneration(): Promise<number> {
+    return this.statements.rulesGeneration.get()?.generation ?? 0;
   }
 
   async addRule(rule: { subject: string; repository: string; actions: string[]; createdBy?: string }): Promise<RuleRecord> {

@@ -15,6 +15,15 @@ export interface SqliteOptions {
   synchronous?: 'full' | 'normal';
 }
 
+/** How long any statement waits for another process's lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+interface PendingWrite {
+  work: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 interface ManifestRow {
   digest: string;
   media_type: string;
@@ -46,17 +55,25 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly name = 'sqlite';
   private readonly db: Database.Database;
   private readonly statements;
+  /** Writes waiting for the next group commit. */
+  private queue: PendingWrite[] = [];
+  /** Set while a commit waits for another process to release the write lock. */
+  private retrying: NodeJS.Timeout | undefined;
+  private busySince: number | undefined;
 
   constructor(options: SqliteOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
-    this.db.pragma('busy_timeout = 10000');
+    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.migrate();
     const db = this.db;
     this.statements = {
+      beginImmediate: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
       repositoryId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING'),
       blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
@@ -160,7 +177,82 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    if (this.retrying) clearTimeout(this.retrying);
+    // The last writes wait for the lock like any statement rather than being dropped.
+    this.flush({ block: true });
     this.db.close();
+  }
+
+  /**
+   * Runs `work` in a write transaction shared with every other write queued in the same turn of
+   * the event loop (group commit): concurrent requests pay for one WAL fsync between them, not one
+   * each. Each write runs in its own savepoint, so one that throws rolls back alone; none resolves
+   * before the commit is durable.
+   */
+  private write<T>(work: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queue.length === 1 && !this.retrying) setImmediate(() => this.flush());
+    });
+  }
+
+  /**
+   * Commits the queued writes. When another process holds the write lock, SQLite's busy handler
+   * would sleep with the event loop blocked; instead the attempt fails at once and is retried a
+   * millisecond later, while this process goes on serving reads and queueing more writes into the
+   * same batch. After BUSY_TIMEOUT_MS of retries the batch fails with SQLITE_BUSY. With `block`
+   * (on close) it waits in the busy handler like any other statement.
+   */
+  private flush(options: { block?: boolean } = {}): void {
+    this.retrying = undefined;
+    if (this.queue.length === 0 || !this.db.open || !this.begin(options.block === true)) return;
+    const batch = this.queue.splice(0);
+    const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
+    try {
+      for (const item of batch) {
+        try {
+          // Inside the open transaction, this is a savepoint of its own.
+          outcomes.push({ value: this.db.transaction(item.work)() });
+        } catch (error) {
+          outcomes.push({ error });
+        }
+      }
+      this.statements.commit.run();
+    } catch (error) {
+      if (this.db.inTransaction) this.statements.rollback.run();
+      this.settle(batch, error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if ('error' in outcome) item.reject(outcome.error);
+      else item.resolve(outcome.value);
+    });
+  }
+
+  /** BEGIN IMMEDIATE; false when it scheduled a retry or failed the queued writes instead. */
+  private begin(block: boolean): boolean {
+    if (!block) this.db.pragma('busy_timeout = 0');
+    try {
+      this.statements.beginImmediate.run();
+      this.busySince = undefined;
+      return true;
+    } catch (error) {
+      this.busySince ??= Date.now();
+      if (!block && (error as { code?: string }).code === 'SQLITE_BUSY' && Date.now() - this.busySince < BUSY_TIMEOUT_MS) {
+        this.retrying = setTimeout(() => this.flush(), 1);
+        return false;
+      }
+      this.busySince = undefined;
+      this.settle(this.queue.splice(0), error);
+      return false;
+    } finally {
+      if (!block) this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
+  private settle(batch: PendingWrite[], error: unknown): void {
+    for (const item of batch) item.reject(error);
   }
 
   private repositoryId(name: string): number | undefined {
@@ -183,27 +275,28 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async addBlob(repository: string, digest: string, size: number): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(repository);
       this.statements.insertBlob.run(digest, size, now);
       this.statements.linkBlob.run(id, digest, now);
-    }).immediate();
+    });
   }
 
   async linkBlob(repository: string, digest: string): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       if (!this.statements.blobSize.get(digest)) return false;
       const id = this.ensureRepository(repository);
       this.statements.linkBlob.run(id, digest, Date.now());
       return true;
-    }).immediate();
+    });
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
-    const id = this.repositoryId(repository);
-    if (id === undefined) return false;
-    return this.statements.unlinkBlob.run(id, digest).changes > 0;
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      return id !== undefined && this.statements.unlinkBlob.run(id, digest).changes > 0;
+    });
   }
 
   async repositoriesLinkingBlob(digest: string, limit: number): Promise<string[]> {
@@ -217,10 +310,10 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async createUpload(upload: { id: string; repository: string; startedAt: number }): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const id = this.ensureRepository(upload.repository);
       this.statements.insertUpload.run(upload.id, id, upload.startedAt, upload.startedAt);
-    }).immediate();
+    });
   }
 
   async getUpload(id: string): Promise<UploadRecord | undefined> {
@@ -230,22 +323,22 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async advanceUpload(id: string, from: number, to: number): Promise<boolean> {
-    return this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0;
+    return this.write(() => this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0);
   }
 
   async completeUpload(id: string, digest: string, size: number): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const row = this.statements.uploadRepository.get(id);
       if (!row) throw new Error(`upload ${id} vanished while completing`);
       const now = Date.now();
       this.statements.insertBlob.run(digest, size, now);
       this.statements.linkBlob.run(row.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
-    }).immediate();
+    });
   }
 
   async deleteUpload(id: string): Promise<boolean> {
-    return this.statements.deleteUpload.run(id).changes > 0;
+    return this.write(() => this.statements.deleteUpload.run(id).changes > 0);
   }
 
   async staleUploads(before: number, limit: number): Promise<UploadRecord[]> {
@@ -275,7 +368,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async putManifest(put: ManifestPut): Promise<void> {
-    this.db.transaction(() => {
+    return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(put.repository);
       const inserted = this.statements.insertManifest.run(
@@ -299,11 +392,11 @@ export class SqliteMetadataStore implements MetadataStore {
         this.statements.upsertTag.run(id, tag, put.digest, now);
         this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now);
       }
-    }).immediate();
+    });
   }
 
   async deleteManifest(repository: string, digest: string, actor?: string): Promise<string[] | undefined> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined || !this.statements.hasManifest.get(id, digest)) return undefined;
       const now = Date.now();
@@ -314,11 +407,11 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       this.statements.deleteManifest.run(id, digest);
       return tags;
-    }).immediate();
+    });
   }
 
   async deleteTag(repository: string, tag: string, actor?: string): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined) return false;
       const current = this.statements.tagDigest.get(id, tag);
@@ -326,7 +419,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.statements.deleteTag.run(id, tag);
       this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', actor ?? null, Date.now());
       return true;
-    }).immediate();
+    });
   }
 
   async listTags(repository: string, page: Page): Promise<string[] | undefined> {

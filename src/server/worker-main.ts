@@ -1,0 +1,67 @@
+/**
+ * Entry point of a worker process (see worker-pool.ts). It builds its serving stack from the
+ * configuration it is sent, says it is ready, then serves the listening socket the parent hands
+ * over. It stops on SIGTERM or SIGINT, or when the parent goes away.
+ */
+import type { Server } from 'node:net';
+import { createLogger } from '../log/logger.js';
+import { prepareWorker, type RunningServer } from './server.js';
+import type { ParentMessage, WorkerReply } from './worker-pool.js';
+
+/** A worker whose parent has gone gets this long to finish its requests before it exits anyway. */
+const ORPHAN_EXIT_MS = 30_000;
+
+let attach: ((handle: Server) => RunningServer) | undefined;
+let running: RunningServer | undefined;
+let stopping = false;
+let log = createLogger({ level: 'info', format: 'json' });
+
+function reply(message: WorkerReply): void {
+  process.send?.(message);
+}
+
+function stop(code = 0): void {
+  if (stopping) return;
+  stopping = true;
+  // Whatever happens while draining, the process goes: an orphaned worker must not linger.
+  setTimeout(() => process.exit(code), ORPHAN_EXIT_MS).unref();
+  if (!running) process.exit(code);
+  running.close().then(
+    () => process.exit(code),
+    (error: unknown) => {
+      log.error({ err: error }, 'error while shutting down a worker');
+      process.exit(1);
+    },
+  );
+}
+
+process.on('message', (message: ParentMessage, handle: Server | undefined) => {
+  if (message.kind === 'configure') {
+    log = createLogger({ level: message.config.log.level, format: message.config.log.format });
+    prepareWorker(message.config, log).then(
+      (attachStack) => {
+        attach = attachStack;
+        reply({ kind: 'ready' });
+      },
+      (error: unknown) => {
+        log.fatal({ err: error }, 'worker cannot start');
+        process.exit(1);
+      },
+    );
+  } else if (message.kind === 'listen' && handle && attach && !running) {
+    // Synchronously, in the same turn the socket arrives (see prepareWorker).
+    running = attach(handle);
+  }
+});
+
+process.on('SIGHUP', () => {
+  try {
+    running?.reload();
+    log.info('worker reloaded its certificate and credentials');
+  } catch (error) {
+    log.error({ err: error }, 'reload failed; keeping the previous certificate');
+  }
+});
+process.on('SIGTERM', () => stop());
+process.on('SIGINT', () => stop());
+process.on('disconnect', () => stop());

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+interface Summary {
+  median: number;
+  samples: number[];
+}
+
+interface Report {
+  machine: { cores: number; memoryBytes: number; versions: Record<string, string> };
+  limits: Array<{ label: string; summary: Summary }>;
+  figures: Array<{ id: string; wharf?: Summary; distribution?: Summary; ratio?: number }>;
+}
+
+/** Runs the bench at tiny sizes; resolves with its exit code and output. */
+function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
+}
+
+test('the bench runs every workload against both servers and writes a results JSON', { timeout: 300_000 }, async () => {
+  const resultsDir = mkdtempSync(join(tmpdir(), 'bench-test-'));
+  try {
+    const { code, output } = await runBench([
+      '--quick',
+      '--repetitions', '1',
+      '--blob-mib', '2',
+      '--chunk-mib', '1',
+      '--load-seconds', '1',
+      '--connections', '4',
+      '--tag-batch', '20',
+      '--tag-list', '40',
+      '--tag-list-large', '60',
+      '--repo-batch', '20',
+      '--catalog-small', '20',
+      '--catalog-large', '40',
+      '--catalog-huge', '60',
+      '--push-clients', '3',
+      '--push-client-mib', '1',
+      '--results-dir', resultsDir,
+    ]);
+    assert.equal(code, 0, output);
+    const files = readdirSync(resultsDir).filter((f) => f.endsWith('.json'));
+    assert.equal(files.length, 1, output);
+    const report = JSON.parse(readFileSync(join(resultsDir, files[0]!), 'utf8')) as Report;
+
+    assert.ok(report.machine.cores >= 1);
+    assert.ok(report.machine.memoryBytes > 0);
+    assert.match(report.machine.versions.distribution ?? '', /2\.\d+\.\d+/);
+
+    const byId = new Map(report.figures.map((f) => [f.id, f]));
+    const both = [
+      'push.monolithic', 'push.chunked', 'pull.full', 'pull.range', 'rss.push.max',
+      'load.manifest.rps', 'load.manifest.p99', 'load.head.rps', 'load.head.p99',
+      'tags.push', 'tags.list.full', 'tags.list.pages', 'repos.create',
+      'catalog.small.first', 'catalog.small.pages', 'catalog.large.pages', 'parallel.push', 'rss.peak',
+    ];
+    for (const id of both) {
+      const figure = byId.get(id);
+      assert.ok(figure, `figure ${id} is missing`);
+      assert.ok(figure.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
+      assert.ok(figure.distribution && figure.distribution.median > 0, `${id}: no Distribution figure`);
+      assert.equal(figure.ratio, figure.wharf.median / figure.distribution.median);
+    }
+    for (const id of ['tags.large.first', 'catalog.huge.first']) {
+      const figure = byId.get(id);
+      assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
+      assert.equal(figure.distribution, undefined, `${id} is measured on Wharf only`);
+    }
+    // The machine's own limits come from the same run.
+    assert.ok(report.limits.some((l) => /openssl/.test(l.label) && l.summary.median > 0));
+    assert.ok(report.limits.some((l) => /nginx, same-size file/.test(l.label) && l.summary.median > 0));
+    assert.match(output, /\| figure \| unit \| Wharf \| Distribution \| Wharf\/Dist \|/);
+  } finally {
+    rmSync(resultsDir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { test } from 'node:test';
+import { raw } from './support/http.js';
+import { configBlob, imageManifest, randomBlob, OCI_MANIFEST } from './support/oci-fixtures.js';
+import { startWharf } from './support/wharf-process.js';
+
+/** Pids whose parent is `pid`. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      // the process went away while we looked
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** GET /v2/ on a fresh connection; resolves with the status, or 0 when no answer came in time. */
+function probeOnNewConnection(port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/v2/', agent: false, headers: { Connection: 'close' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.setTimeout(timeoutMs, () => {
+      req.destroy();
+      resolve(0);
+    });
+    req.on('error', () => resolve(0));
+    req.end();
+  });
+}
+
+async function pushImage(base: string, repository: string, tag: string): Promise<string> {
+  const config = configBlob({ created: repository });
+  const layer = randomBlob(200_000);
+  for (const blob of [config, layer]) {
+    const res = await raw(base, 'POST', `/v2/${repository}/blobs/uploads/?digest=${blob.digest}`, { body: blob.data, headers: { 'Content-Type': 'application/octet-stream' } });
+    assert.equal(res.status, 201, res.body.toString());
+  }
+  const manifest = imageManifest(config, [layer]);
+  const put = await raw(base, 'PUT', `/v2/${repository}/manifests/${tag}`, { body: manifest.data, headers: { 'Content-Type': OCI_MANIFEST } });
+  assert.equal(put.status, 201, put.body.toString());
+  return manifest.digest;
+}
+
+test('with --workers 2 a second process serves the same socket and database, and stops with the first', async () => {
+  const wharf = await startWharf({ args: ['--workers', '2', '--delete'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+  try {
+    let workers: number[] = [];
+    for (let i = 0; i < 50 && workers.length === 0; i += 1) {
+      workers = childrenOf(wharf.child.pid!);
+      if (workers.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(workers.length, 1, 'one worker process besides the first');
+
+    // Many pushes at once over many connections land in both processes; every one must be
+    // readable afterwards, whichever process answers.
+    const digests = await Promise.all(Array.from({ length: 12 }, (_, i) => pushImage(wharf.url, `multi/r${i}`, 'v1')));
+    for (let i = 0; i < digests.length; i += 1) {
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        const res = await raw(wharf.url, 'HEAD', `/v2/multi/r${i}/manifests/v1`, { headers: { Accept: OCI_MANIFEST, Connection: 'close' } });
+        assert.equal(res.status, 200);
+        assert.equal(res.header('docker-content-digest'), digests[i]);
+      }
+    }
+    const catalog = await raw(wharf.url, 'GET', '/v2/_catalog?n=100');
+    assert.equal(catalog.json().repositories.filter((r: string) => r.startsWith('multi/')).length, 12);
+
+    assert.equal(await wharf.stop(), 0);
+    for (let i = 0; i < 50 && workers.some(alive); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(workers.filter(alive), [], 'the worker exits with the first process');
+  } finally {
+    await wharf.dispose();
+  }
+});
+
+test('with --workers 1 there is a single process', async () => {
+  const wharf = await startWharf({ args: ['--workers', '1'] });
+  try {
+    const res = await raw(wharf.url, 'GET', '/v2/');
+    assert.equal(res.status, 200);
+    assert.deepEqual(childrenOf(wharf.child.pid!), []);
+  } finally {
+    await wharf.dispose();
+  }
+});
+
+test('connections that arrive while workers are still starting are all answered', async () => {
+  // A worker gets the listening socket only once it can serve it; before that fix, connections the
+  // kernel handed to a starting worker were never answered.
+  const wharf = await startWharf({ args: ['--workers', '4'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+  try {
+    const statuses: number[] = [];
+    for (let wave = 0; wave < 10; wave += 1) {
+      statuses.push(...(await Promise.all(Array.from({ length: 20 }, () => probeOnNewConnection(wharf.port, 5000)))));
+    }
+    assert.deepEqual(
+      statuses.filter((status) => status !== 200),
+      [],
+      'every connection is answered 200',
+    );
+    assert.equal(childrenOf(wharf.child.pid!).length, 3);
+  } finally {
+    await wharf.dispose();
+  }
+});
+
+test('workers exit when the first process is killed outright', async () => {
+  const wharf = await startWharf({ args: ['--workers', '3'] });
+  try {
+    let workers: number[] = [];
+    for (let i = 0; i < 50 && workers.length < 2; i += 1) {
+      workers = childrenOf(wharf.child.pid!);
+      if (workers.length < 2) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(workers.length, 2);
+    await wharf.kill();
+    for (let i = 0; i < 100 && workers.some(alive); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(workers.filter(alive), [], 'no orphaned worker keeps serving the port');
+  } finally {
+    await wharf.dispose();
+  }
+});
