@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { errorCode, raw, sendAndHangUp } from './support/http.js';
 import { blob, randomBlob, sha256, sha512 } from './support/oci-fixtures.js';
@@ -216,6 +217,34 @@ describe('blob reads', () => {
   it('answers If-None-Match with 304', async () => {
     const res = await raw(url, 'GET', `/v2/reads/blobs/${b.digest}`, { headers: { 'If-None-Match': `"${b.digest}"` } });
     assert.equal(res.status, 304);
+  });
+
+  it('serves a blob of many read chunks whole and by range, and survives a client leaving mid-pull', async () => {
+    const big = randomBlob(5 * 1024 * 1024 + 12345);
+    await pushBlob(url, 'reads', big);
+    const whole = await raw(url, 'GET', `/v2/reads/blobs/${big.digest}`);
+    assert.equal(whole.status, 200);
+    assert.ok(whole.body.equals(big.data));
+    const range = await raw(url, 'GET', `/v2/reads/blobs/${big.digest}`, { headers: { Range: 'bytes=1048570-3145730' } });
+    assert.equal(range.status, 206);
+    assert.ok(range.body.equals(big.data.subarray(1048570, 3145731)));
+
+    // Read the first bytes, then hang up.
+    const { host, port } = new URL(url);
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ host: host.split(':')[0], port, path: `/v2/reads/blobs/${big.digest}`, agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (error) => (req.destroyed ? resolve() : reject(error)));
+      req.end();
+    });
+    const again = await raw(url, 'GET', `/v2/reads/blobs/${big.digest}`);
+    assert.equal(again.status, 200);
+    assert.ok(again.body.equals(big.data));
+    assert.doesNotMatch(wharf.output(), /"level":50/, 'no error logged for a client that left');
   });
 
   it('keeps blobs per repository: another repository cannot read it', async () => {

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { isSendable, type ChunkSink } from '../storage/driver.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
@@ -10,6 +11,16 @@ import { checkDigest, checkRepositoryName } from './validation.js';
 /** How far an automatic mount looks for a readable repository holding the blob. */
 const AUTOMATIC_MOUNT_CANDIDATES = 1000;
 
+
+export type { ChunkSink };
+
+/** An opened blob: a stream, and where the storage can do better, a cheaper way to copy it out. */
+export interface OpenedBlob {
+  size: number;
+  stream: Readable;
+  /** Copies the bytes into `sink` through reused buffers (then `stream` must not be read). */
+  sendTo?: (sink: ChunkSink) => Promise<void>;
+}
 
 export interface BlobRange {
   offset: number;
@@ -34,10 +45,10 @@ export class BlobService {
   }
 
   /** Opens a blob (or a range of it) the repository links. */
-  async open(repository: string, digest: string, range?: BlobRange): Promise<{ size: number; stream: Readable }> {
+  async open(repository: string, digest: string, range?: BlobRange): Promise<OpenedBlob> {
     const size = await this.stat(repository, digest);
     const stream = await this.store.reader(digest, range ?? {});
-    return { size, stream };
+    return isSendable(stream) ? { size, stream, sendTo: (sink) => stream.sendTo(sink) } : { size, stream };
   }
 
   /**

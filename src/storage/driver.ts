@@ -29,6 +29,22 @@ export interface StorageDriver {
   list(path: string): Promise<string[]>;
 }
 
+/**
+ * Where `SendableStream.sendTo` writes: takes a chunk and resolves once the chunk has been handed
+ * on (to the kernel, for a socket), so its buffer may be overwritten; rejects when the
+ * destination has gone away.
+ */
+export type ChunkSink = (chunk: Buffer) => Promise<void>;
+
+/** A stream a driver may return from `reader` that can also copy itself out without allocating per chunk. */
+export interface SendableStream extends Readable {
+  sendTo(sink: ChunkSink): Promise<void>;
+}
+
+export function isSendable(stream: Readable): stream is SendableStream {
+  return typeof (stream as Partial<SendableStream>).sendTo === 'function';
+}
+
 export interface FileInfo {
   size: number;
   modifiedAt: Date;

@@ -1,7 +1,8 @@
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
+import { FileRangeStream } from './file-range-stream.js';
 import { PathNotFoundError, type FileInfo, type FileWriter, type ReadOptions, type StorageDriver, type WriteOptions } from './driver.js';
 
 /** Bytes read per chunk when streaming a file out: large enough that socket writes stay cheap. */
@@ -54,9 +55,8 @@ export class FilesystemDriver implements StorageDriver {
       return Readable.from([]);
     }
     const start = options.offset ?? 0;
-    const end = options.length === undefined ? undefined : start + options.length - 1;
     // The stream owns the handle and closes it when it ends or is destroyed.
-    return handle.createReadStream({ start, end, highWaterMark: READ_CHUNK, autoClose: true });
+    return new FileRangeStream(handle, start, options.length, READ_CHUNK);
   }
 
   async writer(path: string, options: WriteOptions = {}): Promise<FileWriter> {

@@ -1,4 +1,6 @@
+import type { ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
+import type { ChunkSink } from '../../registry/blob-service.js';
 import { RegistryError } from '../../errors/index.js';
 import { send, type Handler } from '../exchange.js';
 
@@ -55,10 +57,33 @@ export const getBlob: Handler<BlobRoute> = async (ex) => {
     send(ex, status, headers);
     return;
   }
-  const { stream } = await ex.registry.blobs.open(name, digest, range);
+  const blob = await ex.registry.blobs.open(name, digest, range);
   ex.res.writeHead(status, headers);
-  await pipeline(stream, ex.res);
+  if (blob.sendTo) {
+    await blob.sendTo(responseSink(ex.res));
+    ex.res.end();
+  } else {
+    await pipeline(blob.stream, ex.res);
+  }
 };
+
+/** Writes chunks to the client, each settling once the socket has taken it (or the client left). */
+function responseSink(res: ServerResponse): ChunkSink {
+  return (chunk) =>
+    new Promise<void>((resolve, reject) => {
+      if (res.destroyed) {
+        reject(new Error('the client closed the connection'));
+        return;
+      }
+      const onClose = () => reject(new Error('the client closed the connection'));
+      res.once('close', onClose);
+      res.write(chunk, (error) => {
+        res.off('close', onClose);
+        if (error) reject(error);
+        else resolve();
+      });
+    });
+}
 
 export const deleteBlob: Handler<BlobRoute> = async (ex) => {
   await ex.registry.blobs.delete(ex.route.name, ex.route.digest, ex.context);
