@@ -8,10 +8,11 @@ import { createLogger } from '../log/logger.js';
 import { prepareWorker, type RunningServer } from './server.js';
 import type { ParentMessage, WorkerReply } from './worker-pool.js';
 
-/** A worker whose parent has gone gets this long to finish its requests before it exits anyway. */
-const ORPHAN_EXIT_MS = 30_000;
+/** Beyond the configured drain timeout, how long closing may take before the worker exits anyway. */
+const EXIT_GRACE_MS = 5_000;
 
 let attach: ((handle: Server) => RunningServer) | undefined;
+let drainTimeoutMs = 30_000;
 let running: RunningServer | undefined;
 let stopping = false;
 let log = createLogger({ level: 'info', format: 'json' });
@@ -24,7 +25,7 @@ function stop(code = 0): void {
   if (stopping) return;
   stopping = true;
   // Whatever happens while draining, the process goes: an orphaned worker must not linger.
-  setTimeout(() => process.exit(code), ORPHAN_EXIT_MS).unref();
+  setTimeout(() => process.exit(code), drainTimeoutMs + EXIT_GRACE_MS).unref();
   if (!running) process.exit(code);
   running.close().then(
     () => process.exit(code),
@@ -38,6 +39,7 @@ function stop(code = 0): void {
 process.on('message', (message: ParentMessage, handle: Server | undefined) => {
   if (message.kind === 'configure') {
     log = createLogger({ level: message.config.log.level, format: message.config.log.format });
+    drainTimeoutMs = message.config.http.drainTimeoutMs;
     prepareWorker(message.config, log).then(
       (attachStack) => {
         attach = attachStack;
