@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { BlobStore } from '../src/storage/blob-store.js';
+import { BlobStore, type UploadPart } from '../src/storage/blob-store.js';
 import { FilesystemDriver } from '../src/storage/filesystem-driver.js';
+import { HashThread } from '../src/storage/hash-thread.js';
 
 const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
@@ -18,11 +19,11 @@ async function* chunks(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
   }
 }
 
-function withStore(work: (store: BlobStore, root: string) => Promise<void>): () => Promise<void> {
+function withRoot(work: (root: string) => Promise<void>): () => Promise<void> {
   return async () => {
     const root = mkdtempSync(join(tmpdir(), 'wharf-blobs-'));
     try {
-      await work(new BlobStore(new FilesystemDriver(root)), root);
+      await work(root);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -30,40 +31,58 @@ function withStore(work: (store: BlobStore, root: string) => Promise<void>): () 
 }
 
 test(
-  'an upload in several appends of every chunk size is hashed on the hash thread and committed',
-  withStore(async (store, root) => {
-    const parts = [randomBytes(5 * 1024 * 1024 + 3), randomBytes(3 * 1024 * 1024), Buffer.from('x')];
-    await store.createUpload('u1');
-    let size = 0;
+  'parts of every chunk size hashed on the hash thread chain their saved state to the digest of the whole',
+  withRoot(async (root) => {
+    const store = new BlobStore(new FilesystemDriver(root));
+    const pieces = [randomBytes(5 * 1024 * 1024 + 3), randomBytes(3 * 1024 * 1024), Buffer.from('x')];
     // One chunk larger than a ring slot, then socket-sized chunks, then a single byte.
     const shapes = [[5 * 1024 * 1024 + 3], [65_536, 1, 300_000], [1]];
-    for (const [i, part] of parts.entries()) {
-      size = await store.append('u1', { offset: size, body: chunks(part, shapes[i]!), expectedLength: part.length });
+    const parts: UploadPart[] = [];
+    let state: Uint8Array | undefined;
+    let size = 0;
+    for (const [i, piece] of pieces.entries()) {
+      const written = await store.writePart('u1', { offset: size, body: chunks(piece, shapes[i]!), expectedLength: piece.length, ...(state ? { hashState: state } : {}) });
+      assert.ok(written.part && written.hashState, 'each part is recorded with the running hash after it');
+      parts.push(written.part);
+      state = written.hashState;
+      size += written.part.size;
     }
-    const all = Buffer.concat(parts);
-    assert.equal(size, all.length);
-    await assert.rejects(store.commit('u1', { size, digest: digestOf(Buffer.from('other')) }), /DIGEST_INVALID|digest/i);
-    await store.createUpload('u2');
-    const size2 = await store.append('u2', { offset: 0, body: chunks(all, [65_536]) });
-    await store.commit('u2', { size: size2, digest: digestOf(all) });
+    const all = Buffer.concat(pieces);
+    assert.equal(await store.digestOf('u1', parts, state, 'sha256'), digestOf(all));
+    await store.placeBlob('u1', parts, digestOf(all));
     const hex = digestOf(all).slice('sha256:'.length);
     assert.equal(digestOf(readFileSync(join(root, 'blobs/sha256', hex.slice(0, 2), hex))), digestOf(all));
   }),
 );
 
 test(
-  'a chunk cut off mid-way does not count: the retry from the recorded offset commits the right digest',
-  withStore(async (store) => {
+  'a saved hash state goes on in another hash thread (another process or replica)',
+  withRoot(async (root) => {
+    const driver = new FilesystemDriver(root);
+    const first = new BlobStore(driver, new HashThread());
+    const second = new BlobStore(driver, new HashThread());
+    const a = randomBytes(2 * 1024 * 1024 + 17);
+    const b = randomBytes(1024 * 1024 + 5);
+    const one = await first.writePart('u2', { offset: 0, body: chunks(a, [65_536]) });
+    const two = await second.writePart('u2', { offset: a.length, body: chunks(b, [100_000]), hashState: one.hashState! });
+    assert.equal(await second.digestOf('u2', [one.part!, two.part!], two.hashState, 'sha256'), digestOf(Buffer.concat([a, b])));
+  }),
+);
+
+test(
+  'a part cut off mid-way leaves nothing behind; the retry from the same offset is what counts',
+  withRoot(async (root) => {
+    const store = new BlobStore(new FilesystemDriver(root));
     const first = randomBytes(2 * 1024 * 1024);
     const second = randomBytes(3 * 1024 * 1024);
-    await store.createUpload('u3');
-    const size = await store.append('u3', { offset: 0, body: chunks(first, [65_536]) });
+    const one = await store.writePart('u3', { offset: 0, body: chunks(first, [65_536]) });
     async function* broken(): AsyncGenerator<Buffer> {
       yield* chunks(second.subarray(0, 1_500_000), [65_536]);
       throw new Error('client went away');
     }
-    await assert.rejects(store.append('u3', { offset: size, body: broken() }), /client went away/);
-    const final = await store.append('u3', { offset: size, body: chunks(second, [100_000]) });
-    await store.commit('u3', { size: final, digest: digestOf(Buffer.concat([first, second])) });
+    await assert.rejects(store.writePart('u3', { offset: first.length, body: broken(), hashState: one.hashState! }), /client went away/);
+    assert.deepEqual(readdirSync(join(root, 'uploads/u3')), [one.part!.name], 'the broken part is removed');
+    const two = await store.writePart('u3', { offset: first.length, body: chunks(second, [100_000]), hashState: one.hashState! });
+    assert.equal(await store.digestOf('u3', [one.part!, two.part!], two.hashState, 'sha256'), digestOf(Buffer.concat([first, second])));
   }),
 );

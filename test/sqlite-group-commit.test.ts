@@ -20,8 +20,9 @@ test('writes queued together commit together, and one failing write rolls back a
     const results = await Promise.allSettled([
       store.addBlob('a/one', DIGEST(1), 10),
       store.addBlob('a/two', DIGEST(2), 20),
-      store.completeUpload('no-such-upload', DIGEST(3), 30),
       store.createUpload({ id: 'u1', repository: 'a/one', startedAt: 1 }),
+      // The same id again breaks the primary key.
+      store.createUpload({ id: 'u1', repository: 'a/three', startedAt: 2 }),
       // Creates its repository, then breaks a NOT NULL constraint: the repository must go too.
       store.putManifest({
         repository: 'a/broken',
@@ -34,14 +35,14 @@ test('writes queued together commit together, and one failing write rolls back a
         tags: ['t'],
       }),
     ]);
-    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
 
     // Another connection (another process, in production) sees exactly the successful writes.
     const other = new SqliteMetadataStore({ path: db.path });
     try {
       assert.equal(await other.repositoryBlobSize('a/one', DIGEST(1)), 10);
       assert.equal(await other.repositoryBlobSize('a/two', DIGEST(2)), 20);
-      assert.equal(await other.blobSize(DIGEST(3)), undefined);
+      assert.equal(await other.repositoryExists('a/three'), false);
       assert.equal((await other.getUpload('u1'))?.repository, 'a/one');
       assert.equal(await other.repositoryExists('a/broken'), false);
     } finally {

@@ -27,58 +27,76 @@ async function* chunks(...parts: string[]): AsyncGenerator<Buffer> {
 }
 
 describe('BlobStore over the filesystem', () => {
-  it('commits an upload only when it hashes to the digest, and stores it content-addressed', async () => {
-    const store = new BlobStore(freshDriver());
-    await store.createUpload('u1');
-    const size = await store.append('u1', { offset: 0, body: chunks('hello ', 'world') });
-    assert.equal(size, 11);
-    await assert.rejects(store.commit('u1', { size, digest: digestOf('other') }), (e: unknown) => e instanceof RegistryError && e.code === 'DIGEST_INVALID');
-    await store.commit('u1', { size, digest: digestOf('hello world') });
+  it('places verified parts content-addressed: one part is moved, several are concatenated', async () => {
+    const driver = freshDriver();
+    const store = new BlobStore(driver);
+    const one = await store.writePart('u1', { offset: 0, body: chunks('hello ', 'world') });
+    assert.equal(one.part?.size, 11);
+    assert.equal(await store.digestOf('u1', [one.part!], one.hashState, 'sha256'), digestOf('hello world'));
+    await store.placeBlob('u1', [one.part!], digestOf('hello world'));
     assert.equal(await store.stat(digestOf('hello world')), 11);
     assert.equal(store.blobPath(digestOf('hello world')), `blobs/sha256/${digestOf('hello world').slice(7, 9)}/${digestOf('hello world').slice(7)}`);
+
+    const a = await store.writePart('u2', { offset: 0, body: chunks('abc') });
+    const b = await store.writePart('u2', { offset: 3, body: chunks('def'), hashState: a.hashState! });
+    await store.placeBlob('u2', [a.part!, b.part!], digestOf('abcdef'));
+    assert.equal((await readAll(await store.reader(digestOf('abcdef')))).toString(), 'abcdef');
+    const walked = [];
+    for await (const blob of store.walkBlobs()) walked.push(blob.digest);
+    assert.deepEqual(walked.sort(), [digestOf('abcdef'), digestOf('hello world')].sort());
   });
 
-  it('verifies uploads whose hash state is not in memory (after a restart) and sha512 digests', async () => {
+  it('computes the digest from the parts when the hash state is unknown, and for sha512', async () => {
+    const store = new BlobStore(freshDriver());
+    const a = await store.writePart('u2', { offset: 0, body: chunks('abc') });
+    // A later part without the state (an upload from before hash states were kept) is not hashed.
+    const b = await store.writePart('u2', { offset: 3, body: chunks('def') });
+    assert.equal(b.hashState, undefined);
+    assert.equal(await store.digestOf('u2', [a.part!, b.part!], undefined, 'sha256'), digestOf('abcdef'));
+    assert.equal(await store.digestOf('u2', [a.part!, b.part!], a.hashState, 'sha512'), digestOf('abcdef', 'sha512'));
+  });
+
+  it('two parts written at the same offset at the same time are separate files', async () => {
+    const store = new BlobStore(freshDriver());
+    const [x, y] = await Promise.all([
+      store.writePart('u3', { offset: 0, body: chunks('xxxx', 'xxxx') }),
+      store.writePart('u3', { offset: 0, body: chunks('yyyy', 'yyyy') }),
+    ]);
+    assert.notEqual(x.part!.name, y.part!.name);
+    assert.equal(await store.digestOf('u3', [x.part!], undefined, 'sha256'), digestOf('xxxxxxxx'));
+    assert.equal(await store.digestOf('u3', [y.part!], undefined, 'sha256'), digestOf('yyyyyyyy'));
+    assert.equal(await store.digestOf('u3', [x.part!], x.hashState, 'sha256'), digestOf('xxxxxxxx'));
+  });
+
+  it('enforces an expected length, and an empty body makes no part', async () => {
+    const store = new BlobStore(freshDriver());
+    await assert.rejects(store.writePart('u4', { offset: 0, body: chunks('toolong'), expectedLength: 3 }), (e: unknown) => e instanceof RegistryError && e.code === 'SIZE_INVALID');
+    await assert.rejects(store.writePart('u4', { offset: 0, body: chunks('ab'), expectedLength: 3 }), (e: unknown) => e instanceof RegistryError && e.code === 'SIZE_INVALID');
+    assert.equal((await store.writePart('u4', { offset: 0, body: chunks() })).part, undefined);
+  });
+
+  it('quarantines a blob, keeping its bytes aside', async () => {
     const driver = freshDriver();
-    const first = new BlobStore(driver);
-    await first.createUpload('u2');
-    await first.append('u2', { offset: 0, body: chunks('abc') });
-    const restarted = new BlobStore(driver);
-    const size = await restarted.append('u2', { offset: 3, body: chunks('def') });
-    await restarted.commit('u2', { size, digest: digestOf('abcdef', 'sha512') });
-    assert.equal(await restarted.stat(digestOf('abcdef', 'sha512')), 6);
-  });
-
-  it('discards the tail of a cut-off append and counts only recorded bytes', async () => {
-    const store = new BlobStore(freshDriver());
-    await store.createUpload('u3');
-    await store.append('u3', { offset: 0, body: chunks('keep') });
-    await assert.rejects(
-      store.append('u3', {
-        offset: 4,
-        body: (async function* () {
-          yield Buffer.from('garbage');
-          throw new Error('client went away');
-        })(),
-      }),
-    );
-    const size = await store.append('u3', { offset: 4, body: chunks('-me') });
-    await store.commit('u3', { size, digest: digestOf('keep-me') });
-    assert.equal(await store.stat(digestOf('keep-me')), 7);
-  });
-
-  it('enforces an expected length', async () => {
-    const store = new BlobStore(freshDriver());
-    await store.createUpload('u4');
-    await assert.rejects(store.append('u4', { offset: 0, body: chunks('toolong'), expectedLength: 3 }), (e: unknown) => e instanceof RegistryError && e.code === 'SIZE_INVALID');
-    await assert.rejects(store.append('u4', { offset: 0, body: chunks('ab'), expectedLength: 3 }), (e: unknown) => e instanceof RegistryError && e.code === 'SIZE_INVALID');
+    const store = new BlobStore(driver);
+    const one = await store.writePart('u5', { offset: 0, body: chunks('bad') });
+    await store.placeBlob('u5', [one.part!], digestOf('good'));
+    assert.equal((await store.rehash(digestOf('good'))).digest, digestOf('bad'));
+    const aside = await store.quarantine(digestOf('good'));
+    assert.equal(await store.stat(digestOf('good')), undefined);
+    assert.equal((await driver.stat(aside))?.size, 3);
   });
 
   it('refuses upload ids that could name a path', async () => {
     const store = new BlobStore(freshDriver());
-    assert.throws(() => store.uploadPath('../../etc'), RegistryError);
+    assert.throws(() => store.uploadDirectory('../../etc'), RegistryError);
   });
 });
+
+async function readAll(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const chunk of stream) out.push(chunk);
+  return Buffer.concat(out);
+}
 
 describe('FileRangeStream', () => {
   const root = mkdtempSync(join(tmpdir(), 'wharf-range-'));

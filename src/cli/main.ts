@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
+import { registerFsck } from './fsck.js';
 import { registerPolicy } from './policy.js';
 import { registerRobot } from './robot.js';
 import { registerServe } from './serve.js';
@@ -25,6 +26,7 @@ program
   })
   .exitOverride();
 registerServe(program);
+registerFsck(program);
 registerUser(program);
 registerRobot(program);
 registerPolicy(program);

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { CONFIGURATION_PATH_VARIABLE, ConfigError, loadConfig, type ConfigFlags } from '../config/config.js';
+import type { ConfigFlags } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { startServer } from '../server/server.js';
+import { loadServerConfig } from './server-config.js';
 
 interface ServeOptions {
   addr?: string;
@@ -28,18 +29,7 @@ export function registerServe(program: Command): void {
       if (options.logLevel !== undefined) flags.logLevel = options.logLevel;
       if (options.workers !== undefined) flags.workers = options.workers;
       if (options.delete) flags.deleteEnabled = true;
-      let loaded;
-      try {
-        const path = file ?? process.env[CONFIGURATION_PATH_VARIABLE];
-        loaded = loadConfig({ ...(path ? { file: path } : {}), env: process.env, flags });
-      } catch (error) {
-        if (error instanceof ConfigError) {
-          process.stderr.write(`wharf: invalid configuration: ${error.message}\n`);
-          process.exit(2);
-        }
-        throw error;
-      }
-      const { config, warnings } = loaded;
+      const { config, warnings } = loadServerConfig(file, flags);
       const log = createLogger({ level: config.log.level, format: config.log.format });
       for (const warning of warnings) log.warn(warning);
       let running;

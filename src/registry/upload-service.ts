@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { RegistryError } from '../errors/index.js';
 import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
-import type { BlobStore } from '../storage/blob-store.js';
+import type { BlobStore, WritePartOptions } from '../storage/blob-store.js';
+import { parseDigest } from '../oci/digest.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import { checkDigest, checkRepositoryName } from './validation.js';
+
+/** How long a commit waits for a collector that is deleting the same digest's old bytes. */
+const PLACEMENT_PATIENCE_MS = 30_000;
+const PLACEMENT_RETRY_MS = 50;
 
 /** A chunk of upload data as the client framed it. */
 export interface Chunk {
@@ -36,7 +42,6 @@ export class UploadService {
   async start(repository: string): Promise<UploadState> {
     checkRepositoryName(repository);
     const id = randomUUID();
-    await this.store.createUpload(id);
     await this.metadata.createUpload({ id, repository, startedAt: Date.now() });
     return { id, repository, size: 0 };
   }
@@ -51,9 +56,8 @@ export class UploadService {
   /** Appends a chunk; an out-of-order or repeated chunk gets 416 with the current Range. */
   async append(repository: string, id: string, chunk: Chunk, context: RequestContext = {}): Promise<UploadState> {
     checkRepositoryName(repository);
-    const upload = await this.lookup(repository, id);
-    const size = await this.write(upload, chunk, context);
-    return { id, repository, size };
+    const upload = await this.write(await this.lookup(repository, id), chunk, context);
+    return { id, repository, size: upload.size };
   }
 
   /**
@@ -62,17 +66,44 @@ export class UploadService {
    */
   async finish(repository: string, id: string, digest: string, chunk: Chunk | undefined, context: RequestContext = {}): Promise<void> {
     checkRepositoryName(repository);
-    checkDigest(digest);
-    const upload = await this.lookup(repository, id);
-    const size = chunk ? await this.write(upload, chunk, context) : upload.size;
-    try {
-      await this.store.commit(id, { size, digest });
-    } catch (error) {
-      if (error instanceof RegistryError && error.code === 'DIGEST_INVALID') await this.discard(id);
-      throw error;
+    const parsed = parseDigest(digest);
+    if (!parsed) throw new RegistryError('DIGEST_INVALID', { message: 'invalid or unsupported digest', detail: { digest } });
+    let upload = await this.lookup(repository, id);
+    if (chunk) upload = await this.write(upload, chunk, context);
+    // The parts and the hash over them were recorded together, and parts never change: the bytes
+    // verified here are exactly the bytes placed below, whatever other requests do meanwhile.
+    const actual = await this.store.digestOf(id, upload.parts, upload.hashState, parsed.algorithm);
+    if (actual !== digest) {
+      await this.discard(id);
+      throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
     }
-    await this.metadata.completeUpload(id, digest, size);
+    await this.place(upload, digest);
     this.emit?.({ action: 'blob.push', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
+  }
+
+  /**
+   * Makes a verified upload the blob `digest`: bytes already present are only linked; otherwise
+   * the parts are moved into place while the blob's row says `pending`, then it becomes present,
+   * linked and the upload forgotten in one transaction (see BlobState).
+   */
+  private async place(upload: UploadRecord, digest: string): Promise<void> {
+    const deadline = Date.now() + PLACEMENT_PATIENCE_MS;
+    for (;;) {
+      const reservation = await this.metadata.reserveBlob(digest, upload.size);
+      if (reservation === 'busy') {
+        if (Date.now() > deadline) throw new RegistryError('UNAVAILABLE', { message: 'the blob is being collected; try again' });
+        await sleep(PLACEMENT_RETRY_MS);
+        continue;
+      }
+      if (reservation === 'place') await this.store.placeBlob(upload.id, upload.parts, digest);
+      const outcome = await this.metadata.completeUpload(upload.id, upload.size, digest);
+      if (outcome === 'done') break;
+      if (outcome === 'gone') {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'another request changed or ended this upload meanwhile', detail: { id: upload.id } });
+      }
+      if (Date.now() > deadline) throw new RegistryError('UNAVAILABLE', { message: 'the blob is being collected; try again' });
+    }
+    await this.store.deleteUpload(upload.id);
   }
 
   /** A whole blob in one request (`POST ?digest=` with a body). */
@@ -113,13 +144,13 @@ export class UploadService {
     return upload;
   }
 
-  private async write(upload: UploadRecord, chunk: Chunk, context: RequestContext): Promise<number> {
+  /** Writes a chunk as the upload's next part and records it; returns the upload as it is now. */
+  private async write(upload: UploadRecord, chunk: Chunk, context: RequestContext): Promise<UploadRecord> {
     let expectedLength = chunk.length;
     if (chunk.range) {
       const { start, end } = chunk.range;
       if (start !== upload.size || end < start - 1) {
         throw new RegistryError('RANGE_INVALID', {
-          status: 416,
           message: `chunk starts at ${start}, the upload has ${upload.size} bytes`,
           detail: { size: upload.size },
         });
@@ -127,25 +158,29 @@ export class UploadService {
       const rangeLength = end - start + 1;
       if (expectedLength !== undefined && expectedLength !== rangeLength) {
         throw new RegistryError('RANGE_INVALID', {
-          status: 416,
           message: 'Content-Range and Content-Length disagree',
           detail: { size: upload.size },
         });
       }
       expectedLength = rangeLength;
     }
-    const options: Parameters<BlobStore['append']>[1] = { offset: upload.size, body: chunk.body };
+    const options: WritePartOptions = { offset: upload.size, body: chunk.body };
     if (expectedLength !== undefined) options.expectedLength = expectedLength;
     if (context.signal) options.signal = context.signal;
-    const size = await this.store.append(upload.id, options);
-    if (!(await this.metadata.advanceUpload(upload.id, upload.size, size))) {
+    if (upload.hashState) options.hashState = upload.hashState;
+    const { part, hashState } = await this.store.writePart(upload.id, options);
+    if (!part) return upload;
+    if (!(await this.metadata.advanceUpload(upload.id, { from: upload.size, part, hashState }))) {
+      await this.store.discardPart(upload.id, part);
       throw new RegistryError('RANGE_INVALID', {
-        status: 416,
         message: 'another request wrote to this upload at the same time',
         detail: { size: upload.size },
       });
     }
-    return size;
+    const advanced: UploadRecord = { ...upload, size: upload.size + part.size, parts: [...upload.parts, part] };
+    if (hashState) advanced.hashState = hashState;
+    else delete advanced.hashState;
+    return advanced;
   }
 
   private async discard(id: string): Promise<void> {

@@ -10,6 +10,7 @@ import { createAuth, type Auth } from '../auth/setup.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../log/logger.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
@@ -45,10 +46,16 @@ export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
   return options;
 }
 
-/** Builds the registry from configuration: storage, metadata, services, HTTP. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT): Registry {
+/** The metadata store and blob store that configuration names. */
+export function openStores(config: WharfConfig): { metadata: MetadataStore; store: BlobStore } {
   const metadata = new SqliteMetadataStore({ path: config.metadata.sqlite.path, synchronous: config.metadata.sqlite.synchronous });
   const store = new BlobStore(new FilesystemDriver(config.storage.rootDirectory));
+  return { metadata, store };
+}
+
+/** Builds the registry from configuration: storage, metadata, services, HTTP. */
+export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT): Registry {
+  const { metadata, store } = openStores(config);
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },

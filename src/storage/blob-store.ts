@@ -1,47 +1,63 @@
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/index.js';
 import { createDigester, parseDigest, type DigestAlgorithm } from '../oci/digest.js';
 import { PathNotFoundError, type StorageDriver } from './driver.js';
+import { finishSavedSha256 } from './hash-state.js';
 import { HashThread } from './hash-thread.js';
-
-/** How many in-progress upload hashes one process keeps; older ones are re-hashed from storage. */
-const MAX_CACHED_HASHERS = 4096;
-
-/** The hash thread holds a running sha256 over this upload's first `size` bytes. */
-interface HashState {
-  size: number;
-  /** The thread's generation when it started; a restarted thread has lost the hash. */
-  generation: number;
-}
 
 /** Bytes gathered before they go to the hash thread in one message. */
 const HASH_BATCH = 1024 * 1024;
 
-export interface AppendOptions {
-  /** Bytes already in the upload; anything stored beyond this is the tail of a cut-off write. */
+/**
+ * One accepted chunk of an upload: a file of its own, written by exactly one request and never
+ * changed afterwards. Concurrent requests at the same offset write different parts, and only the
+ * one that the metadata records counts, which is what keeps verification sound (issue: two
+ * connections writing one file while a hash of only one of them was kept).
+ */
+export interface UploadPart {
+  /** File name inside the upload's directory. */
+  name: string;
+  size: number;
+}
+
+export interface WritePartOptions {
+  /** Bytes already in the upload: where this part begins. */
   offset: number;
   body: AsyncIterable<Buffer>;
   /** When set, the body must be exactly this long (Content-Range / Content-Length). */
   expectedLength?: number;
   signal?: AbortSignal;
+  /**
+   * The upload's running sha256 state after `offset` bytes. At offset 0 the hash starts fresh;
+   * elsewhere, without a state, the part is not hashed and the digest is computed at commit.
+   */
+  hashState?: Uint8Array;
 }
 
-export interface CommitOptions {
-  /** The upload's size as recorded when its last append finished. */
-  size: number;
-  /** The digest the client claims; the content must hash to it. */
+export interface WrittenPart {
+  /** Undefined when the body was empty: nothing to record. */
+  part: UploadPart | undefined;
+  /** The running sha256 after this part, when it was hashed. */
+  hashState: Uint8Array | undefined;
+}
+
+/** A blob file found in storage. */
+export interface StoredBlob {
   digest: string;
+  size: number;
+  modifiedAt: Date;
 }
 
 /**
- * Content-addressed blobs over a StorageDriver: one copy per digest for the whole registry,
- * and upload sessions that become a blob only after their bytes are durable and verified.
+ * Content-addressed blobs over a StorageDriver: one copy per digest for the whole registry, and
+ * upload sessions whose parts become a blob only after they are durable and verified. Which parts
+ * count, and the running hash over them, live in metadata; this class keeps only bytes.
  *
- * Layout: `blobs/<algorithm>/<first two hex>/<hex>` and `uploads/<id>/data`.
+ * Layout: `blobs/<algorithm>/<first two hex>/<hex>`, `uploads/<id>/<offset>-<random>` (one file
+ * per part) and `quarantine/<algorithm>/<hex>.<time>` (blobs whose bytes failed a check).
  */
 export class BlobStore {
-  private readonly hashers = new Map<string, HashState>();
-
   constructor(
     readonly driver: StorageDriver,
     private readonly hashThread: HashThread = new HashThread(),
@@ -53,9 +69,14 @@ export class BlobStore {
     return `blobs/${parsed.algorithm}/${parsed.hex.slice(0, 2)}/${parsed.hex}`;
   }
 
-  uploadPath(id: string): string {
+  uploadDirectory(id: string): string {
     if (!/^[a-zA-Z0-9-]+$/.test(id)) throw new RegistryError('BLOB_UPLOAD_INVALID', { detail: { id } });
-    return `uploads/${id}/data`;
+    return `uploads/${id}`;
+  }
+
+  private partPath(id: string, name: string): string {
+    if (!/^[a-zA-Z0-9.-]+$/.test(name) || name.startsWith('.')) throw new RegistryError('BLOB_UPLOAD_INVALID', { detail: { id } });
+    return `${this.uploadDirectory(id)}/${name}`;
   }
 
   /** The stored size of a blob; undefined when storage does not have it. */
@@ -77,33 +98,19 @@ export class BlobStore {
     await this.driver.delete(this.blobPath(digest));
   }
 
-  /** Creates the empty data file of a new upload session. */
-  async createUpload(id: string): Promise<void> {
-    const writer = await this.driver.writer(this.uploadPath(id));
-    await writer.close();
-    this.rememberHash(id, { size: 0, generation: this.hashThread.generation });
-  }
-
   /**
-   * Streams a chunk into an upload at `offset`, hashing it on the way. Returns the new size.
-   * On failure (client gone, wrong length) the bytes after `offset` do not count: the next
-   * append starts again at `offset` and discards them.
+   * Streams a chunk into a new part of an upload, hashing it on the way. Nothing about the upload
+   * changes until the caller records the part; on failure (client gone, wrong length) the part is
+   * removed and the upload is as it was.
    */
-  async append(id: string, options: AppendOptions): Promise<number> {
-    const path = this.uploadPath(id);
-    let writer;
-    try {
-      writer = await this.driver.writer(path, { resumeAt: options.offset });
-    } catch (error) {
-      if (error instanceof PathNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { id }, cause: error });
-      throw error;
-    }
-    const cached = this.hashers.get(id);
-    this.hashers.delete(id);
-    const hashing = cached !== undefined && cached.size === options.offset && cached.generation === this.hashThread.generation;
-    if (cached && !hashing) this.hashThread.drop(id);
+  async writePart(id: string, options: WritePartOptions): Promise<WrittenPart> {
+    const name = `${options.offset}-${randomBytes(8).toString('hex')}`;
+    const writer = await this.driver.writer(this.partPath(id, name));
+    const hashing = options.offset === 0 || options.hashState !== undefined;
+    const stream = `${id}/${name}`;
+    if (hashing) this.hashThread.open(stream, options.offset === 0 ? undefined : options.hashState);
     let received = 0;
-    let ok = false;
+    let committed = false;
     // Chunks go to disk at once and to the hash thread in batches, one copy per batch.
     let batch: Buffer[] = [];
     let batchBytes = 0;
@@ -121,7 +128,7 @@ export class BlobStore {
             const full = batch;
             batch = [];
             batchBytes = 0;
-            await this.hashThread.update(id, full);
+            await this.hashThread.update(stream, full);
           }
         }
       }
@@ -129,76 +136,43 @@ export class BlobStore {
       if (options.expectedLength !== undefined && received !== options.expectedLength) {
         throw new RegistryError('SIZE_INVALID', { detail: { expected: options.expectedLength, received } });
       }
-      if (hashing) await this.hashThread.update(id, batch);
-      ok = true;
+      if (received === 0) return { part: undefined, hashState: options.hashState };
+      if (hashing) await this.hashThread.update(stream, batch);
+      await writer.commit();
+      committed = true;
+      let hashState: Uint8Array | undefined;
+      if (hashing) {
+        // A hash thread that died meanwhile costs a re-read at commit, not the upload.
+        hashState = await this.hashThread.save(stream).catch(() => undefined);
+      }
+      return { part: { name, size: received }, hashState };
     } finally {
-      // Keep what is on disk either way: the recorded offset decides what counts.
-      await writer.close();
-      // A failed chunk does not count, but the thread may have hashed part of it.
-      if (hashing && !ok) this.hashThread.drop(id);
+      if (!committed) {
+        if (hashing) this.hashThread.drop(stream);
+        await writer.cancel();
+      }
     }
-    if (ok && hashing) this.rememberHash(id, { size: options.offset + received, generation: cached.generation });
-    return options.offset + received;
+  }
+
+  /** Removes a part that was written but not recorded (another request won the offset). */
+  async discardPart(id: string, part: UploadPart): Promise<void> {
+    await this.driver.delete(this.partPath(id, part.name));
   }
 
   /**
-   * Verifies an upload against `digest` and moves it into place as that blob. Throws
-   * DIGEST_INVALID when the content does not match; the upload is left for the caller to discard.
+   * The digest of an upload's parts: finished from the saved running hash when there is one for
+   * sha256, else computed by reading the parts (another algorithm, or a state that was lost).
    */
-  async commit(id: string, options: CommitOptions): Promise<void> {
-    const parsed = parseDigest(options.digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest: options.digest } });
-    const path = this.uploadPath(id);
-    const actual = await this.digestUpload(id, path, options.size, parsed.algorithm);
-    if (actual !== options.digest) {
-      throw new RegistryError('DIGEST_INVALID', { detail: { expected: options.digest, actual } });
+  async digestOf(id: string, parts: readonly UploadPart[], hashState: Uint8Array | undefined, algorithm: DigestAlgorithm): Promise<string> {
+    if (algorithm === 'sha256' && hashState !== undefined) {
+      const hex = await finishSavedSha256(hashState);
+      if (hex !== undefined) return `sha256:${hex}`;
     }
-    const stored = await this.driver.stat(path);
-    if (!stored) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { id } });
-    if (stored.size !== options.size) {
-      // Drop the tail of a write that was cut off after the last recorded append.
-      const writer = await this.driver.writer(path, { resumeAt: options.size });
-      await writer.close();
-    }
-    const target = this.blobPath(options.digest);
-    if ((await this.driver.stat(target))?.size === options.size) {
-      await this.deleteUpload(id);
-      return;
-    }
-    await this.driver.move(path, target);
-    await this.deleteUpload(id);
-  }
-
-  async deleteUpload(id: string): Promise<void> {
-    if (this.hashers.delete(id)) this.hashThread.drop(id);
-    await this.driver.delete(`uploads/${this.uploadPath(id).split('/')[1]}`);
-  }
-
-  /** Upload ids that have data in storage (for purging abandoned ones). */
-  async listUploads(): Promise<string[]> {
-    return this.driver.list('uploads');
-  }
-
-  private async digestUpload(id: string, path: string, size: number, algorithm: DigestAlgorithm): Promise<string> {
-    const cached = this.hashers.get(id);
-    if (cached) {
-      this.hashers.delete(id);
-      if (algorithm === 'sha256' && cached.size === size && cached.generation === this.hashThread.generation) {
-        try {
-          return `sha256:${await this.hashThread.digest(id)}`;
-        } catch {
-          // The hash thread died with this session's state: hash the file instead, below.
-        }
-      } else {
-        this.hashThread.drop(id);
-      }
-    }
-    // Another process took some chunks, the server restarted, or the client chose sha512.
     const hash = createDigester(algorithm);
-    if (size > 0) {
+    for (const part of parts) {
       let stream: Readable;
       try {
-        stream = await this.driver.reader(path, { offset: 0, length: size });
+        stream = await this.driver.reader(this.partPath(id, part.name), { offset: 0, length: part.size });
       } catch (error) {
         if (error instanceof PathNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { id }, cause: error });
         throw error;
@@ -208,19 +182,93 @@ export class BlobStore {
         hash.update(chunk);
         seen += chunk.length;
       }
-      if (seen !== size) throw new RegistryError('BLOB_UPLOAD_INVALID', { detail: { id, reason: 'upload data is shorter than recorded' } });
+      if (seen !== part.size) throw new RegistryError('BLOB_UPLOAD_INVALID', { detail: { id, reason: 'an upload part is shorter than recorded' } });
     }
     return `${algorithm}:${hash.digest('hex')}`;
   }
 
-  private rememberHash(id: string, state: HashState): void {
-    if (this.hashers.size >= MAX_CACHED_HASHERS) {
-      const oldest = this.hashers.keys().next().value;
-      if (oldest !== undefined) {
-        this.hashers.delete(oldest);
-        this.hashThread.drop(oldest);
+  /**
+   * Makes the parts the bytes of blob `digest`, replacing whatever file is there (only a caller
+   * that has verified the parts against `digest` may call this). One part is moved; several are
+   * concatenated. Durable when it resolves.
+   */
+  async placeBlob(id: string, parts: readonly UploadPart[], digest: string): Promise<void> {
+    const target = this.blobPath(digest);
+    try {
+      if (parts.length === 1) {
+        const path = this.partPath(id, parts[0]!.name);
+        if ((await this.driver.stat(path))?.size === parts[0]!.size) {
+          await this.driver.move(path, target);
+          return;
+        }
       }
+      await this.driver.concat(parts.map((part) => ({ path: this.partPath(id, part.name), length: part.size })), target);
+    } catch (error) {
+      if (error instanceof PathNotFoundError) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', { detail: { id }, cause: error });
+      throw error;
     }
-    this.hashers.set(id, state);
+  }
+
+  async deleteUpload(id: string): Promise<void> {
+    await this.driver.delete(this.uploadDirectory(id));
+  }
+
+  /** Upload ids that have data in storage (for purging abandoned ones). */
+  async listUploads(): Promise<string[]> {
+    return this.driver.list('uploads');
+  }
+
+  /** Every blob file in storage, by digest (files that are not named as a digest are skipped). */
+  async *walkBlobs(): AsyncIterable<StoredBlob> {
+    for await (const entry of this.driver.walk('blobs')) {
+      const m = /^blobs\/([a-z0-9]+)\/([a-f0-9]{2})\/([a-f0-9]+)$/.exec(entry.path);
+      if (!m || !m[3]!.startsWith(m[2]!)) continue;
+      const digest = `${m[1]}:${m[3]}`;
+      if (!parseDigest(digest)) continue;
+      yield { digest, size: entry.size, modifiedAt: entry.modifiedAt };
+    }
+  }
+
+  /** The digest of a stored blob's bytes as they are now, under the algorithm its name says. */
+  async rehash(digest: string): Promise<{ digest: string; size: number }> {
+    return this.hashFile(this.blobPath(digest), digest);
+  }
+
+  /** The digest of a file moved aside by `quarantine`, under `digest`'s algorithm. */
+  async rehashQuarantined(path: string, digest: string): Promise<string> {
+    return (await this.hashFile(path, digest)).digest;
+  }
+
+  /** Puts a quarantined file back as blob `digest` (it turned out to be good). */
+  async restoreFromQuarantine(path: string, digest: string): Promise<void> {
+    await this.driver.move(path, this.blobPath(digest));
+  }
+
+  private async hashFile(path: string, digest: string): Promise<{ digest: string; size: number }> {
+    const parsed = parseDigest(digest);
+    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest } });
+    let stream: Readable;
+    try {
+      stream = await this.driver.reader(path);
+    } catch (error) {
+      if (error instanceof PathNotFoundError) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest }, cause: error });
+      throw error;
+    }
+    const hash = createDigester(parsed.algorithm);
+    let size = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    return { digest: `${parsed.algorithm}:${hash.digest('hex')}`, size };
+  }
+
+  /** Moves a blob's file out of the content-addressed tree, keeping it for inspection; returns where. */
+  async quarantine(digest: string): Promise<string> {
+    const parsed = parseDigest(digest);
+    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest } });
+    const destination = `quarantine/${parsed.algorithm}/${parsed.hex}.${Date.now()}`;
+    await this.driver.move(this.blobPath(digest), destination);
+    return destination;
   }
 }

@@ -1,9 +1,11 @@
 import type { Readable } from 'node:stream';
 
 /**
- * A path-keyed byte store: everything content addressing, upload sessions and
- * verification need, and nothing more. Paths are relative, `/`-separated, never
- * contain `..`, and are built only by the blob store (never from client input).
+ * A path-keyed byte store shaped like an object store: whole files are written once and never
+ * changed in place (no truncation, no appending), then moved, concatenated, read, walked and
+ * deleted. That is everything content addressing, upload sessions and verification need, and a
+ * filesystem and S3 can both do it. Paths are relative, `/`-separated, never contain `..`, and are
+ * built only by the blob store (never from client input).
  */
 export interface StorageDriver {
   /** Short name for logs and metrics: `filesystem`, `s3`. */
@@ -16,17 +18,34 @@ export interface StorageDriver {
    */
   reader(path: string, options?: ReadOptions): Promise<Readable>;
   /**
-   * Opens a file for writing. With `resumeAt`, keeps the first `resumeAt` bytes of an existing file
-   * and discards the rest (the tail of a write cut off mid-way); without it, starts empty.
-   * Throws PathNotFoundError when resuming a file that is not there or is shorter than `resumeAt`.
+   * Starts a new file at `path`, replacing any there once committed. Until `commit` resolves the
+   * file may be absent or partial, so a caller publishes the path (in metadata) only afterwards.
    */
-  writer(path: string, options?: WriteOptions): Promise<FileWriter>;
-  /** Moves a file, replacing the destination; durable when it returns. */
+  writer(path: string): Promise<FileWriter>;
+  /** Moves a file, replacing the destination; durable when it returns. Throws PathNotFoundError. */
   move(source: string, destination: string): Promise<void>;
+  /**
+   * Writes `destination` as the given byte ranges of other files, in order (S3: a multipart upload
+   * of copied parts). The destination appears whole or not at all, replacing any file there, and
+   * is durable when this resolves; the sources are left as they are. Throws PathNotFoundError when
+   * a source is missing or shorter than its range.
+   */
+  concat(sources: readonly FileRange[], destination: string): Promise<void>;
   /** Deletes a file or a whole directory tree; absent paths are not an error. */
   delete(path: string): Promise<void>;
   /** Names (not paths) of the direct children of a directory; empty when there is none. */
   list(path: string): Promise<string[]>;
+  /**
+   * Every file under `prefix` (recursively), in no particular order, with its size and time;
+   * nothing when the prefix does not exist. Files written or deleted during the walk may or may
+   * not appear.
+   */
+  walk(prefix: string): AsyncIterable<FileEntry>;
+  /**
+   * A URL from which a client may GET the file directly for a while (S3's presigned URLs), or
+   * undefined when this driver serves bytes only through `reader`. Optional.
+   */
+  redirectURL?(path: string, options: { expiresInSeconds: number }): Promise<string | undefined>;
 }
 
 /**
@@ -50,28 +69,32 @@ export interface FileInfo {
   modifiedAt: Date;
 }
 
+export interface FileEntry extends FileInfo {
+  path: string;
+}
+
 export interface ReadOptions {
   offset?: number;
   length?: number;
 }
 
-export interface WriteOptions {
-  resumeAt?: number;
+/** The first `length` bytes of the file at `path`. */
+export interface FileRange {
+  path: string;
+  length: number;
 }
 
 /**
- * A file being written. Call exactly one of commit, close or cancel; cancel may follow a failed
- * commit or close, so it belongs in a finally.
+ * A file being written. Call exactly one of commit or cancel; cancel may follow a failed commit,
+ * so it belongs in a finally.
  */
 export interface FileWriter {
-  /** Bytes in the file so far, including those kept when resuming. */
+  /** Bytes written so far. */
   readonly size: number;
   /** Resolves once the chunk is accepted; waits when too much is still in flight (backpressure). */
   write(chunk: Buffer): Promise<void>;
-  /** Writes out everything and makes it durable (fsync). */
+  /** Writes out everything and makes the file durable (fsync). */
   commit(): Promise<void>;
-  /** Writes out everything and makes it durable, keeping the file for a later resume. */
-  close(): Promise<void>;
   /** Stops and removes the file. */
   cancel(): Promise<void>;
 }

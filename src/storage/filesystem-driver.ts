@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileRangeStream } from './file-range-stream.js';
-import { PathNotFoundError, type FileInfo, type FileWriter, type ReadOptions, type StorageDriver, type WriteOptions } from './driver.js';
+import { PathNotFoundError, type FileEntry, type FileInfo, type FileRange, type FileWriter, type ReadOptions, type StorageDriver } from './driver.js';
 
 /** Bytes read per chunk when streaming a file out: large enough that socket writes stay cheap. */
 const READ_CHUNK = 1024 * 1024;
@@ -11,6 +12,9 @@ const READ_CHUNK = 1024 * 1024;
 const WRITE_HIGH_WATER = 256 * 1024;
 /** Bytes written between background datasyncs (see FilesystemFileWriter). */
 const SYNC_EVERY = 16 * 1024 * 1024;
+/** Files being written live here until their commit renames them into place. */
+const TEMPORARY_DIRECTORY = '.tmp';
+const ABANDONED_TEMPORARY_MS = 60 * 60_000;
 
 function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
@@ -24,6 +28,25 @@ export class FilesystemDriver implements StorageDriver {
 
   constructor(root: string) {
     this.root = resolve(root);
+    void this.removeAbandonedTemporaryFiles();
+  }
+
+  /**
+   * Temporary files of writes that a crash cut off. A live writer touches its file at least every
+   * few minutes (idle connections are cut after five), so an hour untouched means abandoned.
+   */
+  private async removeAbandonedTemporaryFiles(): Promise<void> {
+    const directory = join(this.root, TEMPORARY_DIRECTORY);
+    const cutoff = Date.now() - ABANDONED_TEMPORARY_MS;
+    try {
+      for (const name of await readdir(directory)) {
+        const path = join(directory, name);
+        const info = await stat(path).catch(() => undefined);
+        if (info && info.mtimeMs < cutoff) await rm(path, { force: true });
+      }
+    } catch {
+      // Nothing to clean, or not now: the next start tries again.
+    }
   }
 
   private full(path: string): string {
@@ -59,29 +82,14 @@ export class FilesystemDriver implements StorageDriver {
     return new FileRangeStream(handle, start, options.length, READ_CHUNK);
   }
 
-  async writer(path: string, options: WriteOptions = {}): Promise<FileWriter> {
+  async writer(path: string): Promise<FileWriter> {
     const full = this.full(path);
-    let handle: FileHandle;
-    let size = 0;
-    if (options.resumeAt !== undefined) {
-      try {
-        handle = await open(full, 'r+');
-      } catch (error) {
-        if (isMissing(error)) throw new PathNotFoundError(path);
-        throw error;
-      }
-      const info = await handle.stat();
-      if (info.size < options.resumeAt) {
-        await handle.close();
-        throw new PathNotFoundError(path);
-      }
-      if (info.size > options.resumeAt) await handle.truncate(options.resumeAt);
-      size = options.resumeAt;
-    } else {
-      await mkdir(dirname(full), { recursive: true });
-      handle = await open(full, 'w');
-    }
-    return new FilesystemFileWriter(handle, full, size);
+    // Written beside the root under a unique name and renamed into place on commit, so a reader
+    // of `path` sees the old file or the whole new one, never a part.
+    const temporary = join(this.root, TEMPORARY_DIRECTORY, `${randomBytes(12).toString('hex')}`);
+    await mkdir(dirname(temporary), { recursive: true });
+    const handle = await open(temporary, 'wx');
+    return new FilesystemFileWriter(handle, temporary, full);
   }
 
   async move(source: string, destination: string): Promise<void> {
@@ -97,16 +105,69 @@ export class FilesystemDriver implements StorageDriver {
     await syncDirectory(dirname(to));
   }
 
+  async concat(sources: readonly FileRange[], destination: string): Promise<void> {
+    const writer = await this.writer(destination);
+    try {
+      for (const source of sources) {
+        if (source.length === 0) continue;
+        const stream = await this.reader(source.path, { offset: 0, length: source.length });
+        let copied = 0;
+        for await (const chunk of stream as AsyncIterable<Buffer>) {
+          copied += chunk.length;
+          await writer.write(chunk);
+        }
+        if (copied !== source.length) throw new PathNotFoundError(source.path);
+      }
+      await writer.commit();
+    } catch (error) {
+      await writer.cancel();
+      throw error;
+    }
+  }
+
   async delete(path: string): Promise<void> {
     await rm(this.full(path), { recursive: true, force: true });
   }
 
   async list(path: string): Promise<string[]> {
+    const full = this.full(path);
     try {
-      return await readdir(this.full(path));
+      const names = await readdir(full);
+      return full === this.root ? names.filter((name) => name !== TEMPORARY_DIRECTORY) : names;
     } catch (error) {
       if (isMissing(error)) return [];
       throw error;
+    }
+  }
+
+  async *walk(prefix: string): AsyncIterable<FileEntry> {
+    const start = this.full(prefix);
+    const pending = [start];
+    while (pending.length > 0) {
+      const directory = pending.pop()!;
+      let entries;
+      try {
+        entries = await readdir(directory, { withFileTypes: true });
+      } catch (error) {
+        if (isMissing(error)) continue;
+        throw error;
+      }
+      for (const entry of entries) {
+        const full = join(directory, entry.name);
+        if (entry.isDirectory()) {
+          if (full !== join(this.root, TEMPORARY_DIRECTORY)) pending.push(full);
+          continue;
+        }
+        if (!entry.isFile()) continue;
+        let info;
+        try {
+          info = await stat(full);
+        } catch (error) {
+          if (isMissing(error)) continue;
+          throw error;
+        }
+        yield { path: relative(this.root, full).split(sep).join('/'), size: info.size, modifiedAt: info.mtime };
+      }
     }
   }
 }
@@ -128,8 +189,6 @@ async function syncDirectory(directory: string): Promise<void> {
  * writes the file out as it arrives and the final, blocking datasync has little left to do.
  */
 class FilesystemFileWriter implements FileWriter {
-  size: number;
-  private position: number;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
@@ -140,14 +199,16 @@ class FilesystemFileWriter implements FileWriter {
   private failure: Error | undefined;
   private finished = false;
 
+  size = 0;
+  private position = 0;
+
   constructor(
     private readonly handle: FileHandle,
-    private readonly path: string,
-    size: number,
-  ) {
-    this.size = size;
-    this.position = size;
-  }
+    /** Where the bytes are written. */
+    private readonly temporary: string,
+    /** Where commit puts them. */
+    private readonly destination: string,
+  ) {}
 
   async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
@@ -214,11 +275,7 @@ class FilesystemFileWriter implements FileWriter {
   }
 
   async commit(): Promise<void> {
-    await this.close();
-  }
-
-  async close(): Promise<void> {
-    if (this.finished) return;
+    if (this.finished) throw new Error('commit after the writer finished');
     try {
       await this.flush();
       await this.handle.datasync();
@@ -226,6 +283,9 @@ class FilesystemFileWriter implements FileWriter {
       this.finished = true;
       await this.handle.close().catch(() => undefined);
     }
+    await mkdir(dirname(this.destination), { recursive: true });
+    await rename(this.temporary, this.destination);
+    await syncDirectory(dirname(this.destination));
   }
 
   async cancel(): Promise<void> {
@@ -236,7 +296,7 @@ class FilesystemFileWriter implements FileWriter {
       this.finished = true;
       await this.handle.close().catch(() => undefined);
     }
-    await rm(this.path, { force: true });
+    await rm(this.temporary, { force: true });
   }
 }
 

@@ -1,38 +1,63 @@
 /**
- * The worker thread behind HashThread: keeps one running sha256 per upload session and hashes the
- * slots of the shared ring that the main thread fills, in the order it posts them, handing each
- * slot back when done.
+ * The worker thread behind HashThread: one running sha256 per stream, kept as a saved state while
+ * another stream uses the hasher, so any number of streams share one WebAssembly instance. It
+ * hashes the slots of the shared ring that the main thread fills, in the order it posts them,
+ * handing each slot back when done.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createSHA256 } from 'hash-wasm';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { HashRequest, HashResponse } from './hash-thread.js';
 
 const ring = new Uint8Array(workerData.ring as SharedArrayBuffer);
 const slotBytes = workerData.slotBytes as number;
-const hashes = new Map<string, Hash>();
 const port = parentPort!;
+const hasher = await createSHA256();
+/** Every open stream's state; undefined for one that has hashed nothing yet. */
+const states = new Map<string, Uint8Array | undefined>();
+/** The stream whose state is loaded into the hasher now (its entry in `states` is stale). */
+let loaded: string | undefined;
+
+function select(id: string): void {
+  if (loaded === id) return;
+  if (loaded !== undefined && states.has(loaded)) states.set(loaded, hasher.save());
+  const state = states.get(id);
+  if (state) hasher.load(state);
+  else hasher.init();
+  loaded = id;
+}
+
+function forget(id: string): void {
+  states.delete(id);
+  if (loaded === id) loaded = undefined;
+}
 
 port.on('message', (message: HashRequest) => {
   switch (message.kind) {
+    case 'open':
+      forget(message.id);
+      states.set(message.id, message.state);
+      break;
     case 'update': {
-      let hash = hashes.get(message.id);
-      if (!hash) {
-        hash = createHash('sha256');
-        hashes.set(message.id, hash);
+      if (states.has(message.id)) {
+        select(message.id);
+        const start = message.slot * slotBytes;
+        hasher.update(ring.subarray(start, start + message.length));
       }
-      const start = message.slot * slotBytes;
-      hash.update(ring.subarray(start, start + message.length));
       port.postMessage({ kind: 'hashed', slot: message.slot } satisfies HashResponse);
       break;
     }
-    case 'digest': {
-      const hash = hashes.get(message.id) ?? createHash('sha256');
-      hashes.delete(message.id);
-      port.postMessage({ kind: 'digest', request: message.request, hex: hash.digest('hex') } satisfies HashResponse);
+    case 'save': {
+      let state: Uint8Array | undefined;
+      if (states.has(message.id)) {
+        select(message.id);
+        state = hasher.save();
+        forget(message.id);
+      }
+      port.postMessage({ kind: 'saved', request: message.request, state } satisfies HashResponse);
       break;
     }
     case 'drop':
-      hashes.delete(message.id);
+      forget(message.id);
       break;
   }
 });

@@ -2,11 +2,12 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 export type HashRequest =
+  | { kind: 'open'; id: string; state: Uint8Array | undefined }
   | { kind: 'update'; id: string; slot: number; length: number }
-  | { kind: 'digest'; id: string; request: number }
+  | { kind: 'save'; id: string; request: number }
   | { kind: 'drop'; id: string };
 
-export type HashResponse = { kind: 'hashed'; slot: number } | { kind: 'digest'; request: number; hex: string };
+export type HashResponse = { kind: 'hashed'; slot: number } | { kind: 'saved'; request: number; state: Uint8Array | undefined };
 
 /**
  * Bytes reach the thread through a ring of slots in memory both threads share: the main thread
@@ -29,23 +30,22 @@ function startThread(workerData: unknown): Worker {
 }
 
 /**
- * sha256 of upload sessions, computed on a worker thread so that hashing (the costliest step of a
- * push, about 0.75 s per GiB) runs beside receiving on the main thread and writing in the thread
- * pool, instead of after them. The thread keeps one running hash per session id; the caller
- * decides which sessions it tracks, as with an in-process hash.
+ * Running sha256 hashes of byte streams (the chunks of uploads), computed on a worker thread so
+ * that hashing runs beside receiving on the main thread and writing in the thread pool, instead
+ * of after them. A stream starts from a saved state (or from nothing) and ends by saving its
+ * state, so an upload's hash can go on in another request, process or replica (see hash-state.ts).
  */
 export class HashThread {
   private worker: Worker | undefined;
   private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
   private freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
   private waiters: Array<() => void> = [];
-  private readonly digests = new Map<number, { resolve: (hex: string) => void; reject: (error: Error) => void }>();
+  private readonly saves = new Map<number, { resolve: (state: Uint8Array | undefined) => void; reject: (error: Error) => void }>();
   private nextRequest = 1;
-  private restarts = 0;
 
-  /** Changes whenever the thread had to be restarted, losing every running hash. */
-  get generation(): number {
-    return this.restarts;
+  /** Starts (or restarts) stream `id` from a saved state, or from no bytes at all. */
+  open(id: string, state?: Uint8Array): void {
+    this.post({ kind: 'open', id, state });
   }
 
   /**
@@ -87,16 +87,19 @@ export class HashThread {
     }
   }
 
-  /** The hex sha256 of everything fed for `id` (of nothing, if nothing was); forgets the session. */
-  digest(id: string): Promise<string> {
+  /**
+   * The state after everything fed for `id`, and forgets the stream. Undefined when the thread no
+   * longer knows the stream (it was restarted in between); rejects when the thread dies meanwhile.
+   */
+  save(id: string): Promise<Uint8Array | undefined> {
     const request = this.nextRequest++;
-    return new Promise<string>((resolve, reject) => {
-      this.digests.set(request, { resolve, reject });
-      this.post({ kind: 'digest', id, request });
+    return new Promise<Uint8Array | undefined>((resolve, reject) => {
+      this.saves.set(request, { resolve, reject });
+      this.post({ kind: 'save', id, request });
     });
   }
 
-  /** Forgets a session without a digest. */
+  /** Forgets a stream without saving it. */
   drop(id: string): void {
     if (this.worker) this.post({ kind: 'drop', id });
   }
@@ -111,12 +114,12 @@ export class HashThread {
     const worker = this.thread();
     worker.postMessage(message, transfer);
     // Awaited replies keep the process alive; an idle thread does not (see settled()).
-    if (message.kind !== 'drop') worker.ref();
+    if (message.kind === 'update' || message.kind === 'save') worker.ref();
   }
 
   /** Called after each reply: with nothing outstanding, the thread stops holding the process. */
   private settled(): void {
-    if (this.freeSlots.length === SLOTS && this.digests.size === 0) this.worker?.unref();
+    if (this.freeSlots.length === SLOTS && this.saves.size === 0) this.worker?.unref();
   }
 
   private thread(): Worker {
@@ -127,9 +130,9 @@ export class HashThread {
         this.freeSlots.push(message.slot);
         this.waiters.shift()?.();
       } else {
-        const pending = this.digests.get(message.request);
-        this.digests.delete(message.request);
-        pending?.resolve(message.hex);
+        const pending = this.saves.get(message.request);
+        this.saves.delete(message.request);
+        pending?.resolve(message.state);
       }
       this.settled();
     });
@@ -146,11 +149,10 @@ export class HashThread {
   private fail(error: Error): void {
     if (this.worker === undefined) return;
     this.worker = undefined;
-    this.restarts += 1;
     // The dead thread will hand nothing back: every slot is free again.
     this.freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
     for (const resolve of this.waiters.splice(0)) resolve();
-    for (const pending of this.digests.values()) pending.reject(error);
-    this.digests.clear();
+    for (const pending of this.saves.values()) pending.reject(error);
+    this.saves.clear();
   }
 }

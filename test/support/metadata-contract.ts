@@ -42,21 +42,69 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
-    it('tracks upload sessions with a compare-and-set on their size', async () => {
+    it('tracks upload sessions: parts and hash state recorded with a compare-and-set on their size', async () => {
       const store = await create();
       await store.createUpload({ id: 'u-1', repository: 'up', startedAt: 1000 });
-      assert.deepEqual({ ...(await store.getUpload('u-1'))!, updatedAt: 0 }, { id: 'u-1', repository: 'up', size: 0, startedAt: 1000, updatedAt: 0 });
-      assert.equal(await store.advanceUpload('u-1', 0, 50), true);
-      assert.equal(await store.advanceUpload('u-1', 0, 70), false, 'stale offset');
-      assert.equal((await store.getUpload('u-1'))!.size, 50);
-      await store.completeUpload('u-1', d(9), 50);
+      assert.deepEqual({ ...(await store.getUpload('u-1'))!, updatedAt: 0 }, { id: 'u-1', repository: 'up', size: 0, parts: [], startedAt: 1000, updatedAt: 0 });
+      const state = new Uint8Array([1, 2, 3, 250]);
+      assert.equal(await store.advanceUpload('u-1', { from: 0, part: { name: '0-a', size: 50 }, hashState: state }), true);
+      assert.equal(await store.advanceUpload('u-1', { from: 0, part: { name: '0-b', size: 70 }, hashState: undefined }), false, 'stale offset');
+      assert.equal(await store.advanceUpload('u-1', { from: 50, part: { name: '50-c', size: 5 }, hashState: undefined }), true);
+      const upload = (await store.getUpload('u-1'))!;
+      assert.equal(upload.size, 55);
+      assert.deepEqual(upload.parts, [{ name: '0-a', size: 50 }, { name: '50-c', size: 5 }]);
+      assert.equal(upload.hashState, undefined, 'a part without a hash makes the running hash unknown');
+      assert.equal(await store.advanceUpload('u-1', { from: 55, part: { name: '55-d', size: 1 }, hashState: state }), true);
+      assert.deepEqual([...(await store.getUpload('u-1'))!.hashState!], [...state]);
+      assert.equal(await store.completeUpload('u-1', 55, d(9)), 'gone', 'the upload has 56 bytes now');
+      assert.equal(await store.reserveBlob(d(9), 56), 'place');
+      assert.equal(await store.completeUpload('u-1', 56, d(9)), 'done');
       assert.equal(await store.getUpload('u-1'), undefined);
-      assert.equal(await store.repositoryBlobSize('up', d(9)), 50);
+      assert.equal(await store.repositoryBlobSize('up', d(9)), 56);
+      assert.equal(await store.completeUpload('u-1', 56, d(9)), 'gone');
       await store.createUpload({ id: 'u-2', repository: 'up', startedAt: 1 });
       assert.deepEqual((await store.staleUploads(Date.now() + 1000, 10)).map((u) => u.id), ['u-2']);
       assert.deepEqual(await store.staleUploads(0, 10), []);
       assert.equal(await store.deleteUpload('u-2'), true);
       assert.equal(await store.deleteUpload('u-2'), false);
+      await store.close();
+    });
+
+    it('keeps blob lifecycle states: pending until placed, present, quarantined until placed again', async () => {
+      const store = await create();
+      await store.createUpload({ id: 'l-1', repository: 'life', startedAt: 1 });
+      await store.advanceUpload('l-1', { from: 0, part: { name: '0-x', size: 7 }, hashState: undefined });
+      assert.equal(await store.reserveBlob(d(20), 7), 'place');
+      assert.equal((await store.getBlob(d(20)))?.state, 'pending');
+      assert.equal(await store.blobSize(d(20)), undefined, 'a pending blob is not served');
+      assert.equal(await store.linkBlob('other', d(20)), false, 'nor mounted');
+      assert.equal(await store.reserveBlob(d(20), 7), 'place', 'a second commit of the same digest places too');
+      assert.equal(await store.completeUpload('l-1', 7, d(20)), 'done');
+      assert.equal((await store.getBlob(d(20)))?.state, 'present');
+      assert.equal(await store.reserveBlob(d(20), 7), 'present', 'present bytes are only linked');
+
+      assert.equal(await store.quarantineBlob(d(20)), true);
+      assert.equal(await store.quarantineBlob(d(20)), false);
+      assert.equal((await store.getBlob(d(20)))?.state, 'quarantined');
+      assert.equal(await store.repositoryBlobSize('life', d(20)), undefined, 'quarantined bytes are not served');
+      assert.deepEqual(await store.missingBlobs('life', [d(20)]), [d(20)]);
+      assert.equal(await store.linkBlob('other', d(20)), false);
+
+      // A commit that reserved present bytes which were then quarantined must place again.
+      await store.addBlob('life', d(21), 3);
+      await store.createUpload({ id: 'l-2', repository: 'life2', startedAt: 1 });
+      await store.advanceUpload('l-2', { from: 0, part: { name: '0-y', size: 3 }, hashState: undefined });
+      assert.equal(await store.reserveBlob(d(21), 3), 'present');
+      await store.quarantineBlob(d(21));
+      assert.equal(await store.completeUpload('l-2', 3, d(21)), 'retry');
+      assert.equal(await store.reserveBlob(d(21), 3), 'place');
+      assert.equal(await store.completeUpload('l-2', 3, d(21)), 'done');
+      assert.equal(await store.repositoryBlobSize('life2', d(21)), 3);
+      assert.equal(await store.repositoryBlobSize('life', d(21)), 3, 'the good bytes serve every repository that links them again');
+
+      const listed = await store.listBlobs({ limit: 10 });
+      assert.deepEqual(listed.map((b) => [b.digest, b.state]), [[d(20), 'quarantined'], [d(21), 'present']]);
+      assert.deepEqual((await store.listBlobs({ after: d(20), limit: 10 })).map((b) => b.digest), [d(21)]);
       await store.close();
     });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { PathNotFoundError, type StorageDriver } from '../../src/storage/driver.js';
 
@@ -51,23 +52,6 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       assert.ok((await readAll(await driver.reader('many'))).equals(Buffer.concat(parts)));
     });
 
-    it('resumes a file, discarding what lies beyond the resume point', async () => {
-      const driver = await create();
-      await put(driver, 'resume', Buffer.from('0123456789'));
-      const writer = await driver.writer('resume', { resumeAt: 4 });
-      assert.equal(writer.size, 4);
-      await writer.write(Buffer.from('abc'));
-      await writer.close();
-      assert.equal((await readAll(await driver.reader('resume'))).toString(), '0123abc');
-    });
-
-    it('refuses to resume a missing file or past its end', async () => {
-      const driver = await create();
-      await assert.rejects(driver.writer('absent', { resumeAt: 0 }), PathNotFoundError);
-      await put(driver, 'short', Buffer.from('abc'));
-      await assert.rejects(driver.writer('short', { resumeAt: 10 }), PathNotFoundError);
-    });
-
     it('cancel removes the file', async () => {
       const driver = await create();
       const writer = await driver.writer('cancelled');
@@ -95,6 +79,176 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       await put(driver, 'dir/two/three', Buffer.from('3'));
       assert.deepEqual((await driver.list('dir')).sort(), ['one', 'two']);
       assert.deepEqual(await driver.list('no/such/dir'), []);
+    });
+
+    it('a file being written is not visible, and replaces the old one only when committed', async () => {
+      const driver = await create();
+      await put(driver, 'swap', Buffer.from('old'));
+      const writer = await driver.writer('swap');
+      await writer.write(Buffer.from('new content'));
+      assert.equal((await readAll(await driver.reader('swap'))).toString(), 'old');
+      assert.deepEqual(await driver.list(''), ['swap']);
+      await writer.commit();
+      assert.equal((await readAll(await driver.reader('swap'))).toString(), 'new content');
+      const absent = await driver.writer('fresh/file');
+      await absent.write(Buffer.from('x'));
+      assert.equal(await driver.stat('fresh/file'), undefined);
+      await absent.cancel();
+      assert.equal(await driver.stat('fresh/file'), undefined);
+    });
+
+    it('cancel of a replacement keeps the old file', async () => {
+      const driver = await create();
+      await put(driver, 'kept', Buffer.from('old'));
+      const writer = await driver.writer('kept');
+      await writer.write(Buffer.from('never'));
+      await writer.cancel();
+      assert.equal((await readAll(await driver.reader('kept'))).toString(), 'old');
+    });
+
+    it('stores empty files and every byte value', async () => {
+      const driver = await create();
+      await put(driver, 'empty', Buffer.alloc(0));
+      assert.equal((await driver.stat('empty'))?.size, 0);
+      assert.equal((await readAll(await driver.reader('empty'))).length, 0);
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      await put(driver, 'bytes', all);
+      assert.ok((await readAll(await driver.reader('bytes'))).equals(all));
+      assert.ok((await driver.stat('bytes'))!.modifiedAt instanceof Date);
+    });
+
+    it('streams a large file in and out unchanged', async () => {
+      const driver = await create();
+      const data = randomBytes(24 * 1024 * 1024 + 11);
+      const writer = await driver.writer('large');
+      for (let offset = 0; offset < data.length; offset += 1_000_003) await writer.write(data.subarray(offset, offset + 1_000_003));
+      await writer.commit();
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const chunk of (await driver.reader('large')) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        size += chunk.length;
+      }
+      assert.equal(size, data.length);
+      assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+    });
+
+    it('reads ranges at the boundaries', async () => {
+      const driver = await create();
+      const data = Buffer.from('0123456789');
+      await put(driver, 'ranges', data);
+      assert.equal((await readAll(await driver.reader('ranges', { offset: 9, length: 1 }))).toString(), '9');
+      assert.equal((await readAll(await driver.reader('ranges', { offset: 0, length: 1 }))).toString(), '0');
+      assert.equal((await readAll(await driver.reader('ranges', { offset: 10 }))).length, 0);
+      assert.equal((await readAll(await driver.reader('ranges', { offset: 4, length: 100 }))).toString(), '456789');
+      assert.equal((await readAll(await driver.reader('ranges', { offset: 0, length: 10 }))).toString(), '0123456789');
+    });
+
+    it('serves many readers of one file at once', async () => {
+      const driver = await create();
+      const data = randomBytes(3 * 1024 * 1024);
+      await put(driver, 'shared', data);
+      const results = await Promise.all(Array.from({ length: 8 }, async (_, i) => readAll(await driver.reader('shared', { offset: i * 1000 }))));
+      results.forEach((result, i) => assert.ok(result.equals(data.subarray(i * 1000))));
+    });
+
+    it('concurrent writers of one path: the file is wholly one of them', async () => {
+      const driver = await create();
+      const a = Buffer.alloc(2 * 1024 * 1024, 0x61);
+      const b = Buffer.alloc(3 * 1024 * 1024, 0x62);
+      await Promise.all([put(driver, 'contended', a), put(driver, 'contended', b)]);
+      const result = await readAll(await driver.reader('contended'));
+      assert.ok(result.equals(a) || result.equals(b));
+    });
+
+    it('a reader opened before a move or delete reads the old file whole or fails, never a mix', async () => {
+      const driver = await create();
+      const old = Buffer.alloc(2 * 1024 * 1024, 0x6f);
+      await put(driver, 'target', old);
+      await put(driver, 'incoming', Buffer.alloc(2 * 1024 * 1024, 0x6e));
+      const before = await driver.reader('target');
+      await driver.move('incoming', 'target');
+      const read = await readAll(before).catch(() => undefined);
+      if (read) assert.ok(read.equals(old));
+      const doomed = await driver.reader('target');
+      await driver.delete('target');
+      const after = await readAll(doomed).catch(() => undefined);
+      if (after) assert.equal(after.length, 2 * 1024 * 1024);
+      assert.equal(await driver.stat('target'), undefined);
+    });
+
+    it('concatenates byte ranges of files into a new file, leaving the sources', async () => {
+      const driver = await create();
+      await put(driver, 'parts/a', Buffer.from('alpha'));
+      await put(driver, 'parts/b', Buffer.from('betaXXXX'));
+      await put(driver, 'parts/c', Buffer.from(''));
+      await put(driver, 'joined', Buffer.from('old'));
+      await driver.concat(
+        [
+          { path: 'parts/a', length: 5 },
+          { path: 'parts/b', length: 4 },
+          { path: 'parts/c', length: 0 },
+          { path: 'parts/a', length: 2 },
+        ],
+        'joined',
+      );
+      assert.equal((await readAll(await driver.reader('joined'))).toString(), 'alphabetaal');
+      assert.equal((await readAll(await driver.reader('parts/b'))).toString(), 'betaXXXX');
+      await driver.concat([], 'nothing');
+      assert.equal((await driver.stat('nothing'))?.size, 0);
+    });
+
+    it('a concat with a missing or short source fails and leaves the destination as it was', async () => {
+      const driver = await create();
+      await put(driver, 'p/a', Buffer.from('abc'));
+      await put(driver, 'dest', Buffer.from('kept'));
+      await assert.rejects(driver.concat([{ path: 'p/a', length: 3 }, { path: 'p/missing', length: 1 }], 'dest'), PathNotFoundError);
+      await assert.rejects(driver.concat([{ path: 'p/a', length: 4 }], 'dest'), PathNotFoundError);
+      assert.equal((await readAll(await driver.reader('dest'))).toString(), 'kept');
+    });
+
+    it('walks every file under a prefix with its size, and nothing under a missing one', async () => {
+      const driver = await create();
+      await put(driver, 'w/one', Buffer.from('1'));
+      await put(driver, 'w/two/three', Buffer.from('333'));
+      await put(driver, 'w/two/four/five', Buffer.from('55555'));
+      await put(driver, 'other/six', Buffer.from('666666'));
+      const inProgress = await driver.writer('w/unfinished');
+      await inProgress.write(Buffer.from('x'));
+      const seen = new Map<string, number>();
+      for await (const entry of driver.walk('w')) seen.set(entry.path, entry.size);
+      assert.deepEqual(
+        [...seen].sort(),
+        [
+          ['w/one', 1],
+          ['w/two/four/five', 5],
+          ['w/two/three', 3],
+        ],
+      );
+      const everything: string[] = [];
+      for await (const entry of driver.walk('')) everything.push(entry.path);
+      assert.deepEqual(everything.sort(), ['other/six', 'w/one', 'w/two/four/five', 'w/two/three']);
+      const none: string[] = [];
+      for await (const entry of driver.walk('no/such')) none.push(entry.path);
+      assert.deepEqual(none, []);
+      await inProgress.cancel();
+    });
+
+    it('lists a directory of many files', async () => {
+      const driver = await create();
+      await Promise.all(Array.from({ length: 150 }, (_, i) => put(driver, `many/${String(i).padStart(3, '0')}`, Buffer.from([i]))));
+      const names = await driver.list('many');
+      assert.equal(names.length, 150);
+      assert.ok(names.includes('149'));
+    });
+
+    it('moves into a new deep directory, and a missing source fails', async () => {
+      const driver = await create();
+      await put(driver, 'm/src', Buffer.from('m'));
+      await driver.move('m/src', 'm/a/b/c/d');
+      assert.equal((await readAll(await driver.reader('m/a/b/c/d'))).toString(), 'm');
+      await assert.rejects(driver.move('m/src', 'm/x'), PathNotFoundError);
+      await assert.rejects(driver.reader('m/src'), PathNotFoundError);
     });
 
     it('never resolves a path outside its root', async () => {

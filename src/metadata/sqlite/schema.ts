@@ -121,4 +121,17 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TRIGGER auth_rules_deleted AFTER DELETE ON auth_rules
     BEGIN UPDATE auth_rules_generation SET generation = generation + 1; END;
   `,
+  // 4: uploads as immutable parts with the running hash saved beside them, and blob lifecycle
+  // states (see BlobState in metadata-store.ts). An upload from before keeps its single data file
+  // as its one part; its hash is unknown, so its commit reads the bytes again.
+  `
+  ALTER TABLE uploads ADD COLUMN parts TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE uploads ADD COLUMN hash_state BLOB;
+  UPDATE uploads SET parts = json_array(json_object('name', 'data', 'size', size)) WHERE size > 0;
+  ALTER TABLE blobs ADD COLUMN state TEXT NOT NULL DEFAULT 'present'
+    CHECK (state IN ('pending', 'present', 'deleting', 'sweeping', 'quarantined'));
+  ALTER TABLE blobs ADD COLUMN state_since INTEGER NOT NULL DEFAULT 0;
+  UPDATE blobs SET state_since = created_at;
+  CREATE INDEX blobs_by_state ON blobs(state, state_since) WHERE state <> 'present';
+  `,
 ];

@@ -2,7 +2,18 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Descriptor } from '../../oci/manifest.js';
-import type { ManifestPut, ManifestRecord, MetadataStore, Page, TagEvent, UploadRecord } from '../metadata-store.js';
+import type {
+  BlobRecord,
+  BlobReservation,
+  BlobState,
+  ManifestPut,
+  ManifestRecord,
+  MetadataStore,
+  Page,
+  TagEvent,
+  UploadAdvance,
+  UploadRecord,
+} from '../metadata-store.js';
 import { MIGRATIONS } from './schema.js';
 
 export interface SqliteOptions {
@@ -32,6 +43,40 @@ interface ManifestRow {
   artifact_type: string | null;
   total_size: number;
   created_at: number;
+}
+
+interface UploadRow {
+  id: string;
+  repository: string;
+  size: number;
+  parts: string;
+  hash_state: Buffer | null;
+  started_at: number;
+  updated_at: number;
+}
+
+function toUpload(row: UploadRow): UploadRecord {
+  const upload: UploadRecord = {
+    id: row.id,
+    repository: row.repository,
+    size: row.size,
+    parts: JSON.parse(row.parts) as UploadRecord['parts'],
+    startedAt: row.started_at,
+    updatedAt: row.updated_at,
+  };
+  if (row.hash_state !== null) upload.hashState = new Uint8Array(row.hash_state);
+  return upload;
+}
+
+interface BlobRow {
+  digest: string;
+  size: number;
+  state: BlobState;
+  state_since: number;
+}
+
+function toBlob(row: BlobRow): BlobRecord {
+  return { digest: row.digest, size: row.size, state: row.state, stateSince: row.state_since };
 }
 
 function toRecord(row: ManifestRow): ManifestRecord {
@@ -76,14 +121,20 @@ export class SqliteMetadataStore implements MetadataStore {
       rollback: db.prepare('ROLLBACK'),
       repositoryId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING'),
-      blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
+      blobSize: db.prepare<[string], { size: number }>("SELECT size FROM blobs WHERE digest = ? AND state = 'present'"),
+      getBlob: db.prepare<[string], BlobRow>('SELECT digest, size, state, state_since FROM blobs WHERE digest = ?'),
+      listBlobs: db.prepare<[string, number], BlobRow>('SELECT digest, size, state, state_since FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?'),
       repositoryBlobSize: db.prepare<[string, string], { size: number }>(
         `SELECT b.size FROM repositories r
            JOIN repository_blobs rb ON rb.repository_id = r.id
            JOIN blobs b ON b.digest = rb.digest
-         WHERE r.name = ? AND rb.digest = ?`,
+         WHERE r.name = ? AND rb.digest = ? AND b.state = 'present'`,
       ),
-      insertBlob: db.prepare('INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT(digest) DO NOTHING'),
+      insertBlob: db.prepare<[string, number, number, BlobState, number]>(
+        'INSERT INTO blobs (digest, size, created_at, state, state_since) VALUES (?, ?, ?, ?, ?)',
+      ),
+      setBlobState: db.prepare<[BlobState, number, string]>('UPDATE blobs SET state = ?, state_since = ? WHERE digest = ?'),
+      quarantineBlob: db.prepare<[number, string]>("UPDATE blobs SET state = 'quarantined', state_since = ? WHERE digest = ? AND state = 'present'"),
       linkBlob: db.prepare(
         'INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
       ),
@@ -93,18 +144,22 @@ export class SqliteMetadataStore implements MetadataStore {
          WHERE rb.digest = ? ORDER BY r.name LIMIT ?`,
       ),
       hasLink: db.prepare<[number, string], { one: number }>(
-        'SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? AND digest = ?',
+        `SELECT 1 AS one FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.repository_id = ? AND rb.digest = ? AND b.state = 'present'`,
       ),
       insertUpload: db.prepare('INSERT INTO uploads (id, repository_id, size, started_at, updated_at) VALUES (?, ?, 0, ?, ?)'),
-      getUpload: db.prepare<[string], { id: string; repository: string; size: number; started_at: number; updated_at: number }>(
-        `SELECT u.id, r.name AS repository, u.size, u.started_at, u.updated_at
+      getUpload: db.prepare<[string], UploadRow>(
+        `SELECT u.id, r.name AS repository, u.size, u.parts, u.hash_state, u.started_at, u.updated_at
            FROM uploads u JOIN repositories r ON r.id = u.repository_id WHERE u.id = ?`,
       ),
-      advanceUpload: db.prepare('UPDATE uploads SET size = ?, updated_at = ? WHERE id = ? AND size = ?'),
+      advanceUpload: db.prepare<[number, string, Buffer | null, number, string, number]>(
+        `UPDATE uploads SET size = size + ?, parts = json_insert(parts, '$[#]', json(?)), hash_state = ?, updated_at = ?
+         WHERE id = ? AND size = ?`,
+      ),
       deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
-      uploadRepository: db.prepare<[string], { repository_id: number }>('SELECT repository_id FROM uploads WHERE id = ?'),
-      staleUploads: db.prepare<[number, number], { id: string; repository: string; size: number; started_at: number; updated_at: number }>(
-        `SELECT u.id, r.name AS repository, u.size, u.started_at, u.updated_at
+      uploadSize: db.prepare<[string], { repository_id: number; size: number }>('SELECT repository_id, size FROM uploads WHERE id = ?'),
+      staleUploads: db.prepare<[number, number], UploadRow>(
+        `SELECT u.id, r.name AS repository, u.size, u.parts, u.hash_state, u.started_at, u.updated_at
            FROM uploads u JOIN repositories r ON r.id = u.repository_id
          WHERE u.updated_at < ? ORDER BY u.updated_at LIMIT ?`,
       ),
@@ -270,6 +325,15 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.statements.blobSize.get(digest)?.size;
   }
 
+  async getBlob(digest: string): Promise<BlobRecord | undefined> {
+    const row = this.statements.getBlob.get(digest);
+    return row ? toBlob(row) : undefined;
+  }
+
+  async listBlobs(page: Page): Promise<BlobRecord[]> {
+    return this.statements.listBlobs.all(page.after ?? '', page.limit).map(toBlob);
+  }
+
   async repositoryBlobSize(repository: string, digest: string): Promise<number | undefined> {
     return this.statements.repositoryBlobSize.get(repository, digest)?.size;
   }
@@ -278,18 +342,52 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(repository);
-      this.statements.insertBlob.run(digest, size, now);
+      const row = this.statements.getBlob.get(digest);
+      if (!row) this.statements.insertBlob.run(digest, size, now, 'present', now);
+      else if (row.state !== 'present') this.statements.setBlobState.run('present', now, digest);
       this.statements.linkBlob.run(id, digest, now);
     });
   }
 
   async linkBlob(repository: string, digest: string): Promise<boolean> {
     return this.write(() => {
-      if (!this.statements.blobSize.get(digest)) return false;
+      const row = this.statements.getBlob.get(digest);
+      if (!row || (row.state !== 'present' && row.state !== 'deleting')) return false;
+      const now = Date.now();
+      if (row.state === 'deleting') this.statements.setBlobState.run('present', now, digest);
       const id = this.ensureRepository(repository);
-      this.statements.linkBlob.run(id, digest, Date.now());
+      this.statements.linkBlob.run(id, digest, now);
       return true;
     });
+  }
+
+  async reserveBlob(digest: string, size: number): Promise<BlobReservation> {
+    return this.write((): BlobReservation => {
+      const now = Date.now();
+      const row = this.statements.getBlob.get(digest);
+      if (!row) {
+        this.statements.insertBlob.run(digest, size, now, 'pending', now);
+        return 'place';
+      }
+      switch (row.state) {
+        case 'present':
+          return 'present';
+        case 'deleting':
+          // Its bytes are still there: a new link brings it back.
+          this.statements.setBlobState.run('present', now, digest);
+          return 'present';
+        case 'sweeping':
+          return 'busy';
+        default:
+          // pending (another commit, or one that died) or quarantined: put verified bytes in place.
+          this.statements.setBlobState.run('pending', now, digest);
+          return 'place';
+      }
+    });
+  }
+
+  async quarantineBlob(digest: string): Promise<boolean> {
+    return this.write(() => this.statements.quarantineBlob.run(Date.now(), digest).changes > 0);
   }
 
   async unlinkBlob(repository: string, digest: string): Promise<boolean> {
@@ -318,22 +416,28 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async getUpload(id: string): Promise<UploadRecord | undefined> {
     const row = this.statements.getUpload.get(id);
-    if (!row) return undefined;
-    return { id: row.id, repository: row.repository, size: row.size, startedAt: row.started_at, updatedAt: row.updated_at };
+    return row ? toUpload(row) : undefined;
   }
 
-  async advanceUpload(id: string, from: number, to: number): Promise<boolean> {
-    return this.write(() => this.statements.advanceUpload.run(to, Date.now(), id, from).changes > 0);
+  async advanceUpload(id: string, advance: UploadAdvance): Promise<boolean> {
+    const { from, part, hashState } = advance;
+    const state = hashState === undefined ? null : Buffer.from(hashState.buffer, hashState.byteOffset, hashState.byteLength);
+    return this.write(
+      () => this.statements.advanceUpload.run(part.size, JSON.stringify({ name: part.name, size: part.size }), state, Date.now(), id, from).changes > 0,
+    );
   }
 
-  async completeUpload(id: string, digest: string, size: number): Promise<void> {
+  async completeUpload(id: string, size: number, digest: string): Promise<'done' | 'gone' | 'retry'> {
     return this.write(() => {
-      const row = this.statements.uploadRepository.get(id);
-      if (!row) throw new Error(`upload ${id} vanished while completing`);
+      const upload = this.statements.uploadSize.get(id);
+      if (!upload || upload.size !== size) return 'gone';
+      const blob = this.statements.getBlob.get(digest);
+      if (!blob || blob.state === 'sweeping' || blob.state === 'quarantined') return 'retry';
       const now = Date.now();
-      this.statements.insertBlob.run(digest, size, now);
-      this.statements.linkBlob.run(row.repository_id, digest, now);
+      if (blob.state !== 'present') this.statements.setBlobState.run('present', now, digest);
+      this.statements.linkBlob.run(upload.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
+      return 'done';
     });
   }
 
@@ -342,13 +446,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async staleUploads(before: number, limit: number): Promise<UploadRecord[]> {
-    return this.statements.staleUploads.all(before, limit).map((row) => ({
-      id: row.id,
-      repository: row.repository,
-      size: row.size,
-      startedAt: row.started_at,
-      updatedAt: row.updated_at,
-    }));
+    return this.statements.staleUploads.all(before, limit).map(toUpload);
   }
 
   async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
