@@ -20,8 +20,11 @@ export interface AppOptions {
   accessLog: boolean;
   /** registry:2's http.headers: added to every response. */
   extraHeaders?: Record<string, string[]>;
-  /** registry:2's maintenance.readonly: every write is refused. */
-  readOnly?: boolean;
+  /**
+   * Every write is refused: `true` for registry:2's maintenance.readonly (405 UNSUPPORTED),
+   * `storage-full` when the registry started on a full disk (507 STORAGE_FULL).
+   */
+  readOnly?: boolean | 'storage-full';
   /** Access control; absent when the registry is open to everyone. */
   auth?: Auth;
 }
@@ -54,7 +57,11 @@ export function createApp(registry: Registry, options: AppOptions): RequestListe
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
     if (options.readOnly && WRITE_METHODS.has(req.method ?? '') && (req.url ?? '').startsWith('/v2')) {
-      sendError(req, res, new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' }), log);
+      const refusal =
+        options.readOnly === 'storage-full'
+          ? new RegistryError('STORAGE_FULL', { message: 'the registry started on a full disk and serves pulls only; free space and restart it' })
+          : new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' });
+      sendError(req, res, refusal, log);
       return;
     }
     dispatch(req, res, registry, options.auth).catch((error: unknown) => sendError(req, res, error, log));

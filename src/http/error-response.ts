@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { RegistryError, isRegistryError } from '../errors/index.js';
+import { RegistryError, isRegistryError, registryErrorForSystemError } from '../errors/index.js';
 
 /**
- * The one seam where errors become HTTP: a RegistryError keeps its code, status and headers;
- * anything else is logged with its cause and answered as a bare UNKNOWN/500.
+ * The one seam where errors become HTTP: a RegistryError keeps its code, status and headers; a
+ * full disk is 507 STORAGE_FULL; anything else is an UNKNOWN/500. Every 5xx is logged with its
+ * cause, which is never echoed to the client.
  */
 export function sendError(req: IncomingMessage, res: ServerResponse, error: unknown, log: Logger): void {
   let registryError: RegistryError;
@@ -15,9 +16,14 @@ export function sendError(req: IncomingMessage, res: ServerResponse, error: unkn
     if (!res.destroyed) res.destroy();
     return;
   } else {
-    log.error({ err: error, method: req.method, url: req.url }, 'unexpected error');
-    registryError = new RegistryError('UNKNOWN');
+    registryError = registryErrorForSystemError(error) ?? new RegistryError('UNKNOWN', { cause: error });
   }
+  if (registryError.status >= 500 && registryError.cause !== undefined) {
+    log.error({ err: registryError.cause ?? registryError, code: registryError.code, method: req.method, url: req.url }, registryError.code === 'UNKNOWN' ? 'unexpected error' : registryError.message);
+  }
+  // A handler that failed half-way through a request body leaves the rest unread: discard it, so
+  // the client (which reads the answer while it sends) gets the error and the connection stays in step.
+  if (!req.complete && !req.destroyed) req.resume();
   if (res.headersSent) {
     res.destroy();
     return;

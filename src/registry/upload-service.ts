@@ -170,17 +170,24 @@ export class UploadService {
     if (upload.hashState) options.hashState = upload.hashState;
     const { part, hashState } = await this.store.writePart(upload.id, options);
     if (!part) return upload;
-    if (!(await this.metadata.advanceUpload(upload.id, { from: upload.size, part, hashState }))) {
+    let advanced: boolean;
+    try {
+      advanced = await this.metadata.advanceUpload(upload.id, { from: upload.size, part, hashState });
+    } catch (error) {
+      await this.store.discardPart(upload.id, part).catch(() => undefined);
+      throw error;
+    }
+    if (!advanced) {
       await this.store.discardPart(upload.id, part);
       throw new RegistryError('RANGE_INVALID', {
         message: 'another request wrote to this upload at the same time',
         detail: { size: upload.size },
       });
     }
-    const advanced: UploadRecord = { ...upload, size: upload.size + part.size, parts: [...upload.parts, part] };
-    if (hashState) advanced.hashState = hashState;
-    else delete advanced.hashState;
-    return advanced;
+    const next: UploadRecord = { ...upload, size: upload.size + part.size, parts: [...upload.parts, part] };
+    if (hashState) next.hashState = hashState;
+    else delete next.hashState;
+    return next;
   }
 
   private async discard(id: string): Promise<void> {

@@ -5,10 +5,12 @@ import type { AddressInfo, Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { SecureContextOptions } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
+import { isStorageFull } from '../errors/index.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../log/logger.js';
+import type { AccountStore } from '../metadata/account-store.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
@@ -46,16 +48,32 @@ export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
   return options;
 }
 
-/** The metadata store and blob store that configuration names. */
-export function openStores(config: WharfConfig): { metadata: MetadataStore; store: BlobStore } {
-  const metadata = new SqliteMetadataStore({ path: config.metadata.sqlite.path, synchronous: config.metadata.sqlite.synchronous });
-  const store = new BlobStore(new FilesystemDriver(config.storage.rootDirectory));
-  return { metadata, store };
+/** The stores that configuration names. */
+export interface Stores {
+  metadata: MetadataStore;
+  store: BlobStore;
+  /** Opens the account store beside the metadata (auth); the caller closes it. */
+  openAccounts(): AccountStore;
 }
 
-/** Builds the registry from configuration: storage, metadata, services, HTTP. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT): Registry {
-  const { metadata, store } = openStores(config);
+/**
+ * Opens the metadata store and blob store. With `exclusive`, this process alone holds the
+ * database and SQLite needs no shared-memory file (see SqliteOptions.exclusive).
+ */
+export function openStores(config: WharfConfig, options: { exclusive?: boolean } = {}): Stores {
+  const { path, synchronous } = config.metadata.sqlite;
+  const metadata = new SqliteMetadataStore({ path, synchronous, ...(options.exclusive ? { exclusive: true } : {}) });
+  const store = new BlobStore(new FilesystemDriver(config.storage.rootDirectory));
+  return {
+    metadata,
+    store,
+    openAccounts: () => (options.exclusive ? new SqliteAccountStore({ connection: metadata.connection }) : new SqliteAccountStore({ path })),
+  };
+}
+
+/** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
+export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config)): Registry {
+  const { metadata, store } = stores;
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
@@ -80,6 +98,8 @@ export function workerCount(config: WharfConfig): number {
 interface ServingStack {
   server: Server | HttpsServer;
   registry: Registry;
+  /** The disk was too full to open the database normally: pulls only, one process. */
+  storageFull: boolean;
   reload(): void;
   /** Closes what the stack opened, after the server has stopped. */
   dispose(): Promise<void>;
@@ -87,11 +107,12 @@ interface ServingStack {
 
 async function createServingStack(config: WharfConfig, log: Logger): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
-  const registry = createRegistry(config, audit);
-  let accounts: SqliteAccountStore | undefined;
+  const { stores, storageFull } = openStoresForServing(config, log);
+  const registry = createRegistry(config, audit, stores);
+  let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
   if (config.auth) {
-    accounts = new SqliteAccountStore({ path: config.metadata.sqlite.path });
+    accounts = stores.openAccounts();
     try {
       auth = await createAuth(config.auth, { accounts, audit, log });
     } catch (error) {
@@ -105,7 +126,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
     log,
     accessLog: config.log.accessLog,
     extraHeaders: config.http.headers,
-    readOnly: config.storage.readOnly,
+    readOnly: storageFull ? 'storage-full' : config.storage.readOnly,
     ...(auth ? { auth } : {}),
   });
   const serverOptions = {
@@ -131,6 +152,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   return {
     server,
     registry,
+    storageFull,
     reload() {
       if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
       auth?.reload();
@@ -141,6 +163,23 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
       await audit.close();
     },
   };
+}
+
+/**
+ * Opens the stores; on a disk too full for SQLite's shared-memory file (or any full-disk failure
+ * while opening), opens them for this process alone instead, so that pulls keep working.
+ */
+function openStoresForServing(config: WharfConfig, log: Logger): { stores: Stores; storageFull: boolean } {
+  try {
+    return { stores: openStores(config), storageFull: false };
+  } catch (error) {
+    if (!isStorageFull(error)) throw error;
+    log.error(
+      { err: error, storage: config.storage.rootDirectory },
+      'storage is full: serving pulls only, in one process; pushes get 507 STORAGE_FULL until space is freed and the registry restarted',
+    );
+    return { stores: openStores(config, { exclusive: true }), storageFull: true };
+  }
 }
 
 /**
@@ -159,9 +198,10 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   const stack = await createServingStack(config, log);
   await listen(stack.server, { port: config.http.port, host: config.http.host });
-  const workers = workerCount(config);
+  // A full disk leaves the database to this process alone (see openStoresForServing).
+  const workers = stack.storageFull ? 1 : workerCount(config);
   const pool = workers > 1 ? startWorkerPool(stack.server, config, workers - 1, log) : undefined;
-  const purge = schedulePurge(stack.registry, config, log);
+  const purge = stack.storageFull ? undefined : schedulePurge(stack.registry, config, log);
   return running(stack, config, {
     reload: () => pool?.reload(),
     beforeClose: async () => {

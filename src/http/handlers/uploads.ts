@@ -21,7 +21,8 @@ function blobCreated(ex: Exchange, repository: string, digest: string): void {
 
 /** The request body as an upload chunk, with Content-Range and Content-Length when present. */
 function chunkOf(ex: Exchange): Chunk {
-  const chunk: Chunk = { body: ex.req as AsyncIterable<Buffer> };
+  // Not destroyed when the service stops reading early (an error): the error seam reads the rest.
+  const chunk: Chunk = { body: ex.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer> };
   const length = contentLength(ex.req);
   if (length !== undefined) chunk.length = length;
   const header = ex.req.headers['content-range'];

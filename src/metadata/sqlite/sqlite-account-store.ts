@@ -58,10 +58,20 @@ export class SqliteAccountStore implements AccountStore {
   private readonly db: Database.Database;
   private readonly statements;
 
-  constructor(options: { path: string }) {
-    this.db = new Database(options.path);
-    this.db.pragma('busy_timeout = 10000');
-    this.db.pragma('synchronous = FULL');
+  /** False when the connection is borrowed (see SqliteMetadataStore.connection) and not ours to close. */
+  private readonly ownsConnection: boolean;
+
+  /** Opens its own connection to `path`, or shares `connection` (one process alone on the file). */
+  constructor(options: { path: string } | { connection: Database.Database }) {
+    if ('connection' in options) {
+      this.db = options.connection;
+      this.ownsConnection = false;
+    } else {
+      this.db = new Database(options.path);
+      this.db.pragma('busy_timeout = 10000');
+      this.db.pragma('synchronous = FULL');
+      this.ownsConnection = true;
+    }
     const db = this.db;
     this.statements = {
       getUser: db.prepare<[string], UserRow>('SELECT * FROM auth_users WHERE name = ?'),
@@ -95,7 +105,7 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async close(): Promise<void> {
-    this.db.close();
+    if (this.ownsConnection) this.db.close();
   }
 
   async getUser(name: string): Promise<UserRecord | undefined> {

@@ -24,6 +24,13 @@ export interface SqliteOptions {
    * lost even on power failure; `normal` survives process crashes only.
    */
   synchronous?: 'full' | 'normal';
+  /**
+   * Holds the file for this process alone and keeps SQLite's shared-memory index in the heap
+   * instead of a `-shm` file: the only way to open a WAL database on a disk too full for that file.
+   * Other processes (and other connections) cannot open the database meanwhile: share
+   * `connection` within the process.
+   */
+  exclusive?: boolean;
 }
 
 /** How long any statement waits for another process's lock before failing with SQLITE_BUSY. */
@@ -109,11 +116,19 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(options: SqliteOptions) {
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
-    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-    this.db.pragma('foreign_keys = ON');
-    this.migrate();
+    try {
+      // Before the first access: after it, SQLite has created the shared-memory file.
+      if (options.exclusive) this.db.pragma('locking_mode = EXCLUSIVE');
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.pragma('foreign_keys = ON');
+      this.migrate();
+    } catch (error) {
+      // A half-opened connection would keep its locks and block the next attempt.
+      this.db.close();
+      throw error;
+    }
     const db = this.db;
     this.statements = {
       beginImmediate: db.prepare('BEGIN IMMEDIATE'),
@@ -229,6 +244,11 @@ export class SqliteMetadataStore implements MetadataStore {
       this.db.pragma(`user_version = ${MIGRATIONS.length}`);
     });
     run.immediate();
+  }
+
+  /** The open connection, for an account store that must share it (see `exclusive`). */
+  get connection(): Database.Database {
+    return this.db;
   }
 
   async close(): Promise<void> {
