@@ -173,11 +173,11 @@ describe('manifest validation', () => {
 
   it('refuses a config or layer the repository does not have with MANIFEST_BLOB_UNKNOWN', async () => {
     const missing = imageManifest(config, [randomBlob(10)]);
-    assert.deepEqual(await invalid(missing.data), { status: 404, code: 'MANIFEST_BLOB_UNKNOWN' });
+    assert.deepEqual(await invalid(missing.data), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
     // The blob exists in another repository, but not in this one.
     const elsewhere = randomBlob(10);
     await pushBlob(url, 'someone/else', elsewhere);
-    assert.deepEqual(await invalid(imageManifest(config, [elsewhere]).data), { status: 404, code: 'MANIFEST_BLOB_UNKNOWN' });
+    assert.deepEqual(await invalid(imageManifest(config, [elsewhere]).data), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
   });
 
   it('refuses a descriptor whose size contradicts the blob', async () => {
@@ -185,9 +185,9 @@ describe('manifest validation', () => {
     assert.deepEqual(await invalid(JSON.stringify(lying)), { status: 400, code: 'MANIFEST_INVALID' });
   });
 
-  it('refuses an index whose child is not in the repository with MANIFEST_UNKNOWN', async () => {
+  it('refuses an index whose child is not in the repository with 400 MANIFEST_BLOB_UNKNOWN, as Distribution does', async () => {
     const index = imageIndex([{ digest: sha256('no such manifest'), size: 10, platform: { os: 'linux', architecture: 'amd64' } }]);
-    assert.deepEqual(await invalid(index.data, OCI_INDEX), { status: 404, code: 'MANIFEST_UNKNOWN' });
+    assert.deepEqual(await invalid(index.data, OCI_INDEX), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
   });
 
   it('refuses invalid tags with TAG_INVALID', async () => {

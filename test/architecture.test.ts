@@ -18,10 +18,11 @@ const ALLOWED: Record<string, string[]> = {
   client: ['oci', 'errors'],
   proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
+  jobs: ['oci', 'errors', 'metadata'],
   events: ['oci', 'errors', 'metadata', 'registry'],
   config: ['log'],
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs'],
   cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth'],
 };
 

@@ -29,7 +29,6 @@ test('writes queued together commit together, and one failing write rolls back a
         digest: DIGEST(9),
         mediaType: null as unknown as string,
         content: Buffer.from('{}'),
-        totalSize: 2,
         blobs: [],
         children: [],
         tags: ['t'],

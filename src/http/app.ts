@@ -2,7 +2,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import type { Logger } from 'pino';
 import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
-import type { Registry } from '../registry/registry.js';
+import type { RegistryServices } from '../registry/services.js';
 import type { RequestContext } from '../registry/context.js';
 import { checkRouteName, guard } from './access-gate.js';
 import { sendError } from './error-response.js';
@@ -49,7 +49,7 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
 const STREAMING = new Set<Route['kind']>(['uploads', 'upload']);
 
 /** The registry's request listener: routing, error envelope and access log around thin handlers. */
-export function createApp(registry: Registry, options: AppOptions): RequestListener {
+export function createApp(registry: RegistryServices, options: AppOptions): RequestListener {
   const { log } = options;
   return (req: IncomingMessage, res: ServerResponse) => {
     const started = options.accessLog ? performance.now() : 0;
@@ -68,7 +68,7 @@ export function createApp(registry: Registry, options: AppOptions): RequestListe
   };
 }
 
-async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Registry, auth: Auth | undefined): Promise<void> {
+async function dispatch(req: IncomingMessage, res: ServerResponse, registry: RegistryServices, auth: Auth | undefined): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;

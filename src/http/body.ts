@@ -7,7 +7,7 @@ export async function readSmallBody(req: IncomingMessage, limit = 64 * 1024): Pr
   let total = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     total += chunk.length;
-    if (total > limit) throw new RegistryError('INVALID_REQUEST', { status: 413, message: 'request body too large', headers: { Connection: 'close' } });
+    if (total > limit) throw new RegistryError('REQUEST_TOO_LARGE', { headers: { Connection: 'close' } });
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, total).toString('utf8');

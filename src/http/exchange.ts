@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from '../registry/registry.js';
+import type { RegistryServices } from '../registry/services.js';
 import type { RequestContext } from '../registry/context.js';
 import type { Route } from './router.js';
 
@@ -9,7 +9,7 @@ export interface Exchange<R extends Route = Route> {
   res: ServerResponse;
   route: R;
   query: URLSearchParams;
-  registry: Registry;
+  registry: RegistryServices;
   /** Who is asking and a signal that fires when the client goes away. */
   context: RequestContext;
 }

@@ -13,7 +13,17 @@ export interface ManifestRecord {
   createdAt: number;
 }
 
-/** What a manifest push records, in one transaction. */
+/** A reference from a manifest, with the size its descriptor claims. */
+export interface SizedReference {
+  digest: string;
+  size: number;
+}
+
+/**
+ * What a manifest push records, in one transaction that first checks, under the same lock, that
+ * every referenced blob is present and linked to the repository with the size the descriptor
+ * says, and every child manifest is in the repository.
+ */
 export interface ManifestPut {
   repository: string;
   digest: string;
@@ -22,15 +32,22 @@ export interface ManifestPut {
   subject?: string;
   artifactType?: string;
   annotations?: Record<string, string>;
-  totalSize: number;
   /** Blobs the manifest references (config, layers). */
-  blobs: string[];
+  blobs: SizedReference[];
   /** Manifests an index references. */
-  children: string[];
+  children: SizedReference[];
   /** Tags to point at the manifest (moved if they pointed elsewhere). */
   tags: string[];
   /** Who pushed (for history and audit); absent when anonymous. */
   actor?: string;
+}
+
+/** What a manifest push changed, read inside its transaction. */
+export interface ManifestPutResult {
+  /** Bytes of the manifest and everything it references. */
+  totalSize: number;
+  /** Every tag that now points at the manifest and did not before, with where it pointed. */
+  moved: Array<{ tag: string; previous?: string }>;
 }
 
 export interface UploadRecord {
@@ -108,6 +125,84 @@ export interface TagEvent {
 }
 
 /**
+ * A change to the registry, as the outbox records it: written in the transaction that makes the
+ * change, so a consumer (notifications, search, metrics) sees every change exactly as committed,
+ * crash or not. `actor` is the user or robot who made it (absent when anonymous).
+ */
+export type ChangeEvent =
+  | { action: 'repository.create'; repository: string; actor?: string }
+  | { action: 'blob.push'; repository: string; digest: string; size: number; actor?: string }
+  | { action: 'blob.mount'; repository: string; digest: string; size: number; from?: string; actor?: string }
+  | { action: 'blob.delete'; repository: string; digest: string; actor?: string }
+  | {
+      action: 'manifest.push';
+      repository: string;
+      digest: string;
+      mediaType: string;
+      size: number;
+      tags: string[];
+      subject?: string;
+      artifactType?: string;
+      actor?: string;
+    }
+  /** A tag pointed at `previous` (absent for a new tag) and now points at `digest`. */
+  | { action: 'tag.move'; repository: string; tag: string; digest: string; previous?: string; actor?: string }
+  | { action: 'manifest.delete'; repository: string; digest: string; tags: string[]; actor?: string }
+  | { action: 'tag.delete'; repository: string; tag: string; digest: string; actor?: string };
+
+export interface OutboxEntry {
+  /** Increasing; a consumer remembers the last one it handled. */
+  id: number;
+  at: number;
+  event: ChangeEvent;
+}
+
+/** Who makes a change, for the outbox and tag history. */
+export interface ChangeOptions {
+  actor?: string;
+}
+
+export type JobState = 'ready' | 'running' | 'done' | 'failed';
+
+/** A unit of background work (purge, collection, delivery, rescan), run by one process at a time. */
+export interface JobRecord {
+  id: number;
+  kind: string;
+  /** At most one job has a given key (recurring jobs, deduplicated work). */
+  key?: string;
+  payload: unknown;
+  state: JobState;
+  /** Not before this time (ms since epoch). */
+  runAt: number;
+  attempts: number;
+  maxAttempts: number;
+  /** For recurring jobs: run again this long after each run. */
+  repeatMs?: number;
+  /** The claim that holds the job while it runs, and until when. */
+  leaseOwner?: string;
+  leaseUntil?: number;
+  lastError?: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewJob {
+  kind: string;
+  key?: string;
+  payload?: unknown;
+  runAt?: number;
+  /** Failed runs before the job is given up (`failed`); default 5. */
+  maxAttempts?: number;
+  repeatMs?: number;
+}
+
+/** How a claimed job's run ended. */
+export type JobOutcome =
+  | { kind: 'done' }
+  /** Failed: run again at `runAt`, unless attempts are used up. */
+  | { kind: 'retry'; error: string; runAt: number };
+
+/**
  * The registry's source of truth: repositories, blob links, manifests, tags, uploads.
  * Absence is `undefined` (or `false` for a delete that found nothing); failures throw.
  * Every implementation (SQLite, PostgreSQL) passes test/metadata-contract.ts.
@@ -126,12 +221,12 @@ export interface MetadataStore {
   /** Size of a present blob that `repository` links (the access boundary). */
   repositoryBlobSize(repository: string, digest: string): Promise<number | undefined>;
   /** Records a stored, verified blob as present and links it into `repository` (creating the repository). */
-  addBlob(repository: string, digest: string, size: number): Promise<void>;
+  addBlob(repository: string, digest: string, size: number, options?: ChangeOptions): Promise<void>;
   /**
    * Links a present blob (reviving a `deleting` one); false when the registry has no present
    * blob of that digest, in one transaction with the check.
    */
-  linkBlob(repository: string, digest: string): Promise<boolean>;
+  linkBlob(repository: string, digest: string, options?: ChangeOptions & { from?: string }): Promise<boolean>;
   /** Before a commit moves bytes into place: see BlobReservation. */
   reserveBlob(digest: string, size: number): Promise<BlobReservation>;
   /**
@@ -140,7 +235,7 @@ export interface MetadataStore {
    */
   quarantineBlob(digest: string): Promise<boolean>;
   /** Removes a repository's link to a blob; false when there was none. */
-  unlinkBlob(repository: string, digest: string): Promise<boolean>;
+  unlinkBlob(repository: string, digest: string, options?: ChangeOptions): Promise<boolean>;
   /** Repositories that link a blob, in lexical order, at most `limit` (for authorised automatic mounts). */
   repositoriesLinkingBlob(digest: string, limit: number): Promise<string[]>;
   /** Which of `digests` the repository does not link. */
@@ -162,7 +257,7 @@ export interface MetadataStore {
    * size meanwhile; `retry` when the blob's bytes can no longer be relied on (a collector or a
    * check took them): reserve and place again.
    */
-  completeUpload(id: string, size: number, digest: string): Promise<'done' | 'gone' | 'retry'>;
+  completeUpload(id: string, size: number, digest: string, options?: ChangeOptions): Promise<'done' | 'gone' | 'retry'>;
   deleteUpload(id: string): Promise<boolean>;
   /** Uploads not touched since `before` (ms since epoch). */
   staleUploads(before: number, limit: number): Promise<UploadRecord[]>;
@@ -173,15 +268,49 @@ export interface MetadataStore {
   getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined>;
   /** Which of `digests` are not manifests of the repository. */
   missingManifests(repository: string, digests: string[]): Promise<string[]>;
-  putManifest(put: ManifestPut): Promise<void>;
+  /** Throws MANIFEST_BLOB_UNKNOWN or MANIFEST_INVALID when a reference check fails (nothing is written). */
+  putManifest(put: ManifestPut): Promise<ManifestPutResult>;
   /** Deletes a manifest and every tag on it; returns the tags removed, undefined when absent. */
-  deleteManifest(repository: string, digest: string, actor?: string): Promise<string[] | undefined>;
-  deleteTag(repository: string, tag: string, actor?: string): Promise<boolean>;
+  deleteManifest(repository: string, digest: string, options?: ChangeOptions): Promise<string[] | undefined>;
+  /** Removes a tag; returns the digest it pointed at, undefined when there was no such tag. */
+  deleteTag(repository: string, tag: string, options?: ChangeOptions): Promise<string | undefined>;
   /** Tag names in lexical (byte) order; undefined when the repository does not exist. */
   listTags(repository: string, page: Page): Promise<string[] | undefined>;
   tagHistory(repository: string, tag: string, limit: number): Promise<TagEvent[]>;
   /** Manifests whose subject is `digest`, as descriptors for the referrers index. */
   listReferrers(repository: string, digest: string, options: { artifactType?: string }): Promise<Descriptor[]>;
+
+  // --- outbox ------------------------------------------------------------------------------
+  /** Changes after `after` (an entry id; 0 for the start), oldest first, at most `limit`. */
+  readOutbox(after: number, limit: number): Promise<OutboxEntry[]>;
+  /** Where a named consumer is: the id of the last entry it handled (0 when new). */
+  consumerPosition(consumer: string): Promise<number>;
+  /** Moves a consumer from `from` to `to`; false when it was not at `from` (another process moved it). */
+  advanceConsumer(consumer: string, from: number, to: number): Promise<boolean>;
+  /** Deletes entries up to `upTo` that every consumer has passed; returns how many. */
+  pruneOutbox(upTo: number): Promise<number>;
+
+  // --- jobs --------------------------------------------------------------------------------
+  /**
+   * Queues a job. With a `key` already queued (and not done or failed), returns that job instead,
+   * taking the new `repeatMs` if it differs (a changed interval applies from the next run).
+   */
+  enqueueJob(job: NewJob): Promise<JobRecord>;
+  /**
+   * Claims the next due job of one of `kinds` for `owner` until now + `leaseMs`: a ready job whose
+   * time has come, or a running one whose lease ran out (its runner died). Exactly one caller
+   * gets each claim. Undefined when nothing is due.
+   */
+  claimJob(options: { kinds: readonly string[]; owner: string; leaseMs: number }): Promise<JobRecord | undefined>;
+  /** Extends a lease still held by `owner`; false when the job was taken from it. */
+  renewJobLease(id: number, owner: string, leaseMs: number): Promise<boolean>;
+  /**
+   * Ends a run held by `owner`: done (a recurring job is rescheduled `repeatMs` later), or retried
+   * later, or failed once `maxAttempts` runs have failed. False when the lease was lost.
+   */
+  finishJob(id: number, owner: string, outcome: JobOutcome): Promise<boolean>;
+  /** Jobs by id, newest first, optionally only in some states. */
+  listJobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
 
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */

@@ -73,8 +73,8 @@ export class BlobService {
         if (source === undefined) return false;
       }
     }
-    if (!(await this.metadata.linkBlob(repository, digest))) return false;
     const actor = context.actor;
+    if (!(await this.metadata.linkBlob(repository, digest, { ...(actor ? { actor } : {}), ...(source !== undefined ? { from: source } : {}) }))) return false;
     this.options.emit?.({ action: 'blob.mount', repository, digest, from: source ?? '', ...(actor ? { actor } : {}) });
     return true;
   }
@@ -84,7 +84,8 @@ export class BlobService {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
     checkDigest(digest);
-    if (!(await this.metadata.unlinkBlob(repository, digest))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
-    this.options.emit?.({ action: 'blob.delete', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
+    const actor = context.actor ? { actor: context.actor } : {};
+    if (!(await this.metadata.unlinkBlob(repository, digest, actor))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    this.options.emit?.({ action: 'blob.delete', repository, digest, ...actor });
   }
 }

@@ -78,7 +78,7 @@ export class DiscoveryService {
     checkRepositoryName(repository);
     checkDigest(digest);
     if (artifactType !== undefined && !isValidMediaType(artifactType)) {
-      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'artifactType is not a media type', detail: { artifactType } });
+      throw new RegistryError('PARAMETER_INVALID', { message: 'artifactType is not a media type', detail: { artifactType } });
     }
     return this.metadata.listReferrers(repository, digest, artifactType === undefined ? {} : { artifactType });
   }

@@ -2,7 +2,7 @@ import { RegistryError } from '../errors/index.js';
 import type { ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
 import { digestOf, parseDigest } from '../oci/digest.js';
 import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
-import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES, bareMediaType } from '../oci/media-types.js';
+import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import { checkRepositoryName, checkTag, classifyReference } from './validation.js';
@@ -84,14 +84,10 @@ export class ManifestService {
       if (error instanceof ManifestFormatError) throw new RegistryError('MANIFEST_INVALID', { message: error.message, cause: error });
       throw error;
     }
-    const totalSize = await this.verifyReferences(repository, manifest, content.length);
     const tags = new Set(extraTags);
     if ('tag' in ref) tags.add(ref.tag);
-    const emit = this.options.emit;
-    // Where each tag pointed before, for the audit trail of tag moves (only looked up when someone listens).
-    const previous = new Map<string, string | undefined>();
-    if (emit) for (const tag of tags) previous.set(tag, (await this.metadata.getTaggedManifest(repository, tag))?.digest);
-    await this.metadata.putManifest({
+    // The store checks the references and reads the old tag targets in the transaction that writes.
+    const result = await this.metadata.putManifest({
       repository,
       digest,
       mediaType: manifest.mediaType,
@@ -99,18 +95,16 @@ export class ManifestService {
       ...(manifest.subject ? { subject: manifest.subject.digest } : {}),
       ...(manifest.artifactType ? { artifactType: manifest.artifactType } : {}),
       ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
-      totalSize,
-      blobs: requiredBlobs(manifest).map((d) => d.digest),
-      children: manifest.manifests.map((d) => d.digest),
+      blobs: requiredBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })),
+      children: manifest.manifests.map((d) => ({ digest: d.digest, size: d.size })),
       tags: [...tags],
       ...(context.actor ? { actor: context.actor } : {}),
     });
+    const emit = this.options.emit;
     if (emit) {
       const actor = context.actor ? { actor: context.actor } : {};
       emit({ action: 'manifest.push', repository, digest, tags: [...tags], ...actor });
-      for (const [tag, before] of previous) {
-        if (before !== digest) emit({ action: 'tag.move', repository, tag, digest, ...(before ? { previous: before } : {}), ...actor });
-      }
+      for (const { tag, previous } of result.moved) emit({ action: 'tag.move', repository, tag, digest, ...(previous ? { previous } : {}), ...actor });
     }
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
   }
@@ -122,37 +116,14 @@ export class ManifestService {
     const ref = classifyReference(reference, 'read');
     const actor = context.actor ? { actor: context.actor } : {};
     if ('digest' in ref) {
-      const removed = await this.metadata.deleteManifest(repository, ref.digest, context.actor);
+      const removed = await this.metadata.deleteManifest(repository, ref.digest, actor);
       if (removed === undefined) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
       this.options.emit?.({ action: 'manifest.delete', repository, digest: ref.digest, tags: removed, ...actor });
-    } else if (!(await this.metadata.deleteTag(repository, ref.tag, context.actor))) {
+    } else if ((await this.metadata.deleteTag(repository, ref.tag, actor)) === undefined) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
     } else {
       this.options.emit?.({ action: 'tag.delete', repository, tag: ref.tag, ...actor });
     }
-  }
-
-  /** Checks that referenced blobs and child manifests are in the repository; returns the total size. */
-  private async verifyReferences(repository: string, manifest: ParsedManifest, ownSize: number): Promise<number> {
-    let total = ownSize;
-    for (const blob of requiredBlobs(manifest)) {
-      const size = await this.metadata.repositoryBlobSize(repository, blob.digest);
-      if (size === undefined) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'manifest references a blob unknown to this repository', detail: { digest: blob.digest } });
-      }
-      if (size !== blob.size) {
-        throw new RegistryError('MANIFEST_INVALID', { message: `descriptor size ${blob.size} does not match blob ${blob.digest} (${size} bytes)`, detail: { digest: blob.digest } });
-      }
-      total += size;
-    }
-    if (manifest.manifests.length > 0) {
-      const missing = await this.metadata.missingManifests(repository, [...new Set(manifest.manifests.map((d) => d.digest))]);
-      if (missing.length > 0) {
-        throw new RegistryError('MANIFEST_UNKNOWN', { message: 'index references a manifest unknown to this repository', detail: { digest: missing[0] } });
-      }
-      for (const child of manifest.manifests) total += child.size;
-    }
-    return total;
   }
 
   private async defaultPlatformChild(repository: string, index: ManifestRecord): Promise<ManifestRecord | undefined> {
@@ -176,16 +147,4 @@ function accepts(accept: readonly string[], mediaType: string): boolean {
     if (MANIFEST_TYPES.has(item)) namesManifestType = true;
   }
   return !namesManifestType;
-}
-
-/** Splits Accept headers into bare media types. */
-export function parseAccept(header: string | string[] | undefined): string[] {
-  if (header === undefined) return [];
-  const values = Array.isArray(header) ? header : [header];
-  const out: string[] = [];
-  for (const value of values) for (const item of value.split(',')) {
-    const type = bareMediaType(item);
-    if (type) out.push(type);
-  }
-  return out;
 }

@@ -4,6 +4,7 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
+import type { Blobs, Discovery, Manifests, RegistryServices, Uploads } from './services.js';
 import { UploadService } from './upload-service.js';
 
 export interface RegistryOptions {
@@ -12,14 +13,24 @@ export interface RegistryOptions {
   pagination?: Partial<PaginationLimits>;
   /** Told of every push, mount, tag move and delete once it is durable (the audit log listens). */
   onEvent?: EventSink;
+  /**
+   * Wraps the services the fronts see (a cache, metrics, a notifier around the local ones). The
+   * maintenance work (purging uploads) keeps using the local services.
+   */
+  wrap?: (local: RegistryServices) => RegistryServices;
 }
 
-/** What a registry does, with no HTTP in it: the services the HTTP handlers (and tools) call. */
-export class Registry {
-  readonly blobs: BlobService;
-  readonly uploads: UploadService;
-  readonly manifests: ManifestService;
-  readonly discovery: DiscoveryService;
+/**
+ * What a registry does, with no HTTP in it: the services the HTTP handlers (and tools) call,
+ * composed from the local implementations over metadata and storage, or wrappers around them.
+ */
+export class Registry implements RegistryServices {
+  readonly blobs: Blobs;
+  readonly uploads: Uploads;
+  readonly manifests: Manifests;
+  readonly discovery: Discovery;
+  /** The upload service over this registry's own storage (for purging). */
+  readonly localUploads: UploadService;
 
   constructor(
     readonly metadata: MetadataStore,
@@ -27,17 +38,25 @@ export class Registry {
     options: RegistryOptions,
   ) {
     const emit = options.onEvent;
-    this.blobs = new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) });
-    this.uploads = new UploadService(metadata, store, emit);
-    this.manifests = new ManifestService(metadata, {
-      deleteEnabled: options.deleteEnabled,
-      maxManifestBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
-      ...(emit ? { emit } : {}),
-    });
-    this.discovery = new DiscoveryService(metadata, {
-      maxPage: options.pagination?.maxPage ?? 10_000,
-      defaultCatalogPage: options.pagination?.defaultCatalogPage ?? 1000,
-    });
+    this.localUploads = new UploadService(metadata, store, emit);
+    const local: RegistryServices = {
+      blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),
+      uploads: this.localUploads,
+      manifests: new ManifestService(metadata, {
+        deleteEnabled: options.deleteEnabled,
+        maxManifestBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
+        ...(emit ? { emit } : {}),
+      }),
+      discovery: new DiscoveryService(metadata, {
+        maxPage: options.pagination?.maxPage ?? 10_000,
+        defaultCatalogPage: options.pagination?.defaultCatalogPage ?? 1000,
+      }),
+    };
+    const services = options.wrap ? options.wrap(local) : local;
+    this.blobs = services.blobs;
+    this.uploads = services.uploads;
+    this.manifests = services.manifests;
+    this.discovery = services.discovery;
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,8 @@ import { checkDigest, checkRepositoryName } from './validation.js';
 /** How long a commit waits for a collector that is deleting the same digest's old bytes. */
 const PLACEMENT_PATIENCE_MS = 30_000;
 const PLACEMENT_RETRY_MS = 50;
+/** How many stale sessions a dry-run purge counts at most. */
+const DRY_RUN_COUNT_LIMIT = 100_000;
 
 /** A chunk of upload data as the client framed it. */
 export interface Chunk {
@@ -77,7 +79,7 @@ export class UploadService {
       await this.discard(id);
       throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
     }
-    await this.place(upload, digest);
+    await this.place(upload, digest, context);
     this.emit?.({ action: 'blob.push', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
   }
 
@@ -86,7 +88,7 @@ export class UploadService {
    * the parts are moved into place while the blob's row says `pending`, then it becomes present,
    * linked and the upload forgotten in one transaction (see BlobState).
    */
-  private async place(upload: UploadRecord, digest: string): Promise<void> {
+  private async place(upload: UploadRecord, digest: string, context: RequestContext): Promise<void> {
     const deadline = Date.now() + PLACEMENT_PATIENCE_MS;
     for (;;) {
       const reservation = await this.metadata.reserveBlob(digest, upload.size);
@@ -96,7 +98,7 @@ export class UploadService {
         continue;
       }
       if (reservation === 'place') await this.store.placeBlob(upload.id, upload.parts, digest);
-      const outcome = await this.metadata.completeUpload(upload.id, upload.size, digest);
+      const outcome = await this.metadata.completeUpload(upload.id, upload.size, digest, context.actor ? { actor: context.actor } : {});
       if (outcome === 'done') break;
       if (outcome === 'gone') {
         throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'another request changed or ended this upload meanwhile', detail: { id: upload.id } });
@@ -125,17 +127,30 @@ export class UploadService {
     await this.discard(id);
   }
 
-  /** Removes sessions idle since before `before`; returns how many. */
-  async purgeStale(before: number): Promise<number> {
-    let purged = 0;
-    for (;;) {
-      const stale = await this.metadata.staleUploads(before, 100);
-      for (const upload of stale) {
-        await this.discard(upload.id);
-        purged += 1;
+  /**
+   * Removes sessions idle since before `before`, and upload directories that no session owns (a
+   * crash between forgetting a session and deleting its files). With `dryRun`, only counts.
+   */
+  async purgeStale(before: number, options: { dryRun?: boolean } = {}): Promise<{ sessions: number; orphans: number }> {
+    let sessions = 0;
+    if (options.dryRun) {
+      sessions = (await this.metadata.staleUploads(before, DRY_RUN_COUNT_LIMIT)).length;
+    } else {
+      for (;;) {
+        const stale = await this.metadata.staleUploads(before, 100);
+        for (const upload of stale) await this.discard(upload.id);
+        sessions += stale.length;
+        if (stale.length < 100) break;
       }
-      if (stale.length < 100) return purged;
     }
+    let orphans = 0;
+    for (const id of await this.store.listUploads()) {
+      // A session's row exists before any of its files, so files without a row are left over.
+      if (!/^[0-9a-f-]{36}$/.test(id) || (await this.metadata.getUpload(id)) !== undefined) continue;
+      if (!options.dryRun) await this.store.deleteUpload(id);
+      orphans += 1;
+    }
+    return { sessions, orphans };
   }
 
   private async lookup(repository: string, id: string): Promise<UploadRecord> {

@@ -17,6 +17,7 @@ import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
+import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
@@ -109,6 +110,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const { stores, storageFull } = openStoresForServing(config, log);
   const registry = createRegistry(config, audit, stores);
+  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log);
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
   if (config.auth) {
@@ -116,6 +118,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
     try {
       auth = await createAuth(config.auth, { accounts, audit, log });
     } catch (error) {
+      await jobs?.stop();
       await accounts.close();
       await registry.close();
       await audit.close();
@@ -158,6 +161,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
       auth?.reload();
     },
     async dispose() {
+      await jobs?.stop();
       await accounts?.close();
       await registry.close();
       await audit.close();
@@ -201,11 +205,10 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   // A full disk leaves the database to this process alone (see openStoresForServing).
   const workers = stack.storageFull ? 1 : workerCount(config);
   const pool = workers > 1 ? startWorkerPool(stack.server, config, workers - 1, log) : undefined;
-  const purge = stack.storageFull ? undefined : schedulePurge(stack.registry, config, log);
+  if (!stack.storageFull && !config.storage.readOnly) await scheduleRecurringJobs(stack.registry, config);
   return running(stack, config, {
     reload: () => pool?.reload(),
     beforeClose: async () => {
-      if (purge) clearInterval(purge);
       await pool?.close();
     },
   });
@@ -263,21 +266,39 @@ function running(
   };
 }
 
-/** registry:2's storage.maintenance.uploadpurging: abandoned upload sessions are removed. */
-function schedulePurge(registry: Registry, config: WharfConfig, log: Logger): NodeJS.Timeout | undefined {
-  const settings = config.storage.uploadPurging;
-  if (!settings.enabled || config.storage.readOnly) return undefined;
-  const run = async () => {
-    if (settings.dryRun) return;
-    try {
-      const purged = await registry.uploads.purgeStale(Date.now() - settings.ageMs);
-      if (purged > 0) log.info({ purged }, 'purged abandoned uploads');
-    } catch (error) {
-      log.error({ err: error }, 'upload purge failed');
-    }
-  };
-  const timer = setInterval(run, settings.intervalMs);
-  timer.unref();
-  setTimeout(run, 60_000).unref();
-  return timer;
+/** The job that removes abandoned upload sessions (registry:2's storage.maintenance.uploadpurging). */
+const UPLOAD_PURGE_JOB = 'uploads.purge';
+/** registry:2 purges for the first time a while after start (or after one interval, if shorter). */
+const FIRST_PURGE_DELAY_MS = 60_000;
+
+/**
+ * This process's runner of background jobs. Every serving process runs one; the job queue's
+ * leases make sure that each run of a job happens in exactly one of them (or one replica).
+ */
+function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRunner {
+  const purging = config.storage.uploadPurging;
+  const handlers: Record<string, JobHandler> = {};
+  if (purging.enabled) {
+    handlers[UPLOAD_PURGE_JOB] = async () => {
+      const purged = await registry.localUploads.purgeStale(Date.now() - purging.ageMs, { dryRun: purging.dryRun });
+      if (purged.sessions + purged.orphans > 0) {
+        log.info({ ...purged, dryRun: purging.dryRun }, purging.dryRun ? 'abandoned uploads found (dry run: nothing removed)' : 'purged abandoned uploads');
+      }
+    };
+  }
+  const runner = new JobRunner(registry.metadata, {
+    handlers,
+    onError: (error, job) => log.error({ err: error, job: job?.kind, jobId: job?.id }, job ? 'background job failed' : 'cannot reach the job queue'),
+  });
+  runner.start();
+  return runner;
+}
+
+/** Puts the recurring jobs that configuration asks for on the queue (once for all processes). */
+async function scheduleRecurringJobs(registry: Registry, config: WharfConfig): Promise<void> {
+  const purging = config.storage.uploadPurging;
+  if (purging.enabled) {
+    const every = Math.max(purging.intervalMs, 1000);
+    await registry.metadata.enqueueJob({ kind: UPLOAD_PURGE_JOB, key: UPLOAD_PURGE_JOB, repeatMs: every, runAt: Date.now() + Math.min(FIRST_PURGE_DELAY_MS, every) });
+  }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { RegistryError } from '../../src/errors/index.js';
 import type { ManifestPut, MetadataStore } from '../../src/metadata/metadata-store.js';
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
@@ -10,7 +11,6 @@ function manifest(repository: string, digest: string, extra: Partial<ManifestPut
     digest,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     content: Buffer.from(`{"manifest":"${digest}"}`),
-    totalSize: 100,
     blobs: [],
     children: [],
     tags: [],
@@ -129,7 +129,7 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.putManifest(manifest('h', d(2), { tags: ['v'], actor: 'bob' }));
       await store.putManifest(manifest('h', d(2), { tags: ['v'] }));
       assert.equal((await store.getTaggedManifest('h', 'v'))!.digest, d(2));
-      await store.deleteTag('h', 'v', 'carol');
+      assert.equal(await store.deleteTag('h', 'v', { actor: 'carol' }), d(2));
       const history = await store.tagHistory('h', 'v', 10);
       assert.deepEqual(history.map((e) => [e.action, e.digest, e.actor]), [['delete', d(2), 'carol'], ['push', d(2), 'bob'], ['push', d(1), 'alice']]);
       assert.ok(history.every((e) => typeof e.at === 'number'));
@@ -140,8 +140,8 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       const store = await create();
       await store.putManifest(manifest('del', d(1), { tags: ['a', 'b'] }));
       await store.putManifest(manifest('del', d(2), { tags: ['c'] }));
-      assert.equal(await store.deleteTag('del', 'c'), true);
-      assert.equal(await store.deleteTag('del', 'c'), false);
+      assert.equal(await store.deleteTag('del', 'c'), d(2));
+      assert.equal(await store.deleteTag('del', 'c'), undefined);
       assert.ok(await store.getManifest('del', d(2)));
       assert.deepEqual((await store.deleteManifest('del', d(1)))?.sort(), ['a', 'b']);
       assert.equal(await store.deleteManifest('del', d(1)), undefined);
@@ -184,6 +184,112 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       assert.deepEqual(await store.listRepositories({ limit: 2, after: 'a/b' }), ['m', 'z']);
       assert.equal(await store.repositoryExists('blobs-only'), true);
       assert.equal(await store.repositoryExists('never'), false);
+      await store.close();
+    });
+
+    it('checks a manifest\'s references inside the transaction that writes it, and reports moved tags', async () => {
+      const store = await create();
+      await store.addBlob('refs', d(30), 10);
+      await store.addBlob('refs', d(31), 20);
+      await assert.rejects(
+        store.putManifest(manifest('refs', d(32), { blobs: [{ digest: d(30), size: 10 }, { digest: d(33), size: 5 }], tags: ['x'] })),
+        (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_BLOB_UNKNOWN',
+      );
+      await assert.rejects(
+        store.putManifest(manifest('refs', d(32), { blobs: [{ digest: d(30), size: 11 }] })),
+        (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_INVALID',
+      );
+      await assert.rejects(
+        store.putManifest(manifest('refs', d(32), { children: [{ digest: d(34), size: 100 }] })),
+        (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_BLOB_UNKNOWN',
+      );
+      assert.equal(await store.getManifest('refs', d(32)), undefined, 'a refused push writes nothing');
+      assert.equal(await store.getTaggedManifest('refs', 'x'), undefined);
+      const first = await store.putManifest(manifest('refs', d(32), { blobs: [{ digest: d(30), size: 10 }, { digest: d(31), size: 20 }], tags: ['x', 'y'] }));
+      assert.equal(first.totalSize, Buffer.byteLength(`{"manifest":"${d(32)}"}`) + 30);
+      assert.deepEqual(first.moved, [{ tag: 'x' }, { tag: 'y' }]);
+      const index = await store.putManifest(manifest('refs', d(35), { children: [{ digest: d(32), size: 99 }], tags: ['x'] }));
+      assert.deepEqual(index.moved, [{ tag: 'x', previous: d(32) }]);
+      // Unlinked (or quarantined) after the push: a new manifest referencing it is refused.
+      await store.unlinkBlob('refs', d(31));
+      await assert.rejects(store.putManifest(manifest('refs', d(36), { blobs: [{ digest: d(31), size: 20 }] })), (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_BLOB_UNKNOWN');
+      await store.quarantineBlob(d(30));
+      await assert.rejects(store.putManifest(manifest('refs', d(37), { blobs: [{ digest: d(30), size: 10 }] })), (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_BLOB_UNKNOWN');
+      await store.close();
+    });
+
+    it('writes every change to the outbox in its own transaction, for consumers to follow', async () => {
+      const store = await create();
+      await store.addBlob('ob', d(40), 4, { actor: 'ann' });
+      await store.linkBlob('ob2', d(40), { from: 'ob', actor: 'ann' });
+      await store.linkBlob('ob2', d(40), { from: 'ob' });
+      await store.putManifest(manifest('ob', d(41), { blobs: [{ digest: d(40), size: 4 }], tags: ['t'], actor: 'ben' }));
+      await store.putManifest(manifest('ob', d(42), { tags: ['t'] }));
+      await assert.rejects(store.putManifest(manifest('ob', d(43), { blobs: [{ digest: d(99), size: 1 }] })));
+      await store.deleteTag('ob', 't', { actor: 'cat' });
+      await store.deleteManifest('ob', d(41));
+      await store.unlinkBlob('ob2', d(40));
+      const entries = await store.readOutbox(0, 100);
+      assert.deepEqual(
+        entries.map((e) => e.event.action),
+        ['blob.push', 'blob.mount', 'repository.create', 'manifest.push', 'tag.move', 'manifest.push', 'tag.move', 'tag.delete', 'manifest.delete', 'blob.delete'],
+        'one entry per change; a repeated mount and a refused push record nothing',
+      );
+      assert.ok(entries.every((e, i) => i === 0 || e.id > entries[i - 1]!.id));
+      assert.deepEqual(entries[1]!.event, { action: 'blob.mount', repository: 'ob2', digest: d(40), size: 4, from: 'ob', actor: 'ann' });
+      assert.deepEqual(entries[6]!.event, { action: 'tag.move', repository: 'ob', tag: 't', digest: d(42), previous: d(41) });
+      assert.deepEqual(entries[7]!.event, { action: 'tag.delete', repository: 'ob', tag: 't', digest: d(42), actor: 'cat' });
+      assert.deepEqual((await store.readOutbox(entries[7]!.id, 1)).map((e) => e.event.action), ['manifest.delete']);
+
+      assert.equal(await store.consumerPosition('webhooks'), 0);
+      assert.equal(await store.advanceConsumer('webhooks', 0, entries[4]!.id), true);
+      assert.equal(await store.advanceConsumer('webhooks', 0, entries[5]!.id), false, 'another process moved it first');
+      assert.equal(await store.consumerPosition('webhooks'), entries[4]!.id);
+      assert.equal(await store.advanceConsumer('search', 0, entries[2]!.id), true);
+      assert.equal(await store.pruneOutbox(entries[9]!.id), 3, 'only what the slowest consumer has passed');
+      assert.equal((await store.readOutbox(0, 100))[0]!.id, entries[3]!.id);
+      await store.close();
+    });
+
+    it('runs each job under one lease at a time, retries with a limit, and repeats recurring jobs', async () => {
+      const store = await create();
+      const once = await store.enqueueJob({ kind: 'test.once', payload: { n: 1 }, maxAttempts: 2 });
+      assert.equal(once.state, 'ready');
+      assert.deepEqual(once.payload, { n: 1 });
+      const later = await store.enqueueJob({ kind: 'test.once', runAt: Date.now() + 60_000 });
+      const recurring = await store.enqueueJob({ kind: 'test.recurring', key: 'every-minute', repeatMs: 60_000 });
+      assert.equal((await store.enqueueJob({ kind: 'test.recurring', key: 'every-minute', repeatMs: 60_000 })).id, recurring.id, 'one job per key');
+
+      const [a, b] = await Promise.all([
+        store.claimJob({ kinds: ['test.once'], owner: 'p1', leaseMs: 60_000 }),
+        store.claimJob({ kinds: ['test.once'], owner: 'p2', leaseMs: 60_000 }),
+      ]);
+      assert.equal(a?.id, once.id);
+      assert.equal(b, undefined, 'the one due job goes to one claimer; the other is not due yet');
+      assert.equal(a!.state, 'running');
+      assert.equal(a!.attempts, 1);
+      assert.equal(await store.renewJobLease(once.id, 'p2', 60_000), false);
+      assert.equal(await store.renewJobLease(once.id, 'p1', 60_000), true);
+      assert.equal(await store.finishJob(once.id, 'p2', { kind: 'done' }), false, 'only the holder ends a run');
+      assert.equal(await store.finishJob(once.id, 'p1', { kind: 'retry', error: 'boom', runAt: 0 }), true);
+      const retried = await store.claimJob({ kinds: ['test.once'], owner: 'p2', leaseMs: 60_000 });
+      assert.equal(retried?.id, once.id);
+      assert.equal(retried?.lastError, 'boom');
+      assert.equal(await store.finishJob(once.id, 'p2', { kind: 'retry', error: 'boom again', runAt: 0 }), true);
+      assert.equal((await store.listJobs({ states: ['failed'], limit: 10 }))[0]?.id, once.id, 'given up after maxAttempts');
+
+      // A runner that dies: its lease runs out and another process takes the job.
+      const held = await store.claimJob({ kinds: ['test.recurring'], owner: 'dead', leaseMs: 1 });
+      assert.equal(held?.id, recurring.id);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const taken = await store.claimJob({ kinds: ['test.recurring'], owner: 'alive', leaseMs: 60_000 });
+      assert.equal(taken?.id, recurring.id);
+      assert.equal(await store.finishJob(recurring.id, 'dead', { kind: 'done' }), false);
+      assert.equal(await store.finishJob(recurring.id, 'alive', { kind: 'done' }), true);
+      const again = (await store.listJobs({ states: ['ready'], limit: 10 })).find((j) => j.id === recurring.id)!;
+      assert.ok(again.runAt >= Date.now() + 59_000, 'a recurring job is due again after its interval');
+      assert.equal(await store.claimJob({ kinds: ['test.recurring', 'test.once'], owner: 'x', leaseMs: 1000 }), undefined);
+      assert.deepEqual((await store.listJobs({ limit: 10 })).map((j) => j.id), [recurring.id, later.id, once.id]);
       await store.close();
     });
   });

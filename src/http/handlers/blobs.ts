@@ -45,7 +45,7 @@ export const getBlob: Handler<BlobRoute> = async (ex) => {
   }
   const range = parseRange(ex.req.headers.range, size);
   if (range === null) {
-    throw new RegistryError('RANGE_INVALID', { status: 416, message: 'requested range not satisfiable', headers: { 'Content-Range': `bytes */${size}` } });
+    throw new RegistryError('RANGE_INVALID', { message: 'requested range not satisfiable', headers: { 'Content-Range': `bytes */${size}` } });
   }
   let status = 200;
   if (range) {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { RegistryError } from '../../errors/index.js';
-import { parseAccept } from '../../registry/manifest-service.js';
+import { parseAccept } from '../accept.js';
 import { contentLength, send, type Handler } from '../exchange.js';
 
 type ManifestRoute = { kind: 'manifest'; name: string; reference: string };

@@ -28,7 +28,7 @@ function chunkOf(ex: Exchange): Chunk {
   const header = ex.req.headers['content-range'];
   if (header !== undefined) {
     const m = /^(?:bytes[ =])?(\d+)-(\d+)(?:\/(?:\d+|\*))?$/.exec(header.trim());
-    if (!m) throw new RegistryError('RANGE_INVALID', { status: 416, message: 'malformed Content-Range', detail: { 'Content-Range': header } });
+    if (!m) throw new RegistryError('RANGE_INVALID', { message: 'malformed Content-Range', detail: { 'Content-Range': header } });
     chunk.range = { start: Number(m[1]), end: Number(m[2]) };
   }
   return chunk;
@@ -42,7 +42,6 @@ async function withSessionOnRangeError<T>(ex: Exchange<UploadRoute>, work: () =>
     if (isRegistryError(error) && error.code === 'RANGE_INVALID') {
       const size = (error.detail as { size?: number } | undefined)?.size ?? (await ex.registry.uploads.get(ex.route.name, ex.route.id)).size;
       throw new RegistryError('RANGE_INVALID', {
-        status: 416,
         message: error.message,
         detail: error.detail,
         headers: sessionHeaders(ex.route.name, ex.route.id, size),

@@ -134,4 +134,37 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE blobs SET state_since = created_at;
   CREATE INDEX blobs_by_state ON blobs(state, state_since) WHERE state <> 'present';
   `,
+  // 5: the outbox (every change, written in the transaction that makes it, for notifications,
+  // search and metrics to consume at their own pace) and the job queue with leases.
+  `
+  CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    repository TEXT,
+    event TEXT NOT NULL
+  );
+  CREATE TABLE outbox_consumers (
+    name TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    key TEXT UNIQUE,
+    payload TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL CHECK (state IN ('ready', 'running', 'done', 'failed')),
+    run_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    repeat_ms INTEGER,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX jobs_due ON jobs(state, run_at);
+  `,
 ];

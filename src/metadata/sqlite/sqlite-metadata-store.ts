@@ -2,10 +2,19 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Descriptor } from '../../oci/manifest.js';
+import { RegistryError } from '../../errors/index.js';
 import type {
   BlobRecord,
   BlobReservation,
   BlobState,
+  ChangeEvent,
+  ChangeOptions,
+  JobOutcome,
+  JobRecord,
+  JobState,
+  ManifestPutResult,
+  NewJob,
+  OutboxEntry,
   ManifestPut,
   ManifestRecord,
   MetadataStore,
@@ -84,6 +93,50 @@ interface BlobRow {
 
 function toBlob(row: BlobRow): BlobRecord {
   return { digest: row.digest, size: row.size, state: row.state, stateSince: row.state_since };
+}
+
+interface JobRow {
+  id: number;
+  kind: string;
+  key: string | null;
+  payload: string;
+  state: JobState;
+  run_at: number;
+  attempts: number;
+  max_attempts: number;
+  repeat_ms: number | null;
+  lease_owner: string | null;
+  lease_until: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+function toJob(row: JobRow): JobRecord {
+  const job: JobRecord = {
+    id: row.id,
+    kind: row.kind,
+    payload: JSON.parse(row.payload) as unknown,
+    state: row.state,
+    runAt: row.run_at,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+  if (row.key !== null) job.key = row.key;
+  if (row.repeat_ms !== null) job.repeatMs = row.repeat_ms;
+  if (row.lease_owner !== null) job.leaseOwner = row.lease_owner;
+  if (row.lease_until !== null) job.leaseUntil = row.lease_until;
+  if (row.last_error !== null) job.lastError = row.last_error;
+  return job;
+}
+
+/** Runs of a job that may fail before it is given up, unless the job says otherwise. */
+const DEFAULT_JOB_ATTEMPTS = 5;
+
+function actorOf(options: ChangeOptions): { actor?: string } {
+  return options.actor !== undefined ? { actor: options.actor } : {};
 }
 
 function toRecord(row: ManifestRow): ManifestRecord {
@@ -223,6 +276,45 @@ export class SqliteMetadataStore implements MetadataStore {
         `SELECT digest, media_type, size, artifact_type, annotations FROM manifests
          WHERE repository_id = ? AND subject = ? ORDER BY created_at, digest`,
       ),
+      repositoryName: db.prepare<[number], { name: string }>('SELECT name FROM repositories WHERE id = ?'),
+      linkedBlobSize: db.prepare<[number, string], { size: number }>(
+        `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.repository_id = ? AND rb.digest = ? AND b.state = 'present'`,
+      ),
+      anyManifest: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? LIMIT 1'),
+      appendOutbox: db.prepare<[number, string, string, string]>('INSERT INTO outbox (at, action, repository, event) VALUES (?, ?, ?, ?)'),
+      readOutbox: db.prepare<[number, number], { id: number; at: number; event: string }>('SELECT id, at, event FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
+      consumerPosition: db.prepare<[string], { position: number }>('SELECT position FROM outbox_consumers WHERE name = ?'),
+      insertConsumer: db.prepare<[string, number, number]>('INSERT INTO outbox_consumers (name, position, updated_at) VALUES (?, ?, ?)'),
+      advanceConsumer: db.prepare<[number, number, string, number]>('UPDATE outbox_consumers SET position = ?, updated_at = ? WHERE name = ? AND position = ?'),
+      slowestConsumer: db.prepare<[], { position: number | null }>('SELECT min(position) AS position FROM outbox_consumers'),
+      pruneOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id <= ?'),
+      jobById: db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'),
+      jobByKey: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE key = ?'),
+      deleteJob: db.prepare<[number]>('DELETE FROM jobs WHERE id = ?'),
+      setJobRepeat: db.prepare<[number, number, number, number]>('UPDATE jobs SET repeat_ms = ?, run_at = ?, updated_at = ? WHERE id = ?'),
+      insertJob: db.prepare<[string, string | null, string, number, number, number | null, number, number]>(
+        `INSERT INTO jobs (kind, key, payload, state, run_at, max_attempts, repeat_ms, created_at, updated_at)
+         VALUES (?, ?, ?, 'ready', ?, ?, ?, ?, ?)`,
+      ),
+      dueJob: db.prepare<[string, number, number], { id: number }>(
+        `SELECT id FROM jobs
+         WHERE kind IN (SELECT value FROM json_each(?))
+           AND ((state = 'ready' AND run_at <= ?) OR (state = 'running' AND lease_until < ?))
+         ORDER BY run_at, id LIMIT 1`,
+      ),
+      claimJob: db.prepare<[string, number, number, number]>(
+        "UPDATE jobs SET state = 'running', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+      ),
+      renewJob: db.prepare<[number, number, number, string]>(
+        "UPDATE jobs SET lease_until = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+      ),
+      settleJob: db.prepare<[JobState, number, number, string | null, number, number]>(
+        'UPDATE jobs SET state = ?, run_at = ?, attempts = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?',
+      ),
+      listJobs: db.prepare<[string, number], JobRow>(
+        'SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT ?',
+      ),
       listRepositories: db.prepare<[string, number], { name: string }>(
         `SELECT name FROM repositories r
          WHERE name > ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
@@ -358,25 +450,27 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.statements.repositoryBlobSize.get(repository, digest)?.size;
   }
 
-  async addBlob(repository: string, digest: string, size: number): Promise<void> {
+  async addBlob(repository: string, digest: string, size: number, options: ChangeOptions = {}): Promise<void> {
     return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(repository);
       const row = this.statements.getBlob.get(digest);
       if (!row) this.statements.insertBlob.run(digest, size, now, 'present', now);
       else if (row.state !== 'present') this.statements.setBlobState.run('present', now, digest);
-      this.statements.linkBlob.run(id, digest, now);
+      if (this.statements.linkBlob.run(id, digest, now).changes > 0) this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
     });
   }
 
-  async linkBlob(repository: string, digest: string): Promise<boolean> {
+  async linkBlob(repository: string, digest: string, options: ChangeOptions & { from?: string } = {}): Promise<boolean> {
     return this.write(() => {
       const row = this.statements.getBlob.get(digest);
       if (!row || (row.state !== 'present' && row.state !== 'deleting')) return false;
       const now = Date.now();
       if (row.state === 'deleting') this.statements.setBlobState.run('present', now, digest);
       const id = this.ensureRepository(repository);
-      this.statements.linkBlob.run(id, digest, now);
+      if (this.statements.linkBlob.run(id, digest, now).changes > 0) {
+        this.record({ action: 'blob.mount', repository, digest, size: row.size, ...(options.from !== undefined ? { from: options.from } : {}), ...actorOf(options) }, now);
+      }
       return true;
     });
   }
@@ -410,10 +504,12 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => this.statements.quarantineBlob.run(Date.now(), digest).changes > 0);
   }
 
-  async unlinkBlob(repository: string, digest: string): Promise<boolean> {
+  async unlinkBlob(repository: string, digest: string, options: ChangeOptions = {}): Promise<boolean> {
     return this.write(() => {
       const id = this.repositoryId(repository);
-      return id !== undefined && this.statements.unlinkBlob.run(id, digest).changes > 0;
+      if (id === undefined || this.statements.unlinkBlob.run(id, digest).changes === 0) return false;
+      this.record({ action: 'blob.delete', repository, digest, ...actorOf(options) }, Date.now());
+      return true;
     });
   }
 
@@ -447,7 +543,7 @@ export class SqliteMetadataStore implements MetadataStore {
     );
   }
 
-  async completeUpload(id: string, size: number, digest: string): Promise<'done' | 'gone' | 'retry'> {
+  async completeUpload(id: string, size: number, digest: string, options: ChangeOptions = {}): Promise<'done' | 'gone' | 'retry'> {
     return this.write(() => {
       const upload = this.statements.uploadSize.get(id);
       if (!upload || upload.size !== size) return 'gone';
@@ -457,6 +553,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (blob.state !== 'present') this.statements.setBlobState.run('present', now, digest);
       this.statements.linkBlob.run(upload.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
+      const repository = this.statements.repositoryName.get(upload.repository_id)!.name;
+      this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
       return 'done';
     });
   }
@@ -485,35 +583,76 @@ export class SqliteMetadataStore implements MetadataStore {
     return digests.filter((digest) => !this.statements.hasManifest.get(id, digest));
   }
 
-  async putManifest(put: ManifestPut): Promise<void> {
-    return this.write(() => {
+  async putManifest(put: ManifestPut): Promise<ManifestPutResult> {
+    return this.write((): ManifestPutResult => {
       const now = Date.now();
       const id = this.ensureRepository(put.repository);
+      // The checks and the write are one transaction: a blob unlinked or collected after a check
+      // outside it could otherwise leave a manifest that references nothing.
+      let totalSize = put.content.length;
+      for (const blob of put.blobs) {
+        const size = this.statements.linkedBlobSize.get(id, blob.digest)?.size;
+        if (size === undefined) {
+          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'manifest references a blob unknown to this repository', detail: { digest: blob.digest } });
+        }
+        if (size !== blob.size) {
+          throw new RegistryError('MANIFEST_INVALID', { message: `descriptor size ${blob.size} does not match blob ${blob.digest} (${size} bytes)`, detail: { digest: blob.digest } });
+        }
+        totalSize += size;
+      }
+      for (const child of put.children) {
+        if (!this.statements.hasManifest.get(id, child.digest)) {
+          throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'index references a manifest unknown to this repository', detail: { digest: child.digest } });
+        }
+        totalSize += child.size;
+      }
+      const firstManifest = !this.statements.anyManifest.get(id);
       const inserted = this.statements.insertManifest.run(
         id,
         put.digest,
         put.mediaType,
         put.content,
         put.content.length,
-        put.totalSize,
+        totalSize,
         put.subject ?? null,
         put.artifactType ?? null,
         put.annotations ? JSON.stringify(put.annotations) : null,
         now,
       );
       if (inserted.changes > 0) {
-        for (const blob of put.blobs) this.statements.insertReference.run(id, put.digest, blob, 'blob');
-        for (const child of put.children) this.statements.insertReference.run(id, put.digest, child, 'manifest');
+        for (const blob of put.blobs) this.statements.insertReference.run(id, put.digest, blob.digest, 'blob');
+        for (const child of put.children) this.statements.insertReference.run(id, put.digest, child.digest, 'manifest');
       }
+      const actor = actorOf(put);
+      if (firstManifest) this.record({ action: 'repository.create', repository: put.repository, ...actor }, now);
+      this.record(
+        {
+          action: 'manifest.push',
+          repository: put.repository,
+          digest: put.digest,
+          mediaType: put.mediaType,
+          size: put.content.length,
+          tags: put.tags,
+          ...(put.subject ? { subject: put.subject } : {}),
+          ...(put.artifactType ? { artifactType: put.artifactType } : {}),
+          ...actor,
+        },
+        now,
+      );
+      const moved: ManifestPutResult['moved'] = [];
       for (const tag of put.tags) {
-        if (this.statements.tagDigest.get(id, tag)?.digest === put.digest) continue;
+        const previous = this.statements.tagDigest.get(id, tag)?.digest;
+        if (previous === put.digest) continue;
         this.statements.upsertTag.run(id, tag, put.digest, now);
         this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now);
+        moved.push(previous === undefined ? { tag } : { tag, previous });
+        this.record({ action: 'tag.move', repository: put.repository, tag, digest: put.digest, ...(previous !== undefined ? { previous } : {}), ...actor }, now);
       }
+      return { totalSize, moved };
     });
   }
 
-  async deleteManifest(repository: string, digest: string, actor?: string): Promise<string[] | undefined> {
+  async deleteManifest(repository: string, digest: string, options: ChangeOptions = {}): Promise<string[] | undefined> {
     return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined || !this.statements.hasManifest.get(id, digest)) return undefined;
@@ -521,22 +660,25 @@ export class SqliteMetadataStore implements MetadataStore {
       const tags = this.statements.tagsOfManifest.all(id, digest).map((row) => row.name);
       for (const tag of tags) {
         this.statements.deleteTag.run(id, tag);
-        this.statements.insertTagEvent.run(id, tag, digest, 'delete', actor ?? null, now);
+        this.statements.insertTagEvent.run(id, tag, digest, 'delete', options.actor ?? null, now);
       }
       this.statements.deleteManifest.run(id, digest);
+      this.record({ action: 'manifest.delete', repository, digest, tags, ...actorOf(options) }, now);
       return tags;
     });
   }
 
-  async deleteTag(repository: string, tag: string, actor?: string): Promise<boolean> {
+  async deleteTag(repository: string, tag: string, options: ChangeOptions = {}): Promise<string | undefined> {
     return this.write(() => {
       const id = this.repositoryId(repository);
-      if (id === undefined) return false;
+      if (id === undefined) return undefined;
       const current = this.statements.tagDigest.get(id, tag);
-      if (!current) return false;
+      if (!current) return undefined;
+      const now = Date.now();
       this.statements.deleteTag.run(id, tag);
-      this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', actor ?? null, Date.now());
-      return true;
+      this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', options.actor ?? null, now);
+      this.record({ action: 'tag.delete', repository, tag, digest: current.digest, ...actorOf(options) }, now);
+      return current.digest;
     });
   }
 
@@ -568,6 +710,116 @@ export class SqliteMetadataStore implements MetadataStore {
       out.push(descriptor);
     }
     return out;
+  }
+
+  async readOutbox(after: number, limit: number): Promise<OutboxEntry[]> {
+    return this.statements.readOutbox.all(after, limit).map((row) => ({ id: row.id, at: row.at, event: JSON.parse(row.event) as ChangeEvent }));
+  }
+
+  async consumerPosition(consumer: string): Promise<number> {
+    return this.statements.consumerPosition.get(consumer)?.position ?? 0;
+  }
+
+  async advanceConsumer(consumer: string, from: number, to: number): Promise<boolean> {
+    return this.write(() => {
+      const now = Date.now();
+      if (this.statements.consumerPosition.get(consumer) === undefined) {
+        if (from !== 0) return false;
+        this.statements.insertConsumer.run(consumer, to, now);
+        return true;
+      }
+      return this.statements.advanceConsumer.run(to, now, consumer, from).changes > 0;
+    });
+  }
+
+  async pruneOutbox(upTo: number): Promise<number> {
+    return this.write(() => {
+      const slowest = this.statements.slowestConsumer.get()?.position;
+      const limit = slowest === null || slowest === undefined ? upTo : Math.min(upTo, slowest);
+      return this.statements.pruneOutbox.run(limit).changes;
+    });
+  }
+
+  async enqueueJob(job: NewJob): Promise<JobRecord> {
+    return this.write(() => {
+      const now = Date.now();
+      if (job.key !== undefined) {
+        const existing = this.statements.jobByKey.get(job.key);
+        if (existing && (existing.state === 'ready' || existing.state === 'running')) {
+          // A recurring job keeps its place but takes the interval configured now.
+          if (job.repeatMs !== undefined && existing.repeat_ms !== job.repeatMs) {
+            this.statements.setJobRepeat.run(job.repeatMs, Math.min(existing.run_at, now + job.repeatMs), now, existing.id);
+            return toJob(this.statements.jobById.get(existing.id)!);
+          }
+          return toJob(existing);
+        }
+        // A finished job with the same key makes room for the new one.
+        if (existing) this.statements.deleteJob.run(existing.id);
+      }
+      const id = this.statements.insertJob.run(
+        job.kind,
+        job.key ?? null,
+        JSON.stringify(job.payload ?? {}),
+        job.runAt ?? now,
+        job.maxAttempts ?? DEFAULT_JOB_ATTEMPTS,
+        job.repeatMs ?? null,
+        now,
+        now,
+      ).lastInsertRowid;
+      return toJob(this.statements.jobById.get(Number(id))!);
+    });
+  }
+
+  async claimJob(options: { kinds: readonly string[]; owner: string; leaseMs: number }): Promise<JobRecord | undefined> {
+    if (options.kinds.length === 0) return undefined;
+    const kinds = JSON.stringify(options.kinds);
+    // Most polls find nothing: look first without taking the write lock.
+    const at = Date.now();
+    if (!this.statements.dueJob.get(kinds, at, at)) return undefined;
+    return this.write(() => {
+      const now = Date.now();
+      // Runs inside the write transaction: no other process can claim between this read and the update.
+      const due = this.statements.dueJob.get(kinds, now, now);
+      if (!due) return undefined;
+      this.statements.claimJob.run(options.owner, now + options.leaseMs, now, due.id);
+      return toJob(this.statements.jobById.get(due.id)!);
+    });
+  }
+
+  async renewJobLease(id: number, owner: string, leaseMs: number): Promise<boolean> {
+    return this.write(() => {
+      const now = Date.now();
+      return this.statements.renewJob.run(now + leaseMs, now, id, owner).changes > 0;
+    });
+  }
+
+  async finishJob(id: number, owner: string, outcome: JobOutcome): Promise<boolean> {
+    return this.write(() => {
+      const job = this.statements.jobById.get(id);
+      if (!job || job.state !== 'running' || job.lease_owner !== owner) return false;
+      const now = Date.now();
+      if (outcome.kind === 'done') {
+        if (job.repeat_ms !== null) this.statements.settleJob.run('ready', now + job.repeat_ms, 0, null, now, id);
+        else this.statements.settleJob.run('done', job.run_at, job.attempts, null, now, id);
+      } else if (job.attempts >= job.max_attempts) {
+        // A recurring job goes on at its next time; a one-off one is given up.
+        if (job.repeat_ms !== null) this.statements.settleJob.run('ready', now + job.repeat_ms, 0, outcome.error, now, id);
+        else this.statements.settleJob.run('failed', job.run_at, job.attempts, outcome.error, now, id);
+      } else {
+        this.statements.settleJob.run('ready', outcome.runAt, job.attempts, outcome.error, now, id);
+      }
+      return true;
+    });
+  }
+
+  async listJobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]> {
+    const states = JSON.stringify(options.states ?? ['ready', 'running', 'done', 'failed']);
+    return this.statements.listJobs.all(states, options.limit).map(toJob);
+  }
+
+  /** Appends a change to the outbox; called inside the transaction that makes the change. */
+  private record(event: ChangeEvent, at: number): void {
+    this.statements.appendOutbox.run(at, event.action, event.repository, JSON.stringify(event));
   }
 
   async listRepositories(page: Page): Promise<string[]> {
