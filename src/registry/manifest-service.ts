@@ -148,7 +148,7 @@ export class ManifestService {
     if (manifest.manifests.length > 0) {
       const missing = await this.metadata.missingManifests(repository, [...new Set(manifest.manifests.map((d) => d.digest))]);
       if (missing.length > 0) {
-        throw new RegistryError('MANIFEST_UNKNOWN', { message: 'index references a manifest unknown to this repository', detail: { digest: missing[0] } });
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'index references a manifest unknown to this repository', detail: { digest: missing[0] } });
       }
       for (const child of manifest.manifests) total += child.size;
     }
