@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
@@ -119,6 +119,16 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
         app,
       )
     : createServer(serverOptions, app);
+  if (tls && tls.clientCas.length > 0 && tls.clientAuth === 'verify-client-cert-if-given') {
+    // Node can ask for a certificate without demanding one only by accepting any certificate at
+    // all (rejectUnauthorized: false). Go's VerifyClientCertIfGiven refuses one that does not
+    // verify against clientcas: drop such a connection before it can send a request.
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      if (socket.authorized || socket.getPeerX509Certificate() === undefined) return;
+      log.info({ remote: socket.remoteAddress, reason: socket.authorizationError }, 'client certificate refused');
+      socket.destroy();
+    });
+  }
   // A client that stops sending mid-body must not hold its connection (and upload) forever.
   server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
   return {
