@@ -106,6 +106,23 @@ describe('TLS', () => {
     assert.match(wharf.output(), /"level":30.*client certificate refused/);
   });
 
+  test('minimumtls tls1.1 enables TLS 1.1 with a warning; the default refuses it', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    // The client, too, must lower OpenSSL's security level to speak TLS 1.1 at all.
+    const tls11 = { ca, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
+    const legacy = await serve(certs, { REGISTRY_HTTP_TLS_MINIMUMTLS: 'tls1.1' });
+    assert.match(legacy.output(), /"level":40.*legacy TLS/);
+    const res = await get(legacy, tls11);
+    assert.equal(res.status, 200);
+    assert.equal(res.protocol, 'TLSv1.1');
+    await assert.rejects(get(legacy, { ...tls11, minVersion: 'TLSv1', maxVersion: 'TLSv1' }), /protocol|version|alert/i);
+    assert.equal((await get(legacy, { ca })).protocol, 'TLSv1.3');
+    const defaults = await serve(certs);
+    await assert.rejects(get(defaults, tls11), /protocol|version|alert/i);
+    assert.doesNotMatch(defaults.output(), /legacy TLS/);
+  });
+
   test('SIGHUP reloads the certificate without dropping open connections', async () => {
     const certs = certificates();
     const ca = readFileSync(certs.caCert);

@@ -34,6 +34,11 @@ export interface RunningServer {
   reload(): void;
 }
 
+/** Whether `http.tls.minimumtls` allows TLS 1.0 or 1.1. */
+export function allowsLegacyTls(tls: TlsConfig): boolean {
+  return tls.minimumTls === 'TLSv1' || tls.minimumTls === 'TLSv1.1';
+}
+
 /** The certificate, key and client CAs as Node's TLS layer takes them, read from disk now. */
 export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
   const options: SecureContextOptions = {
@@ -41,6 +46,10 @@ export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
     key: readFileSync(tls.key),
     minVersion: tls.minimumTls,
   };
+  // OpenSSL's default security level refuses every TLS 1.0/1.1 handshake (their signatures use
+  // SHA-1), so minVersion alone changes nothing: honouring the setting means lowering the level,
+  // for this server only and only when asked.
+  if (allowsLegacyTls(tls)) options.ciphers = 'DEFAULT@SECLEVEL=0';
   if (tls.clientCas.length > 0) options.ca = tls.clientCas.map((path) => readFileSync(path));
   return options;
 }
@@ -158,6 +167,9 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       );
     }
     log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
+  }
+  if (config.http.tls && allowsLegacyTls(config.http.tls)) {
+    log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   const stack = await createServingStack(config, log);
