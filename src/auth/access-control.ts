@@ -2,7 +2,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { RegistryError } from '../errors/index.js';
 import type { AccountStore } from '../metadata/account-store.js';
 import { isValidRepositoryName } from '../oci/names.js';
-import { grants, type Action } from './access.js';
+import { ADMIN_SCOPE, grants, grantsAdmin, type Action } from './access.js';
 import type { AuditSink } from './audit-log.js';
 import type { HtpasswdFile } from './htpasswd.js';
 import { ANONYMOUS, ROBOT_PREFIX, actorOf, type Identity, type TokenGrant } from './identity.js';
@@ -152,6 +152,23 @@ export class AccessControl {
     this.deny(identity, target, request);
     if (identity.kind === 'anonymous') throw this.unauthorized(request, scope);
     throw new RegistryError('DENIED', { detail: { name, action } });
+  }
+
+  /**
+   * Allows the admin API or throws: registry administrators only, with Basic credentials or a
+   * token that carries ADMIN_SCOPE. A token without it gets 401 naming that scope, so a client
+   * can fetch one; a caller who is no administrator gets 403, since no token would help.
+   */
+  authorizeAdmin(identity: Identity, request: AccessRequest): void {
+    if (identity.kind === 'anonymous' && !identity.token) {
+      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin",charset="UTF-8"' } });
+    }
+    if (identity.kind !== 'anonymous' && !this.deps.policy.isAdministrator(identity)) {
+      throw new RegistryError('DENIED', { message: 'registry administrators only' });
+    }
+    if (identity.token && !grantsAdmin(identity.token.access)) {
+      throw this.unauthorized(request, ADMIN_SCOPE, `the token does not grant ${ADMIN_SCOPE}`, 'insufficient_scope');
+    }
   }
 
   /** Whether the caller may pull a repository (mount sources, catalog filtering). */
