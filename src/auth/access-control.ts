@@ -6,7 +6,7 @@ import { ADMIN_SCOPE, grants, grantsAdmin, type Action } from './access.js';
 import type { AuditSink } from './audit-log.js';
 import type { HtpasswdFile } from './htpasswd.js';
 import { ANONYMOUS, ROBOT_PREFIX, actorOf, type Identity, type TokenGrant } from './identity.js';
-import { constantTimeEqual, sha256Hex, verifyPassword } from './passwords.js';
+import { BCRYPT_COST, bcryptCost, constantTimeEqual, isBcryptHash, sha256Hex, verifyPassword } from './passwords.js';
 import type { Policy } from './policy.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenRejected, type TokenVerifier } from './token-verifier.js';
@@ -54,6 +54,8 @@ interface Verified {
 export class AccessControl {
   private readonly verified = new Map<string, Verified>();
   private readonly cacheKey = randomBytes(32);
+  /** The highest cost of any stored hash checked so far (see failureCost). */
+  private costliestSeen = 0;
 
   constructor(
     private readonly deps: {
@@ -270,13 +272,23 @@ export class AccessControl {
     const hit = this.verified.get(key);
     if (hit && hash !== undefined && hit.expires > now && constantTimeEqual(hit.hash, hash)) return true;
     if (hit) this.verified.delete(key);
-    const ok = await verifyPassword(password, hash);
+    if (hash !== undefined && isBcryptHash(hash)) this.costliestSeen = Math.max(this.costliestSeen, bcryptCost(hash));
+    const ok = await verifyPassword(password, hash, { failureCost: this.failureCost() });
     if (ok && hash !== undefined) {
       if (this.verified.size >= MAX_VERIFIED) this.verified.clear();
       this.verified.set(key, { hash, expires: now + VERIFIED_TTL_MS });
       this.deps.audit.record({ event: 'login', outcome: 'success', actor: name });
     }
     return ok;
+  }
+
+  /**
+   * What every failed password check costs: the highest bcrypt cost in use, so that neither an
+   * unknown name nor a cheap htpasswd entry answers faster than Wharf's own hashes. Stored users
+   * are hashed at BCRYPT_COST; a costlier stored hash raises it once it has been seen.
+   */
+  private failureCost(): number {
+    return Math.max(BCRYPT_COST, this.deps.htpasswd?.maxCost() ?? 0, this.costliestSeen);
   }
 
   private insufficient(identity: Identity, request: AccessRequest, scope: string, hopeless: boolean): RegistryError {
