@@ -102,25 +102,37 @@ export class AccessControl {
 
   /**
    * Checks a user name and password (or robot name and token): htpasswd file first, then users
-   * managed through the admin API. Throttled per user and per address; every bcrypt decision
-   * is audited.
+   * managed through the admin API. Throttled per user at an address and per address, across all
+   * processes; every bcrypt decision is audited.
    */
   async login(username: string, password: string, request: AccessRequest): Promise<Identity> {
-    const wait = this.deps.throttle.retryAfter(username, request.remote);
-    if (wait > 0) {
-      this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'throttled' });
-      throw new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins; try again later', headers: { 'Retry-After': String(wait) } });
-    }
+    const { throttle } = this.deps;
+    const before = await throttle.check(username, request.remote);
+    if (before.wait > 0) throw this.throttled(username, request, before.wait);
+    let charged = false;
+    // A password about to go through bcrypt counts as failed until it succeeds: attempts in
+    // flight together, in any process, then cannot get past the limit.
+    const charge = async () => {
+      const wait = await throttle.charge(username, request.remote);
+      if (wait > 0) throw this.throttled(username, request, wait);
+      charged = true;
+    };
     const identity = username.startsWith(ROBOT_PREFIX)
       ? await this.checkRobot(username.slice(ROBOT_PREFIX.length), password)
-      : await this.checkUser(username, password);
+      : await this.checkUser(username, password, { beforeHashing: charge });
     if (!identity) {
-      this.deps.throttle.recordFailure(username, request.remote);
+      // A robot token check is one SHA-256, not worth a charge in advance: counted now.
+      if (!charged) await throttle.charge(username, request.remote);
       this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'bad credentials' });
       throw this.unauthorized(request, undefined, 'invalid username or password');
     }
-    this.deps.throttle.recordSuccess(username);
+    if (charged || before.failed) await throttle.succeeded(username, request.remote, { charged });
     return identity;
+  }
+
+  private throttled(username: string, request: AccessRequest, wait: number): RegistryError {
+    this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'throttled' });
+    return new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins; try again later', headers: { 'Retry-After': String(wait) } });
   }
 
   /**
@@ -245,11 +257,11 @@ export class AccessControl {
     return { ...account, token: grant } as Identity;
   }
 
-  private async checkUser(name: string, password: string): Promise<Identity | undefined> {
+  private async checkUser(name: string, password: string, hooks: { beforeHashing: () => Promise<void> }): Promise<Identity | undefined> {
     const fromFile = this.deps.htpasswd?.hashFor(name);
     const stored = fromFile === undefined ? await this.deps.accounts.getUser(name) : undefined;
     const hash = fromFile ?? stored?.passwordHash;
-    if (!(await this.checkPassword(name, password, hash))) return undefined;
+    if (!(await this.checkPassword(name, password, hash, hooks))) return undefined;
     const groups = stored?.groups ?? (fromFile !== undefined ? ((await this.deps.accounts.getUser(name))?.groups ?? []) : []);
     return { kind: 'user', name, groups };
   }
@@ -265,13 +277,17 @@ export class AccessControl {
     return identity;
   }
 
-  /** bcrypt, remembered briefly under an HMAC of the credentials (never the password itself). */
-  private async checkPassword(name: string, password: string, hash: string | undefined): Promise<boolean> {
+  /**
+   * bcrypt, remembered briefly under an HMAC of the credentials (never the password itself).
+   * `beforeHashing` runs only when bcrypt is about to, and may throw to stop it.
+   */
+  private async checkPassword(name: string, password: string, hash: string | undefined, hooks: { beforeHashing: () => Promise<void> }): Promise<boolean> {
     const key = createHmac('sha256', this.cacheKey).update(name).update('\0').update(password).digest('base64');
     const now = Date.now();
     const hit = this.verified.get(key);
     if (hit && hash !== undefined && hit.expires > now && constantTimeEqual(hit.hash, hash)) return true;
     if (hit) this.verified.delete(key);
+    await hooks.beforeHashing();
     if (hash !== undefined && isBcryptHash(hash)) this.costliestSeen = Math.max(this.costliestSeen, bcryptCost(hash));
     const ok = await verifyPassword(password, hash, { failureCost: this.failureCost() });
     if (ok && hash !== undefined) {

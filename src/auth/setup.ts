@@ -52,7 +52,7 @@ export async function createAuth(config: AuthConfig, deps: { accounts: AccountSt
   const access = new AccessControl({
     policy,
     accounts,
-    throttle: new LoginThrottle(config.throttle),
+    throttle: new LoginThrottle(accounts, config.throttle),
     audit,
     ...(htpasswd ? { htpasswd } : {}),
     ...(verifier ? { verifier } : {}),
