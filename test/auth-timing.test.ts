@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { HtpasswdFile } from '../src/auth/htpasswd.js';
+import { isBcryptHash, verifyPassword } from '../src/auth/passwords.js';
 import { SecretWatch, basic } from './support/auth-fixtures.js';
 import { raw } from './support/http.js';
 import { requireTool } from './support/tools.js';
@@ -88,6 +90,15 @@ test('a wrong password takes as long for a user who does not exist as for users 
     const [a, b] = [medians.unknown!, medians[group]!];
     assert.ok(Math.abs(a - b) / Math.max(a, b) <= 0.25, `median of refused logins: unknown user ${a} ms, ${group} ${b} ms (${JSON.stringify(medians)})`);
   }
+});
+
+test('an htpasswd hash of a cost bcrypt refuses counts as no hash, and does not set the cost of failures', async () => {
+  const broken = `$2y$99$${'a'.repeat(53)}`;
+  assert.equal(isBcryptHash(broken), false);
+  assert.equal(await verifyPassword('anything', broken, { failureCost: 4 }), false);
+  const file = join(dir, 'broken-htpasswd');
+  writeFileSync(file, `broken:${broken}\n${htpasswd('low', LOW_PW)}\n`);
+  assert.equal(new HtpasswdFile(file).maxCost(), 5);
 });
 
 test('no password of this suite appears in any log it wrote', () => {

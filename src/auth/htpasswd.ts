@@ -18,7 +18,7 @@ export class HtpasswdFile {
 
   constructor(
     readonly path: string,
-    private readonly onReload?: (info: { users: number; ignored: string[]; error?: string }) => void,
+    private readonly onReload?: (info: { users: number; ignored: string[]; maxCost: number; error?: string }) => void,
   ) {
     this.refresh(true);
   }
@@ -58,7 +58,7 @@ export class HtpasswdFile {
         this.signature = 'missing';
         this.users = new Map();
         this.costliest = 0;
-        this.onReload?.({ users: 0, ignored: [], error: (error as NodeJS.ErrnoException).code ?? 'unreadable' });
+        this.onReload?.({ users: 0, ignored: [], maxCost: 0, error: (error as NodeJS.ErrnoException).code ?? 'unreadable' });
       }
       return;
     }
@@ -80,6 +80,6 @@ export class HtpasswdFile {
     }
     this.users = users;
     this.costliest = costliest;
-    this.onReload?.({ users: users.size, ignored: [...this.skipped] });
+    this.onReload?.({ users: users.size, ignored: [...this.skipped], maxCost: costliest });
   }
 }

@@ -6,8 +6,11 @@ export const BCRYPT_COST = 10;
 
 const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
+/** A well-formed bcrypt hash, of a cost bcrypt accepts (4 to 31). */
 export function isBcryptHash(hash: string): boolean {
-  return /^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash);
+  if (!/^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
+  const cost = bcryptCost(hash);
+  return cost >= 4 && cost <= 31;
 }
 
 /** The cost factor of a bcrypt hash (`$2y$05$…` is 5); the work doubles with each step. */
