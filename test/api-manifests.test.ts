@@ -171,9 +171,11 @@ describe('manifest validation', () => {
     assert.equal((await invalid(JSON.stringify(negative))).code, 'MANIFEST_INVALID');
   });
 
-  it('refuses a config or layer the repository does not have with MANIFEST_BLOB_UNKNOWN', async () => {
+  it('refuses a config or layer the repository does not have with 400 MANIFEST_BLOB_UNKNOWN', async () => {
+    // The config is there, the layer is not: the manifest is what is wrong, so 400, as the spec and Distribution say.
     const missing = imageManifest(config, [randomBlob(10)]);
     assert.deepEqual(await invalid(missing.data), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    assert.deepEqual(await invalid(imageManifest(randomBlob(10), [layer]).data), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
     // The blob exists in another repository, but not in this one.
     const elsewhere = randomBlob(10);
     await pushBlob(url, 'someone/else', elsewhere);
@@ -188,6 +190,41 @@ describe('manifest validation', () => {
   it('refuses an index whose child is not in the repository with 400 MANIFEST_BLOB_UNKNOWN, as Distribution does', async () => {
     const index = imageIndex([{ digest: sha256('no such manifest'), size: 10, platform: { os: 'linux', architecture: 'amd64' } }]);
     assert.deepEqual(await invalid(index.data, OCI_INDEX), { status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+  });
+
+  it('refuses duplicate keys at any depth with MANIFEST_INVALID, since parsers disagree on which one counts', async () => {
+    const text = image.data.toString();
+    const layers = JSON.stringify(image.json.layers);
+    const configJson = JSON.stringify(image.json.config);
+    const duplicates = [
+      // Two layers lists: one parser would check the first, another pull the second.
+      text.replace('"layers":', `"layers":[],"layers":`),
+      text.replace('"mediaType":', `"mediaType":"${DOCKER_MANIFEST}","mediaType":`),
+      text.replace(configJson, configJson.replace('"size":', '"size":1,"size":')),
+      text.replace(layers, layers.replace('"digest":', `"digest":"${sha256('other')}","digest":`)),
+      // The same key spelled with an escape.
+      text.replace('"layers":', `"l\\u0061yers":[],"layers":`),
+      JSON.stringify({ ...image.json, annotations: { a: '1' } }).replace('{"a":"1"}', '{"a":"1","b":{"c":1,"c":2}}'),
+    ];
+    for (const body of duplicates) {
+      JSON.parse(body); // still valid JSON: only the duplicate is wrong
+      assert.deepEqual(await invalid(body), { status: 400, code: 'MANIFEST_INVALID' }, body);
+    }
+  });
+
+  it('is not fooled by key-like text inside strings or by escaped quotes', async () => {
+    const annotations = {
+      'a"b': 'x',
+      a: '"a": "b", "layers": [], "mediaType": "x"',
+      'a\\': '\\',
+      'a\\"': '"',
+      b: '{"b": 1, "b": 2}',
+    };
+    const tricky = imageManifest(config, [layer], { annotations });
+    assert.equal((await putManifest(url, repo, 'tricky', tricky, OCI_MANIFEST)).status, 201);
+    // The same key in different objects is not a duplicate.
+    const nested = blob(image.data.toString().replace(/}$/, ',"annotations":{"mediaType":"x","size":"1"}}'));
+    assert.equal((await putManifest(url, repo, 'nested', nested, OCI_MANIFEST)).status, 201);
   });
 
   it('refuses invalid tags with TAG_INVALID', async () => {

@@ -119,6 +119,41 @@ auth:
     assert.deepEqual(catalog.json().repositories, ['public/base', 'team/app']);
   });
 
+  test('the admin API takes a token only with the registry:admin:* scope, which only administrators get, and only by asking', async () => {
+    const ADMIN_SCOPE = 'registry:admin:*';
+    const challenge = `Bearer realm="${wharf.url}/auth/token",service="${SERVICE}",scope="${ADMIN_SCOPE}",error="insufficient_scope"`;
+    const password = watch.secret('scoped-user-password-1');
+    const addUser = (headers: Record<string, string>, name: string) =>
+      raw(wharf.url, 'POST', '/admin/v1/users', { headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify({ name, password }) });
+    // An administrator's token for anything else, or for nothing, opens nothing there: no other scope implies admin.
+    for (const scopes of [['repository:library/x:pull'], [], ['registry:catalog:*'], ['repository:team/app:*'], ['registry:admin:pull'], ['registry:*:*']]) {
+      const { token: t, body } = await token('admin', ADMIN_PW, ...scopes);
+      assert.ok(!String(body.scope ?? '').includes('registry:admin'), `${scopes}: ${body.scope}`);
+      for (const res of [await addUser(bearer(t), 'scoped'), await raw(wharf.url, 'GET', '/admin/v1/users', { headers: bearer(t) })]) {
+        assert.equal(res.status, 401, `${scopes.join(' ') || 'no scope'}: ${res.status}`);
+        assert.equal(errorCode(res), 'UNAUTHORIZED');
+        assert.equal(res.header('www-authenticate'), challenge);
+      }
+    }
+    // Asked for, an administrator gets it, and it works.
+    const admin = await token('admin', ADMIN_PW, ADMIN_SCOPE, 'repository:team/app:pull');
+    assert.equal(admin.body.scope, `${ADMIN_SCOPE} repository:team/app:pull`);
+    assert.equal((await addUser(bearer(admin.token), 'scoped')).status, 201);
+    assert.equal((await raw(wharf.url, 'DELETE', '/admin/v1/users/scoped', { headers: bearer(admin.token) })).status, 204);
+    // Nobody else gets it; a non-administrator's token is refused whatever it carries.
+    const dev = await token('dev', DEV_PW, ADMIN_SCOPE, 'repository:team/app:pull');
+    assert.equal(dev.body.scope, 'repository:team/app:pull');
+    const denied = await addUser(bearer(dev.token), 'scoped');
+    assert.equal(denied.status, 403);
+    assert.equal(errorCode(denied), 'DENIED');
+    const anonymous = await token(undefined, undefined, ADMIN_SCOPE);
+    assert.equal(anonymous.body.scope, undefined);
+    assert.equal((await addUser(bearer(anonymous.token), 'scoped')).status, 401);
+    // Basic credentials of an administrator, as wharf user|robot|policy send them, still work.
+    assert.equal((await raw(wharf.url, 'GET', '/admin/v1/users', { headers: { Authorization: basic('admin', ADMIN_PW) } })).status, 200);
+    assert.equal((await raw(wharf.url, 'GET', '/admin/v1/users', { headers: { Authorization: basic('dev', DEV_PW) } })).status, 403);
+  });
+
   describe('refused tokens', () => {
     const refused = async (t: string, method = 'GET', path = '/v2/team/app/manifests/v1') => {
       const res = await raw(wharf.url, method, path, { headers: bearer(t) });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { digestOf, parseDigest } from '../src/oci/digest.js';
-import { ManifestFormatError, parseManifest, requiredBlobs } from '../src/oci/manifest.js';
+import { ManifestFormatError, findDuplicateKey, parseManifest, requiredBlobs } from '../src/oci/manifest.js';
 import { isValidRepositoryName, isValidTag } from '../src/oci/names.js';
 import { familiarName, formatReference, parseReference, ReferenceError } from '../src/oci/reference.js';
 
@@ -92,3 +92,48 @@ describe('manifest parsing', () => {
     for (const [bytes, type] of bad) assert.throws(() => parseManifest(bytes, type), ManifestFormatError, bytes.toString());
   });
 });
+
+describe('duplicate JSON keys', () => {
+  it('finds a duplicate at any depth and names where it is', () => {
+    assert.equal(findDuplicateKey('{"a":1,"a":2}'), 'a');
+    assert.equal(findDuplicateKey('{"x":{"y":[1,{"z":0,"z":1}]}}'), 'x.y[1].z');
+    assert.equal(findDuplicateKey('[{}, {"k": true, "k": null}]'), '[1].k');
+    assert.equal(findDuplicateKey('{ "a" : 1 , "b" : { } , "a" : [ ] }'), 'a');
+    // Keys compare as decoded strings: an escape spells the same key.
+    assert.equal(findDuplicateKey('{"ab":1,"a\\u0062":2}'), 'ab');
+    assert.equal(findDuplicateKey('{"\\"":1,"\\u0022":2}'), '"');
+  });
+
+  it('is not fooled by strings that look like keys, or by escaped quotes and backslashes', () => {
+    for (const text of [
+      '{"a":"\\"a\\": 1, \\"a\\": 2"}',
+      '{"a\\"b":1,"a":2,"b":3}',
+      '{"a\\\\":1,"a":2}',
+      '{"a\\\\\\"":1,"a\\\\":2,"a":3}',
+      '{"a":{"a":{"a":1}},"b":[{"a":1},{"a":2}]}',
+      '{"a":"}","b":"{","c":"[","d":"]","e":",","f":":"}',
+      '"just a string"',
+      '[1, 2, 3]',
+      '{}',
+    ]) {
+      JSON.parse(text);
+      assert.equal(findDuplicateKey(text), undefined, text);
+    }
+  });
+
+  it('scans a 4 MiB manifest quickly', () => {
+    const annotations: Record<string, string> = {};
+    for (let i = 0; i < 35_000; i += 1) annotations[`org.example.key.${i}`] = `value "${i}" with \\ and \\"quotes\\"`;
+    const layers = Array.from({ length: 2000 }, (_, i) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: digestOf(String(i)), size: i }));
+    let text = JSON.stringify({ schemaVersion: 2, layers, annotations, pad: 'x'.repeat(1024 * 1024) });
+    text = text.slice(0, -1) + `,"more":"${'\\"'.repeat(200_000)}"}`;
+    assert.ok(text.length > 3.9 * 1024 * 1024 && text.length < 4 * 1024 * 1024, String(text.length));
+    const started = performance.now();
+    assert.equal(findDuplicateKey(text), undefined);
+    const ms = performance.now() - started;
+    // Generous for a loaded machine; a scan that went quadratic would take minutes.
+    assert.ok(ms < 1000, `${ms} ms`);
+    assert.equal(findDuplicateKey(text.slice(0, -1) + ',"layers":[]}'), 'layers');
+  });
+});
+

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
-import type { TLSSocket } from 'node:tls';
+import type { SecureVersion, TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { makeCertificates, signed, type TestCertificates } from './support/auth-fixtures.js';
@@ -14,7 +15,10 @@ interface TlsResponse {
   reused: boolean;
 }
 
-function get(wharf: WharfProcess, options: { ca?: Buffer; agent?: Agent; cert?: Buffer; key?: Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {}): Promise<TlsResponse> {
+function get(
+  wharf: WharfProcess,
+  options: { ca?: Buffer; agent?: Agent; cert?: Buffer; key?: Buffer; maxVersion?: SecureVersion; minVersion?: SecureVersion; ciphers?: string } = {},
+): Promise<TlsResponse> {
   return new Promise((resolve, reject) => {
     const req = request(
       { host: '127.0.0.1', port: wharf.port, path: '/v2/', method: 'GET', ...options },
@@ -77,6 +81,46 @@ describe('TLS', () => {
     await assert.rejects(get(wharf, { ca, cert: readFileSync(other.clientCert), key: readFileSync(other.clientKey) }), /certificate|ECONNRESET|alert|hang up/i);
     const ok = await get(wharf, { ca, cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) });
     assert.equal(ok.status, 200);
+  });
+
+  test('verify-client-cert-if-given serves clients without a certificate or with a trusted one, and refuses an untrusted one', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    const wharf = await serve(certs, { REGISTRY_HTTP_TLS_CLIENTCAS: certs.caCert, REGISTRY_HTTP_TLS_CLIENTAUTH: 'verify-client-cert-if-given' });
+    // A self-signed client certificate, and one from a CA the server does not trust.
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-subj', '/CN=ci-client', '-addext', 'extendedKeyUsage=clientAuth', '-keyout', 'rogue.key', '-out', 'rogue.crt'], { cwd: certs.dir, stdio: 'pipe' });
+    const other = certificates();
+    const untrusted = [
+      { cert: readFileSync(join(certs.dir, 'rogue.crt')), key: readFileSync(join(certs.dir, 'rogue.key')) },
+      { cert: readFileSync(other.clientCert), key: readFileSync(other.clientKey) },
+    ];
+    const trusted = { cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) };
+    // The client's certificate comes before the server's Finished in TLS 1.2, after it in TLS 1.3: both must refuse.
+    for (const maxVersion of ['TLSv1.2', 'TLSv1.3'] as const) {
+      assert.equal((await get(wharf, { ca, maxVersion })).status, 200, `${maxVersion} without a certificate`);
+      assert.equal((await get(wharf, { ca, maxVersion, ...trusted })).status, 200, `${maxVersion} with a trusted certificate`);
+      for (const client of untrusted) {
+        await assert.rejects(get(wharf, { ca, maxVersion, ...client }), /certificate|ECONNRESET|alert|hang up|disconnected/i, `${maxVersion} with an untrusted certificate`);
+      }
+    }
+    assert.match(wharf.output(), /"level":30.*client certificate refused/);
+  });
+
+  test('minimumtls tls1.1 enables TLS 1.1 with a warning; the default refuses it', async () => {
+    const certs = certificates();
+    const ca = readFileSync(certs.caCert);
+    // The client, too, must lower OpenSSL's security level to speak TLS 1.1 at all.
+    const tls11 = { ca, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
+    const legacy = await serve(certs, { REGISTRY_HTTP_TLS_MINIMUMTLS: 'tls1.1' });
+    assert.match(legacy.output(), /"level":40.*legacy TLS/);
+    const res = await get(legacy, tls11);
+    assert.equal(res.status, 200);
+    assert.equal(res.protocol, 'TLSv1.1');
+    await assert.rejects(get(legacy, { ...tls11, minVersion: 'TLSv1', maxVersion: 'TLSv1' }), /protocol|version|alert/i);
+    assert.equal((await get(legacy, { ca })).protocol, 'TLSv1.3');
+    const defaults = await serve(certs);
+    await assert.rejects(get(defaults, tls11), /protocol|version|alert/i);
+    assert.doesNotMatch(defaults.output(), /legacy TLS/);
   });
 
   test('SIGHUP reloads the certificate without dropping open connections', async () => {

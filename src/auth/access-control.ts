@@ -2,11 +2,11 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { RegistryError } from '../errors/index.js';
 import type { AccountStore } from '../metadata/account-store.js';
 import { isValidRepositoryName } from '../oci/names.js';
-import { grants, type Action } from './access.js';
+import { ADMIN_SCOPE, grants, grantsAdmin, type Action } from './access.js';
 import type { AuditSink } from './audit-log.js';
 import type { HtpasswdFile } from './htpasswd.js';
 import { ANONYMOUS, ROBOT_PREFIX, actorOf, type Identity, type TokenGrant } from './identity.js';
-import { constantTimeEqual, sha256Hex, verifyPassword } from './passwords.js';
+import { BCRYPT_COST, bcryptCost, constantTimeEqual, isBcryptHash, sha256Hex, verifyPassword } from './passwords.js';
 import type { Policy } from './policy.js';
 import type { LoginThrottle } from './throttle.js';
 import { TokenRejected, type TokenVerifier } from './token-verifier.js';
@@ -54,6 +54,8 @@ interface Verified {
 export class AccessControl {
   private readonly verified = new Map<string, Verified>();
   private readonly cacheKey = randomBytes(32);
+  /** The highest cost of any stored hash checked so far (see failureCost). */
+  private costliestSeen = 0;
 
   constructor(
     private readonly deps: {
@@ -100,25 +102,37 @@ export class AccessControl {
 
   /**
    * Checks a user name and password (or robot name and token): htpasswd file first, then users
-   * managed through the admin API. Throttled per user and per address; every bcrypt decision
-   * is audited.
+   * managed through the admin API. Throttled per user at an address and per address, across all
+   * processes; every bcrypt decision is audited.
    */
   async login(username: string, password: string, request: AccessRequest): Promise<Identity> {
-    const wait = this.deps.throttle.retryAfter(username, request.remote);
-    if (wait > 0) {
-      this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'throttled' });
-      throw new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins; try again later', headers: { 'Retry-After': String(wait) } });
-    }
+    const { throttle } = this.deps;
+    const before = await throttle.check(username, request.remote);
+    if (before.wait > 0) throw this.throttled(username, request, before.wait);
+    let charged = false;
+    // A password about to go through bcrypt counts as failed until it succeeds: attempts in
+    // flight together, in any process, then cannot get past the limit.
+    const charge = async () => {
+      const wait = await throttle.charge(username, request.remote);
+      if (wait > 0) throw this.throttled(username, request, wait);
+      charged = true;
+    };
     const identity = username.startsWith(ROBOT_PREFIX)
       ? await this.checkRobot(username.slice(ROBOT_PREFIX.length), password)
-      : await this.checkUser(username, password);
+      : await this.checkUser(username, password, { beforeHashing: charge });
     if (!identity) {
-      this.deps.throttle.recordFailure(username, request.remote);
+      // A robot token check is one SHA-256, not worth a charge in advance: counted now.
+      if (!charged) await throttle.charge(username, request.remote);
       this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'bad credentials' });
       throw this.unauthorized(request, undefined, 'invalid username or password');
     }
-    this.deps.throttle.recordSuccess(username);
+    if (charged || before.failed) await throttle.succeeded(username, request.remote, { charged });
     return identity;
+  }
+
+  private throttled(username: string, request: AccessRequest, wait: number): RegistryError {
+    this.deps.audit.record({ event: 'login', outcome: 'failure', actor: username, remote: request.remote, reason: 'throttled' });
+    return new RegistryError('TOOMANYREQUESTS', { message: 'too many failed logins; try again later', headers: { 'Retry-After': String(wait) } });
   }
 
   /**
@@ -152,6 +166,23 @@ export class AccessControl {
     this.deny(identity, target, request);
     if (identity.kind === 'anonymous') throw this.unauthorized(request, scope);
     throw new RegistryError('DENIED', { detail: { name, action } });
+  }
+
+  /**
+   * Allows the admin API or throws: registry administrators only, with Basic credentials or a
+   * token that carries ADMIN_SCOPE. A token without it gets 401 naming that scope, so a client
+   * can fetch one; a caller who is no administrator gets 403, since no token would help.
+   */
+  authorizeAdmin(identity: Identity, request: AccessRequest): void {
+    if (identity.kind === 'anonymous' && !identity.token) {
+      throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin",charset="UTF-8"' } });
+    }
+    if (identity.kind !== 'anonymous' && !this.deps.policy.isAdministrator(identity)) {
+      throw new RegistryError('DENIED', { message: 'registry administrators only' });
+    }
+    if (identity.token && !grantsAdmin(identity.token.access)) {
+      throw this.unauthorized(request, ADMIN_SCOPE, `the token does not grant ${ADMIN_SCOPE}`, 'insufficient_scope');
+    }
   }
 
   /** Whether the caller may pull a repository (mount sources, catalog filtering). */
@@ -226,11 +257,11 @@ export class AccessControl {
     return { ...account, token: grant } as Identity;
   }
 
-  private async checkUser(name: string, password: string): Promise<Identity | undefined> {
+  private async checkUser(name: string, password: string, hooks: { beforeHashing: () => Promise<void> }): Promise<Identity | undefined> {
     const fromFile = this.deps.htpasswd?.hashFor(name);
     const stored = fromFile === undefined ? await this.deps.accounts.getUser(name) : undefined;
     const hash = fromFile ?? stored?.passwordHash;
-    if (!(await this.checkPassword(name, password, hash))) return undefined;
+    if (!(await this.checkPassword(name, password, hash, hooks))) return undefined;
     const groups = stored?.groups ?? (fromFile !== undefined ? ((await this.deps.accounts.getUser(name))?.groups ?? []) : []);
     return { kind: 'user', name, groups };
   }
@@ -246,20 +277,34 @@ export class AccessControl {
     return identity;
   }
 
-  /** bcrypt, remembered briefly under an HMAC of the credentials (never the password itself). */
-  private async checkPassword(name: string, password: string, hash: string | undefined): Promise<boolean> {
+  /**
+   * bcrypt, remembered briefly under an HMAC of the credentials (never the password itself).
+   * `beforeHashing` runs only when bcrypt is about to, and may throw to stop it.
+   */
+  private async checkPassword(name: string, password: string, hash: string | undefined, hooks: { beforeHashing: () => Promise<void> }): Promise<boolean> {
     const key = createHmac('sha256', this.cacheKey).update(name).update('\0').update(password).digest('base64');
     const now = Date.now();
     const hit = this.verified.get(key);
     if (hit && hash !== undefined && hit.expires > now && constantTimeEqual(hit.hash, hash)) return true;
     if (hit) this.verified.delete(key);
-    const ok = await verifyPassword(password, hash);
+    await hooks.beforeHashing();
+    if (hash !== undefined && isBcryptHash(hash)) this.costliestSeen = Math.max(this.costliestSeen, bcryptCost(hash));
+    const ok = await verifyPassword(password, hash, { failureCost: this.failureCost() });
     if (ok && hash !== undefined) {
       if (this.verified.size >= MAX_VERIFIED) this.verified.clear();
       this.verified.set(key, { hash, expires: now + VERIFIED_TTL_MS });
       this.deps.audit.record({ event: 'login', outcome: 'success', actor: name });
     }
     return ok;
+  }
+
+  /**
+   * What every failed password check costs: the highest bcrypt cost in use, so that neither an
+   * unknown name nor a cheap htpasswd entry answers faster than Wharf's own hashes. Stored users
+   * are hashed at BCRYPT_COST; a costlier stored hash raises it once it has been seen.
+   */
+  private failureCost(): number {
+    return Math.max(BCRYPT_COST, this.deps.htpasswd?.maxCost() ?? 0, this.costliestSeen);
   }
 
   private insufficient(identity: Identity, request: AccessRequest, scope: string, hopeless: boolean): RegistryError {

@@ -91,6 +91,18 @@ export function parseScope(scope: string): AccessEntry | undefined {
   return { type, name, actions };
 }
 
+/**
+ * The scope a bearer token needs for the admin API. The built-in issuer grants it to registry
+ * administrators only, and only when asked for by name: no other scope (`*` actions, catalog,
+ * repositories) implies it, so a token fetched for a pull cannot manage accounts.
+ */
+export const ADMIN_SCOPE = 'registry:admin:*';
+
+/** Whether token claims carry ADMIN_SCOPE. */
+export function grantsAdmin(access: readonly AccessEntry[]): boolean {
+  return access.some((entry) => entry.type === 'registry' && entry.name === 'admin' && entry.actions.includes('*'));
+}
+
 export function formatScope(entry: AccessEntry): string {
   return `${entry.type}:${entry.name}:${entry.actions.join(',')}`;
 }

@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import { bcryptCost, isBcryptHash } from './passwords.js';
 
 /** Checked at most this often for changes, so a busy registry does not stat on every request. */
 const RECHECK_MS = 1000;
@@ -10,13 +11,14 @@ const RECHECK_MS = 1000;
  */
 export class HtpasswdFile {
   private users = new Map<string, string>();
+  private costliest = 0;
   private signature = '';
   private checkedAt = 0;
   private readonly skipped: string[] = [];
 
   constructor(
     readonly path: string,
-    private readonly onReload?: (info: { users: number; ignored: string[]; error?: string }) => void,
+    private readonly onReload?: (info: { users: number; ignored: string[]; maxCost: number; error?: string }) => void,
   ) {
     this.refresh(true);
   }
@@ -29,6 +31,12 @@ export class HtpasswdFile {
 
   has(user: string): boolean {
     return this.hashFor(user) !== undefined;
+  }
+
+  /** The highest bcrypt cost in the file (0 when it has no users). */
+  maxCost(): number {
+    this.refresh(false);
+    return this.costliest;
   }
 
   names(): string[] {
@@ -49,13 +57,15 @@ export class HtpasswdFile {
       if (this.signature !== 'missing') {
         this.signature = 'missing';
         this.users = new Map();
-        this.onReload?.({ users: 0, ignored: [], error: (error as NodeJS.ErrnoException).code ?? 'unreadable' });
+        this.costliest = 0;
+        this.onReload?.({ users: 0, ignored: [], maxCost: 0, error: (error as NodeJS.ErrnoException).code ?? 'unreadable' });
       }
       return;
     }
     if (!force && signature === this.signature) return;
     this.signature = signature;
     const users = new Map<string, string>();
+    let costliest = 0;
     this.skipped.length = 0;
     for (const rawLine of readFileSync(this.path, 'utf8').split('\n')) {
       const line = rawLine.trim();
@@ -66,8 +76,10 @@ export class HtpasswdFile {
       const hash = line.slice(colon + 1);
       if (/^\$2[abxy]\$/.test(hash)) users.set(user, hash);
       else this.skipped.push(user);
+      if (isBcryptHash(hash)) costliest = Math.max(costliest, bcryptCost(hash));
     }
     this.users = users;
-    this.onReload?.({ users: users.size, ignored: [...this.skipped] });
+    this.costliest = costliest;
+    this.onReload?.({ users: users.size, ignored: [...this.skipped], maxCost: costliest });
   }
 }

@@ -2,22 +2,47 @@ import bcrypt from 'bcryptjs';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** Cost for hashes Wharf writes (`wharf user add`); htpasswd -B writes 5, registry:2 accepts any. */
-const BCRYPT_COST = 10;
+export const BCRYPT_COST = 10;
 
-/** A bcrypt hash to compare against when the user does not exist, so timing does not tell. */
-const DECOY_HASH = bcrypt.hashSync(randomBytes(16).toString('hex'), 5);
+const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
+/** A well-formed bcrypt hash, of a cost bcrypt accepts (4 to 31). */
 export function isBcryptHash(hash: string): boolean {
-  return /^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash);
+  if (!/^\$2[abxy]\$\d{2}\$[./A-Za-z0-9]{53}$/.test(hash)) return false;
+  const cost = bcryptCost(hash);
+  return cost >= 4 && cost <= 31;
 }
 
-/** Checks a password against a bcrypt hash; with no hash, burns the same time and fails. */
-export async function verifyPassword(password: string, hash: string | undefined): Promise<boolean> {
+/** The cost factor of a bcrypt hash (`$2y$05$…` is 5); the work doubles with each step. */
+export function bcryptCost(hash: string): number {
+  return Number(hash.slice(4, 6));
+}
+
+/**
+ * A hash of `cost` that no password matches: random salt and digest. Checking against it costs
+ * exactly what checking a real hash of that cost does, and making one costs nothing.
+ */
+function decoyHash(cost: number): string {
+  let tail = '';
+  for (const byte of randomBytes(53)) tail += BCRYPT_ALPHABET[byte & 63];
+  return `$2b$${String(cost).padStart(2, '0')}$${tail}`;
+}
+
+/**
+ * Checks a password against a bcrypt hash. Every failure costs as much as a hash of
+ * `failureCost` (the highest cost in use), so the time does not tell whether the user exists or
+ * how their hash was made: with no hash it checks a decoy of that cost; after a mismatch against a
+ * cheaper hash of cost c it checks decoys of costs c, c+1 … failureCost-1, and
+ * 2^c + (2^c + … + 2^(failureCost-1)) = 2^failureCost. A success returns at once.
+ */
+export async function verifyPassword(password: string, hash: string | undefined, options: { failureCost: number }): Promise<boolean> {
   if (hash === undefined || !isBcryptHash(hash)) {
-    await bcrypt.compare(password, DECOY_HASH);
+    await bcrypt.compare(password, decoyHash(options.failureCost));
     return false;
   }
-  return bcrypt.compare(password, hash);
+  if (await bcrypt.compare(password, hash)) return true;
+  for (let cost = bcryptCost(hash); cost < options.failureCost; cost += 1) await bcrypt.compare(password, decoyHash(cost));
+  return false;
 }
 
 export function hashPassword(password: string): Promise<string> {

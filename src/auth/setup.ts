@@ -12,6 +12,9 @@ import { loadSigningKey } from './token-keys.js';
 import { TokenService } from './token-service.js';
 import { TokenVerifier } from './token-verifier.js';
 
+/** Above this bcrypt cost a refused sign-in takes a noticeable share of a second (see verifyPassword). */
+const SLOW_BCRYPT_COST = 12;
+
 /** Everything the HTTP layer needs to guard the registry, built from auth configuration. */
 export interface Auth {
   access: AccessControl;
@@ -34,6 +37,9 @@ export async function createAuth(config: AuthConfig, deps: { accounts: AccountSt
         if (info.error) log.warn({ path: config.htpasswd!.path, error: info.error }, 'htpasswd file unreadable: no htpasswd users');
         else log.info({ path: config.htpasswd!.path, users: info.users }, 'htpasswd file loaded');
         if (info.ignored.length > 0) log.warn({ users: info.ignored }, 'htpasswd entries that are not bcrypt are ignored');
+        if (info.maxCost > SLOW_BCRYPT_COST) {
+          log.warn({ cost: info.maxCost }, 'htpasswd has costly bcrypt hashes: every refused sign-in costs as much, so that timing does not tell who exists');
+        }
       })
     : undefined;
   const policy = await Policy.create(config.policy, accounts);
@@ -52,7 +58,7 @@ export async function createAuth(config: AuthConfig, deps: { accounts: AccountSt
   const access = new AccessControl({
     policy,
     accounts,
-    throttle: new LoginThrottle(config.throttle),
+    throttle: new LoginThrottle(accounts, config.throttle),
     audit,
     ...(htpasswd ? { htpasswd } : {}),
     ...(verifier ? { verifier } : {}),

@@ -1,7 +1,7 @@
 import { RegistryError } from '../errors/index.js';
 import type { AccountStore } from '../metadata/account-store.js';
 import { isValidRepositoryName } from '../oci/names.js';
-import { ACTIONS, formatScope, parseScope, type AccessEntry } from './access.js';
+import { ACTIONS, ADMIN_SCOPE, formatScope, parseScope, type AccessEntry } from './access.js';
 import type { AccessControl, AccessRequest } from './access-control.js';
 import type { AuditSink } from './audit-log.js';
 import { actorOf, type Identity } from './identity.js';
@@ -91,6 +91,8 @@ export class TokenService {
         actions = wanted.filter((a) => held.has(a as never));
         if (entry.actions.includes('*') && ['pull', 'push', 'delete'].every((a) => held.has(a as never))) actions.push('*');
       } else if (entry.type === 'registry' && entry.name === 'catalog' && entry.actions.includes('*') && identity.kind !== 'anonymous') {
+        actions = ['*'];
+      } else if (raw === ADMIN_SCOPE && policy.isAdministrator(identity)) {
         actions = ['*'];
       }
       if (actions.length === 0) continue;

@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid', origin: 'spec' },
   BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry', origin: 'spec' },
   DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content', origin: 'spec' },
+  // 400, not 404: the manifest pushed is what is wrong (distribution-spec; Distribution answers the same).
   MANIFEST_BLOB_UNKNOWN: { status: 400, message: 'manifest references a manifest or blob unknown to registry', origin: 'spec' },
   MANIFEST_INVALID: { status: 400, message: 'manifest invalid', origin: 'spec' },
   MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry', origin: 'spec' },

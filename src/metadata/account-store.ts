@@ -44,9 +44,21 @@ export interface RefreshTokenRecord {
   expiresAt: number;
 }
 
+/** Failed sign-ins counted under one key since `startedAt` (ms since epoch). */
+export interface LoginFailures {
+  failures: number;
+  startedAt: number;
+}
+
+/** Which counters are live: one that started `windowMs` or more before `now` is forgotten. */
+export interface LoginWindow {
+  now: number;
+  windowMs: number;
+}
+
 /**
- * Users, robots, policy rules and refresh tokens. Absence is `undefined` (or `false` for a
- * create that found the name taken or a delete that found nothing); failures throw.
+ * Users, robots, policy rules, refresh tokens and failed-login counters. Absence is `undefined`
+ * (or `false` for a create that found the name taken or a delete that found nothing); failures throw.
  */
 export interface AccountStore {
   close(): Promise<void>;
@@ -74,4 +86,21 @@ export interface AccountStore {
   getRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined>;
   /** Revokes every refresh token of a subject (on password change or removal); returns how many. */
   deleteRefreshTokens(subject: string): Promise<number>;
+
+  /**
+   * The login throttle's counters, shared by every process and replica using this store, so that
+   * a limit holds for all of them together. Keys are opaque to the store. Returns the live counters
+   * of `keys`; expired and absent ones are left out. Sits on every signed-in request: must not
+   * block the event loop waiting for another writer.
+   */
+  loginFailures(keys: string[], window: LoginWindow): Promise<Map<string, LoginFailures>>;
+  /**
+   * Counts one failed sign-in under every key (starting a counter where none is live), unless a
+   * key has already reached its `max`: then counts nothing and returns the live counters, so the
+   * caller can tell how long to wait. Returns undefined when it counted. Atomic across processes:
+   * however many calls race, no key ends up counted past its `max`.
+   */
+  countLoginFailure(limits: Array<{ key: string; max: number }>, window: LoginWindow): Promise<Map<string, LoginFailures> | undefined>;
+  /** Forgets the counters under `clear`, and takes one failure back from each counter under `refund`. */
+  forgiveLoginFailures(changes: { clear: string[]; refund: string[] }): Promise<void>;
 }

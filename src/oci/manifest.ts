@@ -113,13 +113,16 @@ function descriptorList(value: unknown, where: string, required: boolean): Descr
  * manifest and index, a `mediaType` contradicting the Content-Type, schema 1, or a bad descriptor.
  */
 export function parseManifest(bytes: Buffer, contentType: string | undefined): ParsedManifest {
+  const text = bytes.toString('utf8');
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
+    doc = JSON.parse(text);
   } catch {
     fail('manifest is not valid JSON');
   }
   if (!isObject(doc)) fail('manifest must be a JSON object');
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== undefined) fail(`duplicate key in manifest: ${duplicate}`);
   if (doc.schemaVersion === 1) fail('schema 1 manifests are not supported');
   if (doc.schemaVersion !== 2) fail('schemaVersion must be 2');
 
@@ -172,6 +175,82 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined): P
   if (artifactType !== undefined) parsed.artifactType = artifactType;
   if (annotations) parsed.annotations = annotations;
   return parsed;
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+
+/** An open object (its keys so far, the latest one, whether a key comes next) or array (the element index). */
+interface Container {
+  keys: Set<string> | undefined;
+  key: string;
+  expectKey: boolean;
+  index: number;
+}
+
+/**
+ * The first key that appears twice in one object of a JSON text, as a path (`layers[0].digest`),
+ * or undefined when there is none. JSON.parse keeps the last of duplicate keys and other parsers
+ * keep the first, so such a document means different things to different readers. Expects valid
+ * JSON (parse it first). Keys compare as decoded strings (`"a"` and `"\u0061"` are one key).
+ * Linear in the text; strings are skipped with indexOf rather than character by character.
+ */
+export function findDuplicateKey(text: string): string | undefined {
+  const open: Container[] = [];
+  const length = text.length;
+  let i = 0;
+  while (i < length) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      const end = closingQuote(text, i);
+      const top = open[open.length - 1];
+      if (top?.keys && top.expectKey) {
+        const raw = text.slice(i + 1, end);
+        const key = raw.includes('\\') ? (JSON.parse(text.slice(i, end + 1)) as string) : raw;
+        if (top.keys.has(key)) return pathOf(open, key);
+        top.keys.add(key);
+        top.key = key;
+        top.expectKey = false;
+      }
+      i = end + 1;
+      continue;
+    }
+    if (c === OPEN_OBJECT) open.push({ keys: new Set(), key: '', expectKey: true, index: 0 });
+    else if (c === OPEN_ARRAY) open.push({ keys: undefined, key: '', expectKey: false, index: 0 });
+    else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) open.pop();
+    else if (c === COMMA) {
+      const top = open[open.length - 1];
+      if (top?.keys) top.expectKey = true;
+      else if (top) top.index += 1;
+    }
+    i += 1;
+  }
+  return undefined;
+}
+
+/** The index of the quote that closes the string opening at `start`: the next one not escaped. */
+function closingQuote(text: string, start: number): number {
+  let from = start + 1;
+  for (;;) {
+    const quote = text.indexOf('"', from);
+    if (quote < 0) return text.length;
+    // Escaped only when an odd number of backslashes precede it (`\\"` ends the string).
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === BACKSLASH) backslashes += 1;
+    if (backslashes % 2 === 0) return quote;
+    from = quote + 1;
+  }
+}
+
+function pathOf(open: Container[], duplicate: string): string {
+  let path = '';
+  for (const container of open.slice(0, -1)) path += container.keys ? `${path ? '.' : ''}${container.key}` : `[${container.index}]`;
+  return `${path ? `${path}.` : ''}${duplicate}`;
 }
 
 /** Blobs a registry must hold before it accepts the manifest (foreign layers with URLs excepted). */

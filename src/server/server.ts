@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import type { SecureContextOptions } from 'node:tls';
+import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { isStorageFull } from '../errors/index.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
@@ -38,6 +38,11 @@ export interface RunningServer {
   reload(): void;
 }
 
+/** Whether `http.tls.minimumtls` allows TLS 1.0 or 1.1. */
+export function allowsLegacyTls(tls: TlsConfig): boolean {
+  return tls.minimumTls === 'TLSv1' || tls.minimumTls === 'TLSv1.1';
+}
+
 /** The certificate, key and client CAs as Node's TLS layer takes them, read from disk now. */
 export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
   const options: SecureContextOptions = {
@@ -45,6 +50,10 @@ export function readTlsFiles(tls: TlsConfig): SecureContextOptions {
     key: readFileSync(tls.key),
     minVersion: tls.minimumTls,
   };
+  // OpenSSL's default security level refuses every TLS 1.0/1.1 handshake (their signatures use
+  // SHA-1), so minVersion alone changes nothing: honouring the setting means lowering the level,
+  // for this server only and only when asked.
+  if (allowsLegacyTls(tls)) options.ciphers = 'DEFAULT@SECLEVEL=0';
   if (tls.clientCas.length > 0) options.ca = tls.clientCas.map((path) => readFileSync(path));
   return options;
 }
@@ -150,6 +159,16 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
         app,
       )
     : createServer(serverOptions, app);
+  if (tls && tls.clientCas.length > 0 && tls.clientAuth === 'verify-client-cert-if-given') {
+    // Node can ask for a certificate without demanding one only by accepting any certificate at
+    // all (rejectUnauthorized: false). Go's VerifyClientCertIfGiven refuses one that does not
+    // verify against clientcas: drop such a connection before it can send a request.
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      if (socket.authorized || socket.getPeerX509Certificate() === undefined) return;
+      log.info({ remote: socket.remoteAddress, reason: socket.authorizationError }, 'client certificate refused');
+      socket.destroy();
+    });
+  }
   // A client that stops sending mid-body must not hold its connection (and upload) forever.
   server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
   return {
@@ -198,6 +217,9 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       );
     }
     log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
+  }
+  if (config.http.tls && allowsLegacyTls(config.http.tls)) {
+    log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   const stack = await createServingStack(config, log);

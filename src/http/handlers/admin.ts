@@ -10,15 +10,13 @@ export const ADMIN_PREFIX = '/admin/v1/';
 
 /**
  * The admin API behind `wharf user|robot|policy`: JSON in and out, for registry-wide
- * administrators only (admin on `**`), with Basic credentials or a token from the built-in issuer.
+ * administrators only (admin on `**`), with Basic credentials or a token from the built-in issuer
+ * that carries the `registry:admin:*` scope.
  */
 export async function adminEndpoint(auth: Auth, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
   const request = accessRequestOf(req);
   const identity = await auth.access.identify(request);
-  if (identity.kind === 'anonymous') {
-    throw new RegistryError('UNAUTHORIZED', { headers: { 'WWW-Authenticate': 'Basic realm="wharf admin",charset="UTF-8"' } });
-  }
-  if (!auth.access.policy.isAdministrator(identity)) throw new RegistryError('DENIED', { message: 'registry administrators only' });
+  auth.access.authorizeAdmin(identity, request);
   const actor = actorOf(identity)!;
   const exchange = { req, res };
   const parts = path.slice(ADMIN_PREFIX.length).split('/').map(decodeSegment);

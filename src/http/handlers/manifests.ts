@@ -47,7 +47,8 @@ async function readLimited(req: IncomingMessage, limit: number): Promise<Buffer>
   if (declared !== undefined && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  // Not destroyed on the way out: the error seam answers 413 first, then drops the connection.
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     total += chunk.length;
     if (total > limit) throw tooLarge();
     chunks.push(chunk);

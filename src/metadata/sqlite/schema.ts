@@ -167,4 +167,15 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX jobs_due ON jobs(state, run_at);
   `,
+  // 6: failed-login counters, shared by every serving process so that the throttle's limits hold
+  // for all of them together. Keys are hashes (src/auth/throttle.ts); rows older than the window
+  // are deleted as new failures come in.
+  `
+  CREATE TABLE auth_login_failures (
+    key TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    started_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX auth_login_failures_by_start ON auth_login_failures(started_at);
+  `,
 ];

@@ -1,5 +1,8 @@
 import Database from 'better-sqlite3';
-import type { AccountStore, RefreshTokenRecord, RobotRecord, RuleRecord, UserRecord } from '../account-store.js';
+import type { AccountStore, LoginFailures, LoginWindow, RefreshTokenRecord, RobotRecord, RuleRecord, UserRecord } from '../account-store.js';
+
+/** How long a throttle read or write keeps retrying while another process holds the write lock. */
+const THROTTLE_BUSY_LIMIT_MS = 10_000;
 
 interface UserRow {
   name: string;
@@ -50,6 +53,10 @@ function toRule(row: RuleRow): RuleRecord {
   return rule;
 }
 
+function isBusy(error: unknown): boolean {
+  return String((error as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY');
+}
+
 /**
  * Accounts in the registry's SQLite file, through a connection of their own. The tables come
  * from the metadata migrations, so open SqliteMetadataStore on the same file first.
@@ -57,21 +64,49 @@ function toRule(row: RuleRow): RuleRecord {
 export class SqliteAccountStore implements AccountStore {
   private readonly db: Database.Database;
   private readonly statements;
+  /**
+   * The login throttle's connection, consulted on every signed-in request: busy_timeout 0, so a
+   * write lock held by another process is waited for by retrying on a timer, never in SQLite's
+   * busy handler with the event loop stopped; synchronous NORMAL, since no fsync is worth a
+   * counter (a crash of the machine at worst forgets a few failures).
+   */
+  private readonly throttleDb: Database.Database;
+  private readonly throttle;
 
   /** False when the connection is borrowed (see SqliteMetadataStore.connection) and not ours to close. */
   private readonly ownsConnection: boolean;
 
-  /** Opens its own connection to `path`, or shares `connection` (one process alone on the file). */
+  /**
+   * Opens connections of its own to `path`, or shares `connection` (one process alone on the
+   * file, as on a full disk; then the throttle's writes share it too).
+   */
   constructor(options: { path: string } | { connection: Database.Database }) {
     if ('connection' in options) {
       this.db = options.connection;
+      this.throttleDb = options.connection;
       this.ownsConnection = false;
     } else {
       this.db = new Database(options.path);
       this.db.pragma('busy_timeout = 10000');
       this.db.pragma('synchronous = FULL');
+      this.throttleDb = new Database(options.path);
+      this.throttleDb.pragma('busy_timeout = 0');
+      this.throttleDb.pragma('synchronous = NORMAL');
       this.ownsConnection = true;
     }
+    const t = this.throttleDb;
+    this.throttle = {
+      get: t.prepare<[string, number], { failures: number; started_at: number }>(
+        'SELECT failures, started_at FROM auth_login_failures WHERE key = ? AND started_at > ?',
+      ),
+      purge: t.prepare('DELETE FROM auth_login_failures WHERE started_at <= ?'),
+      count: t.prepare(
+        'INSERT INTO auth_login_failures (key, failures, started_at) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET failures = failures + 1',
+      ),
+      refund: t.prepare('UPDATE auth_login_failures SET failures = failures - 1 WHERE key = ?'),
+      clear: t.prepare('DELETE FROM auth_login_failures WHERE key = ?'),
+      clearSpent: t.prepare('DELETE FROM auth_login_failures WHERE key = ? AND failures <= 0'),
+    };
     const db = this.db;
     this.statements = {
       getUser: db.prepare<[string], UserRow>('SELECT * FROM auth_users WHERE name = ?'),
@@ -105,7 +140,9 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async close(): Promise<void> {
-    if (this.ownsConnection) this.db.close();
+    if (!this.ownsConnection) return;
+    this.throttleDb.close();
+    this.db.close();
   }
 
   async getUser(name: string): Promise<UserRecord | undefined> {
@@ -190,5 +227,58 @@ export class SqliteAccountStore implements AccountStore {
 
   async deleteRefreshTokens(subject: string): Promise<number> {
     return this.statements.deleteRefresh.run(subject).changes;
+  }
+
+  async loginFailures(keys: string[], window: LoginWindow): Promise<Map<string, LoginFailures>> {
+    return this.withoutBlocking(() => this.liveCounters(keys, window));
+  }
+
+  async countLoginFailure(limits: Array<{ key: string; max: number }>, window: LoginWindow): Promise<Map<string, LoginFailures> | undefined> {
+    const count = this.throttleDb.transaction(() => {
+      this.throttle.purge.run(window.now - window.windowMs);
+      const live = this.liveCounters(limits.map((l) => l.key), window);
+      if (limits.some((l) => (live.get(l.key)?.failures ?? 0) >= l.max)) return live;
+      for (const { key } of limits) this.throttle.count.run(key, window.now);
+      return undefined;
+    });
+    // IMMEDIATE takes the write lock before reading, so two processes cannot both read the count under the limit.
+    return this.withoutBlocking(() => count.immediate());
+  }
+
+  async forgiveLoginFailures(changes: { clear: string[]; refund: string[] }): Promise<void> {
+    const forgive = this.throttleDb.transaction(() => {
+      for (const key of changes.clear) this.throttle.clear.run(key);
+      for (const key of changes.refund) {
+        this.throttle.refund.run(key);
+        this.throttle.clearSpent.run(key);
+      }
+    });
+    return this.withoutBlocking(() => forgive.immediate());
+  }
+
+  private liveCounters(keys: string[], window: LoginWindow): Map<string, LoginFailures> {
+    const out = new Map<string, LoginFailures>();
+    for (const key of keys) {
+      const row = this.throttle.get.get(key, window.now - window.windowMs);
+      if (row) out.set(key, { failures: row.failures, startedAt: row.started_at });
+    }
+    return out;
+  }
+
+  /**
+   * Runs `work` on the throttle connection; while another process holds the lock it fails at once
+   * (busy_timeout 0) and is retried a millisecond later, so this process goes on serving meanwhile.
+   * Gives up with SQLITE_BUSY after THROTTLE_BUSY_LIMIT_MS.
+   */
+  private async withoutBlocking<T>(work: () => T): Promise<T> {
+    const started = Date.now();
+    for (;;) {
+      try {
+        return work();
+      } catch (error) {
+        if (!isBusy(error) || Date.now() - started >= THROTTLE_BUSY_LIMIT_MS) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
   }
 }
