@@ -175,6 +175,17 @@ auth:
     assert.ok(!JSON.stringify(users).includes('$2'), 'no password hashes in the listing');
   });
 
+  test('the admin API shows the background job queue to administrators only', async () => {
+    assert.equal((await raw(wharf.url, 'GET', '/admin/v1/jobs', { headers: alice })).status, 403);
+    const listed = await raw(wharf.url, 'GET', '/admin/v1/jobs?state=ready,running', { headers: root });
+    assert.equal(listed.status, 200, listed.body.toString());
+    const jobs = listed.json().jobs as Array<{ kind: string; state: string; repeatMs: number }>;
+    assert.deepEqual(jobs.map((job) => job.kind), ['uploads.purge'], 'upload purging is a recurring job');
+    assert.equal(jobs[0]!.repeatMs, 24 * 3_600_000);
+    assert.equal((await raw(wharf.url, 'GET', '/admin/v1/jobs?state=bogus', { headers: root })).status, 400);
+    assert.equal((await raw(wharf.url, 'DELETE', '/admin/v1/jobs', { headers: root })).status, 405);
+  });
+
   test('robot accounts have long-lived tokens scoped to repositories, and can be revoked', async () => {
     const created = await raw(wharf.url, 'POST', '/admin/v1/robots', {
       headers: { ...root, 'Content-Type': 'application/json' },

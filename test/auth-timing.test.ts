@@ -88,7 +88,8 @@ test('a wrong password takes as long for a user who does not exist as for users 
   const medians = Object.fromEntries(Object.entries(times).map(([group, values]) => [group, Math.round(median(values) * 10) / 10]));
   for (const group of ['low', 'high', 'apiuser'] as const) {
     const [a, b] = [medians.unknown!, medians[group]!];
-    assert.ok(Math.abs(a - b) / Math.max(a, b) <= 0.25, `median of refused logins: unknown user ${a} ms, ${group} ${b} ms (${JSON.stringify(medians)})`);
+    // Generous, for busy CI machines: without equal costs the gap is about 97 % (4 ms against 170 ms).
+    assert.ok(Math.abs(a - b) / Math.max(a, b) <= 0.4, `median of refused logins: unknown user ${a} ms, ${group} ${b} ms (${JSON.stringify(medians)})`);
   }
 });
 

@@ -77,6 +77,8 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
     });
     assert.equal(monolithic.status, 507);
     assert.equal(errorCode(monolithic), 'STORAGE_FULL');
+    // The log line may trail the response by a moment.
+    for (let i = 0; i < 50 && !/ENOSPC/.test(wharf.output()); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
     assert.match(wharf.output(), /ENOSPC/, 'the log says why');
 
     const location = await startUpload(wharf.url, 'full/app');

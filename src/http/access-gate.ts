@@ -7,10 +7,10 @@ import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import type { RequestContext } from '../registry/context.js';
-import type { Route } from './router.js';
+import type { RegistryRoute, Route } from './router.js';
 
 /** The action each endpoint needs on its repository. DELETE needs `delete`, never just `push`. */
-const REQUIRED: Record<Exclude<Route['kind'], 'base' | 'catalog'>, Partial<Record<string, Action>>> = {
+const REQUIRED: Record<Exclude<RegistryRoute['kind'], 'base' | 'catalog'>, Partial<Record<string, Action>>> = {
   tags: { GET: 'pull', HEAD: 'pull' },
   manifest: { GET: 'pull', HEAD: 'pull', PUT: 'push', DELETE: 'delete' },
   blob: { GET: 'pull', HEAD: 'pull', DELETE: 'delete' },
@@ -37,18 +37,32 @@ export function checkRouteName(route: Route): void {
 }
 
 /**
- * Decides whether the request may reach its handler; returns what the services need to know
- * about the caller (actor, which repositories it may read or list). Throws UNAUTHORIZED,
- * DENIED or TOOMANYREQUESTS for the error seam.
+ * Decides whether the request may reach its handler, for every route the server has: the registry
+ * API by repository and action, the admin API for administrators only, the token endpoint for
+ * anyone (its handlers check credentials). Without access control, everything but the admin API
+ * and the token endpoint is open, and those two do not exist. Returns what the services need to
+ * know about the caller; throws UNAUTHORIZED, DENIED, TOOMANYREQUESTS or NOT_FOUND.
  */
-export async function guard(auth: Auth, req: IncomingMessage, route: Route): Promise<RequestContext> {
+export async function guard(auth: Auth | undefined, req: IncomingMessage, route: Route): Promise<RequestContext> {
+  if (route.kind === 'token') {
+    if (!auth?.tokens) throw new RegistryError('NOT_FOUND');
+    return {};
+  }
+  if (route.kind.startsWith('admin.')) {
+    if (!auth) throw new RegistryError('NOT_FOUND');
+    const request = accessRequestOf(req);
+    const identity = await auth.access.identify(request);
+    auth.access.authorizeAdmin(identity, request);
+    return contextFor(auth, identity);
+  }
+  if (!auth) return {};
   const request = accessRequestOf(req);
   const identity = await auth.access.identify(request);
-  auth.access.authorize(identity, targetOf(route, req.method ?? 'GET'), request);
+  auth.access.authorize(identity, targetOf(route as RegistryRoute, req.method ?? 'GET'), request);
   return contextFor(auth, identity);
 }
 
-function targetOf(route: Route, method: string): AccessTarget {
+function targetOf(route: RegistryRoute, method: string): AccessTarget {
   if (route.kind === 'base') return { kind: 'base' };
   if (route.kind === 'catalog') return { kind: 'catalog' };
   const action = REQUIRED[route.kind][method];

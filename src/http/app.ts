@@ -8,10 +8,10 @@ import { checkRouteName, guard } from './access-gate.js';
 import { sendError } from './error-response.js';
 import type { Exchange, Handler } from './exchange.js';
 import { deleteBlob, getBlob } from './handlers/blobs.js';
-import { ADMIN_PREFIX, adminEndpoint } from './handlers/admin.js';
+import * as admin from './handlers/admin.js';
 import { base, catalog, listReferrers, listTags } from './handlers/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
-import { tokenEndpoint } from './handlers/token.js';
+import { exchangeToken, issueToken } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { matchRoute, type Route } from './router.js';
 
@@ -27,13 +27,18 @@ export interface AppOptions {
   readOnly?: boolean | 'storage-full';
   /** Access control; absent when the registry is open to everyone. */
   auth?: Auth;
+  /** Run around every routed request, in order, after the built-in ones (see Middleware). */
+  middleware?: Middleware[];
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
 
 type MethodTable = Partial<Record<string, Handler<never>>>;
 
-/** One row per endpoint: method to handler. HEAD shares GET's handler, which skips the body. */
+/**
+ * Every endpoint the server answers, one row each: method to handler. HEAD shares GET's handler,
+ * which skips the body. Access to each is decided in one place, the gate (access-gate.ts).
+ */
 const ROUTES: Record<Route['kind'], MethodTable> = {
   base: { GET: base, HEAD: base },
   catalog: { GET: catalog },
@@ -43,38 +48,59 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   uploads: { POST: startUpload },
   upload: { GET: getUploadStatus, PATCH: patchUpload, PUT: putUpload, DELETE: cancelUpload },
   referrers: { GET: listReferrers },
+  token: { GET: issueToken, POST: exchangeToken },
+  'admin.users': { GET: admin.listUsers, POST: admin.addUser },
+  'admin.user': { DELETE: admin.removeUser },
+  'admin.user.password': { PUT: admin.changePassword },
+  'admin.user.groups': { PUT: admin.setGroups },
+  'admin.robots': { GET: admin.listRobots, POST: admin.createRobot },
+  'admin.robot': { DELETE: admin.revokeRobot },
+  'admin.policy': { GET: admin.listPolicy },
+  'admin.policy.rules': { POST: admin.addRule },
+  'admin.policy.rule': { DELETE: admin.removeRule },
+  'admin.jobs': { GET: admin.listJobs },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
 const STREAMING = new Set<Route['kind']>(['uploads', 'upload']);
 
-/** The registry's request listener: routing, error envelope and access log around thin handlers. */
+/**
+ * Runs around every routed request, before the access gate and the handler: the one place for
+ * rules that apply across endpoints (read-only mode here; metrics and rate limits hook in the same
+ * way). Calls `next` to go on, or throws to answer with an error.
+ */
+export type Middleware = (exchange: Exchange, next: () => Promise<void>) => Promise<void>;
+
+/** registry:2's maintenance.readonly, and a registry started on a full disk: registry writes are refused. */
+function readOnlyMode(mode: true | 'storage-full'): Middleware {
+  return async (ex, next) => {
+    if (WRITE_METHODS.has(ex.req.method ?? '') && !ex.route.kind.startsWith('admin.') && ex.route.kind !== 'token') {
+      throw mode === 'storage-full'
+        ? new RegistryError('STORAGE_FULL', { message: 'the registry started on a full disk and serves pulls only; free space and restart it' })
+        : new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' });
+    }
+    await next();
+  };
+}
+
+/** The registry's request listener: routing, middleware, the access gate, thin handlers, the error envelope and the access log. */
 export function createApp(registry: RegistryServices, options: AppOptions): RequestListener {
   const { log } = options;
+  const middleware: Middleware[] = [...(options.readOnly ? [readOnlyMode(options.readOnly)] : []), ...(options.middleware ?? [])];
   return (req: IncomingMessage, res: ServerResponse) => {
     const started = options.accessLog ? performance.now() : 0;
     if (options.accessLog) res.once('close', () => logAccess(log, req, res, started));
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    if (options.readOnly && WRITE_METHODS.has(req.method ?? '') && (req.url ?? '').startsWith('/v2')) {
-      const refusal =
-        options.readOnly === 'storage-full'
-          ? new RegistryError('STORAGE_FULL', { message: 'the registry started on a full disk and serves pulls only; free space and restart it' })
-          : new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' });
-      sendError(req, res, refusal, log);
-      return;
-    }
-    dispatch(req, res, registry, options.auth).catch((error: unknown) => sendError(req, res, error, log));
+    dispatch(req, res, registry, options.auth, middleware).catch((error: unknown) => sendError(req, res, error, log));
   };
 }
 
-async function dispatch(req: IncomingMessage, res: ServerResponse, registry: RegistryServices, auth: Auth | undefined): Promise<void> {
+async function dispatch(req: IncomingMessage, res: ServerResponse, registry: RegistryServices, auth: Auth | undefined, middleware: Middleware[]): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
-  if (auth?.tokens && path === auth.tokens.route) return tokenEndpoint(auth, req, res, new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''));
-  if (auth && path.startsWith(ADMIN_PREFIX)) return adminEndpoint(auth, req, res, path);
-  const route = matchRoute(path);
+  const route = matchRoute(path, { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined });
   if (!route) throw new RegistryError('NOT_FOUND', { detail: { path } });
   const table = ROUTES[route.kind];
   const handler = table[req.method ?? 'GET'] as Handler | undefined;
@@ -82,16 +108,19 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
     throw new RegistryError('METHOD_NOT_ALLOWED', { headers: { Allow: Object.keys(table).join(', ') }, detail: { method: req.method } });
   }
   checkRouteName(route);
-  const context: RequestContext = auth ? await guard(auth, req, route) : {};
-  if (STREAMING.has(route.kind)) {
-    const controller = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) controller.abort();
-    });
-    context.signal = controller.signal;
-  }
-  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context };
-  await handler(exchange);
+  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...(auth ? { auth } : {}) };
+  const handle = async () => {
+    exchange.context = await guard(auth, req, route);
+    if (STREAMING.has(route.kind)) {
+      const controller = new AbortController();
+      res.once('close', () => {
+        if (!res.writableFinished) controller.abort();
+      });
+      exchange.context.signal = controller.signal;
+    }
+    await handler(exchange);
+  };
+  await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
 }
 
 function logAccess(log: Logger, req: IncomingMessage, res: ServerResponse, started: number): void {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Auth } from '../auth/setup.js';
 import type { RegistryServices } from '../registry/services.js';
 import type { RequestContext } from '../registry/context.js';
 import type { Route } from './router.js';
@@ -12,6 +13,8 @@ export interface Exchange<R extends Route = Route> {
   registry: RegistryServices;
   /** Who is asking and a signal that fires when the client goes away. */
   context: RequestContext;
+  /** Access control, when configured (the token and admin handlers use it). */
+  auth?: Auth;
 }
 
 export type Handler<R extends Route = Route> = (exchange: Exchange<R>) => Promise<void>;

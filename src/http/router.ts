@@ -3,7 +3,7 @@
  * `%2f`, `%2e%2e` and friends inside a repository name can never turn into path separators:
  * the name is handed on exactly as sent and the grammar check refuses it.
  */
-export type Route =
+export type RegistryRoute =
   | { kind: 'base' }
   | { kind: 'catalog' }
   | { kind: 'tags'; name: string }
@@ -12,6 +12,24 @@ export type Route =
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'referrers'; name: string; digest: string };
+
+/** The admin API (`/admin/v1/...`): `subject` is the user or robot name, or the rule id. */
+export type AdminRoute =
+  | { kind: 'admin.users' }
+  | { kind: 'admin.user'; subject: string }
+  | { kind: 'admin.user.password'; subject: string }
+  | { kind: 'admin.user.groups'; subject: string }
+  | { kind: 'admin.robots' }
+  | { kind: 'admin.robot'; subject: string }
+  | { kind: 'admin.policy' }
+  | { kind: 'admin.policy.rules' }
+  | { kind: 'admin.policy.rule'; subject: string }
+  | { kind: 'admin.jobs' };
+
+/** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API. */
+export type Route = RegistryRoute | AdminRoute | { kind: 'token' };
+
+export const ADMIN_PREFIX = '/admin/v1/';
 
 // Greedy names: a repository may itself contain "blobs" or "manifests" as a component.
 const MANIFEST = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
@@ -31,7 +49,13 @@ function segment(raw: string): string {
   }
 }
 
-export function matchRoute(path: string): Route | undefined {
+/**
+ * The endpoint a path names. `tokenPath` is where the built-in token issuer answers, when it is
+ * on; the admin API exists only with `admin` (access control configured).
+ */
+export function matchRoute(path: string, options: { tokenPath?: string; admin?: boolean } = {}): Route | undefined {
+  if (options.tokenPath !== undefined && path === options.tokenPath) return { kind: 'token' };
+  if (options.admin && path.startsWith(ADMIN_PREFIX)) return matchAdminRoute(path.slice(ADMIN_PREFIX.length));
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
   if (!path.startsWith('/v2/')) return undefined;
   if (path === '/v2/_catalog') return { kind: 'catalog' };
@@ -43,4 +67,37 @@ export function matchRoute(path: string): Route | undefined {
   if ((m = TAGS.exec(path))) return { kind: 'tags', name: m[1]! };
   if ((m = REFERRERS.exec(path))) return { kind: 'referrers', name: m[1]!, digest: segment(m[2]!) };
   return undefined;
+}
+
+function matchAdminRoute(rest: string): AdminRoute | undefined {
+  const parts = rest.split('/');
+  if (parts.length > 3) return undefined;
+  const decoded: string[] = [];
+  for (const part of parts) {
+    try {
+      decoded.push(decodeURIComponent(part));
+    } catch {
+      return undefined;
+    }
+  }
+  const [collection, second, third] = decoded;
+  switch (collection) {
+    case 'users':
+      if (second === undefined) return { kind: 'admin.users' };
+      if (third === undefined) return { kind: 'admin.user', subject: second };
+      if (third === 'password') return { kind: 'admin.user.password', subject: second };
+      if (third === 'groups') return { kind: 'admin.user.groups', subject: second };
+      return undefined;
+    case 'robots':
+      if (second === undefined) return { kind: 'admin.robots' };
+      return third === undefined ? { kind: 'admin.robot', subject: second } : undefined;
+    case 'policy':
+      if (second === undefined) return { kind: 'admin.policy' };
+      if (second !== 'rules') return undefined;
+      return third === undefined ? { kind: 'admin.policy.rules' } : { kind: 'admin.policy.rule', subject: third };
+    case 'jobs':
+      return second === undefined ? { kind: 'admin.jobs' } : undefined;
+    default:
+      return undefined;
+  }
 }

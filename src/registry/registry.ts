@@ -4,7 +4,7 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
-import type { Blobs, Discovery, Manifests, RegistryServices, Uploads } from './services.js';
+import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Uploads } from './services.js';
 import { UploadService } from './upload-service.js';
 
 export interface RegistryOptions {
@@ -29,6 +29,7 @@ export class Registry implements RegistryServices {
   readonly uploads: Uploads;
   readonly manifests: Manifests;
   readonly discovery: Discovery;
+  readonly operations: Operations;
   /** The upload service over this registry's own storage (for purging). */
   readonly localUploads: UploadService;
 
@@ -51,12 +52,14 @@ export class Registry implements RegistryServices {
         maxPage: options.pagination?.maxPage ?? 10_000,
         defaultCatalogPage: options.pagination?.defaultCatalogPage ?? 1000,
       }),
+      operations: { jobs: (query) => metadata.listJobs(query) },
     };
     const services = options.wrap ? options.wrap(local) : local;
     this.blobs = services.blobs;
     this.uploads = services.uploads;
     this.manifests = services.manifests;
     this.discovery = services.discovery;
+    this.operations = services.operations;
   }
 
   async close(): Promise<void> {

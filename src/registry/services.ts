@@ -1,4 +1,4 @@
-import type { ManifestRecord } from '../metadata/metadata-store.js';
+import type { JobRecord, JobState, ManifestRecord } from '../metadata/metadata-store.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
 import type { RequestContext } from './context.js';
@@ -59,10 +59,18 @@ export interface Discovery {
   referrers(repository: string, digest: string, artifactType?: string): Promise<Descriptor[]>;
 }
 
+/** What operators look at: the background job queue. */
+export interface Operations {
+  jobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
+}
+
+export type { JobRecord, JobState };
+
 /** The registry as its fronts see it. */
 export interface RegistryServices {
   readonly blobs: Blobs;
   readonly uploads: Uploads;
   readonly manifests: Manifests;
   readonly discovery: Discovery;
+  readonly operations: Operations;
 }

@@ -1,71 +1,86 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { actorOf } from '../../auth/identity.js';
 import type { Auth } from '../../auth/setup.js';
 import { RegistryError } from '../../errors/index.js';
-import { accessRequestOf } from '../access-gate.js';
+import type { JobState } from '../../registry/services.js';
 import { readJsonBody } from '../body.js';
-import { send, sendJson } from '../exchange.js';
-
-export const ADMIN_PREFIX = '/admin/v1/';
+import { send, sendJson, type Exchange, type Handler } from '../exchange.js';
+import type { AdminRoute } from '../router.js';
 
 /**
- * The admin API behind `wharf user|robot|policy`: JSON in and out, for registry-wide
- * administrators only (admin on `**`), with Basic credentials or a token from the built-in issuer
- * that carries the `registry:admin:*` scope.
+ * The admin API behind `wharf user|robot|policy` and the job queue's view: JSON in and out. The
+ * access gate lets only registry-wide administrators through (Basic credentials, or a token from
+ * the built-in issuer carrying `registry:admin:*`), so these handlers only parse and call.
  */
-export async function adminEndpoint(auth: Auth, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-  const request = accessRequestOf(req);
-  const identity = await auth.access.identify(request);
-  auth.access.authorizeAdmin(identity, request);
-  const actor = actorOf(identity)!;
-  const exchange = { req, res };
-  const parts = path.slice(ADMIN_PREFIX.length).split('/').map(decodeSegment);
-  const { admin } = auth;
-  switch (`${req.method ?? 'GET'} ${shapeOf(parts)}`) {
-    case 'GET users':
-      return sendJson(exchange, 200, { users: await admin.listUsers() });
-    case 'POST users':
-      return sendJson(exchange, 201, await admin.addUser(await readJsonBody(req), actor));
-    case 'DELETE users/:':
-      await admin.removeUser(parts[1]!, actor);
-      return send(exchange, 204, {});
-    case 'PUT users/:/password':
-      await admin.changePassword(parts[1]!, await readJsonBody(req), actor);
-      return send(exchange, 204, {});
-    case 'PUT users/:/groups':
-      await admin.setGroups(parts[1]!, await readJsonBody(req), actor);
-      return send(exchange, 204, {});
-    case 'GET robots':
-      return sendJson(exchange, 200, { robots: await admin.listRobots() });
-    case 'POST robots':
-      return sendJson(exchange, 201, await admin.createRobot(await readJsonBody(req), actor));
-    case 'DELETE robots/:':
-      await admin.revokeRobot(parts[1]!, actor);
-      return send(exchange, 204, {});
-    case 'GET policy':
-      return sendJson(exchange, 200, await admin.listPolicy());
-    case 'POST policy/rules':
-      return sendJson(exchange, 201, await admin.addRule(await readJsonBody(req), actor));
-    case 'DELETE policy/rules/:':
-      await admin.removeRule(Number(parts[2]), actor);
-      return send(exchange, 204, {});
-    default:
-      throw new RegistryError('NOT_FOUND');
-  }
+type AdminHandler<K extends AdminRoute['kind']> = Handler<Extract<AdminRoute, { kind: K }>>;
+
+/** Access control and the acting administrator; the gate guarantees both on admin routes. */
+function adminOf(ex: Exchange): { admin: Auth['admin']; actor: string } {
+  if (!ex.auth || ex.context.actor === undefined) throw new RegistryError('NOT_FOUND');
+  return { admin: ex.auth.admin, actor: ex.context.actor };
 }
 
-/** The path with its variable segment (a user, robot or rule id) written as `:`. */
-function shapeOf(parts: string[]): string {
-  const [collection, second, third] = parts;
-  if (parts.length > 3) return '';
-  if (collection === 'policy') return ['policy', second, third === undefined ? undefined : ':'].filter((p) => p !== undefined).join('/');
-  return [collection, second === undefined ? undefined : ':', third].filter((p) => p !== undefined).join('/');
-}
+export const listUsers: AdminHandler<'admin.users'> = async (ex) => sendJson(ex, 200, { users: await adminOf(ex).admin.listUsers() });
 
-function decodeSegment(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw new RegistryError('NOT_FOUND');
+export const addUser: AdminHandler<'admin.users'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  sendJson(ex, 201, await admin.addUser(await readJsonBody(ex.req), actor));
+};
+
+export const removeUser: AdminHandler<'admin.user'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  await admin.removeUser(ex.route.subject, actor);
+  send(ex, 204, {});
+};
+
+export const changePassword: AdminHandler<'admin.user.password'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  await admin.changePassword(ex.route.subject, await readJsonBody(ex.req), actor);
+  send(ex, 204, {});
+};
+
+export const setGroups: AdminHandler<'admin.user.groups'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  await admin.setGroups(ex.route.subject, await readJsonBody(ex.req), actor);
+  send(ex, 204, {});
+};
+
+export const listRobots: AdminHandler<'admin.robots'> = async (ex) => sendJson(ex, 200, { robots: await adminOf(ex).admin.listRobots() });
+
+export const createRobot: AdminHandler<'admin.robots'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  sendJson(ex, 201, await admin.createRobot(await readJsonBody(ex.req), actor));
+};
+
+export const revokeRobot: AdminHandler<'admin.robot'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  await admin.revokeRobot(ex.route.subject, actor);
+  send(ex, 204, {});
+};
+
+export const listPolicy: AdminHandler<'admin.policy'> = async (ex) => sendJson(ex, 200, await adminOf(ex).admin.listPolicy());
+
+export const addRule: AdminHandler<'admin.policy.rules'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  sendJson(ex, 201, await admin.addRule(await readJsonBody(ex.req), actor));
+};
+
+export const removeRule: AdminHandler<'admin.policy.rule'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  await admin.removeRule(Number(ex.route.subject), actor);
+  send(ex, 204, {});
+};
+
+const JOB_STATES: readonly JobState[] = ['ready', 'running', 'done', 'failed'];
+
+/** `GET /admin/v1/jobs[?state=ready,running][&n=100]`: the background job queue, newest first. */
+export const listJobs: AdminHandler<'admin.jobs'> = async (ex) => {
+  adminOf(ex);
+  const requested = ex.query.get('state');
+  const states = requested === null ? undefined : requested.split(',').filter((s) => s !== '');
+  if (states && !states.every((state) => (JOB_STATES as readonly string[]).includes(state))) {
+    throw new RegistryError('PARAMETER_INVALID', { message: `state must be among ${JOB_STATES.join(', ')}`, detail: { state: requested } });
   }
-}
+  const limit = Number(ex.query.get('n') ?? 100);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: ex.query.get('n') } });
+  const jobs = await ex.registry.operations.jobs({ ...(states ? { states: states as JobState[] } : {}), limit });
+  sendJson(ex, 200, { jobs });
+};
