@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-store.js';
+import { SqliteAccountStore } from '../src/metadata/sqlite/sqlite-account-store.js';
+import { accountStoreContract } from './support/account-contract.js';
 import { metadataStoreContract } from './support/metadata-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'wharf-sqlite-'));
@@ -12,7 +15,38 @@ let n = 0;
 
 metadataStoreContract('sqlite', async () => new SqliteMetadataStore({ path: join(dir, `contract-${(n += 1)}.db`) }));
 
+accountStoreContract('sqlite', async () => {
+  const path = join(dir, `accounts-${(n += 1)}.db`);
+  // The account tables come with the metadata migrations.
+  await new SqliteMetadataStore({ path }).close();
+  return { store: new SqliteAccountStore({ path }), other: async () => new SqliteAccountStore({ path }) };
+});
+
 describe('SQLite specifics', () => {
+  it('an account write waiting for another process\'s lock does not stop the event loop', async () => {
+    const path = join(dir, 'account-lock.db');
+    await new SqliteMetadataStore({ path }).close();
+    const store = new SqliteAccountStore({ path });
+    const rival = new Database(path);
+    rival.prepare('BEGIN IMMEDIATE').run();
+    let ticks = 0;
+    const ticker = setInterval(() => (ticks += 1), 10);
+    try {
+      const started = Date.now();
+      const created = store.createUser({ name: 'waits', passwordHash: 'x', groups: [] });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      rival.prepare('COMMIT').run();
+      assert.equal(await created, true);
+      assert.ok(Date.now() - started >= 300, 'the write waited for the lock');
+      assert.ok(ticks >= 15, `the event loop kept running while it waited (${ticks} ticks)`);
+    } finally {
+      clearInterval(ticker);
+      if (rival.inTransaction) rival.prepare('ROLLBACK').run();
+      rival.close();
+      await store.close();
+    }
+  });
+
   it('two connections (two processes) share one database file', async () => {
     const path = join(dir, 'shared.db');
     const a = new SqliteMetadataStore({ path });

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
 import { parseDuration } from './duration.js';
-import { SCHEMA, isLeaf, type Leaf, type Section } from './schema.js';
+import { SCHEMA, isLeaf, type ConfigPath, type ConfigValue, type Leaf, type Section } from './schema.js';
 
 /** The server's settings, typed and complete (defaults filled in). */
 export interface WharfConfig {
@@ -194,13 +194,24 @@ function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]):
   }
 }
 
+/** Which key each command-line flag sets: the flag's name is spelled here once, the key in SCHEMA. */
+const FLAG_KEYS = {
+  addr: 'http.addr',
+  data: 'storage.filesystem.rootdirectory',
+  logLevel: 'log.level',
+  workers: 'server.workers',
+  deleteEnabled: 'storage.delete.enabled',
+} as const satisfies Record<keyof ConfigFlags, ConfigPath>;
+
 function applyFlags(raw: Raw, flags: ConfigFlags): void {
-  const section = (key: string): Raw => (raw[key] ??= {}) as Raw;
-  if (flags.addr !== undefined) section('http').addr = flags.addr;
-  if (flags.data !== undefined) ((section('storage').filesystem ??= {}) as Raw).rootdirectory = flags.data;
-  if (flags.logLevel !== undefined) section('log').level = flags.logLevel;
-  if (flags.workers !== undefined) section('server').workers = flags.workers;
-  if (flags.deleteEnabled !== undefined) ((section('storage').delete ??= {}) as Raw).enabled = flags.deleteEnabled;
+  for (const [flag, path] of Object.entries(FLAG_KEYS) as Array<[keyof ConfigFlags, ConfigPath]>) {
+    const given = flags[flag];
+    if (given === undefined) continue;
+    const keys = path.split('.');
+    let section = raw;
+    for (const key of keys.slice(0, -1)) section = (section[key] ??= {}) as Raw;
+    section[keys[keys.length - 1]!] = given;
+  }
 }
 
 function at(raw: Raw, path: string): unknown {
@@ -213,13 +224,22 @@ function at(raw: Raw, path: string): unknown {
 }
 
 function leafOf(path: string): Leaf {
-  let node: Section | Leaf = SCHEMA;
+  let node: Section | Leaf = SCHEMA as Section;
   for (const key of path.split('.')) node = (node as Section)[key]!;
   return node as Leaf;
 }
 
 /** The value at `path`, coerced to its leaf's kind; `fallback` when absent. */
-function value<T>(raw: Raw, path: string, fallback: T): T {
+function value<P extends ConfigPath>(raw: Raw, path: P, fallback: ConfigValue<P>): ConfigValue<P> {
+  return read(raw, path, fallback);
+}
+
+/** The value at `path`, coerced to its leaf's kind; undefined when absent. */
+function maybe<P extends ConfigPath>(raw: Raw, path: P): ConfigValue<P> | undefined {
+  return read<ConfigValue<P> | undefined>(raw, path, undefined);
+}
+
+function read<T>(raw: Raw, path: string, fallback: T): T {
   const v = at(raw, path);
   if (v === undefined || v === null || v === '') return fallback;
   const leaf = leafOf(path);
@@ -293,10 +313,10 @@ function build(raw: Raw): WharfConfig {
   }
   const { host, port } = parseAddress(value(raw, 'http.addr', ':5000'));
   const rootDirectory = resolve(value(raw, 'storage.filesystem.rootdirectory', './data'));
-  const formatter = value<string>(raw, 'log.formatter', 'auto');
+  const formatter = value(raw, 'log.formatter', 'auto');
   return {
     log: {
-      level: value<LogLevel>(raw, 'log.level', 'info'),
+      level: value(raw, 'log.level', 'info'),
       format: formatter === 'text' || formatter === 'pretty' ? 'pretty' : formatter === 'auto' ? 'auto' : 'json',
       accessLog: !value(raw, 'log.accesslog.disabled', false),
     },
@@ -330,15 +350,15 @@ function build(raw: Raw): WharfConfig {
 const TLS_VERSIONS = { 'tls1.0': 'TLSv1', 'tls1.1': 'TLSv1.1', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' } as const;
 
 function buildTls(raw: Raw): TlsConfig | undefined {
-  const certificate = value<string | undefined>(raw, 'http.tls.certificate', undefined);
-  const key = value<string | undefined>(raw, 'http.tls.key', undefined);
-  const clientCas = value<string[]>(raw, 'http.tls.clientcas', []);
+  const certificate = maybe(raw, 'http.tls.certificate');
+  const key = maybe(raw, 'http.tls.key');
+  const clientCas = value(raw, 'http.tls.clientcas', []);
   if (certificate === undefined && key === undefined) {
     if (clientCas.length > 0) throw new ConfigError('http.tls.clientcas needs http.tls.certificate and http.tls.key');
     return undefined;
   }
   if (certificate === undefined || key === undefined) throw new ConfigError('http.tls needs both certificate and key');
-  const minimum = value<keyof typeof TLS_VERSIONS>(raw, 'http.tls.minimumtls', 'tls1.2');
+  const minimum = value(raw, 'http.tls.minimumtls', 'tls1.2');
   return {
     certificate: resolve(certificate),
     key: resolve(key),
@@ -351,9 +371,9 @@ function buildTls(raw: Raw): TlsConfig | undefined {
 function buildAuth(raw: Raw, rootDirectory: string): { auth?: AuthConfig } {
   const section = at(raw, 'auth') as Raw | undefined;
   const has = (key: string) => section !== undefined && section !== null && typeof section === 'object' && key in section;
-  const htpasswdPath = value<string | undefined>(raw, 'auth.htpasswd.path', undefined);
+  const htpasswdPath = maybe(raw, 'auth.htpasswd.path');
   if (has('htpasswd') && htpasswdPath === undefined) throw new ConfigError('auth.htpasswd.path is required');
-  const issuerEnabled = value<boolean | undefined>(raw, 'auth.issuer.enabled', undefined);
+  const issuerEnabled = maybe(raw, 'auth.issuer.enabled');
   if (!has('htpasswd') && !has('token') && issuerEnabled !== true) return {};
   const auth: AuthConfig = {
     throttle: {
@@ -365,17 +385,17 @@ function buildAuth(raw: Raw, rootDirectory: string): { auth?: AuthConfig } {
     stateDirectory: resolve(rootDirectory, 'auth'),
   };
   if (htpasswdPath !== undefined) auth.htpasswd = { realm: value(raw, 'auth.htpasswd.realm', 'Registry Realm'), path: resolve(htpasswdPath) };
-  const rootCertBundle = value<string | undefined>(raw, 'auth.token.rootcertbundle', undefined);
-  const jwks = value<string | undefined>(raw, 'auth.token.jwks', undefined);
+  const rootCertBundle = maybe(raw, 'auth.token.rootcertbundle');
+  const jwks = maybe(raw, 'auth.token.jwks');
   const tokenMode = has('token') || issuerEnabled === true;
   if (tokenMode) {
     auth.token = {
-      realm: value<string | undefined>(raw, 'auth.token.realm', undefined),
+      realm: maybe(raw, 'auth.token.realm'),
       service: value(raw, 'auth.token.service', 'wharf'),
       issuer: value(raw, 'auth.token.issuer', 'wharf'),
       autoRedirect: value(raw, 'auth.token.autoredirect', false),
       autoRedirectPath: value(raw, 'auth.token.autoredirectpath', '/auth/token'),
-      signingAlgorithms: value<string[]>(raw, 'auth.token.signingalgorithms', []),
+      signingAlgorithms: value(raw, 'auth.token.signingalgorithms', []),
       ...(rootCertBundle !== undefined ? { rootCertBundle: resolve(rootCertBundle) } : {}),
       ...(jwks !== undefined ? { jwks: resolve(jwks) } : {}),
     };
@@ -389,18 +409,18 @@ function buildAuth(raw: Raw, rootDirectory: string): { auth?: AuthConfig } {
       route,
       expirationMs: value(raw, 'auth.issuer.expiration', 5 * 60_000),
       refreshExpirationMs: value(raw, 'auth.issuer.refreshexpiration', 30 * 24 * 3_600_000),
-      algorithm: value<'es256' | 'rs256'>(raw, 'auth.issuer.algorithm', 'es256') === 'rs256' ? 'RS256' : 'ES256',
+      algorithm: value(raw, 'auth.issuer.algorithm', 'es256') === 'rs256' ? 'RS256' : 'ES256',
     };
   } else if (tokenMode && auth.token?.realm === undefined) {
     throw new ConfigError('auth.token.realm is required with an external token issuer');
   }
   if (has('policy')) {
     auth.policy = {
-      admins: value<string[]>(raw, 'auth.policy.admins', []),
-      public: value<string[]>(raw, 'auth.policy.public', []),
-      defaultActions: value<string[] | undefined>(raw, 'auth.policy.defaultactions', undefined),
-      groups: value<unknown>(raw, 'auth.policy.groups', {}),
-      rules: value<unknown>(raw, 'auth.policy.rules', []),
+      admins: value(raw, 'auth.policy.admins', []),
+      public: value(raw, 'auth.policy.public', []),
+      defaultActions: maybe(raw, 'auth.policy.defaultactions'),
+      groups: value(raw, 'auth.policy.groups', {}),
+      rules: value(raw, 'auth.policy.rules', []),
     };
   }
   return { auth };

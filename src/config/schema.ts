@@ -29,9 +29,9 @@ const str = { kind: 'string' } as const;
 const bool = { kind: 'boolean' } as const;
 const duration = { kind: 'duration' } as const;
 const strings = { kind: 'strings' } as const;
-const ignored = (reason: string): Leaf => ({ kind: 'ignored', reason });
+const ignored = (reason: string) => ({ kind: 'ignored', reason }) as const;
 
-export const SCHEMA: Section = {
+export const SCHEMA = {
   version: str,
   log: {
     level: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
@@ -124,4 +124,38 @@ export const SCHEMA: Section = {
   compatibility: ignored('schema 1 is not supported'),
   reporting: ignored('not supported'),
   loglevel: ignored('use log.level'),
-};
+} as const satisfies Section;
+
+/** The value a leaf of each kind has once read (durations in milliseconds). */
+interface LeafValues {
+  string: string;
+  address: string;
+  boolean: boolean;
+  integer: number;
+  duration: number;
+  headers: Record<string, string[]>;
+  strings: string[];
+  yaml: unknown;
+}
+
+type LeafValue<L> = L extends { kind: 'enum'; values: readonly (infer V)[] } ? V : L extends { kind: infer K extends keyof LeafValues } ? LeafValues[K] : never;
+
+/** Every dotted path to a key Wharf reads, e.g. `storage.maintenance.uploadpurging.age`. */
+export type ConfigPath<S = typeof SCHEMA, Prefix extends string = ''> = {
+  [K in keyof S & string]: S[K] extends { kind: 'ignored' }
+    ? never
+    : S[K] extends { kind: string }
+      ? `${Prefix}${K}`
+      : ConfigPath<S[K], `${Prefix}${K}.`>;
+}[keyof S & string];
+
+type LeafAt<P extends string, S = typeof SCHEMA> = P extends `${infer Head}.${infer Rest}`
+  ? Head extends keyof S
+    ? LeafAt<Rest, S[Head]>
+    : never
+  : P extends keyof S
+    ? S[P]
+    : never;
+
+/** The type of the value at a path: a misspelt path is a compile error, not a silent default. */
+export type ConfigValue<P extends ConfigPath> = LeafValue<LeafAt<P>>;

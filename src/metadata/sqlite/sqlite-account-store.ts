@@ -87,7 +87,8 @@ export class SqliteAccountStore implements AccountStore {
       this.ownsConnection = false;
     } else {
       this.db = new Database(options.path);
-      this.db.pragma('busy_timeout = 10000');
+      // Like the throttle's: a lock held by another process is waited for on a timer (withoutBlocking).
+      this.db.pragma('busy_timeout = 0');
       this.db.pragma('synchronous = FULL');
       this.throttleDb = new Database(options.path);
       this.throttleDb.pragma('busy_timeout = 0');
@@ -146,87 +147,119 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async getUser(name: string): Promise<UserRecord | undefined> {
-    const row = this.statements.getUser.get(name);
-    return row ? toUser(row) : undefined;
+    return this.withoutBlocking(() => {
+      const row = this.statements.getUser.get(name);
+      return row ? toUser(row) : undefined;
+    });
   }
 
   async listUsers(): Promise<UserRecord[]> {
-    return this.statements.listUsers.all().map(toUser);
+    return this.withoutBlocking(() => {
+      return this.statements.listUsers.all().map(toUser);
+    });
   }
 
   async createUser(user: { name: string; passwordHash: string; groups: string[] }): Promise<boolean> {
-    const now = Date.now();
-    return this.statements.insertUser.run(user.name, user.passwordHash, JSON.stringify(user.groups), now, now).changes === 1;
+    return this.withoutBlocking(() => {
+      const now = Date.now();
+      return this.statements.insertUser.run(user.name, user.passwordHash, JSON.stringify(user.groups), now, now).changes === 1;
+    });
   }
 
   async updateUser(name: string, changes: { passwordHash?: string; groups?: string[] }): Promise<boolean> {
-    const now = Date.now();
-    return this.db.transaction(() => {
-      if (!this.statements.getUser.get(name)) return false;
-      if (changes.passwordHash !== undefined) this.statements.updatePassword.run(changes.passwordHash, now, name);
-      if (changes.groups !== undefined) this.statements.updateGroups.run(JSON.stringify(changes.groups), now, name);
-      return true;
-    })();
+    return this.withoutBlocking(() => {
+      const now = Date.now();
+      return this.db.transaction(() => {
+        if (!this.statements.getUser.get(name)) return false;
+        if (changes.passwordHash !== undefined) this.statements.updatePassword.run(changes.passwordHash, now, name);
+        if (changes.groups !== undefined) this.statements.updateGroups.run(JSON.stringify(changes.groups), now, name);
+        return true;
+      }).immediate();
+    });
   }
 
   async deleteUser(name: string): Promise<boolean> {
-    return this.statements.deleteUser.run(name).changes === 1;
+    return this.withoutBlocking(() => {
+      return this.statements.deleteUser.run(name).changes === 1;
+    });
   }
 
   async getRobot(name: string): Promise<RobotRecord | undefined> {
-    const row = this.statements.getRobot.get(name);
-    return row ? toRobot(row) : undefined;
+    return this.withoutBlocking(() => {
+      const row = this.statements.getRobot.get(name);
+      return row ? toRobot(row) : undefined;
+    });
   }
 
   async listRobots(): Promise<RobotRecord[]> {
-    return this.statements.listRobots.all().map(toRobot);
+    return this.withoutBlocking(() => {
+      return this.statements.listRobots.all().map(toRobot);
+    });
   }
 
   async createRobot(robot: Omit<RobotRecord, 'createdAt'>): Promise<boolean> {
-    const result = this.statements.insertRobot.run(
-      robot.name,
-      robot.tokenHash,
-      JSON.stringify(robot.permissions),
-      robot.description ?? null,
-      Date.now(),
-      robot.createdBy ?? null,
-      robot.expiresAt ?? null,
-    );
-    return result.changes === 1;
+    return this.withoutBlocking(() => {
+      const result = this.statements.insertRobot.run(
+        robot.name,
+        robot.tokenHash,
+        JSON.stringify(robot.permissions),
+        robot.description ?? null,
+        Date.now(),
+        robot.createdBy ?? null,
+        robot.expiresAt ?? null,
+      );
+      return result.changes === 1;
+    });
   }
 
   async deleteRobot(name: string): Promise<boolean> {
-    return this.statements.deleteRobot.run(name).changes === 1;
+    return this.withoutBlocking(() => {
+      return this.statements.deleteRobot.run(name).changes === 1;
+    });
   }
 
   async listRules(): Promise<RuleRecord[]> {
-    return this.statements.listRules.all().map(toRule);
+    return this.withoutBlocking(() => {
+      return this.statements.listRules.all().map(toRule);
+    });
   }
 
   async rulesGeneration(): Promise<number> {
-    return this.statements.rulesGeneration.get()?.generation ?? 0;
+    return this.withoutBlocking(() => {
+      return this.statements.rulesGeneration.get()?.generation ?? 0;
+    });
   }
 
   async addRule(rule: { subject: string; repository: string; actions: string[]; createdBy?: string }): Promise<RuleRecord> {
-    return toRule(this.statements.insertRule.get(rule.subject, rule.repository, JSON.stringify(rule.actions), Date.now(), rule.createdBy ?? null)!);
+    return this.withoutBlocking(() => {
+      return toRule(this.statements.insertRule.get(rule.subject, rule.repository, JSON.stringify(rule.actions), Date.now(), rule.createdBy ?? null)!);
+    });
   }
 
   async deleteRule(id: number): Promise<boolean> {
-    return this.statements.deleteRule.run(id).changes === 1;
+    return this.withoutBlocking(() => {
+      return this.statements.deleteRule.run(id).changes === 1;
+    });
   }
 
   async addRefreshToken(token: RefreshTokenRecord): Promise<void> {
-    this.statements.purgeRefresh.run(Date.now());
-    this.statements.insertRefresh.run(token.tokenHash, token.subject, token.createdAt, token.expiresAt);
+    return this.withoutBlocking(() => {
+      this.statements.purgeRefresh.run(Date.now());
+      this.statements.insertRefresh.run(token.tokenHash, token.subject, token.createdAt, token.expiresAt);
+    });
   }
 
   async getRefreshToken(tokenHash: string): Promise<RefreshTokenRecord | undefined> {
-    const row = this.statements.getRefresh.get(tokenHash);
-    return row ? { tokenHash: row.token_hash, subject: row.subject, createdAt: row.created_at, expiresAt: row.expires_at } : undefined;
+    return this.withoutBlocking(() => {
+      const row = this.statements.getRefresh.get(tokenHash);
+      return row ? { tokenHash: row.token_hash, subject: row.subject, createdAt: row.created_at, expiresAt: row.expires_at } : undefined;
+    });
   }
 
   async deleteRefreshTokens(subject: string): Promise<number> {
-    return this.statements.deleteRefresh.run(subject).changes;
+    return this.withoutBlocking(() => {
+      return this.statements.deleteRefresh.run(subject).changes;
+    });
   }
 
   async loginFailures(keys: string[], window: LoginWindow): Promise<Map<string, LoginFailures>> {
@@ -266,7 +299,7 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   /**
-   * Runs `work` on the throttle connection; while another process holds the lock it fails at once
+   * Runs `work` (on either connection); while another process holds the lock it fails at once
    * (busy_timeout 0) and is retried a millisecond later, so this process goes on serving meanwhile.
    * Gives up with SQLITE_BUSY after THROTTLE_BUSY_LIMIT_MS.
    */
