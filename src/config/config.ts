@@ -11,12 +11,15 @@ export interface WharfConfig {
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto'; accessLog: boolean };
   http: { host: string | undefined; port: number; headers: Record<string, string[]>; drainTimeoutMs: number; tls?: TlsConfig };
   storage: {
+    /** Which storage driver keeps the blobs (registry:2 names it by its section: `storage.filesystem`). */
+    driver: 'filesystem';
     rootDirectory: string;
     deleteEnabled: boolean;
     readOnly: boolean;
     uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
   };
-  metadata: { sqlite: { path: string; synchronous: 'full' | 'normal' } };
+  /** Which metadata store, and its settings (the embedded SQLite today; PostgreSQL will be another kind). */
+  metadata: { kind: 'sqlite'; sqlite: { path: string; synchronous: 'full' | 'normal' } };
   catalog: { maxEntries: number };
   server: { workers: number };
   /** Absent when the registry is open to everyone (registry:2 without an auth section). */
@@ -322,6 +325,7 @@ function build(raw: Raw): WharfConfig {
     },
     http: { host, port, headers: value(raw, 'http.headers', {}), drainTimeoutMs: value(raw, 'http.draintimeout', 10_000), ...optional('tls', buildTls(raw)) },
     storage: {
+      driver: 'filesystem',
       rootDirectory,
       deleteEnabled: value(raw, 'storage.delete.enabled', false),
       readOnly: value(raw, 'storage.maintenance.readonly.enabled', false),
@@ -333,6 +337,7 @@ function build(raw: Raw): WharfConfig {
       },
     },
     metadata: {
+      kind: 'sqlite',
       sqlite: {
         path: resolve(rootDirectory, value(raw, 'metadata.sqlite.path', 'wharf.db')),
         synchronous: value(raw, 'metadata.sqlite.synchronous', 'full'),

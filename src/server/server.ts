@@ -16,6 +16,7 @@ import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
+import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { startWorkerPool } from './worker-pool.js';
@@ -71,14 +72,26 @@ export interface Stores {
  * database and SQLite needs no shared-memory file (see SqliteOptions.exclusive).
  */
 export function openStores(config: WharfConfig, options: { exclusive?: boolean } = {}): Stores {
-  const { path, synchronous } = config.metadata.sqlite;
-  const metadata = new SqliteMetadataStore({ path, synchronous, ...(options.exclusive ? { exclusive: true } : {}) });
-  const store = new BlobStore(new FilesystemDriver(config.storage.rootDirectory));
-  return {
-    metadata,
-    store,
-    openAccounts: () => (options.exclusive ? new SqliteAccountStore({ connection: metadata.connection }) : new SqliteAccountStore({ path })),
-  };
+  const store = new BlobStore(openStorageDriver(config));
+  switch (config.metadata.kind) {
+    case 'sqlite': {
+      const { path, synchronous } = config.metadata.sqlite;
+      const metadata = new SqliteMetadataStore({ path, synchronous, ...(options.exclusive ? { exclusive: true } : {}) });
+      return {
+        metadata,
+        store,
+        openAccounts: () => (options.exclusive ? new SqliteAccountStore({ connection: metadata.connection }) : new SqliteAccountStore({ path })),
+      };
+    }
+  }
+}
+
+/** The storage driver configuration names (the filesystem today; S3 will be another). */
+function openStorageDriver(config: WharfConfig): StorageDriver {
+  switch (config.storage.driver) {
+    case 'filesystem':
+      return new FilesystemDriver(config.storage.rootDirectory);
+  }
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */

@@ -58,6 +58,8 @@ export class FilesystemDriver implements StorageDriver {
   async stat(path: string): Promise<FileInfo | undefined> {
     try {
       const info = await stat(this.full(path));
+      // A directory is a prefix of other paths, as in an object store, not a file.
+      if (!info.isFile()) return undefined;
       return { size: info.size, modifiedAt: info.mtime };
     } catch (error) {
       if (isMissing(error)) return undefined;
@@ -72,6 +74,10 @@ export class FilesystemDriver implements StorageDriver {
     } catch (error) {
       if (isMissing(error)) throw new PathNotFoundError(path);
       throw error;
+    }
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      throw new PathNotFoundError(path);
     }
     if (options.length === 0) {
       await handle.close();

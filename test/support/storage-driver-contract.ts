@@ -251,6 +251,168 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       await assert.rejects(driver.reader('m/src'), PathNotFoundError);
     });
 
+    it('overwriting with shorter content leaves no tail, and stat follows', async () => {
+      const driver = await create();
+      await put(driver, 'shrink', Buffer.from('a long first version'));
+      const first = (await driver.stat('shrink'))!;
+      await put(driver, 'shrink', Buffer.from('short'));
+      assert.equal((await readAll(await driver.reader('shrink'))).toString(), 'short');
+      const second = (await driver.stat('shrink'))!;
+      assert.equal(second.size, 5);
+      assert.ok(second.modifiedAt.getTime() >= first.modifiedAt.getTime());
+    });
+
+    it('a directory-like prefix is not a file: stat is undefined and reader throws PathNotFoundError', async () => {
+      const driver = await create();
+      await put(driver, 'prefix/child', Buffer.from('x'));
+      assert.equal(await driver.stat('prefix'), undefined);
+      await assert.rejects(driver.reader('prefix'), PathNotFoundError);
+    });
+
+    it('deleting a file leaves its siblings; deleting a prefix spares names that only start alike', async () => {
+      const driver = await create();
+      await put(driver, 'd/a', Buffer.from('1'));
+      await put(driver, 'd/b', Buffer.from('2'));
+      await put(driver, 'd/bc/x', Buffer.from('3'));
+      await put(driver, 'dd/a', Buffer.from('4'));
+      await driver.delete('d/a');
+      assert.equal(await driver.stat('d/a'), undefined);
+      assert.equal((await driver.stat('d/b'))?.size, 1);
+      await driver.delete('d/b');
+      assert.equal((await driver.stat('d/bc/x'))?.size, 1, 'd/b is not a prefix of d/bc');
+      await driver.delete('d');
+      assert.equal(await driver.stat('d/bc/x'), undefined);
+      assert.equal((await driver.stat('dd/a'))?.size, 1, 'd is not a prefix of dd');
+    });
+
+    it('listing or walking a file path finds nothing under it', async () => {
+      const driver = await create();
+      await put(driver, 'plain/file', Buffer.from('x'));
+      assert.deepEqual(await driver.list('plain/file'), []);
+      const walked: string[] = [];
+      for await (const entry of driver.walk('plain/file')) walked.push(entry.path);
+      assert.deepEqual(walked, []);
+    });
+
+    it('moves over a larger destination without leaving its tail', async () => {
+      const driver = await create();
+      await put(driver, 'mv/small', Buffer.from('small'));
+      await put(driver, 'mv/large', Buffer.alloc(100_000, 0x6c));
+      await driver.move('mv/small', 'mv/large');
+      assert.equal((await readAll(await driver.reader('mv/large'))).toString(), 'small');
+      assert.equal((await driver.stat('mv/large'))?.size, 5);
+    });
+
+    it('concatenates one whole source, many small ones, and sources larger than an object store part', async () => {
+      const driver = await create();
+      await put(driver, 'one', Buffer.from('only'));
+      await driver.concat([{ path: 'one', length: 4 }], 'one-copy');
+      assert.equal((await readAll(await driver.reader('one-copy'))).toString(), 'only');
+      const pieces = Array.from({ length: 100 }, (_, i) => Buffer.from(`piece ${i};`));
+      await Promise.all(pieces.map((piece, i) => put(driver, `pieces/${i}`, piece)));
+      await driver.concat(pieces.map((piece, i) => ({ path: `pieces/${i}`, length: piece.length })), 'pieces-joined');
+      assert.ok((await readAll(await driver.reader('pieces-joined'))).equals(Buffer.concat(pieces)));
+      const big = [randomBytes(6 * 1024 * 1024 + 1), randomBytes(5 * 1024 * 1024 + 7)];
+      await put(driver, 'big/0', big[0]!);
+      await put(driver, 'big/1', big[1]!);
+      await driver.concat([{ path: 'big/0', length: big[0]!.length }, { path: 'big/1', length: big[1]!.length }], 'big/joined');
+      const joined = await readAll(await driver.reader('big/joined'));
+      assert.equal(createHash('sha256').update(joined).digest('hex'), createHash('sha256').update(Buffer.concat(big)).digest('hex'));
+    });
+
+    it('concatenates into one of its own sources', async () => {
+      const driver = await create();
+      await put(driver, 'self', Buffer.from('ab'));
+      await driver.concat([{ path: 'self', length: 2 }, { path: 'self', length: 1 }], 'self');
+      assert.equal((await readAll(await driver.reader('self'))).toString(), 'aba');
+    });
+
+    it('a writer refuses writes after commit, and a cancel after a commit keeps the file', async () => {
+      const driver = await create();
+      const writer = await driver.writer('done');
+      await writer.write(Buffer.from('final'));
+      assert.equal(writer.size, 5);
+      await writer.commit();
+      await assert.rejects(writer.write(Buffer.from('more')));
+      await writer.cancel();
+      assert.equal((await readAll(await driver.reader('done'))).toString(), 'final');
+    });
+
+    it('writes ten thousand one-byte chunks in order', async () => {
+      const driver = await create();
+      const writer = await driver.writer('tiny');
+      const expected = Buffer.alloc(10_000);
+      for (let i = 0; i < 10_000; i += 1) {
+        expected[i] = i % 251;
+        await writer.write(Buffer.from([i % 251]));
+      }
+      await writer.commit();
+      assert.ok((await readAll(await driver.reader('tiny'))).equals(expected));
+    });
+
+    it('many writers of different files in one directory at once', async () => {
+      const driver = await create();
+      const files = Array.from({ length: 40 }, (_, i) => randomBytes(10_000 + i));
+      await Promise.all(files.map((data, i) => put(driver, `crowd/${i}`, data)));
+      const read = await Promise.all(files.map(async (_, i) => readAll(await driver.reader(`crowd/${i}`))));
+      read.forEach((data, i) => assert.ok(data.equals(files[i]!)));
+      assert.equal((await driver.list('crowd')).length, 40);
+    });
+
+    it('keeps deep paths and names with dots, dashes and underscores', async () => {
+      const driver = await create();
+      const path = 'a/b/c/d/e/f/g/h/i/j/file.name-with_parts.0';
+      await put(driver, path, Buffer.from('deep'));
+      assert.equal((await readAll(await driver.reader(path))).toString(), 'deep');
+      const walked: string[] = [];
+      for await (const entry of driver.walk('a/b/c')) walked.push(entry.path);
+      assert.deepEqual(walked, [path]);
+    });
+
+    it('walks hundreds of files across directories, each once, with the sizes stat gives', async () => {
+      const driver = await create();
+      const expected = new Map<string, number>();
+      for (let dir = 0; dir < 10; dir += 1) {
+        for (let file = 0; file < 30; file += 1) {
+          const path = `walk/${String(dir).padStart(2, '0')}/${file}`;
+          expected.set(path, dir + file);
+        }
+      }
+      await Promise.all([...expected].map(([path, size]) => put(driver, path, Buffer.alloc(size, 1))));
+      const seen = new Map<string, number>();
+      for await (const entry of driver.walk('walk')) {
+        assert.equal(seen.has(entry.path), false, `walked twice: ${entry.path}`);
+        seen.set(entry.path, entry.size);
+        assert.ok(entry.modifiedAt instanceof Date);
+      }
+      assert.deepEqual([...seen].sort(), [...expected].sort());
+      assert.equal((await driver.stat('walk/03/7'))?.size, seen.get('walk/03/7'));
+    });
+
+    it('reads a range from the middle of a large file across chunk boundaries', async () => {
+      const driver = await create();
+      const data = randomBytes(5 * 1024 * 1024);
+      await put(driver, 'middle', data);
+      const part = await readAll(await driver.reader('middle', { offset: 1_000_001, length: 3_000_000 }));
+      assert.ok(part.equals(data.subarray(1_000_001, 4_000_001)));
+    });
+
+    it('an empty file reads as nothing, whole or by a zero-length range', async () => {
+      const driver = await create();
+      await put(driver, 'nothing', Buffer.alloc(0));
+      assert.equal((await readAll(await driver.reader('nothing', { offset: 0, length: 0 }))).length, 0);
+      assert.equal((await readAll(await driver.reader('nothing', { offset: 0 }))).length, 0);
+    });
+
+    it('a stat and a listing after delete no longer see the file', async () => {
+      const driver = await create();
+      await put(driver, 'gone/file', Buffer.from('x'));
+      await driver.delete('gone/file');
+      assert.equal(await driver.stat('gone/file'), undefined);
+      assert.deepEqual(await driver.list('gone'), []);
+      await assert.rejects(driver.reader('gone/file'), PathNotFoundError);
+    });
+
     it('never resolves a path outside its root', async () => {
       const driver = await create();
       await assert.rejects(driver.stat('../../etc/passwd'));
