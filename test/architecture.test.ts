@@ -50,3 +50,25 @@ it('imports point one way between modules', () => {
   }
   assert.deepEqual(violations, []);
 });
+
+it('digests are parsed once, where they enter: services take a Digest and never parse one again', () => {
+  const offenders: string[] = [];
+  for (const file of files(join(SRC, 'registry')).concat(files(join(SRC, 'metadata')))) {
+    if (file.endsWith('validation.ts')) continue;
+    const text = readFileSync(file, 'utf8');
+    if (/\b(parseDigest|asDigest|checkDigest)\(/.test(text)) offenders.push(relative(SRC, file));
+  }
+  assert.deepEqual(offenders, []);
+});
+
+it('the HTTP layer reaches the registry only through its service interfaces', () => {
+  const offenders: string[] = [];
+  for (const file of files(join(SRC, 'http'))) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/^import (type )?[^;]*?from '(\.{1,2}\/[^']+)';/gms)) {
+      const target = relative(SRC, join(file, '..', m[2]!));
+      // Types (request and result shapes) are fine; the classes are the registry's to compose.
+      if (m[1] === undefined && /^registry\/(blob|upload|manifest|discovery)-service\.js$/.test(target)) offenders.push(`${relative(SRC, file)} imports ${target}`);
+    }
+  }
+  assert.deepEqual(offenders, []);
+});

@@ -4,11 +4,12 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { Digest } from '../src/oci/digest.js';
 import { BlobStore, type UploadPart } from '../src/storage/blob-store.js';
 import { FilesystemDriver } from '../src/storage/filesystem-driver.js';
 import { HashThread } from '../src/storage/hash-thread.js';
 
-const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
 
 async function* chunks(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
   let offset = 0;

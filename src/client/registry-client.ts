@@ -425,7 +425,7 @@ export class RegistryClient {
     });
     if (res.statusCode !== 200) throw await this.failure(res, what);
     const bytes = await readBody(res);
-    let digest = digestOf(bytes);
+    let digest: string = digestOf(bytes);
     if (isDigest(reference)) {
       const expected = reference;
       const actual = expected.startsWith('sha512:') ? digestOf(bytes, 'sha512') : digest;

@@ -1,5 +1,6 @@
 import { isRegistryError } from '../errors/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
+import { storedDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
 
 /** One blob whose bytes are not what its digest says. */
@@ -45,8 +46,9 @@ export async function checkIntegrity(metadata: MetadataStore, store: BlobStore, 
   let after: string | undefined;
   for (;;) {
     const page = await metadata.listBlobs({ ...(after !== undefined ? { after } : {}), limit: PAGE });
-    for (const blob of page) {
-      if (blob.state !== 'present') continue;
+    for (const row of page) {
+      if (row.state !== 'present') continue;
+      const blob = { ...row, digest: storedDigest(row.digest) };
       let stored: { digest: string; size: number };
       try {
         stored = await store.rehash(blob.digest);
@@ -79,7 +81,7 @@ export async function checkIntegrity(metadata: MetadataStore, store: BlobStore, 
 }
 
 /** Moves bad bytes aside and marks the blob; undefined when the bytes turned out good after all. */
-async function quarantine(metadata: MetadataStore, store: BlobStore, digest: string): Promise<string | undefined> {
+async function quarantine(metadata: MetadataStore, store: BlobStore, digest: Digest): Promise<string | undefined> {
   const aside = await store.quarantine(digest);
   // Hash what was moved: if a commit put good bytes in place since the first hash, restore them.
   const moved = await store.rehashQuarantined(aside, digest);

@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
 import type { RegistryServices } from '../registry/services.js';
-import type { RequestContext } from '../registry/context.js';
 import { checkRouteName, guard } from './access-gate.js';
 import { sendError } from './error-response.js';
 import type { Exchange, Handler } from './exchange.js';

@@ -26,6 +26,34 @@ export function parseDigest(value: string): ParsedDigest | undefined {
   return { algorithm, hex };
 }
 
+declare const validDigest: unique symbol;
+
+/**
+ * A digest that has been parsed and found valid (sha256 or sha512, lower-case hex of the right
+ * length). At run time it is the same string; the type records that it was checked, so a value is
+ * parsed once where it enters (an HTTP request) and trusted everywhere after.
+ */
+export type Digest = string & { readonly [validDigest]: true };
+
+/** The string as a Digest, or undefined when it is not a valid one. */
+export function asDigest(value: string): Digest | undefined {
+  return parseDigest(value) ? (value as Digest) : undefined;
+}
+
+/**
+ * For digests the registry checked when it first saw them and reads back now (from metadata or
+ * from a content-addressed file name): no second check.
+ */
+export function storedDigest(value: string): Digest {
+  return value as Digest;
+}
+
+/** The algorithm and hex of a valid digest, without checking it again. */
+export function digestParts(digest: Digest): ParsedDigest {
+  const colon = digest.indexOf(':');
+  return { algorithm: digest.slice(0, colon) as DigestAlgorithm, hex: digest.slice(colon + 1) };
+}
+
 /** True when the string has the general digest grammar, whatever its algorithm. */
 export function looksLikeDigest(value: string): boolean {
   return GRAMMAR.test(value) && value.includes(':');
@@ -39,8 +67,8 @@ export function createDigester(algorithm: DigestAlgorithm = 'sha256'): Hash {
   return createHash(algorithm);
 }
 
-export function digestOf(data: Buffer | Uint8Array | string, algorithm: DigestAlgorithm = 'sha256'): string {
-  return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
+export function digestOf(data: Buffer | Uint8Array | string, algorithm: DigestAlgorithm = 'sha256'): Digest {
+  return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}` as Digest;
 }
 
 /** The digest of zero bytes, which registries must serve without an upload. */

@@ -6,7 +6,8 @@ import { isSendable, type ChunkSink } from '../storage/driver.js';
 import { isValidRepositoryName } from '../oci/names.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
-import { checkDigest, checkRepositoryName } from './validation.js';
+import { checkRepositoryName } from './validation.js';
+import type { Digest } from '../oci/digest.js';
 
 /** How far an automatic mount looks for a readable repository holding the blob. */
 const AUTOMATIC_MOUNT_CANDIDATES = 1000;
@@ -36,16 +37,15 @@ export class BlobService {
   ) {}
 
   /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
-  async stat(repository: string, digest: string): Promise<number> {
+  async stat(repository: string, digest: Digest): Promise<number> {
     checkRepositoryName(repository);
-    checkDigest(digest);
     const size = await this.metadata.repositoryBlobSize(repository, digest);
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     return size;
   }
 
   /** Opens a blob (or a range of it) the repository links. */
-  async open(repository: string, digest: string, range?: BlobRange): Promise<OpenedBlob> {
+  async open(repository: string, digest: Digest, range?: BlobRange): Promise<OpenedBlob> {
     const size = await this.stat(repository, digest);
     const stream = await this.store.reader(digest, range ?? {});
     return isSendable(stream) ? { size, stream, sendTo: (sink) => stream.sendTo(sink) } : { size, stream };
@@ -57,9 +57,8 @@ export class BlobService {
    * (automatic mount), a blob that some repository the caller may read links. Returns false
    * when there is nothing to mount, so the caller starts an ordinary upload.
    */
-  async mount(repository: string, digest: string, from: string | undefined, context: RequestContext = {}): Promise<boolean> {
+  async mount(repository: string, digest: Digest, from: string | undefined, context: RequestContext = {}): Promise<boolean> {
     checkRepositoryName(repository);
-    checkDigest(digest);
     const { canRead } = context;
     let source: string | undefined = from;
     if (from !== undefined) {
@@ -80,10 +79,9 @@ export class BlobService {
   }
 
   /** Removes the repository's link; the bytes stay until garbage collection finds them unreferenced. */
-  async delete(repository: string, digest: string, context: RequestContext = {}): Promise<void> {
+  async delete(repository: string, digest: Digest, context: RequestContext = {}): Promise<void> {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
-    checkDigest(digest);
     const actor = context.actor ? { actor: context.actor } : {};
     if (!(await this.metadata.unlinkBlob(repository, digest, actor))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     this.options.emit?.({ action: 'blob.delete', repository, digest, ...actor });

@@ -2,7 +2,8 @@ import { RegistryError } from '../errors/index.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { isValidMediaType } from '../oci/media-types.js';
-import { checkDigest, checkRepositoryName } from './validation.js';
+import { checkRepositoryName } from './validation.js';
+import type { Digest } from '../oci/digest.js';
 
 export interface ListRequest {
   /** The client's `n`; undefined when absent. */
@@ -74,9 +75,8 @@ export class DiscoveryService {
   }
 
   /** Manifests whose subject is `digest`, optionally only those of one artifactType. */
-  async referrers(repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+  async referrers(repository: string, digest: Digest, artifactType?: string): Promise<Descriptor[]> {
     checkRepositoryName(repository);
-    checkDigest(digest);
     if (artifactType !== undefined && !isValidMediaType(artifactType)) {
       throw new RegistryError('PARAMETER_INVALID', { message: 'artifactType is not a media type', detail: { artifactType } });
     }

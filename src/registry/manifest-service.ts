@@ -1,17 +1,17 @@
 import { RegistryError } from '../errors/index.js';
 import type { ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
-import { digestOf, parseDigest } from '../oci/digest.js';
+import { digestOf, digestParts, type Digest } from '../oci/digest.js';
 import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
-import { checkRepositoryName, checkTag, classifyReference } from './validation.js';
+import { checkRepositoryName, checkTag, type ManifestReference } from './validation.js';
 
 /** The spec's minimum a registry must accept; Distribution uses the same. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 export interface PutManifestResult {
-  digest: string;
+  digest: Digest;
   subject?: string;
 }
 
@@ -31,9 +31,9 @@ export class ManifestService {
    * An index asked for by a client that takes only image manifests yields its linux/amd64 child,
    * as Distribution does for old clients. Throws MANIFEST_UNKNOWN.
    */
-  async get(repository: string, reference: string, accept: readonly string[] = []): Promise<ManifestRecord> {
+  async get(repository: string, ref: ManifestReference, accept: readonly string[] = []): Promise<ManifestRecord> {
     checkRepositoryName(repository);
-    const ref = classifyReference(reference, 'read');
+    const reference = 'digest' in ref ? ref.digest : ref.tag;
     const record =
       'digest' in ref
         ? await this.metadata.getManifest(repository, ref.digest)
@@ -56,21 +56,20 @@ export class ManifestService {
    */
   async put(
     repository: string,
-    reference: string,
+    ref: ManifestReference,
     content: Buffer,
     contentType: string | undefined,
     extraTags: readonly string[] = [],
     context: RequestContext = {},
   ): Promise<PutManifestResult> {
     checkRepositoryName(repository);
-    const ref = classifyReference(reference, 'write');
     for (const tag of extraTags) checkTag(tag);
     if (content.length > this.options.maxManifestBytes) {
       throw new RegistryError('MANIFEST_TOO_LARGE', { detail: { limit: this.options.maxManifestBytes } });
     }
-    let digest: string;
+    let digest: Digest;
     if ('digest' in ref) {
-      digest = digestOf(content, parseDigest(ref.digest)!.algorithm);
+      digest = digestOf(content, digestParts(ref.digest).algorithm);
       if (digest !== ref.digest) {
         throw new RegistryError('DIGEST_INVALID', { message: 'manifest content does not match the digest in the URL', detail: { expected: ref.digest, actual: digest } });
       }
@@ -110,10 +109,10 @@ export class ManifestService {
   }
 
   /** By digest: the manifest and all its tags. By tag: only the tag. */
-  async delete(repository: string, reference: string, context: RequestContext = {}): Promise<void> {
+  async delete(repository: string, ref: ManifestReference, context: RequestContext = {}): Promise<void> {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
-    const ref = classifyReference(reference, 'read');
+    const reference = 'digest' in ref ? ref.digest : ref.tag;
     const actor = context.actor ? { actor: context.actor } : {};
     if ('digest' in ref) {
       const removed = await this.metadata.deleteManifest(repository, ref.digest, actor);

@@ -1,10 +1,12 @@
 import type { JobRecord, JobState, ManifestRecord } from '../metadata/metadata-store.js';
+import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
 import type { RequestContext } from './context.js';
 import type { ListPage, ListRequest } from './discovery-service.js';
 import type { PutManifestResult } from './manifest-service.js';
 import type { Chunk, UploadState } from './upload-service.js';
+import type { ManifestReference } from './validation.js';
 
 /**
  * What the HTTP layer (and any other front) asks of a registry, as small role interfaces. The
@@ -16,47 +18,47 @@ import type { Chunk, UploadState } from './upload-service.js';
 /** Reading blobs through a repository's links. */
 export interface BlobReader {
   /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
-  stat(repository: string, digest: string): Promise<number>;
+  stat(repository: string, digest: Digest): Promise<number>;
   /** Opens a blob (or a range of it) the repository links. */
-  open(repository: string, digest: string, range?: BlobRange): Promise<OpenedBlob>;
+  open(repository: string, digest: Digest, range?: BlobRange): Promise<OpenedBlob>;
 }
 
 export interface Blobs extends BlobReader {
   /** Cross-repository mount; false when there is nothing to mount (the caller starts an upload). */
-  mount(repository: string, digest: string, from: string | undefined, context?: RequestContext): Promise<boolean>;
+  mount(repository: string, digest: Digest, from: string | undefined, context?: RequestContext): Promise<boolean>;
   /** Removes the repository's link to a blob. */
-  delete(repository: string, digest: string, context?: RequestContext): Promise<void>;
+  delete(repository: string, digest: Digest, context?: RequestContext): Promise<void>;
 }
 
 export interface Uploads {
   start(repository: string): Promise<UploadState>;
   get(repository: string, id: string): Promise<UploadState>;
   append(repository: string, id: string, chunk: Chunk, context?: RequestContext): Promise<UploadState>;
-  finish(repository: string, id: string, digest: string, chunk: Chunk | undefined, context?: RequestContext): Promise<void>;
-  monolithic(repository: string, digest: string, chunk: Chunk, context?: RequestContext): Promise<void>;
+  finish(repository: string, id: string, digest: Digest, chunk: Chunk | undefined, context?: RequestContext): Promise<void>;
+  monolithic(repository: string, digest: Digest, chunk: Chunk, context?: RequestContext): Promise<void>;
   cancel(repository: string, id: string): Promise<void>;
 }
 
 export interface Manifests {
   /** The largest manifest body accepted, so the edge can refuse a bigger one unread. */
   readonly maxManifestBytes: number;
-  get(repository: string, reference: string, accept?: readonly string[]): Promise<ManifestRecord>;
+  get(repository: string, reference: ManifestReference, accept?: readonly string[]): Promise<ManifestRecord>;
   put(
     repository: string,
-    reference: string,
+    reference: ManifestReference,
     content: Buffer,
     contentType: string | undefined,
     extraTags?: readonly string[],
     context?: RequestContext,
   ): Promise<PutManifestResult>;
-  delete(repository: string, reference: string, context?: RequestContext): Promise<void>;
+  delete(repository: string, reference: ManifestReference, context?: RequestContext): Promise<void>;
 }
 
 export interface Discovery {
   tags(repository: string, request: ListRequest): Promise<ListPage>;
   allTags(repository: string, after?: string): AsyncGenerator<string[]>;
   catalog(request: ListRequest, visible?: (repository: string) => boolean): Promise<ListPage>;
-  referrers(repository: string, digest: string, artifactType?: string): Promise<Descriptor[]>;
+  referrers(repository: string, digest: Digest, artifactType?: string): Promise<Descriptor[]>;
 }
 
 /** What operators look at: the background job queue. */
@@ -64,7 +66,7 @@ export interface Operations {
   jobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
 }
 
-export type { JobRecord, JobState };
+export type { Digest, JobRecord, JobState, ManifestReference };
 
 /** The registry as its fronts see it. */
 export interface RegistryServices {

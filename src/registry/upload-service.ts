@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { RegistryError } from '../errors/index.js';
 import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
 import type { BlobStore, WritePartOptions } from '../storage/blob-store.js';
-import { parseDigest } from '../oci/digest.js';
+import { digestParts, type Digest } from '../oci/digest.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
-import { checkDigest, checkRepositoryName } from './validation.js';
+import { checkRepositoryName } from './validation.js';
 
 /** How long a commit waits for a collector that is deleting the same digest's old bytes. */
 const PLACEMENT_PATIENCE_MS = 30_000;
@@ -66,15 +66,13 @@ export class UploadService {
    * Finishes an upload with an optional last chunk: verifies the digest and makes the blob
    * visible in the repository. On a digest mismatch the session is discarded.
    */
-  async finish(repository: string, id: string, digest: string, chunk: Chunk | undefined, context: RequestContext = {}): Promise<void> {
+  async finish(repository: string, id: string, digest: Digest, chunk: Chunk | undefined, context: RequestContext = {}): Promise<void> {
     checkRepositoryName(repository);
-    const parsed = parseDigest(digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', { message: 'invalid or unsupported digest', detail: { digest } });
     let upload = await this.lookup(repository, id);
     if (chunk) upload = await this.write(upload, chunk, context);
     // The parts and the hash over them were recorded together, and parts never change: the bytes
     // verified here are exactly the bytes placed below, whatever other requests do meanwhile.
-    const actual = await this.store.digestOf(id, upload.parts, upload.hashState, parsed.algorithm);
+    const actual = await this.store.digestOf(id, upload.parts, upload.hashState, digestParts(digest).algorithm);
     if (actual !== digest) {
       await this.discard(id);
       throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
@@ -88,7 +86,7 @@ export class UploadService {
    * the parts are moved into place while the blob's row says `pending`, then it becomes present,
    * linked and the upload forgotten in one transaction (see BlobState).
    */
-  private async place(upload: UploadRecord, digest: string, context: RequestContext): Promise<void> {
+  private async place(upload: UploadRecord, digest: Digest, context: RequestContext): Promise<void> {
     const deadline = Date.now() + PLACEMENT_PATIENCE_MS;
     for (;;) {
       const reservation = await this.metadata.reserveBlob(digest, upload.size);
@@ -109,9 +107,8 @@ export class UploadService {
   }
 
   /** A whole blob in one request (`POST ?digest=` with a body). */
-  async monolithic(repository: string, digest: string, chunk: Chunk, context: RequestContext = {}): Promise<void> {
+  async monolithic(repository: string, digest: Digest, chunk: Chunk, context: RequestContext = {}): Promise<void> {
     checkRepositoryName(repository);
-    checkDigest(digest);
     const upload = await this.start(repository);
     try {
       await this.finish(repository, upload.id, digest, chunk, context);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/index.js';
-import { createDigester, parseDigest, type DigestAlgorithm } from '../oci/digest.js';
+import { asDigest, createDigester, digestParts, type Digest, type DigestAlgorithm } from '../oci/digest.js';
 import { PathNotFoundError, type StorageDriver } from './driver.js';
 import { finishSavedSha256 } from './hash-state.js';
 import { HashThread } from './hash-thread.js';
@@ -44,7 +44,7 @@ export interface WrittenPart {
 
 /** A blob file found in storage. */
 export interface StoredBlob {
-  digest: string;
+  digest: Digest;
   size: number;
   modifiedAt: Date;
 }
@@ -63,10 +63,9 @@ export class BlobStore {
     private readonly hashThread: HashThread = new HashThread(),
   ) {}
 
-  blobPath(digest: string): string {
-    const parsed = parseDigest(digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest } });
-    return `blobs/${parsed.algorithm}/${parsed.hex.slice(0, 2)}/${parsed.hex}`;
+  blobPath(digest: Digest): string {
+    const { algorithm, hex } = digestParts(digest);
+    return `blobs/${algorithm}/${hex.slice(0, 2)}/${hex}`;
   }
 
   uploadDirectory(id: string): string {
@@ -80,12 +79,12 @@ export class BlobStore {
   }
 
   /** The stored size of a blob; undefined when storage does not have it. */
-  async stat(digest: string): Promise<number | undefined> {
+  async stat(digest: Digest): Promise<number | undefined> {
     return (await this.driver.stat(this.blobPath(digest)))?.size;
   }
 
   /** A stream of a blob's bytes; throws BLOB_UNKNOWN when storage has lost it. */
-  async reader(digest: string, range: { offset?: number; length?: number } = {}): Promise<Readable> {
+  async reader(digest: Digest, range: { offset?: number; length?: number } = {}): Promise<Readable> {
     try {
       return await this.driver.reader(this.blobPath(digest), range);
     } catch (error) {
@@ -94,7 +93,7 @@ export class BlobStore {
     }
   }
 
-  async deleteBlob(digest: string): Promise<void> {
+  async deleteBlob(digest: Digest): Promise<void> {
     await this.driver.delete(this.blobPath(digest));
   }
 
@@ -163,10 +162,10 @@ export class BlobStore {
    * The digest of an upload's parts: finished from the saved running hash when there is one for
    * sha256, else computed by reading the parts (another algorithm, or a state that was lost).
    */
-  async digestOf(id: string, parts: readonly UploadPart[], hashState: Uint8Array | undefined, algorithm: DigestAlgorithm): Promise<string> {
+  async digestOf(id: string, parts: readonly UploadPart[], hashState: Uint8Array | undefined, algorithm: DigestAlgorithm): Promise<Digest> {
     if (algorithm === 'sha256' && hashState !== undefined) {
       const hex = await finishSavedSha256(hashState);
-      if (hex !== undefined) return `sha256:${hex}`;
+      if (hex !== undefined) return `sha256:${hex}` as Digest;
     }
     const hash = createDigester(algorithm);
     for (const part of parts) {
@@ -184,7 +183,7 @@ export class BlobStore {
       }
       if (seen !== part.size) throw new RegistryError('BLOB_UPLOAD_INVALID', { detail: { id, reason: 'an upload part is shorter than recorded' } });
     }
-    return `${algorithm}:${hash.digest('hex')}`;
+    return `${algorithm}:${hash.digest('hex')}` as Digest;
   }
 
   /**
@@ -192,7 +191,7 @@ export class BlobStore {
    * that has verified the parts against `digest` may call this). One part is moved; several are
    * concatenated. Durable when it resolves.
    */
-  async placeBlob(id: string, parts: readonly UploadPart[], digest: string): Promise<void> {
+  async placeBlob(id: string, parts: readonly UploadPart[], digest: Digest): Promise<void> {
     const target = this.blobPath(digest);
     try {
       if (parts.length === 1) {
@@ -223,30 +222,29 @@ export class BlobStore {
     for await (const entry of this.driver.walk('blobs')) {
       const m = /^blobs\/([a-z0-9]+)\/([a-f0-9]{2})\/([a-f0-9]+)$/.exec(entry.path);
       if (!m || !m[3]!.startsWith(m[2]!)) continue;
-      const digest = `${m[1]}:${m[3]}`;
-      if (!parseDigest(digest)) continue;
+      const digest = asDigest(`${m[1]}:${m[3]}`);
+      if (!digest) continue;
       yield { digest, size: entry.size, modifiedAt: entry.modifiedAt };
     }
   }
 
   /** The digest of a stored blob's bytes as they are now, under the algorithm its name says. */
-  async rehash(digest: string): Promise<{ digest: string; size: number }> {
+  async rehash(digest: Digest): Promise<{ digest: Digest; size: number }> {
     return this.hashFile(this.blobPath(digest), digest);
   }
 
   /** The digest of a file moved aside by `quarantine`, under `digest`'s algorithm. */
-  async rehashQuarantined(path: string, digest: string): Promise<string> {
+  async rehashQuarantined(path: string, digest: Digest): Promise<Digest> {
     return (await this.hashFile(path, digest)).digest;
   }
 
   /** Puts a quarantined file back as blob `digest` (it turned out to be good). */
-  async restoreFromQuarantine(path: string, digest: string): Promise<void> {
+  async restoreFromQuarantine(path: string, digest: Digest): Promise<void> {
     await this.driver.move(path, this.blobPath(digest));
   }
 
-  private async hashFile(path: string, digest: string): Promise<{ digest: string; size: number }> {
-    const parsed = parseDigest(digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest } });
+  private async hashFile(path: string, digest: Digest): Promise<{ digest: Digest; size: number }> {
+    const { algorithm } = digestParts(digest);
     let stream: Readable;
     try {
       stream = await this.driver.reader(path);
@@ -254,20 +252,19 @@ export class BlobStore {
       if (error instanceof PathNotFoundError) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest }, cause: error });
       throw error;
     }
-    const hash = createDigester(parsed.algorithm);
+    const hash = createDigester(algorithm);
     let size = 0;
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       hash.update(chunk);
       size += chunk.length;
     }
-    return { digest: `${parsed.algorithm}:${hash.digest('hex')}`, size };
+    return { digest: `${algorithm}:${hash.digest('hex')}` as Digest, size };
   }
 
   /** Moves a blob's file out of the content-addressed tree, keeping it for inspection; returns where. */
-  async quarantine(digest: string): Promise<string> {
-    const parsed = parseDigest(digest);
-    if (!parsed) throw new RegistryError('DIGEST_INVALID', { detail: { digest } });
-    const destination = `quarantine/${parsed.algorithm}/${parsed.hex}.${Date.now()}`;
+  async quarantine(digest: Digest): Promise<string> {
+    const { algorithm, hex } = digestParts(digest);
+    const destination = `quarantine/${algorithm}/${hex}.${Date.now()}`;
     await this.driver.move(this.blobPath(digest), destination);
     return destination;
   }

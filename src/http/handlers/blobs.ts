@@ -1,3 +1,4 @@
+import { requireDigest } from '../../registry/validation.js';
 import type { ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import type { ChunkSink } from '../../registry/blob-service.js';
@@ -29,7 +30,8 @@ export function parseRange(header: string | undefined, size: number): { offset: 
 }
 
 export const getBlob: Handler<BlobRoute> = async (ex) => {
-  const { name, digest } = ex.route;
+  const { name } = ex.route;
+  const digest = requireDigest(ex.route.digest);
   const size = await ex.registry.blobs.stat(name, digest);
   const etag = `"${digest}"`;
   const headers: Record<string, string | number> = {
@@ -86,6 +88,6 @@ function responseSink(res: ServerResponse): ChunkSink {
 }
 
 export const deleteBlob: Handler<BlobRoute> = async (ex) => {
-  await ex.registry.blobs.delete(ex.route.name, ex.route.digest, ex.context);
+  await ex.registry.blobs.delete(ex.route.name, requireDigest(ex.route.digest), ex.context);
   send(ex, 202, {});
 };

@@ -1,3 +1,4 @@
+import { requireDigest } from '../../registry/validation.js';
 import { RegistryError } from '../../errors/index.js';
 import type { ListRequest } from '../../registry/discovery-service.js';
 import { MediaType } from '../../oci/media-types.js';
@@ -67,7 +68,7 @@ export const catalog: Handler = async (ex) => {
 
 export const listReferrers: Handler<ReferrersRoute> = async (ex) => {
   const artifactType = ex.query.get('artifactType') ?? undefined;
-  const manifests = await ex.registry.discovery.referrers(ex.route.name, ex.route.digest, artifactType);
+  const manifests = await ex.registry.discovery.referrers(ex.route.name, requireDigest(ex.route.digest), artifactType);
   const headers: Record<string, string> = { 'Content-Type': MediaType.OciIndex };
   if (artifactType !== undefined) headers['OCI-Filters-Applied'] = 'artifactType';
   send(ex, 200, headers, JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));

@@ -1,13 +1,13 @@
 import type { IncomingMessage } from 'node:http';
 import { RegistryError } from '../../errors/index.js';
+import { classifyReference } from '../../registry/validation.js';
 import { parseAccept } from '../accept.js';
 import { contentLength, send, type Handler } from '../exchange.js';
 
 type ManifestRoute = { kind: 'manifest'; name: string; reference: string };
 
 export const getManifest: Handler<ManifestRoute> = async (ex) => {
-  const { name, reference } = ex.route;
-  const record = await ex.registry.manifests.get(name, reference, parseAccept(ex.req.headers.accept));
+  const record = await ex.registry.manifests.get(ex.route.name, classifyReference(ex.route.reference, 'read'), parseAccept(ex.req.headers.accept));
   const etag = `"${record.digest}"`;
   const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length };
   if (ex.req.headers['if-none-match'] === etag) {
@@ -18,7 +18,8 @@ export const getManifest: Handler<ManifestRoute> = async (ex) => {
 };
 
 export const putManifest: Handler<ManifestRoute> = async (ex) => {
-  const { name, reference } = ex.route;
+  const { name } = ex.route;
+  const reference = classifyReference(ex.route.reference, 'write');
   const limit = ex.registry.manifests.maxManifestBytes;
   const content = await readLimited(ex.req, limit);
   const result = await ex.registry.manifests.put(name, reference, content, ex.req.headers['content-type'], ex.query.getAll('tag'), ex.context);
@@ -31,7 +32,7 @@ export const putManifest: Handler<ManifestRoute> = async (ex) => {
 };
 
 export const deleteManifest: Handler<ManifestRoute> = async (ex) => {
-  await ex.registry.manifests.delete(ex.route.name, ex.route.reference, ex.context);
+  await ex.registry.manifests.delete(ex.route.name, classifyReference(ex.route.reference, 'read'), ex.context);
   send(ex, 202, {});
 };
 

@@ -1,3 +1,4 @@
+import { requireDigest } from '../../registry/validation.js';
 import { RegistryError, isRegistryError } from '../../errors/index.js';
 import type { Chunk, UploadState } from '../../registry/upload-service.js';
 import { contentLength, hasBody, send, type Exchange, type Handler } from '../exchange.js';
@@ -61,14 +62,15 @@ export const startUpload: Handler<UploadsRoute> = async (ex) => {
   const mount = ex.query.get('mount');
   if (mount !== null) {
     const from = ex.query.get('from') ?? undefined;
-    if (await ex.registry.blobs.mount(name, mount, from, ex.context)) {
-      blobCreated(ex, name, mount);
+    const digest = requireDigest(mount);
+    if (await ex.registry.blobs.mount(name, digest, from, ex.context)) {
+      blobCreated(ex, name, digest);
       return;
     }
   }
   const digest = ex.query.get('digest');
   if (digest !== null && mount === null) {
-    await ex.registry.uploads.monolithic(name, digest, chunkOf(ex), ex.context);
+    await ex.registry.uploads.monolithic(name, requireDigest(digest), chunkOf(ex), ex.context);
     blobCreated(ex, name, digest);
     return;
   }
@@ -86,8 +88,9 @@ export const patchUpload: Handler<UploadRoute> = async (ex) => {
 };
 
 export const putUpload: Handler<UploadRoute> = async (ex) => {
-  const digest = ex.query.get('digest');
-  if (digest === null) throw new RegistryError('DIGEST_INVALID', { message: 'digest query parameter is required' });
+  const given = ex.query.get('digest');
+  if (given === null) throw new RegistryError('DIGEST_INVALID', { message: 'digest query parameter is required' });
+  const digest = requireDigest(given);
   const chunk = hasBody(ex.req) ? chunkOf(ex) : undefined;
   await withSessionOnRangeError(ex, () => ex.registry.uploads.finish(ex.route.name, ex.route.id, digest, chunk, ex.context));
   blobCreated(ex, ex.route.name, digest);
