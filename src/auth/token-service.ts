@@ -41,7 +41,7 @@ export class TokenService {
   /** Signs a token for `identity` with the allowed part of `scopes`, plus a refresh token when asked. */
   async issue(identity: Identity, scopes: string[], options: { offline: boolean; service?: string; request: AccessRequest }): Promise<TokenResponse> {
     if (options.service !== undefined && options.service !== '' && options.service !== this.deps.service) {
-      throw new RegistryError('UNSUPPORTED', { status: 400, message: 'unknown service', detail: { service: options.service } });
+      throw new RegistryError('PARAMETER_INVALID', { message: 'unknown service', detail: { service: options.service } });
     }
     await this.deps.access.policy.refresh();
     const access = this.allowed(identity, scopes);
