@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { mergeScopes, parseChallenges } from '../src/client/auth-challenge.js';
-import { certsDirectories, registryCaCerts } from '../src/client/connect.js';
+import { certsDirectories, registryCaCerts } from '../src/client/registry-connector.js';
 import { CredentialStore } from '../src/client/credentials.js';
 import { parseImageLocation } from '../src/client/image-location.js';
 import { parsePlatform, platformMatches, selectPlatform } from '../src/client/platform.js';
