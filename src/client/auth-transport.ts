@@ -44,10 +44,14 @@ export class AuthTransport implements RoundTripper {
     this.tokens = new BearerTokens({ registry: options.registry, transport: options.tokenTransport, credentials: () => this.loadCredentials() });
   }
 
-  /** The credentials, looked up once (a credential helper is a process to run). */
+  /** The credentials, looked up once (a credential helper is a process to run); a failed lookup is tried again next time. */
   loadCredentials(): Promise<Credentials | undefined> {
     const source = this.options.credentials;
-    this.credentials ??= typeof source === 'function' ? source() : Promise.resolve(source);
+    if (!this.credentials) {
+      const lookup = typeof source === 'function' ? source() : Promise.resolve(source);
+      this.credentials = lookup;
+      lookup.catch(() => (this.credentials = undefined));
+    }
     return this.credentials;
   }
 
