@@ -261,6 +261,22 @@ describe('auth: the challenge and the token dance', () => {
     await assert.rejects(auth.roundTrip({ method: 'GET', url: new URL('https://registry.example/v2/') }), { kind: 'insecure-credentials', message: /auth\.example/ });
   });
 
+  test('a credential lookup that fails is tried again on the next request', async () => {
+    const inner = stub(() => response(200));
+    let lookups = 0;
+    const credentials = async () => {
+      if (++lookups === 1) throw new Error('credential helper docker-credential-x get: no keychain');
+      return { username: 'u', password: 'p' };
+    };
+    const auth = new AuthTransport(inner, { registry: '127.0.0.1:5000', tokenTransport: inner, credentials });
+    auth.challenge = { scheme: 'basic', params: {} };
+    await assert.rejects(auth.roundTrip({ method: 'GET', url: new URL('http://127.0.0.1:5000/v2/') }), /no keychain/);
+    await auth.roundTrip({ method: 'GET', url: new URL('http://127.0.0.1:5000/v2/') });
+    await auth.roundTrip({ method: 'GET', url: new URL('http://127.0.0.1:5000/v2/') });
+    assert.equal(lookups, 2, 'looked up again after the failure, then remembered');
+    assert.equal(inner.seen.length, 2);
+  });
+
   test('preemptive Basic (the admin API): credentials on the first request, and no challenge followed', async () => {
     const inner = stub(() => response(401, { 'www-authenticate': 'Bearer realm="http://127.0.0.1:1/token"' }));
     const auth = new AuthTransport(inner, { registry: '127.0.0.1:5000', tokenTransport: inner, credentials: { username: 'root', password: 'pw' }, preemptiveBasic: true });
