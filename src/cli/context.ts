@@ -1,25 +1,16 @@
 import type { Command } from 'commander';
 import {
-  ClientError,
   CredentialStore,
-  DockerArchiveDestination,
-  DockerArchiveSource,
-  LayoutDestination,
-  LayoutSource,
+  ImageOpener,
   LocalStore,
-  OciLayout,
-  RegistryDestination,
-  REF_NAME,
-  RegistrySource,
-  connectRegistry,
-  familiarTag,
-  parseImageLocation,
+  RegistryConnector,
+  type ConnectionSettings,
   type ImageDestination,
   type ImageLocation,
   type ImageSource,
   type RegistryClient,
 } from '../client/index.js';
-import { formatReference, type ImageReference } from '../oci/reference.js';
+import type { ImageReference } from '../oci/reference.js';
 
 /** Options every client command accepts (declared on the program). */
 export interface GlobalOptions {
@@ -31,15 +22,29 @@ export interface GlobalOptions {
   timeout?: number;
 }
 
+/** The global flags as connection settings for src/client. */
+export function connectionSettings(options: GlobalOptions, credentialStore?: CredentialStore): ConnectionSettings {
+  return {
+    ...(credentialStore ? { credentialStore } : {}),
+    ...(options.caCert ? { caCertFiles: options.caCert } : {}),
+    ...(options.insecure ? { insecure: true } : {}),
+    ...(options.plainHttp ? { plainHttp: true } : {}),
+    ...(options.timeout !== undefined ? { timeoutSeconds: options.timeout } : {}),
+  };
+}
+
 /** What a command needs from its environment: registry clients, the local store, output settings. */
 export class CliContext {
   readonly options: GlobalOptions;
   readonly credentials = new CredentialStore();
+  readonly registries: RegistryConnector;
+  private readonly images: ImageOpener;
   private localStore: LocalStore | undefined;
-  private readonly clients = new Map<string, RegistryClient>();
 
   constructor(command: Command) {
     this.options = command.optsWithGlobals<GlobalOptions>();
+    this.registries = new RegistryConnector(connectionSettings(this.options, this.credentials));
+    this.images = new ImageOpener({ registries: this.registries, localStore: () => this.store });
   }
 
   get store(): LocalStore {
@@ -47,67 +52,23 @@ export class CliContext {
   }
 
   client(registry: string): RegistryClient {
-    let client = this.clients.get(registry);
-    if (!client) {
-      client = connectRegistry(registry, {
-        credentialStore: this.credentials,
-        ...(this.options.caCert ? { caCertFiles: this.options.caCert } : {}),
-        ...(this.options.insecure ? { insecure: true } : {}),
-        ...(this.options.plainHttp ? { plainHttp: true } : {}),
-        ...(this.options.timeout !== undefined ? { timeoutSeconds: this.options.timeout } : {}),
-      });
-      this.clients.set(registry, client);
-    }
-    return client;
+    return this.registries.client(registry);
   }
 
   openSource(location: ImageLocation): ImageSource {
-    switch (location.transport) {
-      case 'registry':
-        return new RegistrySource(this.client(location.ref.registry), location.ref);
-      case 'local': {
-        const image = this.store.find(location.ref);
-        if (!image) throw new ClientError('manifest-unknown', `No such image: ${formatReference(location.ref)}`);
-        return new LayoutSource(this.store.layout, image.descriptor.annotations?.[REF_NAME], formatReference(location.ref));
-      }
-      case 'oci':
-        return new LayoutSource(new OciLayout(location.dir), location.refName);
-      case 'docker-archive':
-        return new DockerArchiveSource(location.file, location.refName);
-    }
+    return this.images.openSource(location);
   }
 
-  /**
-   * The image a user names on the command line: a local image when the store has it (unless
-   * `remote`), else the registry; `oci:` and `docker-archive:` locations as written.
-   */
   openNamedSource(text: string, options: { remote?: boolean } = {}): { source: ImageSource; location: ImageLocation } {
-    const location = parseImageLocation(text, 'registry');
-    if (location.transport === 'registry' && !options.remote && !text.startsWith('docker://')) {
-      const local = this.store.find(location.ref);
-      if (local) return { source: this.openSource({ transport: 'local', ref: location.ref }), location: { transport: 'local', ref: location.ref } };
-    }
-    return { source: this.openSource(location), location };
+    return this.images.openNamedSource(text, options);
   }
 
-  /** `nameForArchive` is what a docker-archive records as RepoTags when the destination names none. */
   openDestination(location: ImageLocation, nameForArchive?: ImageReference): ImageDestination {
-    switch (location.transport) {
-      case 'registry':
-        return new RegistryDestination(this.client(location.ref.registry), location.ref);
-      case 'local':
-        return new LayoutDestination(this.store.layout, LocalStore.refName(location.ref), formatReference(location.ref));
-      case 'oci':
-        return new LayoutDestination(new OciLayout(location.dir), location.refName);
-      case 'docker-archive': {
-        const tags = location.refName ? [location.refName] : nameForArchive?.tag ? [familiarTag(nameForArchive)] : [];
-        return new DockerArchiveDestination(location.file, tags);
-      }
-    }
+    return this.images.openDestination(location, nameForArchive);
   }
 
   close(): void {
-    for (const client of this.clients.values()) client.close();
+    this.registries.close();
   }
 }
 

@@ -93,3 +93,8 @@ export function mergeScopes(scopes: Iterable<string>): string[] {
   }
   return [...byResource.entries()].map(([resource, actions]) => `${resource}:${[...actions].sort().join(',')}`).sort();
 }
+
+/** The challenge a client answers: bearer when offered (it carries scopes), else basic; undefined for others. */
+export function pickChallenge(challenges: AuthChallenge[]): AuthChallenge | undefined {
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
+}

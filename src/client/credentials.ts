@@ -3,6 +3,8 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DOCKER_HUB } from '../oci/reference.js';
+import { ClientError } from './client-error.js';
+import { isLoopbackHost } from './registry-host.js';
 
 /** What a registry login holds: a user and password, or an identity (refresh) token. */
 export interface Credentials {
@@ -10,6 +12,23 @@ export interface Credentials {
   password?: string;
   /** An OAuth refresh token, traded at the token endpoint instead of a password. */
   identityToken?: string;
+}
+
+/** Credentials as given, or a function that finds them (called at most once, when a registry first asks). */
+export type CredentialsSource = Credentials | (() => Promise<Credentials | undefined>);
+
+/** `Basic base64(user:password)`. */
+export function basicAuthorization(credentials: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+/**
+ * Refuses to send secrets over plain HTTP anywhere but loopback: throws
+ * ClientError('insecure-credentials') for an `http:` URL to another host.
+ */
+export function assertMaySendCredentials(url: URL, registry: string): void {
+  if (url.protocol === 'https:' || isLoopbackHost(url.hostname)) return;
+  throw new ClientError('insecure-credentials', `refusing to send credentials to ${url.host} over plain HTTP; use HTTPS for this registry`, { registry });
 }
 
 /** The key docker uses for Docker Hub in config.json and with credential helpers. */

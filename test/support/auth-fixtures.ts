@@ -108,7 +108,8 @@ export class SecretWatch {
   }
 }
 
-function logFiles(dir: string): string[] {
+/** Log files a server wrote under a data directory (blobs, uploads and databases left out). */
+export function logFiles(dir: string): string[] {
   const out: string[] = [];
   let entries: string[];
   try {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 /** The CNCF Distribution registry as Debian ships it (package docker-registry). */
 export const DOCKER_REGISTRY_BIN = '/usr/bin/docker-registry';
 
-export type RegistryMode = 'plain' | 'htpasswd' | 'tls' | 'token';
+export type RegistryMode = 'plain' | 'htpasswd' | 'tls' | 'token' | 'tls-htpasswd';
 
 export interface ReferenceRegistry {
   /** `127.0.0.1:PORT` */
@@ -92,8 +92,8 @@ function probe(url: string, ca?: string): Promise<number> {
 
 /**
  * Starts docker-registry on a free loopback port with a fresh storage directory, deletes enabled,
- * in one of four modes: plain HTTP, htpasswd basic auth (plain HTTP on loopback), TLS with a
- * self-signed CA, or Docker token auth against a token server the test runs.
+ * in one of five modes: plain HTTP, htpasswd basic auth (plain HTTP on loopback), TLS with a
+ * self-signed CA, both of those together, or Docker token auth against a token server the test runs.
  */
 export async function startReferenceRegistry(options: ReferenceRegistryOptions): Promise<ReferenceRegistry> {
   const dir = mkdtempSync(join(tmpdir(), 'wharf-ref-registry-'));
@@ -117,13 +117,13 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
   ];
   const registry: Partial<ReferenceRegistry> = { host, dir };
   let scheme = 'http';
-  if (options.mode === 'tls') {
+  if (options.mode === 'tls' || options.mode === 'tls-htpasswd') {
     const certs = makeCertificates(dir);
     lines.push('  tls:', `    certificate: ${certs.certFile}`, `    key: ${certs.keyFile}`);
     registry.caFile = certs.caFile;
     scheme = 'https';
   }
-  if (options.mode === 'htpasswd') {
+  if (options.mode === 'htpasswd' || options.mode === 'tls-htpasswd') {
     registry.username = 'wharfuser';
     registry.password = 'wharf-secret-pw';
     const file = makeHtpasswd(dir, registry.username, registry.password);

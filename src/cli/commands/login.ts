@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { connectRegistry } from '../../client/index.js';
 import { DOCKER_HUB } from '../../oci/reference.js';
 import { withContext } from '../context.js';
 
@@ -57,13 +56,7 @@ export function registerLogin(program: Command): void {
         const username = options.username ?? (await prompt('Username: ', false));
         password ??= await prompt('Password: ', true);
         if (!username || !password) throw new Error('username and password are required');
-        const client = connectRegistry(registry, {
-          credentials: { username, password },
-          ...(context.options.caCert ? { caCertFiles: context.options.caCert } : {}),
-          ...(context.options.insecure ? { insecure: true } : {}),
-          ...(context.options.plainHttp ? { plainHttp: true } : {}),
-          ...(context.options.timeout !== undefined ? { timeoutSeconds: context.options.timeout } : {}),
-        });
+        const client = context.registries.connect(registry, { credentials: { username, password } });
         let identityToken: string | undefined;
         try {
           ({ identityToken } = await client.verifyLogin());
