@@ -413,6 +413,97 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       await assert.rejects(driver.reader('gone/file'), PathNotFoundError);
     });
 
+    it('a reader destroyed early releases the file, which can then be deleted', async () => {
+      const driver = await create();
+      await put(driver, 'early', randomBytes(4 * 1024 * 1024));
+      const stream = await driver.reader('early');
+      for await (const _chunk of stream as AsyncIterable<Buffer>) break;
+      stream.destroy();
+      await driver.delete('early');
+      assert.equal(await driver.stat('early'), undefined);
+    });
+
+    it('readers of a concat destination see the old file or the whole new one', async () => {
+      const driver = await create();
+      const old = Buffer.alloc(1024 * 1024, 0x30);
+      await put(driver, 'cdest', old);
+      await put(driver, 'csrc/a', Buffer.alloc(1024 * 1024, 0x31));
+      await put(driver, 'csrc/b', Buffer.alloc(1024 * 1024, 0x32));
+      const reads = Array.from({ length: 5 }, async () => readAll(await driver.reader('cdest')));
+      await driver.concat([{ path: 'csrc/a', length: 1024 * 1024 }, { path: 'csrc/b', length: 1024 * 1024 }], 'cdest');
+      for (const read of await Promise.all(reads)) assert.ok(read.equals(old) || read.length === 2 * 1024 * 1024);
+      assert.equal((await driver.stat('cdest'))?.size, 2 * 1024 * 1024);
+    });
+
+    it('a delete of the path while a writer writes it does not stop the writer\'s commit', async () => {
+      const driver = await create();
+      await put(driver, 'raced', Buffer.from('old'));
+      const writer = await driver.writer('raced');
+      await writer.write(Buffer.from('new'));
+      await driver.delete('raced');
+      await writer.commit();
+      assert.equal((await readAll(await driver.reader('raced'))).toString(), 'new');
+    });
+
+    it('walks while files are being written and deleted, without failing', async () => {
+      const driver = await create();
+      await Promise.all(Array.from({ length: 50 }, (_, i) => put(driver, `busy/${i}`, Buffer.from([i]))));
+      const churn = (async () => {
+        for (let i = 0; i < 50; i += 1) {
+          await put(driver, `busy/new-${i}`, Buffer.from([i]));
+          await driver.delete(`busy/${i}`);
+        }
+      })();
+      const seen: string[] = [];
+      for await (const entry of driver.walk('busy')) seen.push(entry.path);
+      await churn;
+      assert.ok(seen.every((path) => path.startsWith('busy/')));
+      let after = 0;
+      for await (const _entry of driver.walk('busy')) after += 1;
+      assert.equal(after, 50);
+    });
+
+    it('lists a thousand files in one directory', async () => {
+      const driver = await create();
+      for (let batch = 0; batch < 10; batch += 1) {
+        await Promise.all(Array.from({ length: 100 }, (_, i) => put(driver, `thousand/${batch * 100 + i}`, Buffer.from('x'))));
+      }
+      const names = await driver.list('thousand');
+      assert.equal(names.length, 1000);
+      assert.equal(new Set(names).size, 1000);
+    });
+
+    it('reads the last byte of a file by offset alone', async () => {
+      const driver = await create();
+      await put(driver, 'last', Buffer.from('xyz'));
+      assert.equal((await readAll(await driver.reader('last', { offset: 2 }))).toString(), 'z');
+      await put(driver, 'single', Buffer.from('1'));
+      assert.equal((await readAll(await driver.reader('single', { offset: 0 }))).toString(), '1');
+    });
+
+    it('moves a file away and back', async () => {
+      const driver = await create();
+      await put(driver, 'there/file', Buffer.from('round trip'));
+      await driver.move('there/file', 'back/again/file');
+      await driver.move('back/again/file', 'there/file');
+      assert.equal((await readAll(await driver.reader('there/file'))).toString(), 'round trip');
+      assert.equal(await driver.stat('back/again/file'), undefined);
+    });
+
+    it('fifty overwrites in a row leave the last', async () => {
+      const driver = await create();
+      for (let i = 0; i < 50; i += 1) await put(driver, 'again', Buffer.from(`version ${i}`));
+      assert.equal((await readAll(await driver.reader('again'))).toString(), 'version 49');
+    });
+
+    it('an optional redirect URL, where a driver offers one, is an absolute URL or nothing', async () => {
+      const driver = await create();
+      await put(driver, 'redirected', Buffer.from('r'));
+      if (!driver.redirectURL) return assert.equal(driver.redirectURL, undefined);
+      const url = await driver.redirectURL('redirected', { expiresInSeconds: 60 });
+      if (url !== undefined) assert.ok(/^https?:\/\//.test(url), url);
+    });
+
     it('never resolves a path outside its root', async () => {
       const driver = await create();
       await assert.rejects(driver.stat('../../etc/passwd'));
