@@ -1,12 +1,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import type { Server } from 'node:net';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { WharfConfig } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
 
-/** What the serving process tells a worker: first its configuration, then (with the socket) to serve. */
-export type ParentMessage = { kind: 'configure'; config: WharfConfig } | { kind: 'listen' };
-/** What a worker answers once its stack is built. */
+/** What the serving process tells a worker: first its configuration, then connections to serve, one message each. */
+export type ParentMessage = { kind: 'configure'; config: WharfConfig } | { kind: 'connection' };
+/** What a worker answers once its stack is built and it can take connections. */
 export type WorkerReply = { kind: 'ready' };
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
@@ -15,6 +15,16 @@ const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 const RESTART_DELAY_MS = 1000;
 
 export interface WorkerPool {
+  /**
+   * Settles once every worker started with the pool is ready or has gone: listening before
+   * then would leave the first connections (a proxy's keep-alive pool, say) all to this process.
+   */
+  started: Promise<void>;
+  /**
+   * Gives a new connection to the next process in turn: this one (through `serveHere`) or a
+   * worker. The socket must not have been read from (accept it with `pauseOnConnect`).
+   */
+  dispatch(socket: Socket): void;
   /** Asks every worker to re-read its certificate and credentials (SIGHUP). */
   reload(): void;
   /** Asks every worker to finish its requests and exit; resolves when they have. */
@@ -22,38 +32,79 @@ export interface WorkerPool {
 }
 
 /**
- * Forks `count` helper processes that accept connections from the same listening socket as this
- * one (the kernel hands each new connection to whichever process accepts first, so a busy process
- * takes fewer). Each worker opens its own SQLite connection; WAL mode and busy_timeout make the
- * processes share the database safely.
+ * Forks `count` helper processes and hands them connections in turn with this one, as Node's
+ * cluster module does with SCHED_RR. Left to the kernel (every process accepting on one shared
+ * socket), connections that arrive together all go to whichever process wakes first, usually
+ * the same one: a burst of 64 keep-alive connections split 56 to 8, and one process did most of
+ * the work for as long as they stayed open. Handing them round is a message per connection (not
+ * per request); a worker that is starting, stopping or gone is skipped.
+ *
+ * Each worker opens its own SQLite connection; WAL mode and busy_timeout make the processes
+ * share the database safely.
  */
-export function startWorkerPool(server: Server, config: WharfConfig, count: number, log: Logger): WorkerPool {
+export function startWorkerPool(config: WharfConfig, count: number, log: Logger, serveHere: (socket: Socket) => void): WorkerPool {
   const workers = new Set<ChildProcess>();
+  /** Who takes the next connections, in turn; `undefined` is this process. */
+  const turns: Array<ChildProcess | undefined> = [undefined];
+  let next = 0;
   let closing = false;
+  const leave = (child: ChildProcess) => {
+    const at = turns.indexOf(child);
+    if (at < 0) return;
+    turns.splice(at, 1);
+    if (next > at) next -= 1;
+  };
+  /** Workers of the first generation that are neither ready nor gone yet. */
+  const starting = new Set<ChildProcess>();
+  let started!: () => void;
+  const startedPromise = new Promise<void>((resolve) => (started = resolve));
+  const settle = (child: ChildProcess) => {
+    if (starting.delete(child) && starting.size === 0) started();
+  };
   const start = () => {
     const child = fork(WORKER_MAIN, [], { execArgv: process.execArgv, stdio: 'inherit' });
     workers.add(child);
     child.send({ kind: 'configure', config } satisfies ParentMessage);
-    // The socket goes only to a worker that can serve it at once (see prepareWorker).
     child.on('message', (reply: WorkerReply) => {
-      if (reply.kind === 'ready' && !closing) child.send({ kind: 'listen' } satisfies ParentMessage, server);
+      if (reply.kind === 'ready' && !closing && !turns.includes(child)) turns.push(child);
+      settle(child);
     });
+    // A worker that stops, by signal or by crashing, takes no more connections from the moment it goes.
+    child.once('disconnect', () => leave(child));
     child.once('exit', (code, signal) => {
+      leave(child);
       workers.delete(child);
+      settle(child);
       if (closing) return;
       log.error({ pid: child.pid, code, signal }, 'worker process exited; starting another');
       setTimeout(() => {
         if (!closing) start();
       }, RESTART_DELAY_MS).unref();
     });
+    return child;
   };
-  for (let i = 0; i < count; i += 1) start();
+  for (let i = 0; i < count; i += 1) starting.add(start());
+  if (count === 0) started();
   return {
+    started: startedPromise,
+    dispatch(socket) {
+      const child = turns[next % turns.length];
+      next = (next + 1) % turns.length;
+      if (!child || !child.connected) {
+        serveHere(socket);
+        return;
+      }
+      child.send({ kind: 'connection' } satisfies ParentMessage, socket, (error) => {
+        // The worker went away before it took the socket: serve the connection here instead.
+        if (error && !socket.destroyed) serveHere(socket);
+      });
+    },
     reload() {
       for (const child of workers) child.kill('SIGHUP');
     },
     async close() {
       closing = true;
+      turns.splice(1);
       await Promise.all(
         [...workers].map(
           (child) =>
