@@ -139,8 +139,10 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
 }
 
 /**
- * Starts `wharf serve` and resolves once it is listening. With more than one worker, this process
- * accepts every connection and hands them round, in turn, to itself and the workers it forks.
+ * Starts `wharf serve` and resolves once it is listening. With one worker, this process serves.
+ * With more, it forks that many workers and serves nothing itself: it accepts every connection
+ * and hands them round in turn, watches the workers, and runs the upload purge. (It serves only
+ * when no worker can: all of them starting again or gone.)
  */
 export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
   if (config.auth && !config.http.tls && !isLoopback(config.http.host)) {
@@ -152,6 +154,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ addr: config.http.host ?? '*' }, 'auth.allowplainhttp: passwords and tokens cross the network unencrypted');
   }
   // Built here first: schema migrations and the token signing key exist before any worker starts.
+  // With workers, it serves only the connections no worker could take.
   const stack = await createServingStack(config, log);
   const serving = serve(stack, config);
   const target = { port: config.http.port, host: config.http.host };
@@ -166,7 +169,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   }
   // Connections are accepted without reading from them, so that any process can take them over.
   const acceptor = createNetServer({ pauseOnConnect: true });
-  const pool = startWorkerPool(config, workers - 1, log, (socket) => serving.accept(socket));
+  const pool = startWorkerPool(config, workers, log, (socket) => serving.accept(socket));
   // Until every worker is ready, connections wait, so that the first ones are shared out too.
   let waiting: Socket[] | undefined = [];
   acceptor.on('connection', (socket: Socket) => (waiting ? waiting.push(socket) : pool.dispatch(socket)));

@@ -1,7 +1,9 @@
 /**
  * Entry point of a worker process (see worker-pool.ts). It builds its serving stack from the
  * configuration it is sent, says it is ready, then serves the connections the parent hands over.
- * It stops on SIGTERM or SIGINT, or when the parent goes away.
+ * It drains and stops on SIGTERM or SIGINT (the parent sends SIGTERM when it stops), and exits at
+ * once when the parent dies without stopping it: the server has crashed, and its connections go
+ * with it.
  */
 import type { Socket } from 'node:net';
 import { createLogger } from '../log/logger.js';
@@ -68,4 +70,9 @@ process.on('SIGHUP', () => {
 });
 process.on('SIGTERM', () => stop());
 process.on('SIGINT', () => stop());
-process.on('disconnect', () => stop());
+process.on('disconnect', () => {
+  if (stopping) return;
+  log.error('the parent process went away; exiting');
+  log.flush();
+  process.exit(1);
+});
