@@ -6,6 +6,8 @@ export interface Reply {
   body: Buffer;
   /** Body bytes received (also counted when the body is discarded). */
   received: number;
+  /** The client's port of the connection that carried it (which server process took it: see connections.ts). */
+  localPort: number;
 }
 
 export interface RequestOptions {
@@ -44,6 +46,7 @@ export class HttpTarget {
     else if (method === 'PUT' || method === 'POST' || method === 'PATCH') headers['Content-Length'] = 0;
     return new Promise((resolve, reject) => {
       const req = request({ host: this.host, port: this.port, method, path, headers, agent: this.agent }, (res) => {
+        const localPort = res.socket?.localPort ?? 0;
         const chunks: Buffer[] = [];
         let received = 0;
         res.on('data', (chunk: Buffer) => {
@@ -52,7 +55,7 @@ export class HttpTarget {
         });
         res.on('error', reject);
         res.on('end', () => {
-          const reply: Reply = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), received };
+          const reply: Reply = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), received, localPort };
           const expect = options.expect ?? [200, 201, 202, 204, 206];
           if (!expect.includes(reply.status)) {
             reject(new Error(`${this.name}: ${method} ${path} answered ${reply.status}: ${reply.body.subarray(0, 300).toString()}`));

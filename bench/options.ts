@@ -35,6 +35,13 @@ export interface BenchOptions {
   pushClientMiB: number;
   /** Catalog and tag list page size. */
   pageSize: number;
+  /** Soak: concurrent clients, and the seconds of warm-up, of measurement and of idle afterwards. */
+  soakClients: number;
+  soakWarmupSeconds: number;
+  soakSeconds: number;
+  soakIdleSeconds: number;
+  /** The servers the soak runs on, in order. */
+  soakServers: Array<'wharf' | 'distribution'>;
   /** Wharf's server.workers for this run; undefined keeps its default. */
   wharfWorkers: number | undefined;
   /** The Wharf checkout whose dist/ is benchmarked (to compare builds); this one by default. */
@@ -49,9 +56,9 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak'] as const;
 
-const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only'> = {
+const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,
   blobMiB: 1024,
   chunkMiB: 64,
@@ -68,6 +75,10 @@ const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNo
   pushClients: 32,
   pushClientMiB: 16,
   pageSize: 100,
+  soakClients: 8,
+  soakWarmupSeconds: 30,
+  soakSeconds: 120,
+  soakIdleSeconds: 30,
 };
 
 const QUICK: typeof FULL = {
@@ -87,6 +98,10 @@ const QUICK: typeof FULL = {
   pushClients: 8,
   pushClientMiB: 4,
   pageSize: 100,
+  soakClients: 8,
+  soakWarmupSeconds: 5,
+  soakSeconds: 10,
+  soakIdleSeconds: 3,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [flags]
@@ -108,6 +123,11 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --push-clients N        clients pushing at once (default 32)
   --push-client-mib N     blob size of each of them (default 16)
   --page-size N           catalog and tag list page size (default 100)
+  --soak-seconds N        soak: measured seconds of the mixed workload, per server (default 120)
+  --soak-warmup-seconds N soak: seconds of the same load before measuring (default 30)
+  --soak-idle-seconds N   soak: seconds without load before the last memory reading (default 30)
+  --soak-clients N        soak: concurrent clients (default 8)
+  --soak-servers a,b      soak: which servers, in order (default wharf,distribution)
   --wharf-workers N       Wharf's server.workers (default: Wharf's own default)
   --wharf-root DIR        benchmark the built Wharf in another checkout (default: this one)
   --wharf-node-args="A B" Node.js flags for Wharf, e.g. --wharf-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
@@ -142,6 +162,11 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
         'push-clients': { type: 'string' },
         'push-client-mib': { type: 'string' },
         'page-size': { type: 'string' },
+        'soak-seconds': { type: 'string' },
+        'soak-warmup-seconds': { type: 'string' },
+        'soak-idle-seconds': { type: 'string' },
+        'soak-clients': { type: 'string' },
+        'soak-servers': { type: 'string' },
         'wharf-workers': { type: 'string' },
         'wharf-root': { type: 'string' },
         'wharf-node-args': { type: 'string' },
@@ -176,6 +201,13 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
       process.exit(2);
     }
   }
+  const soakServers = (v['soak-servers'] ?? 'wharf,distribution').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const server of soakServers) {
+    if (server !== 'wharf' && server !== 'distribution') {
+      process.stderr.write(`--soak-servers: unknown server "${server}" (known: wharf, distribution)\n`);
+      process.exit(2);
+    }
+  }
   const options: BenchOptions = {
     quick: v.quick === true,
     repetitions: int('repetitions', v.repetitions, base.repetitions, 1),
@@ -194,6 +226,11 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
     pushClients: int('push-clients', v['push-clients'], base.pushClients, 1),
     pushClientMiB: int('push-client-mib', v['push-client-mib'], base.pushClientMiB, 1),
     pageSize: int('page-size', v['page-size'], base.pageSize, 1),
+    soakClients: int('soak-clients', v['soak-clients'], base.soakClients, 1),
+    soakWarmupSeconds: int('soak-warmup-seconds', v['soak-warmup-seconds'], base.soakWarmupSeconds, 1),
+    soakSeconds: int('soak-seconds', v['soak-seconds'], base.soakSeconds, 1),
+    soakIdleSeconds: int('soak-idle-seconds', v['soak-idle-seconds'], base.soakIdleSeconds, 1),
+    soakServers: soakServers as BenchOptions['soakServers'],
     wharfWorkers: v['wharf-workers'] === undefined ? undefined : int('wharf-workers', v['wharf-workers'], 0, 0),
     wharfRoot: v['wharf-root'],
     wharfNodeArgs: (v['wharf-node-args'] ?? '').split(' ').filter(Boolean),

@@ -11,7 +11,8 @@ import { Figures, renderLimits, renderTable, summarize, type Summary } from './f
 import { ensureTools, machineInfo, nodeSha256, opensslSha256 } from './machine.js';
 import { parseOptions, type BenchOptions } from './options.js';
 import { pushSmallImage, smallImage } from './registry-ops.js';
-import { RssSampler, startDistribution, startNginx, startWharf, type ServerProcess } from './servers.js';
+import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
+import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import {
   blobWorkloads,
   figureSpecs,
@@ -53,11 +54,16 @@ async function main(): Promise<void> {
   const started: ServerProcess[] = [];
   const figures = new Figures();
   const measuredLimits: BenchContext['limits'] = new Map();
+  const details: Record<string, unknown> = {};
   let sampler: RssSampler | undefined;
+  const launch = (name: ServerName): Promise<ServerProcess> =>
+    name === 'wharf'
+      ? startWharf(options.wharfRoot ?? ROOT, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs })
+      : startDistribution(tools['docker-registry']);
   try {
-    const wharf = await startWharf(options.wharfRoot ?? ROOT, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs });
+    const wharf = await launch('wharf');
     started.push(wharf);
-    const distribution = await startDistribution(tools['docker-registry']);
+    const distribution = await launch('distribution');
     started.push(distribution);
     const image = smallImage();
     let nginx: ServerProcess | undefined;
@@ -68,13 +74,14 @@ async function main(): Promise<void> {
     }
     sampler = new RssSampler([wharf, distribution]);
     for (const server of [wharf, distribution]) await pushSmallImage(server.target, 'bench/small', image, 'latest');
-    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, limits: measuredLimits, wrk: tools.wrk, curl: tools.curl, scratch, log };
+    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, limits: measuredLimits, wrk: tools.wrk, curl: tools.curl, scratch, log, launch, details };
 
     if (wanted(options, 'blobs')) await blobWorkloads(ctx);
     if (wanted(options, 'load')) await loadWorkloads(ctx);
     if (wanted(options, 'parallel')) await parallelPushWorkloads(ctx);
     if (wanted(options, 'tags')) await tagWorkloads(ctx);
     if (wanted(options, 'repos')) await repositoryWorkloads(ctx);
+    if (wanted(options, 'soak')) await soakWorkloads(ctx);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);
@@ -122,6 +129,7 @@ async function main(): Promise<void> {
     options,
     limits,
     figures: results,
+    ...details,
   };
   mkdirSync(options.resultsDir, { recursive: true });
   const file = join(options.resultsDir, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
@@ -137,6 +145,7 @@ async function main(): Promise<void> {
     '',
     limits.length > 0 ? renderLimits(limits) : '',
     '',
+    ...(details.soak ? ['Soak, per process (CPU during the measured part; requests by the process that held their connection):', '', renderSoak(details.soak as SoakResult[]), ''] : []),
     `Results: ${file}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -62,7 +62,7 @@ export function processTree(root: number): number[] {
 }
 
 /** VmRSS of one process in bytes; 0 when it is gone. Cheap enough to read 20 times a second. */
-function processRss(pid: number): number {
+export function processRss(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
@@ -75,12 +75,36 @@ function processRss(pid: number): number {
  * PSS of one process in bytes: shared pages (such as the executable every worker maps) divided
  * among the processes sharing them. Reading it walks the page tables (about a millisecond).
  */
-function processPss(pid: number): number {
+export function processPss(pid: number): number {
   try {
     const m = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
+  }
+}
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on every Linux the bench meets). */
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/**
+ * CPU seconds one process has used so far, user plus system, over all its threads (the hash
+ * thread and libuv's pool included); undefined when it is gone.
+ */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm) ": state is the 3rd field, utime the 14th and stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return undefined;
   }
 }
 

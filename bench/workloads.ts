@@ -18,6 +18,7 @@ import {
 } from './registry-ops.js';
 import type { RssSampler, ServerName, ServerProcess } from './servers.js';
 import { runHeadLoad } from './head-load.js';
+import { busiestShare, measureShare } from './process-share.js';
 import { runWrk } from './wrk.js';
 
 const MiB = 1024 * 1024;
@@ -36,6 +37,10 @@ export interface BenchContext {
   curl: string;
   scratch: string;
   log(line: string): void;
+  /** Starts a fresh server of that kind, with the settings of this run (the caller stops it). */
+  launch(name: ServerName): Promise<ServerProcess>;
+  /** More than figures, for the results JSON (the soak's per-process series). */
+  details: Record<string, unknown>;
 }
 
 /**
@@ -83,6 +88,10 @@ export function figureSpecs(o: BenchOptions) {
     headRps: spec('load.head.rps', `blob HEAD, ${o.connections} conns`, 'req/s', 'higher', [{ kind: 'ratio-at-least', value: 10 }]),
     headP50: spec('load.head.p50', 'blob HEAD p50', 'ms', 'lower'),
     headP99: spec('load.head.p99', 'blob HEAD p99', 'ms', 'lower', [{ kind: 'at-most', value: 10 }]),
+    manifestCpu: spec('load.manifest.cpu', 'manifest GET: CPU share of the busiest process', '%', 'lower'),
+    manifestConns: spec('load.manifest.conns', 'manifest GET: connections held by the busiest process', '%', 'lower'),
+    headCpu: spec('load.head.cpu', 'blob HEAD: CPU share of the busiest process', '%', 'lower'),
+    headConns: spec('load.head.conns', 'blob HEAD: connections held by the busiest process', '%', 'lower'),
     tagPush: spec('tags.push', `tag push (${o.tagBatch} tags, ${o.parallelism} in parallel)`, 'tags/s', 'higher', [{ kind: 'ratio-at-least', value: 3 }]),
     tagListFull: spec('tags.list.full', `tag list, all at once, ${o.tagList} tags`, 'ms', 'lower'),
     tagListFirst: spec('tags.list.first', `tag list, first page n=${o.pageSize}, ${o.tagList} tags`, 'ms', 'lower'),
@@ -155,19 +164,33 @@ export async function loadWorkloads(ctx: BenchContext): Promise<void> {
   const headLoad = { connections: o.connections, seconds: o.loadSeconds };
   for (let rep = 0; rep < o.repetitions; rep += 1) {
     ctx.log(`load: repetition ${rep + 1}/${o.repetitions}`);
+    // How the load spreads over the server's processes: CPU, and connections held midway.
+    const midway = (o.loadSeconds * 1000) / 2;
     for (const name of order(rep)) {
-      const host = servers[name].target.hostPort;
-      const manifest = await load(`http://${host}/v2/bench/small/manifests/latest`, 'GET', { Accept: 'application/vnd.oci.image.manifest.v1+json' });
+      const server = servers[name];
+      const { result: manifest, share } = await measureShare(server, midway, () =>
+        load(`http://${server.target.hostPort}/v2/bench/small/manifests/latest`, 'GET', { Accept: 'application/vnd.oci.image.manifest.v1+json' }),
+      );
       figures.add(f.manifestRps, name, manifest.requestsPerSecond);
       figures.add(f.manifestP50, name, manifest.p50Ms);
       figures.add(f.manifestP99, name, manifest.p99Ms);
+      if (name === 'wharf') {
+        figures.add(f.manifestCpu, name, busiestShare(share.cpuSeconds));
+        figures.add(f.manifestConns, name, busiestShare(share.connections));
+      }
     }
     for (const name of order(rep)) {
-      const target = servers[name].target;
-      const head = await runHeadLoad({ ...headLoad, host: target.host, port: target.port, path: `/v2/bench/small/blobs/${ctx.image.layer.digest}` });
+      const server = servers[name];
+      const { result: head, share } = await measureShare(server, midway, () =>
+        runHeadLoad({ ...headLoad, host: server.target.host, port: server.target.port, path: `/v2/bench/small/blobs/${ctx.image.layer.digest}` }),
+      );
       figures.add(f.headRps, name, head.requestsPerSecond);
       figures.add(f.headP50, name, head.p50Ms);
       figures.add(f.headP99, name, head.p99Ms);
+      if (name === 'wharf') {
+        figures.add(f.headCpu, name, busiestShare(share.cpuSeconds));
+        figures.add(f.headConns, name, busiestShare(share.connections));
+      }
     }
     if (ctx.nginx) {
       const small = await load(`http://${ctx.nginx.target.hostPort}/small`, 'GET');

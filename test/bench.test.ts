@@ -17,6 +17,7 @@ interface Report {
   machine: { cores: number; memoryBytes: number; versions: Record<string, string> };
   limits: Array<{ label: string; summary: Summary }>;
   figures: Array<{ id: string; wharf?: Summary; distribution?: Summary; ratio?: number }>;
+  soak: Array<{ server: string; requests: number; processes: Array<{ role: string; rssEndMiB: number; cpuShare: number }>; series: unknown[] }>;
 }
 
 /** Runs the bench at tiny sizes; resolves with its exit code and output. */
@@ -49,6 +50,9 @@ test('the bench runs every workload against both servers and writes a results JS
       '--catalog-huge', '60',
       '--push-clients', '3',
       '--push-client-mib', '1',
+      '--soak-seconds', '2',
+      '--soak-warmup-seconds', '1',
+      '--soak-idle-seconds', '1',
       '--results-dir', resultsDir,
     ]);
     assert.equal(code, 0, output);
@@ -66,6 +70,7 @@ test('the bench runs every workload against both servers and writes a results JS
       'load.manifest.rps', 'load.manifest.p99', 'load.head.rps', 'load.head.p99',
       'tags.push', 'tags.list.full', 'tags.list.pages', 'repos.create',
       'catalog.small.first', 'catalog.small.pages', 'catalog.large.pages', 'parallel.push', 'rss.peak',
+      'soak.rate', 'soak.rss.warm', 'soak.rss.end', 'soak.rss.idle', 'soak.pss.end', 'soak.cpu.busiest',
     ];
     for (const id of both) {
       const figure = byId.get(id);
@@ -73,6 +78,19 @@ test('the bench runs every workload against both servers and writes a results JS
       assert.ok(figure.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
       assert.ok(figure.distribution && figure.distribution.median > 0, `${id}: no Distribution figure`);
       assert.equal(figure.ratio, figure.wharf.median / figure.distribution.median);
+    }
+    for (const id of ['soak.rss.drift', 'soak.rss.slope']) assert.ok(byId.get(id)?.wharf, `${id}: no Wharf figure`);
+    // The soak reports every Wharf process apart: the parent and its worker (two by default).
+    const soak = new Map(report.soak.map((s) => [s.server, s]));
+    assert.deepEqual(soak.get('wharf')?.processes.map((p) => p.role), ['parent', 'worker 1']);
+    assert.deepEqual(soak.get('distribution')?.processes.map((p) => p.role), ['main']);
+    for (const s of report.soak) {
+      assert.ok(s.requests > 0 && s.series.length > 0, `${s.server}: an empty soak`);
+      for (const p of s.processes) assert.ok(p.rssEndMiB > 0, `${s.server} ${p.role}: no RSS`);
+    }
+    for (const id of ['load.manifest.cpu', 'load.manifest.conns', 'load.head.cpu', 'load.head.conns']) {
+      const figure = byId.get(id);
+      assert.ok(figure?.wharf && figure.wharf.median > 0 && figure.wharf.median <= 100, `${id}: no Wharf share`);
     }
     for (const id of ['tags.large.first', 'catalog.huge.first']) {
       const figure = byId.get(id);

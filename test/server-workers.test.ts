@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { connectionOwners } from '../bench/connections.js';
+import { workerExecArgv } from '../src/server/worker-pool.js';
 import { raw } from './support/http.js';
 import { configBlob, imageManifest, randomBlob, OCI_MANIFEST } from './support/oci-fixtures.js';
 import { startWharf } from './support/wharf-process.js';
@@ -59,15 +62,15 @@ async function pushImage(base: string, repository: string, tag: string): Promise
   return manifest.digest;
 }
 
-test('with --workers 2 a second process serves the same socket and database, and stops with the first', async () => {
+test('with --workers 2 two worker processes serve the same socket and database, and stop with the parent', async () => {
   const wharf = await startWharf({ args: ['--workers', '2', '--delete'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
   try {
     let workers: number[] = [];
-    for (let i = 0; i < 50 && workers.length === 0; i += 1) {
+    for (let i = 0; i < 50 && workers.length < 2; i += 1) {
       workers = childrenOf(wharf.child.pid!);
-      if (workers.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (workers.length < 2) await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    assert.equal(workers.length, 1, 'one worker process besides the first');
+    assert.equal(workers.length, 2, 'two worker processes; the parent only hands them connections');
 
     // Many pushes at once over many connections land in both processes; every one must be
     // readable afterwards, whichever process answers.
@@ -115,7 +118,7 @@ test('connections that arrive while workers are still starting are all answered'
       [],
       'every connection is answered 200',
     );
-    assert.equal(childrenOf(wharf.child.pid!).length, 3);
+    assert.equal(childrenOf(wharf.child.pid!).length, 4);
   } finally {
     await wharf.dispose();
   }
@@ -125,11 +128,11 @@ test('workers exit when the first process is killed outright', async () => {
   const wharf = await startWharf({ args: ['--workers', '3'] });
   try {
     let workers: number[] = [];
-    for (let i = 0; i < 50 && workers.length < 2; i += 1) {
+    for (let i = 0; i < 50 && workers.length < 3; i += 1) {
       workers = childrenOf(wharf.child.pid!);
-      if (workers.length < 2) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (workers.length < 3) await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    assert.equal(workers.length, 2);
+    assert.equal(workers.length, 3);
     await wharf.kill();
     for (let i = 0; i < 100 && workers.some(alive); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
     assert.deepEqual(workers.filter(alive), [], 'no orphaned worker keeps serving the port');
@@ -137,3 +140,41 @@ test('workers exit when the first process is killed outright', async () => {
     await wharf.dispose();
   }
 });
+
+test('connections opened together are shared evenly by the workers, whose young generation is capped', async () => {
+  const wharf = await startWharf({ args: ['--workers', '2'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+  const sockets: Socket[] = [];
+  try {
+    const workers = childrenOf(wharf.child.pid!);
+    assert.equal(workers.length, 2, 'the workers are up once the server answers');
+    // Eight keep-alive connections at once, each answered once and held open.
+    for (const socket of await Promise.all(Array.from({ length: 8 }, () => openAnswered(wharf.port)))) sockets.push(socket);
+    const owners = connectionOwners([wharf.child.pid!, ...workers], wharf.port);
+    const held = (pid: number) => sockets.filter((socket) => owners.get(socket.localPort!) === pid).length;
+    assert.deepEqual(
+      [held(wharf.child.pid!), ...workers.map(held)],
+      [0, 4, 4],
+      'the parent keeps none, each worker holds four',
+    );
+    for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=1'));
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await wharf.dispose();
+  }
+});
+
+test("an operator's own semi-space flag replaces the workers' default", () => {
+  assert.deepEqual(workerExecArgv([], undefined), ['--max-semi-space-size=1']);
+  assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), ['--max-semi-space-size=1', '--enable-source-maps']);
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=8'], undefined), ['--max-semi-space-size=8']);
+  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4'), []);
+});
+
+/** A keep-alive connection that has had one answer (so some process holds it), left open. */
+function openAnswered(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write('GET /v2/ HTTP/1.1\r\nHost: localhost\r\n\r\n'));
+    socket.once('data', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}

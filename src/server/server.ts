@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
@@ -120,6 +120,7 @@ export function workerCount(config: WharfConfig): number {
 /** Everything one serving process runs: audit log, registry, access control, HTTP(S) server. */
 interface ServingStack {
   server: Server | HttpsServer;
+  tls: boolean;
   registry: Registry;
   /** The disk was too full to open the database normally: pulls only, one process. */
   storageFull: boolean;
@@ -186,6 +187,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   server.setTimeout(SOCKET_IDLE_TIMEOUT_MS);
   return {
     server,
+    tls: tls !== undefined,
     registry,
     storageFull,
     reload() {
@@ -219,8 +221,10 @@ function openStoresForServing(config: WharfConfig, log: Logger): { stores: Store
 }
 
 /**
- * Starts `wharf serve` and resolves once it is listening. With more than one worker, this process
- * serves too and forks the others onto the same listening socket.
+ * Starts `wharf serve` and resolves once it is listening. With one worker, this process serves.
+ * With more, it forks that many workers and serves nothing itself: it accepts every connection
+ * and hands them round in turn, and watches the workers. (It serves only when no worker can: all
+ * of them starting again or gone.) Every process runs background jobs (see startJobs).
  */
 export async function startServer(config: WharfConfig, log: Logger): Promise<RunningServer> {
   if (config.auth && !config.http.tls && !isLoopback(config.http.host)) {
@@ -235,68 +239,136 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   // Built here first: schema migrations and the token signing key exist before any worker starts.
+  // With workers, it serves only the connections no worker could take.
   const stack = await createServingStack(config, log);
-  await listen(stack.server, { port: config.http.port, host: config.http.host });
+  const serving = serve(stack, config);
+  const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).
   const workers = stack.storageFull ? 1 : workerCount(config);
-  const pool = workers > 1 ? startWorkerPool(stack.server, config, workers - 1, log) : undefined;
   if (!stack.storageFull && !config.storage.readOnly) await scheduleRecurringJobs(stack.registry, config);
-  return running(stack, config, {
-    reload: () => pool?.reload(),
-    beforeClose: async () => {
-      await pool?.close();
-    },
-  });
+  if (workers === 1) {
+    await listen(stack.server, target);
+    return running(stack, serving, stack.server, {});
+  }
+  // Connections are accepted without reading from them, so that any process can take them over.
+  const acceptor = createNetServer({ pauseOnConnect: true });
+  const pool = startWorkerPool(config, workers, log, (socket) => serving.accept(socket));
+  // Until every worker is ready, connections wait, so that the first ones are shared out too.
+  let waiting: Socket[] | undefined = [];
+  acceptor.on('connection', (socket: Socket) => (waiting ? waiting.push(socket) : pool.dispatch(socket)));
+  try {
+    await listen(acceptor, target);
+  } catch (error) {
+    await Promise.all([pool.close(), serving.close()]);
+    throw error;
+  }
+  await pool.started;
+  for (const socket of waiting) pool.dispatch(socket);
+  waiting = undefined;
+  return running(stack, serving, acceptor, { reload: () => pool.reload(), alongside: () => pool.close() });
 }
 
 /**
- * In a worker process: builds a serving stack now and returns the step that attaches it to the
- * parent's listening socket. The two are separate because a socket handed to a child process
- * starts accepting at once: it must be attached synchronously, on arrival, or connections taken
- * before the stack exists would sit unanswered.
+ * In a worker process: builds a serving stack that takes the connections the parent hands over
+ * (see worker-pool.ts). Resolves once it can serve them.
  */
-export async function prepareWorker(config: WharfConfig, log: Logger): Promise<(handle: NetServer) => RunningServer> {
-  const stack = await createServingStack(config, log);
-  return (handle) => {
-    stack.server.listen(handle);
-    return running(stack, config, {});
-  };
+export async function prepareWorker(config: WharfConfig, log: Logger): Promise<ServingProcess> {
+  return serve(await createServingStack(config, log), config);
 }
 
-function listen(server: Server | HttpsServer, target: { port: number; host: string | undefined } | NetServer): Promise<void> {
+function listen(server: NetServer, target: { port: number; host: string | undefined }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    const done = () => {
+    server.listen({ port: target.port, host: target.host }, () => {
       server.off('error', reject);
       resolve();
-    };
-    if ('port' in target) server.listen({ port: target.port, host: target.host }, done);
-    else server.listen(target, done);
+    });
   });
 }
 
+/** A serving stack that also takes connections accepted elsewhere, and drains them on close. */
+export interface ServingProcess {
+  /** Serves a connection accepted by another server (paused or not); the socket must not have been read from. */
+  accept(socket: Socket): void;
+  reload(): void;
+  /**
+   * Lets requests in flight finish (up to the drain timeout), closing each connection as it
+   * falls idle, then closes storage. Stops nothing that listens: that is the caller's.
+   */
+  close(): Promise<void>;
+}
+
+function serve(stack: ServingStack, config: WharfConfig): ServingProcess {
+  const { server } = stack;
+  /**
+   * Connections that have carried a request: the ones a close waits for. (A server handed its
+   * connections does not count them, so its own close would not wait.)
+   */
+  const busy = new Set<Socket>();
+  let drained: (() => void) | undefined;
+  server.on('request', (req: IncomingMessage) => {
+    const socket = req.socket;
+    if (busy.has(socket)) return;
+    busy.add(socket);
+    socket.once('close', () => {
+      busy.delete(socket);
+      if (busy.size === 0) drained?.();
+    });
+  });
+  return {
+    accept(socket) {
+      // What the HTTP server would have set on a socket it had accepted itself.
+      socket.setNoDelay(true);
+      socket.allowHalfOpen = !stack.tls;
+      server.emit('connection', socket);
+      // Accepted paused (pauseOnConnect): start reading now that the server listens for data.
+      if (socket.isPaused()) socket.resume();
+    },
+    reload: () => stack.reload(),
+    async close() {
+      server.closeIdleConnections();
+      if (busy.size > 0) {
+        await new Promise<void>((resolve) => {
+          // A keep-alive connection goes as soon as its last response is out.
+          const sweep = setInterval(() => server.closeIdleConnections(), 100);
+          const deadline = setTimeout(() => {
+            server.closeAllConnections();
+            for (const socket of busy) socket.destroy();
+            drained?.();
+          }, config.http.drainTimeoutMs);
+          drained = () => {
+            clearInterval(sweep);
+            clearTimeout(deadline);
+            resolve();
+          };
+        });
+      }
+      await stack.dispose();
+    },
+  };
+}
+
+/**
+ * The running server: `close` stops `listener` accepting, then drains this process's connections
+ * and, `alongside`, whatever else serves (the workers).
+ */
 function running(
   stack: ServingStack,
-  config: WharfConfig,
-  hooks: { reload?: () => void; beforeClose?: () => Promise<void> },
+  serving: ServingProcess,
+  listener: NetServer,
+  hooks: { reload?: () => void; alongside?: () => Promise<void> },
 ): RunningServer {
-  const { server } = stack;
   return {
-    server,
+    server: stack.server,
     registry: stack.registry,
-    address: server.address() as AddressInfo,
+    address: listener.address() as AddressInfo,
     reload() {
-      stack.reload();
+      serving.reload();
       hooks.reload?.();
     },
     async close() {
-      await hooks.beforeClose?.();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), config.http.drainTimeoutMs);
-      await closed;
-      clearTimeout(timer);
-      await stack.dispose();
+      listener.close();
+      await Promise.all([serving.close(), hooks.alongside?.()]);
     },
   };
 }

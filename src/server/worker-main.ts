@@ -1,19 +1,20 @@
 /**
  * Entry point of a worker process (see worker-pool.ts). It builds its serving stack from the
- * configuration it is sent, says it is ready, then serves the listening socket the parent hands
- * over. It stops on SIGTERM or SIGINT, or when the parent goes away.
+ * configuration it is sent, says it is ready, then serves the connections the parent hands over.
+ * It drains and stops on SIGTERM or SIGINT (the parent sends SIGTERM when it stops), and exits at
+ * once when the parent dies without stopping it: the server has crashed, and its connections go
+ * with it.
  */
-import type { Server } from 'node:net';
+import type { Socket } from 'node:net';
 import { createLogger } from '../log/logger.js';
-import { prepareWorker, type RunningServer } from './server.js';
+import { prepareWorker, type ServingProcess } from './server.js';
 import type { ParentMessage, WorkerReply } from './worker-pool.js';
 
 /** Beyond the configured drain timeout, how long closing may take before the worker exits anyway. */
 const EXIT_GRACE_MS = 5_000;
 
-let attach: ((handle: Server) => RunningServer) | undefined;
 let drainTimeoutMs = 30_000;
-let running: RunningServer | undefined;
+let serving: ServingProcess | undefined;
 let stopping = false;
 let log = createLogger({ level: 'info', format: 'json' });
 
@@ -26,8 +27,10 @@ function stop(code = 0): void {
   stopping = true;
   // Whatever happens while draining, the process goes: an orphaned worker must not linger.
   setTimeout(() => process.exit(code), drainTimeoutMs + EXIT_GRACE_MS).unref();
-  if (!running) process.exit(code);
-  running.close().then(
+  if (!serving) process.exit(code);
+  // Out of the parent's turns at once: no connection should arrive while this one drains.
+  if (process.connected) process.disconnect();
+  serving.close().then(
     () => process.exit(code),
     (error: unknown) => {
       log.error({ err: error }, 'error while shutting down a worker');
@@ -36,13 +39,13 @@ function stop(code = 0): void {
   );
 }
 
-process.on('message', (message: ParentMessage, handle: Server | undefined) => {
+process.on('message', (message: ParentMessage, socket: Socket | undefined) => {
   if (message.kind === 'configure') {
     log = createLogger({ level: message.config.log.level, format: message.config.log.format });
     drainTimeoutMs = message.config.http.drainTimeoutMs;
     prepareWorker(message.config, log).then(
-      (attachStack) => {
-        attach = attachStack;
+      (ready) => {
+        serving = ready;
         reply({ kind: 'ready' });
       },
       (error: unknown) => {
@@ -50,15 +53,16 @@ process.on('message', (message: ParentMessage, handle: Server | undefined) => {
         process.exit(1);
       },
     );
-  } else if (message.kind === 'listen' && handle && attach && !running) {
-    // Synchronously, in the same turn the socket arrives (see prepareWorker).
-    running = attach(handle);
+  } else if (message.kind === 'connection' && socket) {
+    // Only sent after 'ready'; a connection that arrives while stopping is still served, then closed.
+    if (serving) serving.accept(socket);
+    else socket.destroy();
   }
 });
 
 process.on('SIGHUP', () => {
   try {
-    running?.reload();
+    serving?.reload();
     log.info('worker reloaded its certificate and credentials');
   } catch (error) {
     log.error({ err: error }, 'reload failed; keeping the previous certificate');
@@ -66,4 +70,9 @@ process.on('SIGHUP', () => {
 });
 process.on('SIGTERM', () => stop());
 process.on('SIGINT', () => stop());
-process.on('disconnect', () => stop());
+process.on('disconnect', () => {
+  if (stopping) return;
+  log.error('the parent process went away; exiting');
+  log.flush();
+  process.exit(1);
+});

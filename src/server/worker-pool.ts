@@ -1,12 +1,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import type { Server } from 'node:net';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { WharfConfig } from '../config/config.js';
 import type { Logger } from '../log/logger.js';
 
-/** What the serving process tells a worker: first its configuration, then (with the socket) to serve. */
-export type ParentMessage = { kind: 'configure'; config: WharfConfig } | { kind: 'listen' };
-/** What a worker answers once its stack is built. */
+/** What the parent tells a worker: first its configuration, then connections to serve, one message each. */
+export type ParentMessage = { kind: 'configure'; config: WharfConfig } | { kind: 'connection' };
+/** What a worker answers once its stack is built and it can take connections. */
 export type WorkerReply = { kind: 'ready' };
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
@@ -14,7 +14,34 @@ const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 /** A crashed worker is replaced, but no faster than this, so a worker that cannot start does not spin. */
 const RESTART_DELAY_MS = 1000;
 
+/**
+ * V8 flags every worker starts with, unless the operator gave their own. Left alone, V8 doubles a
+ * busy process's young generation up to two 16 MiB semi-spaces and never gives them back; and the
+ * larger they are, the rarer the scavenges that free the buffers requests leave behind outside
+ * V8's heap (upload chunks), so tens of MiB of those wait dead at a time and the C allocator keeps
+ * their high-water mark resident. In the bench's soak that was the whole of the memory growth
+ * (see bench/README.md). Only a flag at start caps it: V8 resets a growth factor set later
+ * whenever a thread (such as the hash thread) starts an isolate.
+ */
+const WORKER_V8_FLAGS = ['--max-semi-space-size=1'];
+
+/** The worker's Node.js flags: this process's, after the defaults above unless they set the same. */
+export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const chosen = [...execArgv, nodeOptions ?? ''].some((flag) => /semi[-_]space/.test(flag));
+  return chosen ? [...execArgv] : [...WORKER_V8_FLAGS, ...execArgv];
+}
+
 export interface WorkerPool {
+  /**
+   * Settles once every worker started with the pool is ready or has gone: accepting before then
+   * would leave the first connections (a proxy's keep-alive pool, say) all to the first worker.
+   */
+  started: Promise<void>;
+  /**
+   * Gives a new connection to the next ready worker in turn; with none ready (all starting or
+   * gone), to `serveHere`. The socket must not have been read from (accept with `pauseOnConnect`).
+   */
+  dispatch(socket: Socket): void;
   /** Asks every worker to re-read its certificate and credentials (SIGHUP). */
   reload(): void;
   /** Asks every worker to finish its requests and exit; resolves when they have. */
@@ -22,38 +49,78 @@ export interface WorkerPool {
 }
 
 /**
- * Forks `count` helper processes that accept connections from the same listening socket as this
- * one (the kernel hands each new connection to whichever process accepts first, so a busy process
- * takes fewer). Each worker opens its own SQLite connection; WAL mode and busy_timeout make the
- * processes share the database safely.
+ * Forks `count` worker processes and hands them connections in turn, as Node's cluster module
+ * does with SCHED_RR. Left to the kernel (every process accepting on one shared socket),
+ * connections that arrive together all go to whichever process wakes first: a burst of 64
+ * keep-alive connections split 56 to 8, or 64 to 0, and that process kept the load for as long
+ * as they stayed open. Handing them round costs a message per connection, not per request.
+ *
+ * Each worker opens its own SQLite connection; WAL mode and busy_timeout make the processes
+ * share the database safely.
  */
-export function startWorkerPool(server: Server, config: WharfConfig, count: number, log: Logger): WorkerPool {
+export function startWorkerPool(config: WharfConfig, count: number, log: Logger, serveHere: (socket: Socket) => void): WorkerPool {
   const workers = new Set<ChildProcess>();
+  /** The ready workers, who take the next connections in turn. */
+  const turns: ChildProcess[] = [];
+  let next = 0;
   let closing = false;
+  const leave = (child: ChildProcess) => {
+    const at = turns.indexOf(child);
+    if (at < 0) return;
+    turns.splice(at, 1);
+    if (next > at) next -= 1;
+  };
+  /** Workers of the first generation that are neither ready nor gone yet. */
+  const starting = new Set<ChildProcess>();
+  let started!: () => void;
+  const startedPromise = new Promise<void>((resolve) => (started = resolve));
+  const settle = (child: ChildProcess) => {
+    if (starting.delete(child) && starting.size === 0) started();
+  };
   const start = () => {
-    const child = fork(WORKER_MAIN, [], { execArgv: process.execArgv, stdio: 'inherit' });
+    const child = fork(WORKER_MAIN, [], { execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), stdio: 'inherit' });
     workers.add(child);
     child.send({ kind: 'configure', config } satisfies ParentMessage);
-    // The socket goes only to a worker that can serve it at once (see prepareWorker).
     child.on('message', (reply: WorkerReply) => {
-      if (reply.kind === 'ready' && !closing) child.send({ kind: 'listen' } satisfies ParentMessage, server);
+      if (reply.kind === 'ready' && !closing && !turns.includes(child)) turns.push(child);
+      settle(child);
     });
+    // A worker that stops, by signal or by crashing, takes no more connections from the moment it goes.
+    child.once('disconnect', () => leave(child));
     child.once('exit', (code, signal) => {
+      leave(child);
       workers.delete(child);
+      settle(child);
       if (closing) return;
       log.error({ pid: child.pid, code, signal }, 'worker process exited; starting another');
       setTimeout(() => {
         if (!closing) start();
       }, RESTART_DELAY_MS).unref();
     });
+    return child;
   };
-  for (let i = 0; i < count; i += 1) start();
+  for (let i = 0; i < count; i += 1) starting.add(start());
+  if (count === 0) started();
   return {
+    started: startedPromise,
+    dispatch(socket) {
+      const child = turns.length > 0 ? turns[next % turns.length] : undefined;
+      next = turns.length > 0 ? (next + 1) % turns.length : 0;
+      if (!child?.connected) {
+        serveHere(socket);
+        return;
+      }
+      child.send({ kind: 'connection' } satisfies ParentMessage, socket, (error) => {
+        // The worker went away before it took the socket: serve the connection here instead.
+        if (error && !socket.destroyed) serveHere(socket);
+      });
+    },
     reload() {
       for (const child of workers) child.kill('SIGHUP');
     },
     async close() {
       closing = true;
+      turns.splice(0);
       await Promise.all(
         [...workers].map(
           (child) =>
