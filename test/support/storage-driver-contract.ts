@@ -504,6 +504,77 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       if (url !== undefined) assert.ok(/^https?:\/\//.test(url), url);
     });
 
+    it('a move of a missing source fails and leaves the destination as it was', async () => {
+      const driver = await create();
+      await put(driver, 'kept', Buffer.from('still here'));
+      await assert.rejects(driver.move('absent', 'kept'), PathNotFoundError);
+      assert.equal((await readAll(await driver.reader('kept'))).toString(), 'still here');
+    });
+
+    it('deleting, listing and walking absent paths is not an error', async () => {
+      const driver = await create();
+      await driver.delete('never/was');
+      await driver.delete('never/was');
+      assert.deepEqual(await driver.list('never'), []);
+      const walked: string[] = [];
+      for await (const entry of driver.walk('never')) walked.push(entry.path);
+      assert.deepEqual(walked, []);
+    });
+
+    it('a writer counts the bytes it took, and stat gives the same size and a recent time', async () => {
+      const driver = await create();
+      const before = Date.now();
+      const writer = await driver.writer('counted');
+      assert.equal(writer.size, 0);
+      await writer.write(Buffer.alloc(1000, 1));
+      await writer.write(Buffer.alloc(24, 2));
+      assert.equal(writer.size, 1024);
+      await writer.commit();
+      const info = await driver.stat('counted');
+      assert.equal(info?.size, 1024);
+      // Clocks of a remote store may differ a little from ours.
+      assert.ok(info && Math.abs(info.modifiedAt.getTime() - before) < 5 * 60_000, String(info?.modifiedAt));
+    });
+
+    it('readers of a file being replaced see the old bytes or the new ones, whole', async () => {
+      const driver = await create();
+      const older = randomBytes(256 * 1024);
+      const newer = randomBytes(256 * 1024);
+      await put(driver, 'swapped', older);
+      const reads = Array.from({ length: 8 }, async () => {
+        try {
+          return await readAll(await driver.reader('swapped'));
+        } catch (error) {
+          if (error instanceof PathNotFoundError) return undefined;
+          throw error;
+        }
+      });
+      await put(driver, 'swapped', newer);
+      for (const got of await Promise.all(reads)) {
+        if (got === undefined) continue;
+        assert.ok(got.equals(older) || got.equals(newer), 'a read mixed two versions');
+      }
+      assert.ok((await readAll(await driver.reader('swapped'))).equals(newer));
+    });
+
+    it('a concat from a range shorter than its source takes only that prefix', async () => {
+      const driver = await create();
+      await put(driver, 'long', Buffer.from('0123456789'));
+      await driver.concat([{ path: 'long', length: 4 }, { path: 'long', length: 0 }, { path: 'long', length: 2 }], 'prefixes');
+      assert.equal((await readAll(await driver.reader('prefixes'))).toString(), '012301');
+      assert.equal((await driver.stat('prefixes'))?.size, 6);
+    });
+
+    it('paths that differ only in case or by a trailing segment are different files', async () => {
+      const driver = await create();
+      await put(driver, 'Case/File', Buffer.from('upper'));
+      await put(driver, 'case/file', Buffer.from('lower'));
+      await put(driver, 'case/file2', Buffer.from('other'));
+      assert.equal((await readAll(await driver.reader('Case/File'))).toString(), 'upper');
+      assert.equal((await readAll(await driver.reader('case/file'))).toString(), 'lower');
+      assert.deepEqual((await driver.list('case')).sort(), ['file', 'file2']);
+    });
+
     it('never resolves a path outside its root', async () => {
       const driver = await create();
       await assert.rejects(driver.stat('../../etc/passwd'));
