@@ -116,7 +116,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
           emit(`${repo.name}: marking blob ${reference}`);
         }
       }
-      if (kept.size === 0 && repo.uploads === 0 && repo.lastLinkedAt < cutoff && repo.createdAt < cutoff) emptied.push(repo);
+      if (kept.size === 0 && repo.uploads === 0 && repo.createdAt < cutoff) emptied.push(repo);
     }
 
     const eligible: BlobRecord[] = [];
@@ -189,7 +189,9 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       report.bytesFreed += taken.state === 'quarantined' ? 0 : taken.size;
     }
 
+    // Empty once its manifests are gone and its links went with the blobs swept.
     for (const repo of emptied) {
+      if (!repo.linked.every((digest) => eligibleDigests.has(digest))) continue;
       emit(`repository eligible for deletion: ${repo.name}`);
       report.eligibleRepositories.push(repo.name);
       if (options.dryRun) continue;

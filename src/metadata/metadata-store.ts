@@ -234,8 +234,8 @@ export interface RepositoryGraph {
   manifests: ManifestNode[];
   /** Upload sessions open in it. */
   uploads: number;
-  /** The latest time a blob was linked into it (0 without links). */
-  lastLinkedAt: number;
+  /** Blobs linked into it, sorted. */
+  linked: string[];
 }
 
 /** A named lease (one collector at a time): who holds it and until when. */
@@ -380,8 +380,9 @@ export interface MetadataStore {
   /** Removes a `sweeping` blob's row and every link to it; false when it was not `sweeping`. */
   finishBlobSweep(digest: string): Promise<boolean>;
   /**
-   * Deletes a repository with no manifests, no upload sessions and no blob linked since
-   * `touchedBefore`, created before then; false (nothing changed) otherwise.
+   * Deletes a repository with no manifests, no upload sessions and no blob links (sweeps remove
+   * the links of the blobs they delete), created before `touchedBefore`; false (nothing changed)
+   * otherwise.
    */
   deleteEmptyRepository(repository: string, options: { touchedBefore: number }): Promise<boolean>;
   /**

@@ -299,7 +299,8 @@ export class SqliteMetadataStore implements MetadataStore {
         'SELECT manifest_digest, child_digest, kind FROM manifest_references WHERE repository_id = ? ORDER BY child_digest',
       ),
       uploadCount: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM uploads WHERE repository_id = ?'),
-      lastLinked: db.prepare<[number], { at: number | null }>('SELECT max(created_at) AS at FROM repository_blobs WHERE repository_id = ?'),
+      linkedDigests: db.prepare<[number], { digest: string }>('SELECT digest FROM repository_blobs WHERE repository_id = ? ORDER BY digest'),
+      anyLink: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? LIMIT 1'),
       manifestTouched: db.prepare<[number, string], { touched_at: number }>('SELECT touched_at FROM manifests WHERE repository_id = ? AND digest = ?'),
       anyTagOn: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM tags WHERE repository_id = ? AND digest = ? LIMIT 1'),
       isChild: db.prepare<[number, string], { one: number }>(
@@ -895,7 +896,7 @@ export class SqliteMetadataStore implements MetadataStore {
           createdAt: repo.created_at,
           manifests: [...nodes.values()],
           uploads: this.statements.uploadCount.get(repo.id)!.n,
-          lastLinkedAt: this.statements.lastLinked.get(repo.id)?.at ?? 0,
+          linked: this.statements.linkedDigests.all(repo.id).map((row) => row.digest),
         };
       }),
     );
@@ -940,7 +941,7 @@ export class SqliteMetadataStore implements MetadataStore {
       const repo = this.statements.repositoryRow.get(repository);
       if (!repo || repo.created_at >= options.touchedBefore) return false;
       if (this.statements.anyManifest.get(repo.id) || this.statements.uploadCount.get(repo.id)!.n > 0) return false;
-      if ((this.statements.lastLinked.get(repo.id)?.at ?? 0) >= options.touchedBefore) return false;
+      if (this.statements.anyLink.get(repo.id)) return false;
       this.statements.deleteRepository.run(repo.id);
       this.record({ action: 'repository.delete', repository }, Date.now());
       return true;
