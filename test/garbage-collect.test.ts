@@ -13,39 +13,69 @@ import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-stor
 import { Registry } from '../src/registry/registry.js';
 import { BlobStore } from '../src/storage/blob-store.js';
 import { FilesystemDriver } from '../src/storage/filesystem-driver.js';
+import type { MetadataStore } from '../src/metadata/metadata-store.js';
 import { errorCode, raw } from './support/http.js';
 import { OCI_INDEX, OCI_MANIFEST, configBlob, imageIndex, imageManifest, randomBlob, type Blob } from './support/oci-fixtures.js';
 import { pushBlob, putManifest } from './support/push.js';
+import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
 const roots: string[] = [];
 const servers: Server[] = [];
+const children: WharfProcess[] = [];
 after(async () => {
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  await Promise.all(children.map((child) => child.dispose()));
   roots.forEach((root) => rmSync(root, { recursive: true, force: true }));
 });
+
+/** Where the registry runs: in this process, or as `wharf serve` with two worker processes. */
+type Mode = 'in-process' | 'workers';
 
 interface Fixture {
   url: string;
   root: string;
-  registry: Registry;
+  /** The collector's view of the registry's metadata (its own connection with workers). */
+  metadata: MetadataStore;
+  /** The registry's upload service (in process only). */
+  registry?: Registry;
   collect(options?: Partial<CollectionOptions>): Promise<CollectionReport>;
   blobFile(digest: string): string;
 }
 
-/** A registry over a fresh directory served in this process, and a collector over the same stores. */
-async function fixture(): Promise<Fixture> {
+/**
+ * A registry over a fresh directory and a collector in this process over the same stores: the
+ * registry served in this process, or by `wharf serve --workers 2` (the collector then races
+ * processes that share only the database and the files).
+ */
+async function fixture(mode: Mode = 'in-process'): Promise<Fixture> {
   const root = mkdtempSync(join(tmpdir(), 'wharf-gc-'));
   roots.push(root);
-  const registry = new Registry(new SqliteMetadataStore({ path: join(root, 'wharf.db') }), new BlobStore(new FilesystemDriver(root)), { deleteEnabled: true });
-  const server = createServer(createApp(registry, { log: pino({ level: 'silent' }), accessLog: false }));
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  let url: string;
+  let metadata: MetadataStore;
+  let store: BlobStore;
+  let registry: Registry | undefined;
+  if (mode === 'in-process') {
+    registry = new Registry(new SqliteMetadataStore({ path: join(root, 'wharf.db') }), new BlobStore(new FilesystemDriver(root)), { deleteEnabled: true });
+    const server = createServer(createApp(registry, { log: pino({ level: 'silent' }), accessLog: false }));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    metadata = registry.metadata;
+    store = registry.store;
+  } else {
+    const wharf = await startWharf({ dataDir: root, args: ['--workers', '2', '--delete'] });
+    children.push(wharf);
+    url = wharf.url;
+    metadata = new SqliteMetadataStore({ path: join(root, 'wharf.db') });
+    store = new BlobStore(new FilesystemDriver(root));
+  }
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
     root,
-    registry,
+    metadata,
+    ...(registry ? { registry } : {}),
     // Everything pushed so far is older than the collection's start, even within one millisecond.
-    collect: async (options = {}) => (await sleep(2), collectGarbage(registry.metadata, registry.store, { dryRun: false, deleteUntagged: false, delayMs: 0, ...options })),
+    collect: async (options = {}) => (await sleep(2), collectGarbage(metadata, store, { dryRun: false, deleteUntagged: false, delayMs: 0, ...options })),
     blobFile: (digest) => join(root, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7)),
   };
 }
@@ -86,7 +116,7 @@ describe('garbage collection: what it reclaims', () => {
     assert.equal(report.bytesFreed, 5000);
     assert.ok(report.durationMs >= 0);
     assert.equal(existsSync(f.blobFile(orphan.digest)), false);
-    assert.equal(await f.registry.metadata.getBlob(orphan.digest), undefined);
+    assert.equal(await f.metadata.getBlob(orphan.digest), undefined);
     assert.equal(await blobStatus(f, 'rules/app', orphan.digest), 404);
     assert.equal(await blobStatus(f, 'rules/app', kept.digest), 200);
     assert.equal(existsSync(f.blobFile(kept.digest)), true);
@@ -161,7 +191,7 @@ describe('garbage collection: what it reclaims', () => {
     assert.equal(report.deleted.manifests, 3);
     assert.equal(report.deleted.blobs, 4, 'both configs and both layers');
     assert.equal(report.deleted.repositories, 1, 'nothing is left in the repository');
-    assert.equal(await f.registry.metadata.repositoryExists('index/app'), false);
+    assert.equal(await f.metadata.repositoryExists('index/app'), false);
   });
 
   it('keeps referrers of a kept manifest and the subject chain of a kept referrer', async () => {
@@ -196,15 +226,15 @@ describe('garbage collection: what it reclaims', () => {
     await deleteManifest(f, 'empty/app', image.manifest.digest);
     const abandoned = await raw(f.url, 'POST', '/v2/empty/uploads/blobs/uploads/');
     assert.equal(abandoned.status, 202);
-    const report = await f.collect({ purgeUploads: (options) => f.registry.localUploads.purgeStale(Date.now() + 1, options) });
+    const report = await f.collect({ purgeUploads: (options) => f.registry!.localUploads.purgeStale(Date.now() + 1, options) });
     assert.equal(report.uploads.sessions, 1);
     assert.deepEqual(report.eligibleRepositories, ['empty/app'], 'the one with an open upload stays this time');
     assert.equal(report.deleted.repositories, 1);
-    assert.equal(await f.registry.metadata.repositoryExists('empty/app'), false);
+    assert.equal(await f.metadata.repositoryExists('empty/app'), false);
     assert.equal((await raw(f.url, 'GET', '/v2/empty/app/tags/list')).status, 404);
     const next = await f.collect();
     assert.deepEqual(next.eligibleRepositories, ['empty/uploads']);
-    assert.equal(await f.registry.metadata.repositoryExists('empty/uploads'), false);
+    assert.equal(await f.metadata.repositoryExists('empty/uploads'), false);
   });
 
   it('keeps a blob unlinked from one repository while a manifest in another references it, and the other link', async () => {
@@ -219,9 +249,9 @@ describe('garbage collection: what it reclaims', () => {
   });
 });
 
-describe('garbage collection: races, one interleaving at a time', () => {
+for (const mode of ['in-process', 'workers'] as const) describe(`garbage collection: races, one interleaving at a time (${mode})`, () => {
   it('a push of a blob being swept waits for the sweep, then puts its bytes back', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const blob = randomBlob(50_000);
     await pushBlob(f.url, 'race/push', blob);
     let push: Promise<Awaited<ReturnType<typeof raw>>> | undefined;
@@ -230,7 +260,7 @@ describe('garbage collection: races, one interleaving at a time', () => {
         whileSweeping: async () => {
           push = raw(f.url, 'POST', `/v2/race/push/blobs/uploads/?digest=${blob.digest}`, { body: blob.data, headers: { 'Content-Type': 'application/octet-stream' } });
           // Let the upload's bytes arrive, so that its commit meets the sweeping row (any order is correct).
-          await waitUntil(async () => (await f.registry.metadata.staleUploads(Date.now() + 60_000, 10)).some((u) => u.size === blob.data.length));
+          await waitUntil(async () => (await f.metadata.staleUploads(Date.now() + 60_000, 10)).some((u) => u.size === blob.data.length));
           await sleep(100);
         },
       },
@@ -240,11 +270,11 @@ describe('garbage collection: races, one interleaving at a time', () => {
     const pulled = await raw(f.url, 'GET', `/v2/race/push/blobs/${blob.digest}`);
     assert.equal(pulled.status, 200);
     assert.ok(pulled.body.equals(blob.data));
-    assert.equal((await f.registry.metadata.getBlob(blob.digest))?.state, 'present');
+    assert.equal((await f.metadata.getBlob(blob.digest))?.state, 'present');
   });
 
   it('a mount of a blob being swept is refused (an upload starts instead)', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const blob = randomBlob(1000);
     await pushBlob(f.url, 'race/from', blob);
     let mounted: number | undefined;
@@ -262,7 +292,7 @@ describe('garbage collection: races, one interleaving at a time', () => {
   });
 
   it('a mount just before the sweep decision keeps the blob', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const blob = randomBlob(1000);
     await pushBlob(f.url, 'race/from2', blob);
     const report = await f.collect({
@@ -278,7 +308,7 @@ describe('garbage collection: races, one interleaving at a time', () => {
   });
 
   it('a manifest PUT committed before the decision keeps a blob whose last reference was deleted', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const layer = randomBlob(4000);
     const old = await pushImage(f, 'race/manifest', 'v1', [layer]);
     await deleteTag(f, 'race/manifest', 'v1');
@@ -302,7 +332,7 @@ describe('garbage collection: races, one interleaving at a time', () => {
   });
 
   it('a manifest PUT during the sweep waits for the decision and is refused; pushing again works', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const layer = randomBlob(4000);
     await pushImage(f, 'race/late', 'v1', [layer]);
     await deleteTag(f, 'race/late', 'v1');
@@ -329,7 +359,7 @@ describe('garbage collection: races, one interleaving at a time', () => {
   });
 
   it('a collector that dies mid-sweep leaves rows nothing can use, and the next one finishes them', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     const blob = randomBlob(2000);
     await pushBlob(f.url, 'race/crash', blob);
     await assert.rejects(
@@ -342,17 +372,17 @@ describe('garbage collection: races, one interleaving at a time', () => {
       }),
       /killed/,
     );
-    assert.equal((await f.registry.metadata.getBlob(blob.digest))?.state, 'sweeping');
+    assert.equal((await f.metadata.getBlob(blob.digest))?.state, 'sweeping');
     assert.equal(await blobStatus(f, 'race/crash', blob.digest), 404, 'not served while sweeping');
     const report = await f.collect();
     assert.equal(report.deleted.resumedSweeps, 1);
     assert.equal(report.bytesFreed, 2000);
-    assert.equal(await f.registry.metadata.getBlob(blob.digest), undefined);
+    assert.equal(await f.metadata.getBlob(blob.digest), undefined);
     assert.equal(existsSync(f.blobFile(blob.digest)), false);
   });
 
   it('one collection at a time: a second one is refused with UNAVAILABLE while the first runs', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     await pushBlob(f.url, 'race/lease', randomBlob(100));
     let second: Promise<unknown> | undefined;
     await f.collect({
@@ -368,9 +398,9 @@ describe('garbage collection: races, one interleaving at a time', () => {
   });
 });
 
-describe('deleting what a client is downloading', () => {
+for (const mode of ['in-process', 'workers'] as const) describe(`deleting what a client is downloading (${mode})`, () => {
   it('does not cut a blob download short on the filesystem store', async () => {
-    const f = await fixture();
+    const f = await fixture(mode);
     // Larger than the socket buffers, so that most of it is still to be read from the file.
     const big = randomBlob(32 * 1024 * 1024);
     const image = await pushImage(f, 'download/app', 'v1', [big]);
