@@ -189,6 +189,54 @@ describe('garbage collection against a live server with real clients', () => {
       await wharf.dispose();
     }
   });
+
+  it('wharf serve killed (SIGKILL) during its scheduled collection loses no referenced blob; after a restart the rest goes', async () => {
+    const dataDir = workDir('wharf-gc-serve-kill-');
+    const quiet = join(dataDir, 'quiet.yml');
+    writeFileSync(quiet, 'server:\n  workers: 1\nstorage:\n  gc:\n    delay: 0s\n');
+    const scheduled = join(dataDir, 'scheduled.yml');
+    writeFileSync(scheduled, 'server:\n  workers: 1\nstorage:\n  gc:\n    enabled: true\n    interval: 1s\n    delay: 0s\n');
+    // The content first, with no collection running.
+    let wharf = await startWharf({ args: [quiet], dataDir });
+    const images = [];
+    try {
+      for (let i = 0; i < 3; i += 1) images.push(await pushImage(wharf.url, `kill/app${i}`, 'v1', {}, randomBlob(20_000)));
+      for (let i = 0; i < 500; i += 1) await pushBlob(wharf.url, 'kill/orphans', randomBlob(1024));
+    } finally {
+      await wharf.stop();
+    }
+    const kept = new Set(images.flatMap(({ layer, config }) => [layer.digest, config.digest]));
+    const before = blobFiles(dataDir).size;
+    assert.equal(before, 506);
+
+    // Then a server whose scheduled collection is killed once it has swept some of the orphans.
+    wharf = await startWharf({ args: [scheduled], dataDir });
+    for (;;) {
+      const left = blobFiles(dataDir).size;
+      if (left <= before - 10) break;
+      await sleep(5);
+    }
+    await wharf.kill();
+    const left = blobFiles(dataDir).size;
+    assert.ok(left > kept.size, `the collection finished before the kill (${left} files left)`);
+
+    wharf = await startWharf({ args: [quiet], dataDir });
+    try {
+      for (const [i, { layer, config }] of images.entries()) {
+        for (const blob of [layer, config]) {
+          const res = await raw(wharf.url, 'GET', `/v2/kill/app${i}/blobs/${blob.digest}`);
+          assert.equal(res.status, 200);
+          assert.equal(`sha256:${createHash('sha256').update(res.body).digest('hex')}`, blob.digest);
+        }
+      }
+      await collectOnce(quiet, dataDir);
+      assert.deepEqual([...blobFiles(dataDir)].sort(), [...kept].sort());
+      const fsck = await run(process.execPath, [WHARF_BIN, 'fsck', quiet, '--data', dataDir]);
+      assert.match(fsck.stdout, /^6 blobs checked .*: 0 corrupt, 0 missing, 0 files without a record/m);
+    } finally {
+      await wharf.stop();
+    }
+  });
 });
 
 function repositoryOf(images: Array<{ manifest: { digest: string } }>, digest: string): string {
