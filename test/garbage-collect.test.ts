@@ -228,13 +228,19 @@ describe('garbage collection: what it reclaims', () => {
     assert.equal(abandoned.status, 202);
     const report = await f.collect({ purgeUploads: (options) => f.registry!.localUploads.purgeStale(Date.now() + 1, options) });
     assert.equal(report.uploads.sessions, 1);
-    assert.deepEqual(report.eligibleRepositories, ['empty/app'], 'the one with an open upload stays this time');
-    assert.equal(report.deleted.repositories, 1);
+    assert.deepEqual(report.eligibleRepositories, ['empty/app', 'empty/uploads']);
+    assert.equal(report.deleted.repositories, 2);
     assert.equal(await f.metadata.repositoryExists('empty/app'), false);
-    assert.equal((await raw(f.url, 'GET', '/v2/empty/app/tags/list')).status, 404);
-    const next = await f.collect();
-    assert.deepEqual(next.eligibleRepositories, ['empty/uploads']);
     assert.equal(await f.metadata.repositoryExists('empty/uploads'), false);
+    assert.equal((await raw(f.url, 'GET', '/v2/empty/app/tags/list')).status, 404);
+  });
+
+  it('keeps a repository with an upload in progress', async () => {
+    const f = await fixture();
+    assert.equal((await raw(f.url, 'POST', '/v2/busy/uploads/blobs/uploads/')).status, 202);
+    const report = await f.collect();
+    assert.deepEqual(report.eligibleRepositories, []);
+    assert.equal(await f.metadata.repositoryExists('busy/uploads'), true);
   });
 
   it('keeps a blob unlinked from one repository while a manifest in another references it, and the other link', async () => {

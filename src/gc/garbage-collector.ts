@@ -96,6 +96,9 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       bytesFreed: 0,
     };
 
+    // Expired sessions first: a repository that only they kept is then empty.
+    if (options.purgeUploads) report.uploads = await options.purgeUploads({ dryRun: options.dryRun });
+
     // --- mark ---------------------------------------------------------------------------------
     const marked = new Set<string>();
     const doomedManifests: Array<{ repository: string; digest: string; size: number }> = [];
@@ -200,7 +203,6 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       else report.rescued.repositories += 1;
     }
 
-    if (options.purgeUploads) report.uploads = await options.purgeUploads({ dryRun: options.dryRun });
     report.durationMs = Date.now() - started;
     return report;
   } finally {
