@@ -337,6 +337,32 @@ for (const mode of ['in-process', 'workers'] as const) describe(`garbage collect
     assert.equal(await blobStatus(f, 'race/manifest', old.config.digest), 404);
   });
 
+  it('a client that saw the blob (HEAD) and PUTs its manifest after the mark revives it', async () => {
+    const f = await fixture(mode);
+    const layer = randomBlob(4000);
+    const config = configBlob({ seen: true });
+    for (const blob of [config, layer]) await pushBlob(f.url, 'race/seen', blob);
+    assert.equal(await blobStatus(f, 'race/seen', layer.digest), 200, 'the client checks, and does not upload');
+    const next = imageManifest(config, [layer]);
+    const report = await f.collect({
+      hooks: {
+        whileMarked: async (digest) => {
+          assert.equal(await blobStatus(f, 'race/seen', digest), 404, 'a marked blob is hidden');
+          if (digest === layer.digest) {
+            // The config was marked (or swept) first: the client's view is older. Push it again, as after a 404.
+            await pushBlob(f.url, 'race/seen', config);
+            assert.equal((await putManifest(f.url, 'race/seen', 'v1', next, OCI_MANIFEST)).status, 201);
+          }
+        },
+      },
+    });
+    assert.ok(report.rescued.blobs >= 1);
+    assert.equal(await blobStatus(f, 'race/seen', layer.digest), 200);
+    assert.equal((await f.metadata.getBlob(layer.digest))?.state, 'present');
+    const pulled = await raw(f.url, 'GET', `/v2/race/seen/blobs/${layer.digest}`);
+    assert.ok(pulled.body.equals(layer.data));
+  });
+
   it('a manifest PUT during the sweep waits for the decision and is refused; pushing again works', async () => {
     const f = await fixture(mode);
     const layer = randomBlob(4000);

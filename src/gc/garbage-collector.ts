@@ -24,10 +24,14 @@ export interface CollectionOptions {
   /** Stops the collection between two steps (every step is a transaction of its own). */
   signal?: AbortSignal;
   /**
-   * Seams for tests that drive races one step at a time: called before a blob's sweep is
-   * decided, and after it is `sweeping` but before its bytes are deleted.
+   * Seams for tests that drive races one step at a time: called before a blob is marked, once
+   * it is `deleting`, and once it is `sweeping` (before its bytes are deleted).
    */
-  hooks?: { beforeBlobSweep?(digest: string): Promise<void>; whileSweeping?(digest: string): Promise<void> };
+  hooks?: {
+    beforeBlobSweep?(digest: string): Promise<void>;
+    whileMarked?(digest: string): Promise<void>;
+    whileSweeping?(digest: string): Promise<void>;
+  };
 }
 
 export interface CollectionReport {
@@ -48,6 +52,8 @@ export interface CollectionReport {
   eligibleRepositories: string[];
   /** Kept because they were touched within the delay. */
   young: { blobs: number; manifests: number };
+  /** Blobs marked `deleting` less than the delay ago: a later collection sweeps them. */
+  awaitingSweep: number;
   deleted: { blobs: number; manifests: number; repositories: number; resumedSweeps: number };
   /** Eligible when marked, kept after all: referenced or touched again before they could go. */
   rescued: { blobs: number; manifests: number; repositories: number };
@@ -62,15 +68,17 @@ export interface CollectionReport {
  * 1. Mark, from the metadata: kept manifests are every manifest (or, deleting untagged ones, the
  *    tagged ones and those pushed within the delay) and, transitively, their index children,
  *    their subjects and their referrers; marked digests are those and every blob they reference.
- * 2. Sweep, one transaction per item, each re-checking its own condition: an untagged manifest
- *    goes only if still untagged and unreferenced; a blob moves to `sweeping` only if no manifest
- *    references it and it was not touched within the delay; its bytes are deleted, then its row.
+ * 2. Sweep, one transaction per step, each re-checking its own condition: an untagged manifest
+ *    goes only if still untagged and unreferenced; a blob is marked `deleting` only if no manifest
+ *    references it and it was not touched within the delay (hidden from pulls, revived by any new
+ *    reference), and moves on to `sweeping` only if still so, once marked for the delay too; its
+ *    bytes are deleted, then its row.
  *
  * Invariant: a blob row leaves `present` only in a transaction that sees no reference to it, and a
- * manifest referencing a blob is written only in a transaction that sees the blob present (see
- * MetadataStore.putManifest). Transactions are serialised, so no committed manifest ever
- * references a swept blob. A collector that dies leaves rows in `sweeping`, which nothing can
- * use; the next collection finishes them.
+ * manifest referencing a blob is written only in a transaction that sees the blob present or
+ * `deleting` (and revives it; see MetadataStore.putManifest). Transactions are serialised, so no
+ * committed manifest ever references a swept blob. A collector that dies leaves rows in
+ * `sweeping`, which nothing can use; the next collection finishes them.
  */
 export async function collectGarbage(metadata: MetadataStore, store: BlobStore, options: CollectionOptions): Promise<CollectionReport> {
   const started = Date.now();
@@ -90,6 +98,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       eligibleManifests: [],
       eligibleRepositories: [],
       young: { blobs: 0, manifests: 0 },
+      awaitingSweep: 0,
       deleted: { blobs: 0, manifests: 0, repositories: 0, resumedSweeps: 0 },
       rescued: { blobs: 0, manifests: 0, repositories: 0 },
       uploads: { sessions: 0, orphans: 0 },
@@ -160,6 +169,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
     else report.bytesFreed += doomedManifests.reduce((sum, m) => sum + m.size, 0);
 
     const rows = new Map([...eligible, ...unfinished].map((blob) => [blob.digest, blob]));
+    const swept = new Set<string>();
     for (const digest of report.eligibleBlobs) {
       emit(`blob eligible for deletion: ${digest}`);
       const blob = rows.get(digest);
@@ -174,27 +184,37 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
         // Left by a collector that died (this one holds the lease, so no other is at work).
         await store.deleteBlob(storedDigest(digest));
         if (await metadata.finishBlobSweep(digest)) {
+          swept.add(digest);
           report.deleted.resumedSweeps += 1;
           report.bytesFreed += bytes;
         }
         continue;
       }
       await options.hooks?.beforeBlobSweep?.(digest);
-      const taken = await metadata.beginBlobSweep(digest, { touchedBefore: cutoff });
-      if (!taken) {
+      // Marked first: hidden from pulls and HEAD, but a manifest, upload or mount still revives it.
+      if (blob.state === 'present' && !(await metadata.markBlobDeleting(digest, { touchedBefore: cutoff }))) {
         report.rescued.blobs += 1;
+        continue;
+      }
+      await options.hooks?.whileMarked?.(digest);
+      const taken = await metadata.beginBlobSweep(digest, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs });
+      if (!taken) {
+        // Revived since, or marked less than the delay ago: a later collection sweeps it.
+        if ((await metadata.getBlob(digest))?.state === 'deleting') report.awaitingSweep += 1;
+        else report.rescued.blobs += 1;
         continue;
       }
       await options.hooks?.whileSweeping?.(digest);
       await store.deleteBlob(storedDigest(digest));
       await metadata.finishBlobSweep(digest);
+      swept.add(digest);
       report.deleted.blobs += 1;
       report.bytesFreed += taken.state === 'quarantined' ? 0 : taken.size;
     }
 
     // Empty once its manifests are gone and its links went with the blobs swept.
     for (const repo of emptied) {
-      if (!repo.linked.every((digest) => eligibleDigests.has(digest))) continue;
+      if (!repo.linked.every((digest) => (options.dryRun ? eligibleDigests : swept).has(digest))) continue;
       emit(`repository eligible for deletion: ${repo.name}`);
       report.eligibleRepositories.push(repo.name);
       if (options.dryRun) continue;

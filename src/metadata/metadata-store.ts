@@ -80,7 +80,8 @@ export interface UploadAdvance {
  * Where a blob is in its life. Only `present` blobs are served, linked or mounted.
  * - `pending`: a commit is moving verified bytes into place (since `stateSince`);
  * - `present`: the bytes are in storage and were verified when they were written;
- * - `deleting`: unreferenced, marked for collection; a new link revives it, bytes still there;
+ * - `deleting`: unreferenced, marked for collection; a new upload, link or manifest revives it,
+ *   bytes still there;
  * - `sweeping`: a collector is deleting the bytes; nothing may use or revive it;
  * - `quarantined`: the bytes failed a check (or are missing) and were moved aside; a new upload
  *   of the same digest puts good bytes back.
@@ -370,13 +371,21 @@ export interface MetadataStore {
    */
   deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number }): Promise<boolean>;
   /**
-   * Moves a blob to `sweeping` — after which nothing can use or revive it — only if, in the same
-   * transaction, no manifest in any repository references it and it was last touched (and, when
-   * `pending`, last changed state) before `touchedBefore`. Returns the row as it was, undefined
-   * when the blob is kept (or already being swept). The caller then deletes the bytes and calls
-   * finishBlobSweep.
+   * Marks a `present` blob `deleting` — hidden from pulls, HEAD and mounts, revived by any new
+   * upload, mount or manifest that references it — only if, in the same transaction, no manifest
+   * in any repository references it and it was last touched before `touchedBefore`. False when
+   * it is kept.
    */
-  beginBlobSweep(digest: string, options: { touchedBefore: number }): Promise<BlobRecord | undefined>;
+  markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean>;
+  /**
+   * Moves a blob to `sweeping` — after which nothing can use or revive it — only if, in the same
+   * transaction, no manifest in any repository references it, it was last touched before
+   * `touchedBefore`, and it is `deleting` since `markedBefore` or earlier (or `quarantined`, or
+   * `pending` since before `touchedBefore`: a commit that died). Returns the row as it was,
+   * undefined when the blob is kept, revived, not marked long enough, or already being swept. The
+   * caller then deletes the bytes and calls finishBlobSweep.
+   */
+  beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined>;
   /** Removes a `sweeping` blob's row and every link to it; false when it was not `sweeping`. */
   finishBlobSweep(digest: string): Promise<boolean>;
   /**

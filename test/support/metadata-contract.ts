@@ -356,18 +356,23 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.close();
       });
 
-      it('sweeps a blob only when unreferenced and untouched, and nothing uses it while it is sweeping', async () => {
+      it('sweeps a blob only when unreferenced, untouched and marked long enough; nothing uses it while it is sweeping', async () => {
         const store = await create();
         await store.addBlob('s', d(1), 10);
         await store.addBlob('s', d(2), 20);
         await store.putManifest(manifest('s', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
-        assert.equal(await store.beginBlobSweep(d(1), { touchedBefore: later() }), undefined, 'referenced');
-        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: 0 }), undefined, 'touched within the delay');
-        assert.equal(await store.beginBlobSweep(d(99), { touchedBefore: later() }), undefined, 'no such blob');
-        const taken = await store.beginBlobSweep(d(2), { touchedBefore: later() });
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false, 'referenced');
+        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: 0 }), false, 'touched within the delay');
+        assert.equal(await store.markBlobDeleting(d(99), { touchedBefore: later() }), false, 'no such blob');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'a present blob is marked first');
+        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: later() }), true);
+        assert.equal((await store.getBlob(d(2)))?.state, 'deleting');
+        assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'a marked blob is not served');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: 0 }), undefined, 'marked within the delay');
+        const taken = await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() });
         assert.equal(taken?.size, 20);
         assert.equal((await store.getBlob(d(2)))?.state, 'sweeping');
-        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later() }), undefined, 'one sweeper');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'one sweeper');
         assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'not served');
         assert.equal(await store.linkBlob('t', d(2)), false, 'not mounted');
         assert.equal(await store.reserveBlob(d(2), 20), 'busy', 'a commit waits');
@@ -393,13 +398,30 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.close();
       });
 
+      it('revives a blob marked deleting: a manifest that references it, a mount, an upload', async () => {
+        const store = await create();
+        for (const n of [1, 2, 3]) {
+          await store.addBlob('r', d(n), n);
+          assert.equal(await store.markBlobDeleting(d(n), { touchedBefore: later() }), true);
+        }
+        await store.putManifest(manifest('r', d(10), { blobs: [{ digest: d(1), size: 1 }], tags: ['v1'] }));
+        assert.equal((await store.getBlob(d(1)))?.state, 'present', 'the manifest revived it in its transaction');
+        assert.equal(await store.linkBlob('r2', d(2)), true);
+        assert.equal((await store.getBlob(d(2)))?.state, 'present');
+        assert.equal(await store.reserveBlob(d(3), 3), 'present');
+        assert.equal((await store.getBlob(d(3)))?.state, 'present');
+        for (const n of [1, 2, 3]) assert.equal(await store.beginBlobSweep(d(n), { touchedBefore: later(), markedBefore: later() }), undefined);
+        await store.close();
+      });
+
       it('a manifest committed before the sweep decision keeps its blob', async () => {
         const store = await create();
         await store.addBlob('k', d(1), 10);
         await store.putManifest(manifest('k', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
         assert.equal(await store.deleteUntaggedManifest('k', d(10), { touchedBefore: later() }), true, 'its last reference goes');
         await store.putManifest(manifest('k', d(11), { blobs: [{ digest: d(1), size: 10 }] }));
-        assert.equal(await store.beginBlobSweep(d(1), { touchedBefore: later() }), undefined);
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false);
+        assert.equal(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }), undefined);
         assert.equal((await store.getBlob(d(1)))?.state, 'present');
         await store.close();
       });
@@ -420,7 +442,8 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         assert.equal(await store.repositoryExists('e/empty'), false);
         assert.ok((await store.readOutbox(0, 100)).some((e) => e.event.action === 'repository.delete' && e.event.repository === 'e/empty'));
         // Once its blob is swept (links go with it), the repository is empty too.
-        assert.ok(await store.beginBlobSweep(d(1), { touchedBefore: later() }));
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), true);
+        assert.ok(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }));
         assert.equal(await store.finishBlobSweep(d(1)), true);
         assert.equal(await store.deleteEmptyRepository('e/links', { touchedBefore: later() }), true);
         await store.close();

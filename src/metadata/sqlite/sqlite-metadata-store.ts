@@ -916,12 +916,34 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
-  async beginBlobSweep(digest: string, options: { touchedBefore: number }): Promise<BlobRecord | undefined> {
+  async markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean> {
     return this.write(() => {
       const row = this.statements.getBlob.get(digest);
-      if (!row || row.state === 'sweeping' || row.touched_at >= options.touchedBefore) return undefined;
-      // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
-      if (row.state === 'pending' && row.state_since >= options.touchedBefore) return undefined;
+      if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) return false;
+      if (this.statements.blobReferenced.get(digest)) return false;
+      this.statements.setBlobState.run('deleting', Date.now(), digest);
+      return true;
+    });
+  }
+
+  async beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined> {
+    return this.write(() => {
+      const row = this.statements.getBlob.get(digest);
+      if (!row || row.touched_at >= options.touchedBefore) return undefined;
+      switch (row.state) {
+        case 'deleting':
+          if (row.state_since > options.markedBefore) return undefined;
+          break;
+        case 'pending':
+          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
+          if (row.state_since >= options.touchedBefore) return undefined;
+          break;
+        case 'quarantined':
+          break;
+        default:
+          // present (not marked, or revived since) or already sweeping
+          return undefined;
+      }
       if (this.statements.blobReferenced.get(digest)) return undefined;
       this.statements.setBlobState.run('sweeping', Date.now(), digest);
       return toBlob(row);
