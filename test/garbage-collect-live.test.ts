@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-store.js';
 import { raw } from './support/http.js';
 import { randomBlob } from './support/oci-fixtures.js';
-import { seededBytes, writeImagesLayout, type LayoutImage } from './support/oci-layout.js';
+import { seededBytes, writeImagesLayout } from './support/oci-layout.js';
 import { pushBlob, pushImage } from './support/push.js';
 import { ok, requireTool, run } from './support/tools.js';
 import { WHARF_BIN, startWharf, type WharfProcess } from './support/wharf-process.js';
@@ -247,4 +247,3 @@ function repositoryOf(images: Array<{ manifest: { digest: string } }>, digest: s
   return `kill/app${images.findIndex((image) => image.manifest.digest === digest)}`;
 }
 
-export type { LayoutImage };
