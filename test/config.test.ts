@@ -113,6 +113,16 @@ catalog:
     );
   });
 
+  it('reads storage.gc (Wharf\'s own keys): off by default, a one-hour delay', () => {
+    const defaults = loadConfig({ env: {} }).config.storage.gc;
+    assert.deepEqual(defaults, { enabled: false, intervalMs: 24 * 3_600_000, delayMs: 3_600_000, deleteUntagged: false });
+    const path = file('gc.yml', 'storage:\n  gc:\n    enabled: true\n    interval: 6h\n    delay: 90s\n    deleteuntagged: true\n');
+    const { config, warnings } = loadConfig({ file: path, env: { REGISTRY_STORAGE_GC_DELAY: '0s' } });
+    assert.deepEqual(config.storage.gc, { enabled: true, intervalMs: 6 * 3_600_000, delayMs: 0, deleteUntagged: true });
+    assert.deepEqual(warnings, []);
+    assert.throws(() => loadConfig({ env: { REGISTRY_STORAGE_GC_INTERVAL: 'often' } }), /storage\.gc\.interval/);
+  });
+
   it('refuses invalid values with a message naming the key', () => {
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ REGISTRY_HTTP_ADDR: 'not-an-address' }, /http\.addr/],

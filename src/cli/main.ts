@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
 import { registerFsck } from './fsck.js';
+import { registerGarbageCollect } from './garbage-collect.js';
 import { registerPolicy } from './policy.js';
 import { registerRobot } from './robot.js';
 import { registerServe } from './serve.js';
@@ -27,6 +28,7 @@ program
   .exitOverride();
 registerServe(program);
 registerFsck(program);
+registerGarbageCollect(program);
 registerUser(program);
 registerRobot(program);
 registerPolicy(program);

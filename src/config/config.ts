@@ -17,6 +17,11 @@ export interface WharfConfig {
     deleteEnabled: boolean;
     readOnly: boolean;
     uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
+    /**
+     * Garbage collection: `enabled` schedules it inside `wharf serve` every `intervalMs`;
+     * `delayMs` (also used by `wharf garbage-collect`) keeps anything touched that recently.
+     */
+    gc: { enabled: boolean; intervalMs: number; delayMs: number; deleteUntagged: boolean };
   };
   /** Which metadata store, and its settings (the embedded SQLite today; PostgreSQL will be another kind). */
   metadata: { kind: 'sqlite'; sqlite: { path: string; synchronous: 'full' | 'normal' } };
@@ -334,6 +339,12 @@ function build(raw: Raw): WharfConfig {
         ageMs: value(raw, 'storage.maintenance.uploadpurging.age', 168 * 3_600_000),
         intervalMs: value(raw, 'storage.maintenance.uploadpurging.interval', 24 * 3_600_000),
         dryRun: value(raw, 'storage.maintenance.uploadpurging.dryrun', false),
+      },
+      gc: {
+        enabled: value(raw, 'storage.gc.enabled', false),
+        intervalMs: value(raw, 'storage.gc.interval', 24 * 3_600_000),
+        delayMs: value(raw, 'storage.gc.delay', 3_600_000),
+        deleteUntagged: value(raw, 'storage.gc.deleteuntagged', false),
       },
     },
     metadata: {

@@ -106,6 +106,8 @@ export const SCHEMA = {
       uploadpurging: { enabled: bool, age: duration, interval: duration, dryrun: bool },
       readonly: { enabled: bool },
     },
+    /** Wharf's own: garbage collection inside `wharf serve` (docs/garbage-collection.md). */
+    gc: { enabled: bool, interval: duration, delay: duration, deleteuntagged: bool },
     cache: ignored('metadata lookups are already indexed'),
     redirect: ignored('not applicable to filesystem storage'),
     tag: ignored('not applicable'),

@@ -80,7 +80,8 @@ export interface UploadAdvance {
  * Where a blob is in its life. Only `present` blobs are served, linked or mounted.
  * - `pending`: a commit is moving verified bytes into place (since `stateSince`);
  * - `present`: the bytes are in storage and were verified when they were written;
- * - `deleting`: unreferenced, marked for collection; a new link revives it, bytes still there;
+ * - `deleting`: unreferenced, marked for collection; a new upload, link or manifest revives it,
+ *   bytes still there;
  * - `sweeping`: a collector is deleting the bytes; nothing may use or revive it;
  * - `quarantined`: the bytes failed a check (or are missing) and were moved aside; a new upload
  *   of the same digest puts good bytes back.
@@ -94,6 +95,12 @@ export interface BlobRecord {
   size: number;
   state: BlobState;
   stateSince: number;
+  /**
+   * When the blob was last uploaded, mounted or linked (ms since epoch): a collector leaves blobs
+   * touched within its delay alone, so that a push between its blob uploads and its manifest PUT
+   * never loses a blob.
+   */
+  touchedAt: number;
 }
 
 /**
@@ -148,7 +155,9 @@ export type ChangeEvent =
   /** A tag pointed at `previous` (absent for a new tag) and now points at `digest`. */
   | { action: 'tag.move'; repository: string; tag: string; digest: string; previous?: string; actor?: string }
   | { action: 'manifest.delete'; repository: string; digest: string; tags: string[]; actor?: string }
-  | { action: 'tag.delete'; repository: string; tag: string; digest: string; actor?: string };
+  | { action: 'tag.delete'; repository: string; tag: string; digest: string; actor?: string }
+  /** A collector removed a repository that had nothing left in it. */
+  | { action: 'repository.delete'; repository: string; actor?: string };
 
 export interface OutboxEntry {
   /** Increasing; a consumer remembers the last one it handled. */
@@ -201,6 +210,37 @@ export type JobOutcome =
   | { kind: 'done' }
   /** Failed: run again at `runAt`, unless attempts are used up. */
   | { kind: 'retry'; error: string; runAt: number };
+
+/** One manifest as a collector sees it: what keeps it, and what it keeps. */
+export interface ManifestNode {
+  digest: string;
+  mediaType: string;
+  /** Bytes of the manifest itself. */
+  size: number;
+  subject?: string;
+  tags: string[];
+  /** When the manifest was last pushed (ms since epoch). */
+  touchedAt: number;
+  /** Blobs it references (config, layers), sorted. */
+  blobs: string[];
+  /** Manifests it references (an index's children), sorted. */
+  children: string[];
+}
+
+/** A repository as a collector marks it, read in one snapshot. */
+export interface RepositoryGraph {
+  name: string;
+  createdAt: number;
+  /** Manifests in digest order. */
+  manifests: ManifestNode[];
+  /** Upload sessions open in it. */
+  uploads: number;
+  /** Blobs linked into it, sorted. */
+  linked: string[];
+}
+
+/** A named lease (one collector at a time): who holds it and until when. */
+export type LeaseClaim = { acquired: true } | { acquired: false; holder: string; until: number };
 
 /**
  * The registry's source of truth: repositories, blob links, manifests, tags, uploads.
@@ -268,7 +308,12 @@ export interface MetadataStore {
   getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined>;
   /** Which of `digests` are not manifests of the repository. */
   missingManifests(repository: string, digests: string[]): Promise<string[]>;
-  /** Throws MANIFEST_BLOB_UNKNOWN or MANIFEST_INVALID when a reference check fails (nothing is written). */
+  /**
+   * Throws MANIFEST_BLOB_UNKNOWN or MANIFEST_INVALID when a reference check fails (nothing is
+   * written). A referenced blob in state `deleting` is revived (made `present`) in the same
+   * transaction; one in state `sweeping` makes it throw UNAVAILABLE: the caller waits and tries
+   * again, and finds the blob gone (MANIFEST_BLOB_UNKNOWN) once the sweep has finished.
+   */
   putManifest(put: ManifestPut): Promise<ManifestPutResult>;
   /** Deletes a manifest and every tag on it; returns the tags removed, undefined when absent. */
   deleteManifest(repository: string, digest: string, options?: ChangeOptions): Promise<string[] | undefined>;
@@ -311,6 +356,51 @@ export interface MetadataStore {
   finishJob(id: number, owner: string, outcome: JobOutcome): Promise<boolean>;
   /** Jobs by id, newest first, optionally only in some states. */
   listJobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
+
+  // --- garbage collection ------------------------------------------------------------------
+  /**
+   * Every repository (with or without manifests) in name order after `page.after`, at most
+   * `page.limit`, each with its manifests, tags and references (see src/gc). Each repository is
+   * read in one snapshot; the collector re-checks every decision in the transaction that acts on it.
+   */
+  listRepositoryGraphs(page: Page): Promise<RepositoryGraph[]>;
+  /**
+   * Deletes a manifest that nothing keeps, checking in the same transaction that no tag points
+   * at it, no manifest of the repository lists it as a child or names it as subject, and it was
+   * pushed before `touchedBefore`. False (nothing changed) otherwise.
+   */
+  deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number }): Promise<boolean>;
+  /**
+   * Marks a `present` blob `deleting` — hidden from pulls, HEAD and mounts, revived by any new
+   * upload, mount or manifest that references it — only if, in the same transaction, no manifest
+   * in any repository references it and it was last touched before `touchedBefore`. False when
+   * it is kept.
+   */
+  markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean>;
+  /**
+   * Moves a blob to `sweeping` — after which nothing can use or revive it — only if, in the same
+   * transaction, no manifest in any repository references it, it was last touched before
+   * `touchedBefore`, and it is `deleting` since `markedBefore` or earlier (or `quarantined`, or
+   * `pending` since before `touchedBefore`: a commit that died). Returns the row as it was,
+   * undefined when the blob is kept, revived, not marked long enough, or already being swept. The
+   * caller then deletes the bytes and calls finishBlobSweep.
+   */
+  beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined>;
+  /** Removes a `sweeping` blob's row and every link to it; false when it was not `sweeping`. */
+  finishBlobSweep(digest: string): Promise<boolean>;
+  /**
+   * Deletes a repository with no manifests, no upload sessions and no blob links (sweeps remove
+   * the links of the blobs they delete), created before `touchedBefore`; false (nothing changed)
+   * otherwise.
+   */
+  deleteEmptyRepository(repository: string, options: { touchedBefore: number }): Promise<boolean>;
+  /**
+   * Takes or renews the lease `name` for `owner` until now + `ms`: granted when it is free,
+   * expired, already `owner`'s, or held by `replacing` (a holder known to be dead).
+   */
+  acquireLease(name: string, owner: string, ms: number, options?: { replacing?: string }): Promise<LeaseClaim>;
+  /** Gives a lease up; false when `owner` did not hold it. */
+  releaseLease(name: string, owner: string): Promise<boolean>;
 
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */

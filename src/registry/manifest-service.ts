@@ -1,5 +1,6 @@
-import { RegistryError } from '../errors/index.js';
-import type { ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isRegistryError, RegistryError } from '../errors/index.js';
+import type { ManifestPut, ManifestPutResult, ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
 import { digestOf, digestParts, type Digest } from '../oci/digest.js';
 import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
@@ -9,6 +10,9 @@ import { checkRepositoryName, checkTag, type ManifestReference } from './validat
 
 /** The spec's minimum a registry must accept; Distribution uses the same. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** How long a manifest push waits for a collector deleting a blob it references (a sweep takes one file delete). */
+const SWEEP_PATIENCE_MS = 30_000;
+const SWEEP_RETRY_MS = 20;
 
 export interface PutManifestResult {
   digest: Digest;
@@ -86,7 +90,7 @@ export class ManifestService {
     const tags = new Set(extraTags);
     if ('tag' in ref) tags.add(ref.tag);
     // The store checks the references and reads the old tag targets in the transaction that writes.
-    const result = await this.metadata.putManifest({
+    const result = await this.putWaitingForSweeps({
       repository,
       digest,
       mediaType: manifest.mediaType,
@@ -106,6 +110,23 @@ export class ManifestService {
       for (const { tag, previous } of result.moved) emit({ action: 'tag.move', repository, tag, digest, ...(previous ? { previous } : {}), ...actor });
     }
     return manifest.subject ? { digest, subject: manifest.subject.digest } : { digest };
+  }
+
+  /**
+   * Stores the manifest; while a blob it references is being swept (UNAVAILABLE from the store),
+   * waits for the collector's decision and asks again: the blob is then gone, and the push gets
+   * MANIFEST_BLOB_UNKNOWN, so the client uploads it again.
+   */
+  private async putWaitingForSweeps(put: ManifestPut): Promise<ManifestPutResult> {
+    const deadline = Date.now() + SWEEP_PATIENCE_MS;
+    for (;;) {
+      try {
+        return await this.metadata.putManifest(put);
+      } catch (error) {
+        if (!isRegistryError(error) || error.code !== 'UNAVAILABLE' || Date.now() > deadline) throw error;
+      }
+      await sleep(SWEEP_RETRY_MS);
+    }
   }
 
   /** By digest: the manifest and all its tags. By tag: only the tag. */

@@ -5,7 +5,8 @@ import { createServer as createNetServer, type AddressInfo, type Server as NetSe
 import { availableParallelism } from 'node:os';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
-import { isStorageFull } from '../errors/index.js';
+import { isRegistryError, isStorageFull } from '../errors/index.js';
+import { collectGarbage, type CollectionOptions } from '../gc/garbage-collector.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
 import { createApp } from '../http/app.js';
@@ -393,6 +394,30 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
       }
     };
   }
+  const gc = config.storage.gc;
+  if (gc.enabled) {
+    handlers[GC_JOB] = async ({ signal }) => {
+      try {
+        const report = await collectGarbage(registry.metadata, registry.store, {
+          dryRun: false,
+          deleteUntagged: gc.deleteUntagged,
+          signal,
+          ...gcSettings(config, registry),
+        });
+        log.info(
+          { deleted: report.deleted, rescued: report.rescued, young: report.young, bytesFreed: report.bytesFreed, durationMs: report.durationMs },
+          'garbage collection finished',
+        );
+      } catch (error) {
+        // `wharf garbage-collect` is at work: this run has nothing to add.
+        if (isRegistryError(error) && error.code === 'UNAVAILABLE' && signal.aborted === false) {
+          log.info({ reason: error.message }, 'garbage collection skipped');
+          return;
+        }
+        throw error;
+      }
+    };
+  }
   const runner = new JobRunner(registry.metadata, {
     handlers,
     onError: (error, job) => log.error({ err: error, job: job?.kind, jobId: job?.id }, job ? 'background job failed' : 'cannot reach the job queue'),
@@ -401,11 +426,29 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
   return runner;
 }
 
+/** The scheduled garbage collection (storage.gc). */
+const GC_JOB = 'gc.collect';
+
 /** Puts the recurring jobs that configuration asks for on the queue (once for all processes). */
 async function scheduleRecurringJobs(registry: Registry, config: WharfConfig): Promise<void> {
+  const gc = config.storage.gc;
+  if (gc.enabled) {
+    const every = Math.max(gc.intervalMs, 1000);
+    await registry.metadata.enqueueJob({ kind: GC_JOB, key: GC_JOB, repeatMs: every, runAt: Date.now() + every });
+  }
   const purging = config.storage.uploadPurging;
   if (purging.enabled) {
     const every = Math.max(purging.intervalMs, 1000);
     await registry.metadata.enqueueJob({ kind: UPLOAD_PURGE_JOB, key: UPLOAD_PURGE_JOB, repeatMs: every, runAt: Date.now() + Math.min(FIRST_PURGE_DELAY_MS, every) });
   }
+}
+
+/** What a collection takes from configuration (the same for the CLI and the scheduled job). */
+export function gcSettings(config: WharfConfig, registry: Registry): Pick<CollectionOptions, 'delayMs' | 'purgeUploads'> {
+  const purging = config.storage.uploadPurging;
+  if (!purging.enabled) return { delayMs: config.storage.gc.delayMs };
+  return {
+    delayMs: config.storage.gc.delayMs,
+    purgeUploads: ({ dryRun }) => registry.localUploads.purgeStale(Date.now() - purging.ageMs, { dryRun: dryRun || purging.dryRun }),
+  };
 }

@@ -292,5 +292,178 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       assert.deepEqual((await store.listJobs({ limit: 10 })).map((j) => j.id), [recurring.id, later.id, once.id]);
       await store.close();
     });
+
+    describe('garbage collection', () => {
+      const later = () => Date.now() + 60_000;
+
+      it('records when a blob was last touched: pushed, reserved, linked', async () => {
+        const store = await create();
+        const before = Date.now();
+        await store.addBlob('t', d(1), 5);
+        const first = (await store.getBlob(d(1)))!;
+        assert.ok(first.touchedAt >= before);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        assert.equal(await store.linkBlob('t2', d(1)), true);
+        assert.ok((await store.getBlob(d(1)))!.touchedAt > first.touchedAt, 'a mount touches');
+        await store.close();
+      });
+
+      it('lists every repository as a graph: manifests, tags, references, uploads, links', async () => {
+        const store = await create();
+        await store.addBlob('g/a', d(1), 10);
+        await store.addBlob('g/a', d(2), 20);
+        await store.putManifest(manifest('g/a', d(10), { blobs: [{ digest: d(1), size: 10 }, { digest: d(2), size: 20 }], tags: ['v1', 'latest'] }));
+        await store.putManifest(manifest('g/a', d(11), { children: [{ digest: d(10), size: 1 }], subject: d(10) }));
+        await store.createUpload({ id: 'g-up', repository: 'g/b', startedAt: 1 });
+        const graphs = await store.listRepositoryGraphs({ limit: 10 });
+        assert.deepEqual(graphs.map((g) => g.name), ['g/a', 'g/b'], 'a repository without manifests is listed too');
+        const [a, b] = graphs;
+        assert.deepEqual(
+          a!.manifests.map((m) => [m.digest, m.tags, m.blobs, m.children, m.subject]),
+          [
+            [d(10), ['latest', 'v1'], [d(1), d(2)], [], undefined],
+            [d(11), [], [], [d(10)], d(10)],
+          ],
+        );
+        assert.equal(a!.manifests[0]!.size, manifest('g/a', d(10)).content.length);
+        assert.deepEqual(a!.linked, [d(1), d(2)]);
+        assert.equal(a!.uploads, 0);
+        assert.equal(b!.uploads, 1);
+        assert.equal(b!.manifests.length, 0);
+        assert.deepEqual((await store.listRepositoryGraphs({ after: 'g/a', limit: 10 })).map((g) => g.name), ['g/b']);
+        await store.close();
+      });
+
+      it('deletes an untagged manifest only if nothing keeps it, checked in the same transaction', async () => {
+        const store = await create();
+        await store.putManifest(manifest('u', d(1), { tags: ['v1'] }));
+        await store.putManifest(manifest('u', d(2)));
+        await store.putManifest(manifest('u', d(3)));
+        await store.putManifest(manifest('u', d(4), { children: [{ digest: d(3), size: 1 }] }));
+        await store.putManifest(manifest('u', d(5), { subject: d(2) }));
+        assert.equal(await store.deleteUntaggedManifest('u', d(1), { touchedBefore: later() }), false, 'tagged');
+        assert.equal(await store.deleteUntaggedManifest('u', d(3), { touchedBefore: later() }), false, 'an index lists it');
+        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), false, 'a referrer names it as subject');
+        assert.equal(await store.deleteUntaggedManifest('u', d(4), { touchedBefore: 0 }), false, 'pushed within the delay');
+        assert.equal(await store.deleteUntaggedManifest('u', d(4), { touchedBefore: later() }), true);
+        assert.equal(await store.deleteUntaggedManifest('u', d(3), { touchedBefore: later() }), true, 'its index is gone');
+        assert.equal(await store.deleteUntaggedManifest('u', d(5), { touchedBefore: later() }), true);
+        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), true, 'its referrer is gone');
+        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), false, 'already gone');
+        assert.deepEqual(await store.missingManifests('u', [d(1), d(2), d(3)]), [d(2), d(3)]);
+        const events = (await store.readOutbox(0, 100)).map((e) => e.event).filter((e) => e.action === 'manifest.delete');
+        assert.equal(events.length, 4);
+        await store.close();
+      });
+
+      it('sweeps a blob only when unreferenced, untouched and marked long enough; nothing uses it while it is sweeping', async () => {
+        const store = await create();
+        await store.addBlob('s', d(1), 10);
+        await store.addBlob('s', d(2), 20);
+        await store.putManifest(manifest('s', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false, 'referenced');
+        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: 0 }), false, 'touched within the delay');
+        assert.equal(await store.markBlobDeleting(d(99), { touchedBefore: later() }), false, 'no such blob');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'a present blob is marked first');
+        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: later() }), true);
+        assert.equal((await store.getBlob(d(2)))?.state, 'deleting');
+        assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'a marked blob is not served');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: 0 }), undefined, 'marked within the delay');
+        const taken = await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() });
+        assert.equal(taken?.size, 20);
+        assert.equal((await store.getBlob(d(2)))?.state, 'sweeping');
+        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'one sweeper');
+        assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'not served');
+        assert.equal(await store.linkBlob('t', d(2)), false, 'not mounted');
+        assert.equal(await store.reserveBlob(d(2), 20), 'busy', 'a commit waits');
+        await assert.rejects(
+          store.putManifest(manifest('s', d(11), { blobs: [{ digest: d(2), size: 20 }] })),
+          (error: unknown) => error instanceof RegistryError && error.code === 'UNAVAILABLE',
+          'a manifest push waits for the decision',
+        );
+        await store.createUpload({ id: 's-up', repository: 's', startedAt: 1 });
+        await store.advanceUpload('s-up', { from: 0, part: { name: '0-a', size: 20 }, hashState: undefined });
+        assert.equal(await store.completeUpload('s-up', 20, d(2)), 'retry');
+        assert.equal(await store.finishBlobSweep(d(2)), true);
+        assert.equal(await store.finishBlobSweep(d(2)), false);
+        assert.equal(await store.getBlob(d(2)), undefined);
+        assert.deepEqual(await store.missingBlobs('s', [d(1), d(2)]), [d(2)], 'its links went with it');
+        await assert.rejects(
+          store.putManifest(manifest('s', d(11), { blobs: [{ digest: d(2), size: 20 }] })),
+          (error: unknown) => error instanceof RegistryError && error.code === 'MANIFEST_BLOB_UNKNOWN',
+        );
+        assert.equal(await store.reserveBlob(d(2), 20), 'place', 'the next push puts bytes back');
+        assert.equal(await store.completeUpload('s-up', 20, d(2)), 'done');
+        assert.equal(await store.repositoryBlobSize('s', d(2)), 20);
+        await store.close();
+      });
+
+      it('revives a blob marked deleting: a manifest that references it, a mount, an upload', async () => {
+        const store = await create();
+        for (const n of [1, 2, 3]) {
+          await store.addBlob('r', d(n), n);
+          assert.equal(await store.markBlobDeleting(d(n), { touchedBefore: later() }), true);
+        }
+        await store.putManifest(manifest('r', d(10), { blobs: [{ digest: d(1), size: 1 }], tags: ['v1'] }));
+        assert.equal((await store.getBlob(d(1)))?.state, 'present', 'the manifest revived it in its transaction');
+        assert.equal(await store.linkBlob('r2', d(2)), true);
+        assert.equal((await store.getBlob(d(2)))?.state, 'present');
+        assert.equal(await store.reserveBlob(d(3), 3), 'present');
+        assert.equal((await store.getBlob(d(3)))?.state, 'present');
+        for (const n of [1, 2, 3]) assert.equal(await store.beginBlobSweep(d(n), { touchedBefore: later(), markedBefore: later() }), undefined);
+        await store.close();
+      });
+
+      it('a manifest committed before the sweep decision keeps its blob', async () => {
+        const store = await create();
+        await store.addBlob('k', d(1), 10);
+        await store.putManifest(manifest('k', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
+        assert.equal(await store.deleteUntaggedManifest('k', d(10), { touchedBefore: later() }), true, 'its last reference goes');
+        await store.putManifest(manifest('k', d(11), { blobs: [{ digest: d(1), size: 10 }] }));
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false);
+        assert.equal(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }), undefined);
+        assert.equal((await store.getBlob(d(1)))?.state, 'present');
+        await store.close();
+      });
+
+      it('deletes a repository only when empty: no manifests, no uploads, no links', async () => {
+        const store = await create();
+        await store.addBlob('e/links', d(1), 1);
+        await store.createUpload({ id: 'e-up', repository: 'e/uploads', startedAt: 1 });
+        await store.putManifest(manifest('e/manifests', d(10)));
+        await store.createUpload({ id: 'e-gone', repository: 'e/empty', startedAt: 1 });
+        await store.deleteUpload('e-gone');
+        assert.equal(await store.deleteEmptyRepository('e/links', { touchedBefore: later() }), false, 'a blob is linked');
+        assert.equal(await store.deleteEmptyRepository('e/uploads', { touchedBefore: later() }), false);
+        assert.equal(await store.deleteEmptyRepository('e/manifests', { touchedBefore: later() }), false);
+        assert.equal(await store.deleteEmptyRepository('e/none', { touchedBefore: later() }), false);
+        assert.equal(await store.deleteEmptyRepository('e/empty', { touchedBefore: 0 }), false, 'created within the delay');
+        assert.equal(await store.deleteEmptyRepository('e/empty', { touchedBefore: later() }), true);
+        assert.equal(await store.repositoryExists('e/empty'), false);
+        assert.ok((await store.readOutbox(0, 100)).some((e) => e.event.action === 'repository.delete' && e.event.repository === 'e/empty'));
+        // Once its blob is swept (links go with it), the repository is empty too.
+        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), true);
+        assert.ok(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }));
+        assert.equal(await store.finishBlobSweep(d(1)), true);
+        assert.equal(await store.deleteEmptyRepository('e/links', { touchedBefore: later() }), true);
+        await store.close();
+      });
+
+      it('hands a lease to one owner at a time; a dead holder can be replaced', async () => {
+        const store = await create();
+        assert.deepEqual(await store.acquireLease('gc', 'a', 60_000), { acquired: true });
+        const refused = await store.acquireLease('gc', 'b', 60_000);
+        assert.equal(refused.acquired, false);
+        assert.equal(refused.acquired === false && refused.holder, 'a');
+        assert.deepEqual(await store.acquireLease('gc', 'a', 60_000), { acquired: true }, 'the holder renews');
+        assert.deepEqual(await store.acquireLease('gc', 'b', 60_000, { replacing: 'a' }), { acquired: true });
+        assert.equal(await store.releaseLease('gc', 'a'), false);
+        assert.equal(await store.releaseLease('gc', 'b'), true);
+        assert.deepEqual(await store.acquireLease('gc', 'c', 1), { acquired: true });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        assert.deepEqual(await store.acquireLease('gc', 'd', 60_000), { acquired: true }, 'an expired lease is free');
+        await store.close();
+      });
+    });
   });
 }

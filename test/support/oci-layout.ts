@@ -145,3 +145,20 @@ export function writeTestLayout(dir: string): TestLayout {
   writer.finish();
   return { dir, base, multi: { indexDigest: index.digest, amd64, arm64 } };
 }
+
+/**
+ * Writes single-platform linux/amd64 images into an OCI layout at `dir`, one ref each, every
+ * layer a tarball of one file with the given bytes (the same bytes give the same layer digest).
+ */
+export function writeImagesLayout(dir: string, images: Array<{ ref: string; layers: Buffer[] }>): Record<string, LayoutImage> {
+  const writer = new LayoutWriter(dir);
+  const written: Record<string, LayoutImage> = {};
+  for (const { ref, layers } of images) {
+    const tarballs = layers.map((content) => tar([{ path: 'data.bin', content }]));
+    const made = image(writer, 'amd64', undefined, tarballs, layers.map((_, i) => ({ created_by: `${ref} layer ${i}` })));
+    writer.index.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: made.manifestDigest, size: made.size, annotations: { 'org.opencontainers.image.ref.name': ref } });
+    written[ref] = made;
+  }
+  writer.finish();
+  return written;
+}

@@ -178,4 +178,18 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX auth_login_failures_by_start ON auth_login_failures(started_at);
   `,
+  // 7: garbage collection. When a blob or manifest was last pushed, mounted or linked (a
+  // collector leaves anything touched within its delay alone), and named leases so that one
+  // collector runs at a time across processes and replicas.
+  `
+  ALTER TABLE blobs ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;
+  UPDATE blobs SET touched_at = max(created_at, state_since);
+  ALTER TABLE manifests ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;
+  UPDATE manifests SET touched_at = created_at;
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];

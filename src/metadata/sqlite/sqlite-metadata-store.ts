@@ -12,6 +12,8 @@ import type {
   JobOutcome,
   JobRecord,
   JobState,
+  LeaseClaim,
+  ManifestNode,
   ManifestPutResult,
   NewJob,
   OutboxEntry,
@@ -19,6 +21,7 @@ import type {
   ManifestRecord,
   MetadataStore,
   Page,
+  RepositoryGraph,
   TagEvent,
   UploadAdvance,
   UploadRecord,
@@ -89,10 +92,11 @@ interface BlobRow {
   size: number;
   state: BlobState;
   state_since: number;
+  touched_at: number;
 }
 
 function toBlob(row: BlobRow): BlobRecord {
-  return { digest: row.digest, size: row.size, state: row.state, stateSince: row.state_since };
+  return { digest: row.digest, size: row.size, state: row.state, stateSince: row.state_since, touchedAt: row.touched_at };
 }
 
 interface JobRow {
@@ -190,17 +194,19 @@ export class SqliteMetadataStore implements MetadataStore {
       repositoryId: db.prepare<[string], { id: number }>('SELECT id FROM repositories WHERE name = ?'),
       insertRepository: db.prepare('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING'),
       blobSize: db.prepare<[string], { size: number }>("SELECT size FROM blobs WHERE digest = ? AND state = 'present'"),
-      getBlob: db.prepare<[string], BlobRow>('SELECT digest, size, state, state_since FROM blobs WHERE digest = ?'),
-      listBlobs: db.prepare<[string, number], BlobRow>('SELECT digest, size, state, state_since FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?'),
+      getBlob: db.prepare<[string], BlobRow>('SELECT digest, size, state, state_since, touched_at FROM blobs WHERE digest = ?'),
+      listBlobs: db.prepare<[string, number], BlobRow>('SELECT digest, size, state, state_since, touched_at FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?'),
       repositoryBlobSize: db.prepare<[string, string], { size: number }>(
         `SELECT b.size FROM repositories r
            JOIN repository_blobs rb ON rb.repository_id = r.id
            JOIN blobs b ON b.digest = rb.digest
          WHERE r.name = ? AND rb.digest = ? AND b.state = 'present'`,
       ),
-      insertBlob: db.prepare<[string, number, number, BlobState, number]>(
-        'INSERT INTO blobs (digest, size, created_at, state, state_since) VALUES (?, ?, ?, ?, ?)',
+      insertBlob: db.prepare<[string, number, number, BlobState, number, number]>(
+        'INSERT INTO blobs (digest, size, created_at, state, state_since, touched_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      touchBlob: db.prepare<[number, string]>('UPDATE blobs SET touched_at = max(touched_at, ?) WHERE digest = ?'),
+      touchLink: db.prepare<[number, number, string]>('UPDATE repository_blobs SET created_at = max(created_at, ?) WHERE repository_id = ? AND digest = ?'),
       setBlobState: db.prepare<[BlobState, number, string]>('UPDATE blobs SET state = ?, state_since = ? WHERE digest = ?'),
       quarantineBlob: db.prepare<[number, string]>("UPDATE blobs SET state = 'quarantined', state_since = ? WHERE digest = ? AND state = 'present'"),
       linkBlob: db.prepare(
@@ -247,8 +253,8 @@ export class SqliteMetadataStore implements MetadataStore {
         'SELECT 1 AS one FROM manifests WHERE repository_id = ? AND digest = ?',
       ),
       insertManifest: db.prepare(
-        `INSERT INTO manifests (repository_id, digest, media_type, content, size, total_size, subject, artifact_type, annotations, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        `INSERT INTO manifests (repository_id, digest, media_type, content, size, total_size, subject, artifact_type, annotations, created_at, touched_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
       insertReference: db.prepare(
         'INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
@@ -277,10 +283,40 @@ export class SqliteMetadataStore implements MetadataStore {
          WHERE repository_id = ? AND subject = ? ORDER BY created_at, digest`,
       ),
       repositoryName: db.prepare<[number], { name: string }>('SELECT name FROM repositories WHERE id = ?'),
-      linkedBlobSize: db.prepare<[number, string], { size: number }>(
-        `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-         WHERE rb.repository_id = ? AND rb.digest = ? AND b.state = 'present'`,
+      linkedBlob: db.prepare<[number, string], { size: number; state: BlobState }>(
+        `SELECT b.size, b.state FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.repository_id = ? AND rb.digest = ?`,
       ),
+      touchManifest: db.prepare<[number, number, string]>('UPDATE manifests SET touched_at = max(touched_at, ?) WHERE repository_id = ? AND digest = ?'),
+      graphRepositories: db.prepare<[string, number], { id: number; name: string; created_at: number }>(
+        'SELECT id, name, created_at FROM repositories WHERE name > ? ORDER BY name LIMIT ?',
+      ),
+      graphManifests: db.prepare<[number], { digest: string; media_type: string; size: number; subject: string | null; touched_at: number }>(
+        'SELECT digest, media_type, size, subject, touched_at FROM manifests WHERE repository_id = ? ORDER BY digest',
+      ),
+      graphTags: db.prepare<[number], { name: string; digest: string }>('SELECT name, digest FROM tags WHERE repository_id = ? ORDER BY name'),
+      graphReferences: db.prepare<[number], { manifest_digest: string; child_digest: string; kind: 'blob' | 'manifest' }>(
+        'SELECT manifest_digest, child_digest, kind FROM manifest_references WHERE repository_id = ? ORDER BY child_digest',
+      ),
+      uploadCount: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM uploads WHERE repository_id = ?'),
+      linkedDigests: db.prepare<[number], { digest: string }>('SELECT digest FROM repository_blobs WHERE repository_id = ? ORDER BY digest'),
+      anyLink: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? LIMIT 1'),
+      manifestTouched: db.prepare<[number, string], { touched_at: number }>('SELECT touched_at FROM manifests WHERE repository_id = ? AND digest = ?'),
+      anyTagOn: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM tags WHERE repository_id = ? AND digest = ? LIMIT 1'),
+      isChild: db.prepare<[number, string], { one: number }>(
+        "SELECT 1 AS one FROM manifest_references WHERE repository_id = ? AND child_digest = ? AND kind = 'manifest' LIMIT 1",
+      ),
+      hasReferrer: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? AND subject = ? LIMIT 1'),
+      blobReferenced: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM manifest_references WHERE child_digest = ? AND kind = 'blob' LIMIT 1"),
+      deleteBlobLinks: db.prepare<[string]>('DELETE FROM repository_blobs WHERE digest = ?'),
+      deleteSweptBlob: db.prepare<[string]>("DELETE FROM blobs WHERE digest = ? AND state = 'sweeping'"),
+      repositoryRow: db.prepare<[string], { id: number; created_at: number }>('SELECT id, created_at FROM repositories WHERE name = ?'),
+      deleteRepository: db.prepare<[number]>('DELETE FROM repositories WHERE id = ?'),
+      getLease: db.prepare<[string], { owner: string; until: number }>('SELECT owner, until FROM leases WHERE name = ?'),
+      putLease: db.prepare<[string, string, number]>(
+        'INSERT INTO leases (name, owner, until) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET owner = excluded.owner, until = excluded.until',
+      ),
+      deleteLease: db.prepare<[string, string]>('DELETE FROM leases WHERE name = ? AND owner = ?'),
       anyManifest: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? LIMIT 1'),
       appendOutbox: db.prepare<[number, string, string, string]>('INSERT INTO outbox (at, action, repository, event) VALUES (?, ?, ?, ?)'),
       readOutbox: db.prepare<[number, number], { id: number; at: number; event: string }>('SELECT id, at, event FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
@@ -455,9 +491,10 @@ export class SqliteMetadataStore implements MetadataStore {
       const now = Date.now();
       const id = this.ensureRepository(repository);
       const row = this.statements.getBlob.get(digest);
-      if (!row) this.statements.insertBlob.run(digest, size, now, 'present', now);
+      if (!row) this.statements.insertBlob.run(digest, size, now, 'present', now, now);
       else if (row.state !== 'present') this.statements.setBlobState.run('present', now, digest);
-      if (this.statements.linkBlob.run(id, digest, now).changes > 0) this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
+      this.statements.touchBlob.run(now, digest);
+      if (this.link(id, digest, now)) this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
     });
   }
 
@@ -467,8 +504,9 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!row || (row.state !== 'present' && row.state !== 'deleting')) return false;
       const now = Date.now();
       if (row.state === 'deleting') this.statements.setBlobState.run('present', now, digest);
+      this.statements.touchBlob.run(now, digest);
       const id = this.ensureRepository(repository);
-      if (this.statements.linkBlob.run(id, digest, now).changes > 0) {
+      if (this.link(id, digest, now)) {
         this.record({ action: 'blob.mount', repository, digest, size: row.size, ...(options.from !== undefined ? { from: options.from } : {}), ...actorOf(options) }, now);
       }
       return true;
@@ -480,9 +518,11 @@ export class SqliteMetadataStore implements MetadataStore {
       const now = Date.now();
       const row = this.statements.getBlob.get(digest);
       if (!row) {
-        this.statements.insertBlob.run(digest, size, now, 'pending', now);
+        this.statements.insertBlob.run(digest, size, now, 'pending', now, now);
         return 'place';
       }
+      // A commit on its way: a collector must leave the bytes until it has linked them.
+      this.statements.touchBlob.run(now, digest);
       switch (row.state) {
         case 'present':
           return 'present';
@@ -511,6 +551,13 @@ export class SqliteMetadataStore implements MetadataStore {
       this.record({ action: 'blob.delete', repository, digest, ...actorOf(options) }, Date.now());
       return true;
     });
+  }
+
+  /** Links a blob into a repository, or refreshes the link's time; true when the link is new. */
+  private link(repositoryId: number, digest: string, now: number): boolean {
+    if (this.statements.linkBlob.run(repositoryId, digest, now).changes > 0) return true;
+    this.statements.touchLink.run(now, repositoryId, digest);
+    return false;
   }
 
   async repositoriesLinkingBlob(digest: string, limit: number): Promise<string[]> {
@@ -551,7 +598,8 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!blob || blob.state === 'sweeping' || blob.state === 'quarantined') return 'retry';
       const now = Date.now();
       if (blob.state !== 'present') this.statements.setBlobState.run('present', now, digest);
-      this.statements.linkBlob.run(upload.repository_id, digest, now);
+      this.statements.touchBlob.run(now, digest);
+      this.link(upload.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
       const repository = this.statements.repositoryName.get(upload.repository_id)!.name;
       this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
@@ -591,10 +639,17 @@ export class SqliteMetadataStore implements MetadataStore {
       // outside it could otherwise leave a manifest that references nothing.
       let totalSize = put.content.length;
       for (const blob of put.blobs) {
-        const size = this.statements.linkedBlobSize.get(id, blob.digest)?.size;
-        if (size === undefined) {
+        const linked = this.statements.linkedBlob.get(id, blob.digest);
+        if (linked?.state === 'sweeping') {
+          // A collector is deleting the bytes: the caller waits for it to finish, then finds the blob gone.
+          throw new RegistryError('UNAVAILABLE', { message: 'a blob the manifest references is being garbage-collected; push it again', detail: { digest: blob.digest, state: 'sweeping' } });
+        }
+        if (linked === undefined || (linked.state !== 'present' && linked.state !== 'deleting')) {
           throw new RegistryError('MANIFEST_BLOB_UNKNOWN', { message: 'manifest references a blob unknown to this repository', detail: { digest: blob.digest } });
         }
+        // Marked for collection but its bytes are still there: this reference keeps it.
+        if (linked.state === 'deleting') this.statements.setBlobState.run('present', now, blob.digest);
+        const size = linked.size;
         if (size !== blob.size) {
           throw new RegistryError('MANIFEST_INVALID', { message: `descriptor size ${blob.size} does not match blob ${blob.digest} (${size} bytes)`, detail: { digest: blob.digest } });
         }
@@ -618,10 +673,14 @@ export class SqliteMetadataStore implements MetadataStore {
         put.artifactType ?? null,
         put.annotations ? JSON.stringify(put.annotations) : null,
         now,
+        now,
       );
       if (inserted.changes > 0) {
         for (const blob of put.blobs) this.statements.insertReference.run(id, put.digest, blob.digest, 'blob');
         for (const child of put.children) this.statements.insertReference.run(id, put.digest, child.digest, 'manifest');
+      } else {
+        // Pushed again (say, a child before its index): a collector must not take it meanwhile.
+        this.statements.touchManifest.run(now, id, put.digest);
       }
       const actor = actorOf(put);
       if (firstManifest) this.record({ action: 'repository.create', repository: put.repository, ...actor }, now);
@@ -815,6 +874,116 @@ export class SqliteMetadataStore implements MetadataStore {
   async listJobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]> {
     const states = JSON.stringify(options.states ?? ['ready', 'running', 'done', 'failed']);
     return this.statements.listJobs.all(states, options.limit).map(toJob);
+  }
+
+  async listRepositoryGraphs(page: Page): Promise<RepositoryGraph[]> {
+    // One read transaction: the repository's manifests, tags and references agree with each other.
+    const read = this.db.transaction((): RepositoryGraph[] =>
+      this.statements.graphRepositories.all(page.after ?? '', page.limit).map((repo) => {
+        const nodes = new Map<string, ManifestNode>();
+        for (const row of this.statements.graphManifests.all(repo.id)) {
+          const node: ManifestNode = { digest: row.digest, mediaType: row.media_type, size: row.size, tags: [], touchedAt: row.touched_at, blobs: [], children: [] };
+          if (row.subject !== null) node.subject = row.subject;
+          nodes.set(row.digest, node);
+        }
+        for (const tag of this.statements.graphTags.all(repo.id)) nodes.get(tag.digest)?.tags.push(tag.name);
+        for (const ref of this.statements.graphReferences.all(repo.id)) {
+          const node = nodes.get(ref.manifest_digest);
+          if (node) (ref.kind === 'blob' ? node.blobs : node.children).push(ref.child_digest);
+        }
+        return {
+          name: repo.name,
+          createdAt: repo.created_at,
+          manifests: [...nodes.values()],
+          uploads: this.statements.uploadCount.get(repo.id)!.n,
+          linked: this.statements.linkedDigests.all(repo.id).map((row) => row.digest),
+        };
+      }),
+    );
+    return read.deferred();
+  }
+
+  async deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number }): Promise<boolean> {
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined) return false;
+      const row = this.statements.manifestTouched.get(id, digest);
+      if (!row || row.touched_at >= options.touchedBefore) return false;
+      if (this.statements.anyTagOn.get(id, digest) || this.statements.isChild.get(id, digest) || this.statements.hasReferrer.get(id, digest)) return false;
+      this.statements.deleteManifest.run(id, digest);
+      this.record({ action: 'manifest.delete', repository, digest, tags: [] }, Date.now());
+      return true;
+    });
+  }
+
+  async markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean> {
+    return this.write(() => {
+      const row = this.statements.getBlob.get(digest);
+      if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) return false;
+      if (this.statements.blobReferenced.get(digest)) return false;
+      this.statements.setBlobState.run('deleting', Date.now(), digest);
+      return true;
+    });
+  }
+
+  async beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined> {
+    return this.write(() => {
+      const row = this.statements.getBlob.get(digest);
+      if (!row || row.touched_at >= options.touchedBefore) return undefined;
+      switch (row.state) {
+        case 'deleting':
+          if (row.state_since > options.markedBefore) return undefined;
+          break;
+        case 'pending':
+          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
+          if (row.state_since >= options.touchedBefore) return undefined;
+          break;
+        case 'quarantined':
+          break;
+        default:
+          // present (not marked, or revived since) or already sweeping
+          return undefined;
+      }
+      if (this.statements.blobReferenced.get(digest)) return undefined;
+      this.statements.setBlobState.run('sweeping', Date.now(), digest);
+      return toBlob(row);
+    });
+  }
+
+  async finishBlobSweep(digest: string): Promise<boolean> {
+    return this.write(() => {
+      if (this.statements.getBlob.get(digest)?.state !== 'sweeping') return false;
+      this.statements.deleteBlobLinks.run(digest);
+      return this.statements.deleteSweptBlob.run(digest).changes > 0;
+    });
+  }
+
+  async deleteEmptyRepository(repository: string, options: { touchedBefore: number }): Promise<boolean> {
+    return this.write(() => {
+      const repo = this.statements.repositoryRow.get(repository);
+      if (!repo || repo.created_at >= options.touchedBefore) return false;
+      if (this.statements.anyManifest.get(repo.id) || this.statements.uploadCount.get(repo.id)!.n > 0) return false;
+      if (this.statements.anyLink.get(repo.id)) return false;
+      this.statements.deleteRepository.run(repo.id);
+      this.record({ action: 'repository.delete', repository }, Date.now());
+      return true;
+    });
+  }
+
+  async acquireLease(name: string, owner: string, ms: number, options: { replacing?: string } = {}): Promise<LeaseClaim> {
+    return this.write((): LeaseClaim => {
+      const now = Date.now();
+      const held = this.statements.getLease.get(name);
+      if (held && held.owner !== owner && held.until > now && held.owner !== options.replacing) {
+        return { acquired: false, holder: held.owner, until: held.until };
+      }
+      this.statements.putLease.run(name, owner, now + ms);
+      return { acquired: true };
+    });
+  }
+
+  async releaseLease(name: string, owner: string): Promise<boolean> {
+    return this.write(() => this.statements.deleteLease.run(name, owner).changes > 0);
   }
 
   /** Appends a change to the outbox; called inside the transaction that makes the change. */

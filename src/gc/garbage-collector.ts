@@ -1,0 +1,336 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { RegistryError } from '../errors/index.js';
+import type { BlobRecord, MetadataStore, RepositoryGraph } from '../metadata/metadata-store.js';
+import { storedDigest } from '../oci/digest.js';
+import type { BlobStore } from '../storage/blob-store.js';
+
+/** The lease every collector takes first, so that one collection runs at a time (CLI, job, replica). */
+export const COLLECTION_LEASE = 'gc.collect';
+const LEASE_MS = 30_000;
+const PAGE = 200;
+
+export interface CollectionOptions {
+  /** Report only: delete nothing, take no lease. */
+  dryRun: boolean;
+  /** Also delete manifests that no tag keeps (Distribution's --delete-untagged). */
+  deleteUntagged: boolean;
+  /** Anything uploaded, mounted, linked or pushed this recently is kept, referenced or not. */
+  delayMs: number;
+  /** Told each report line, worded as Distribution's `registry garbage-collect` prints it. */
+  onLine?: (line: string) => void;
+  /** Removes expired upload sessions (the upload service does it); its counts go in the report. */
+  purgeUploads?: (options: { dryRun: boolean }) => Promise<{ sessions: number; orphans: number }>;
+  /** Stops the collection between two steps (every step is a transaction of its own). */
+  signal?: AbortSignal;
+  /**
+   * Seams for tests that drive races one step at a time: called before a blob is marked, once
+   * it is `deleting`, and once it is `sweeping` (before its bytes are deleted).
+   */
+  hooks?: {
+    beforeBlobSweep?(digest: string): Promise<void>;
+    whileMarked?(digest: string): Promise<void>;
+    whileSweeping?(digest: string): Promise<void>;
+  };
+}
+
+export interface CollectionReport {
+  dryRun: boolean;
+  deleteUntagged: boolean;
+  delayMs: number;
+  startedAt: string;
+  durationMs: number;
+  /** Digests in use: kept manifests and everything they reference (Distribution's mark set). */
+  marked: string[];
+  /**
+   * Digests nothing references: blobs, plus the eligible manifests' own digests, which
+   * Distribution stores (and therefore counts) as blobs.
+   */
+  eligibleBlobs: string[];
+  eligibleManifests: Array<{ repository: string; digest: string }>;
+  /** Repositories left with nothing in them. */
+  eligibleRepositories: string[];
+  /** Kept because they were touched within the delay. */
+  young: { blobs: number; manifests: number };
+  /** Blobs marked `deleting` less than the delay ago: a later collection sweeps them. */
+  awaitingSweep: number;
+  deleted: { blobs: number; manifests: number; repositories: number; resumedSweeps: number };
+  /** Eligible when marked, kept after all: referenced or touched again before they could go. */
+  rescued: { blobs: number; manifests: number; repositories: number };
+  uploads: { sessions: number; orphans: number };
+  /** Bytes of the blobs and manifests deleted (what would be, in a dry run). */
+  bytesFreed: number;
+}
+
+/**
+ * Mark and sweep over metadata, safe while the registry serves (docs/garbage-collection.md):
+ *
+ * 1. Mark, from the metadata: kept manifests are every manifest (or, deleting untagged ones, the
+ *    tagged ones and those pushed within the delay) and, transitively, their index children,
+ *    their subjects and their referrers; marked digests are those and every blob they reference.
+ * 2. Sweep, one transaction per step, each re-checking its own condition: an untagged manifest
+ *    goes only if still untagged and unreferenced; a blob is marked `deleting` only if no manifest
+ *    references it and it was not touched within the delay (hidden from pulls, revived by any new
+ *    reference), and moves on to `sweeping` only if still so, once marked for the delay too; its
+ *    bytes are deleted, then its row.
+ *
+ * Invariant: a blob row leaves `present` only in a transaction that sees no reference to it, and a
+ * manifest referencing a blob is written only in a transaction that sees the blob present or
+ * `deleting` (and revives it; see MetadataStore.putManifest). Transactions are serialised, so no
+ * committed manifest ever references a swept blob. A collector that dies leaves rows in
+ * `sweeping`, which nothing can use; the next collection finishes them.
+ */
+export async function collectGarbage(metadata: MetadataStore, store: BlobStore, options: CollectionOptions): Promise<CollectionReport> {
+  const started = Date.now();
+  const emit = options.onLine ?? (() => undefined);
+  const lease = options.dryRun ? undefined : await holdLease(metadata);
+  const signal = lease ? (options.signal ? AbortSignal.any([options.signal, lease.lost]) : lease.lost) : options.signal;
+  try {
+    const cutoff = started - options.delayMs;
+    const report: CollectionReport = {
+      dryRun: options.dryRun,
+      deleteUntagged: options.deleteUntagged,
+      delayMs: options.delayMs,
+      startedAt: new Date(started).toISOString(),
+      durationMs: 0,
+      marked: [],
+      eligibleBlobs: [],
+      eligibleManifests: [],
+      eligibleRepositories: [],
+      young: { blobs: 0, manifests: 0 },
+      awaitingSweep: 0,
+      deleted: { blobs: 0, manifests: 0, repositories: 0, resumedSweeps: 0 },
+      rescued: { blobs: 0, manifests: 0, repositories: 0 },
+      uploads: { sessions: 0, orphans: 0 },
+      bytesFreed: 0,
+    };
+
+    // Expired sessions first: a repository that only they kept is then empty.
+    if (options.purgeUploads) report.uploads = await options.purgeUploads({ dryRun: options.dryRun });
+
+    // --- mark ---------------------------------------------------------------------------------
+    const marked = new Set<string>();
+    const doomedManifests: Array<{ repository: string; digest: string; size: number }> = [];
+    const emptied: RepositoryGraph[] = [];
+    for await (const repo of repositoryGraphs(metadata)) {
+      emit(repo.name);
+      const kept = keptManifests(repo, options.deleteUntagged, cutoff, report);
+      for (const node of repo.manifests) {
+        if (!kept.has(node.digest)) {
+          emit(`manifest eligible for deletion: ${node.digest}`);
+          doomedManifests.push({ repository: repo.name, digest: node.digest, size: node.size });
+          continue;
+        }
+        emit(`${repo.name}: marking manifest ${node.digest} `);
+        marked.add(node.digest);
+        for (const reference of [...node.blobs, ...node.children]) {
+          marked.add(reference);
+          emit(`${repo.name}: marking blob ${reference}`);
+        }
+      }
+      if (kept.size === 0 && repo.uploads === 0 && repo.createdAt < cutoff) emptied.push(repo);
+    }
+
+    const eligible: BlobRecord[] = [];
+    const unfinished: BlobRecord[] = [];
+    for await (const blob of allBlobs(metadata)) {
+      if (blob.state === 'sweeping') unfinished.push(blob);
+      else if (marked.has(blob.digest)) continue;
+      else if (blob.touchedAt >= cutoff || (blob.state === 'pending' && blob.stateSince >= cutoff)) report.young.blobs += 1;
+      else eligible.push(blob);
+    }
+    const eligibleDigests = new Set([...eligible, ...unfinished].map((blob) => blob.digest));
+    for (const manifest of doomedManifests) if (!marked.has(manifest.digest)) eligibleDigests.add(manifest.digest);
+    report.marked = [...marked].sort();
+    report.eligibleBlobs = [...eligibleDigests].sort();
+    report.eligibleManifests = doomedManifests.map(({ repository, digest }) => ({ repository, digest }));
+    emit('');
+    emit(`${marked.size} blobs marked, ${eligibleDigests.size} blobs and ${doomedManifests.length} manifests eligible for deletion`);
+
+    // --- sweep --------------------------------------------------------------------------------
+    // Manifests first: their blobs are unreferenced only once they are gone. Referrers and
+    // indexes go before their subjects and children, so repeat until a pass deletes nothing.
+    let pending = doomedManifests;
+    while (!options.dryRun && pending.length > 0) {
+      const left: typeof pending = [];
+      for (const manifest of pending) {
+        signal?.throwIfAborted();
+        if (await metadata.deleteUntaggedManifest(manifest.repository, manifest.digest, { touchedBefore: cutoff })) {
+          report.deleted.manifests += 1;
+          report.bytesFreed += manifest.size;
+        } else {
+          left.push(manifest);
+        }
+      }
+      if (left.length === pending.length) break;
+      pending = left;
+    }
+    if (!options.dryRun) report.rescued.manifests = doomedManifests.length - report.deleted.manifests;
+    else report.bytesFreed += doomedManifests.reduce((sum, m) => sum + m.size, 0);
+
+    const rows = new Map([...eligible, ...unfinished].map((blob) => [blob.digest, blob]));
+    const swept = new Set<string>();
+    for (const digest of report.eligibleBlobs) {
+      emit(`blob eligible for deletion: ${digest}`);
+      const blob = rows.get(digest);
+      if (!blob) continue;
+      const bytes = blob.state === 'quarantined' ? 0 : blob.size;
+      if (options.dryRun) {
+        report.bytesFreed += bytes;
+        continue;
+      }
+      signal?.throwIfAborted();
+      if (blob.state === 'sweeping') {
+        // Left by a collector that died (this one holds the lease, so no other is at work).
+        await store.deleteBlob(storedDigest(digest));
+        if (await metadata.finishBlobSweep(digest)) {
+          swept.add(digest);
+          report.deleted.resumedSweeps += 1;
+          report.bytesFreed += bytes;
+        }
+        continue;
+      }
+      await options.hooks?.beforeBlobSweep?.(digest);
+      // Marked first: hidden from pulls and HEAD, but a manifest, upload or mount still revives it.
+      if (blob.state === 'present' && !(await metadata.markBlobDeleting(digest, { touchedBefore: cutoff }))) {
+        report.rescued.blobs += 1;
+        continue;
+      }
+      await options.hooks?.whileMarked?.(digest);
+      const taken = await metadata.beginBlobSweep(digest, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs });
+      if (!taken) {
+        // Revived since, or marked less than the delay ago: a later collection sweeps it.
+        if ((await metadata.getBlob(digest))?.state === 'deleting') report.awaitingSweep += 1;
+        else report.rescued.blobs += 1;
+        continue;
+      }
+      await options.hooks?.whileSweeping?.(digest);
+      await store.deleteBlob(storedDigest(digest));
+      await metadata.finishBlobSweep(digest);
+      swept.add(digest);
+      report.deleted.blobs += 1;
+      report.bytesFreed += taken.state === 'quarantined' ? 0 : taken.size;
+    }
+
+    // Empty once its manifests are gone and its links went with the blobs swept.
+    for (const repo of emptied) {
+      if (!repo.linked.every((digest) => (options.dryRun ? eligibleDigests : swept).has(digest))) continue;
+      emit(`repository eligible for deletion: ${repo.name}`);
+      report.eligibleRepositories.push(repo.name);
+      if (options.dryRun) continue;
+      signal?.throwIfAborted();
+      if (await metadata.deleteEmptyRepository(repo.name, { touchedBefore: cutoff })) report.deleted.repositories += 1;
+      else report.rescued.repositories += 1;
+    }
+
+    report.durationMs = Date.now() - started;
+    return report;
+  } finally {
+    await lease?.release();
+  }
+}
+
+/**
+ * The manifests of a repository that stay. Without deleteUntagged, all of them (as Distribution).
+ * With it: tagged ones and those pushed within the delay, then everything they keep: an index's
+ * children, a manifest's subject chain, and the referrers of anything kept.
+ */
+function keptManifests(repo: RepositoryGraph, deleteUntagged: boolean, cutoff: number, report: CollectionReport): Set<string> {
+  if (!deleteUntagged) return new Set(repo.manifests.map((m) => m.digest));
+  const byDigest = new Map(repo.manifests.map((m) => [m.digest, m]));
+  const referrers = new Map<string, string[]>();
+  for (const node of repo.manifests) {
+    if (node.subject !== undefined) referrers.set(node.subject, [...(referrers.get(node.subject) ?? []), node.digest]);
+  }
+  const queue: string[] = [];
+  for (const node of repo.manifests) {
+    if (node.tags.length > 0) queue.push(node.digest);
+    else if (node.touchedAt >= cutoff) {
+      report.young.manifests += 1;
+      queue.push(node.digest);
+    }
+  }
+  const kept = new Set<string>();
+  while (queue.length > 0) {
+    const digest = queue.pop()!;
+    const node = byDigest.get(digest);
+    if (!node || kept.has(digest)) continue;
+    kept.add(digest);
+    queue.push(...node.children, ...(referrers.get(digest) ?? []));
+    if (node.subject !== undefined) queue.push(node.subject);
+  }
+  return kept;
+}
+
+async function* repositoryGraphs(metadata: MetadataStore): AsyncIterable<RepositoryGraph> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await metadata.listRepositoryGraphs({ ...(after !== undefined ? { after } : {}), limit: PAGE });
+    yield* page;
+    if (page.length < PAGE) return;
+    after = page[page.length - 1]!.name;
+  }
+}
+
+async function* allBlobs(metadata: MetadataStore): AsyncIterable<BlobRecord> {
+  let after: string | undefined;
+  for (;;) {
+    const page = await metadata.listBlobs({ ...(after !== undefined ? { after } : {}), limit: PAGE * 5 });
+    yield* page;
+    if (page.length < PAGE * 5) return;
+    after = page[page.length - 1]!.digest;
+  }
+}
+
+interface HeldLease {
+  /** Fires when the lease could not be renewed: another collector may have taken over. */
+  lost: AbortSignal;
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the collection lease and keeps renewing it. A holder on this host whose process is gone
+ * (killed mid-collection) is replaced at once instead of after its lease runs out.
+ */
+async function holdLease(metadata: MetadataStore): Promise<HeldLease> {
+  const owner = `${hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`;
+  let claim = await metadata.acquireLease(COLLECTION_LEASE, owner, LEASE_MS);
+  if (!claim.acquired && holderIsDead(claim.holder)) {
+    claim = await metadata.acquireLease(COLLECTION_LEASE, owner, LEASE_MS, { replacing: claim.holder });
+  }
+  if (!claim.acquired) {
+    throw new RegistryError('UNAVAILABLE', {
+      message: `another garbage collection is running (${claim.holder}); try again once it has finished`,
+      detail: { holder: claim.holder, until: new Date(claim.until).toISOString() },
+    });
+  }
+  const lost = new AbortController();
+  const renewal = setInterval(() => {
+    metadata.acquireLease(COLLECTION_LEASE, owner, LEASE_MS).then(
+      (renewed) => {
+        if (!renewed.acquired) lost.abort(new RegistryError('UNAVAILABLE', { message: 'the garbage collection lease was lost to another collector' }));
+      },
+      () => undefined,
+    );
+  }, LEASE_MS / 3);
+  renewal.unref();
+  return {
+    lost: lost.signal,
+    async release() {
+      clearInterval(renewal);
+      await metadata.releaseLease(COLLECTION_LEASE, owner).catch(() => undefined);
+    },
+  };
+}
+
+function holderIsDead(holder: string): boolean {
+  const [host, pid] = holder.split('/');
+  const id = Number(pid);
+  if (host !== hostname() || !Number.isInteger(id) || id <= 0 || id === process.pid) return false;
+  try {
+    process.kill(id, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
