@@ -1,10 +1,11 @@
-import type { JobRecord, JobState, ManifestRecord } from '../metadata/metadata-store.js';
+import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, TagEvent } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
 import type { RequestContext } from './context.js';
 import type { ListPage, ListRequest } from './discovery-service.js';
 import type { PutManifestResult } from './manifest-service.js';
+import type { RestoreResult, RestoreTarget } from './tag-service.js';
 import type { Chunk, UploadState } from './upload-service.js';
 import type { ManifestReference } from './validation.js';
 
@@ -61,12 +62,21 @@ export interface Discovery {
   referrers(repository: string, digest: Digest, artifactType?: string): Promise<Descriptor[]>;
 }
 
+/** A tag's recorded moves, putting it back, and the rules that make tags immutable. */
+export interface Tags {
+  history(repository: string, tag: string, limit?: number): Promise<TagEvent[]>;
+  restore(repository: string, tag: string, target: RestoreTarget, context?: RequestContext): Promise<RestoreResult>;
+  listImmutableRules(): Promise<ImmutableTagRule[]>;
+  addImmutableRule(input: unknown, context?: RequestContext): Promise<ImmutableTagRule>;
+  removeImmutableRule(id: number): Promise<void>;
+}
+
 /** What operators look at: the background job queue. */
 export interface Operations {
   jobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
 }
 
-export type { Digest, JobRecord, JobState, ManifestReference };
+export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, RestoreResult, RestoreTarget, TagEvent };
 
 /** The registry as its fronts see it. */
 export interface RegistryServices {
@@ -74,5 +84,6 @@ export interface RegistryServices {
   readonly uploads: Uploads;
   readonly manifests: Manifests;
   readonly discovery: Discovery;
+  readonly tags: Tags;
   readonly operations: Operations;
 }
