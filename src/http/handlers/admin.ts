@@ -69,6 +69,24 @@ export const removeRule: AdminHandler<'admin.policy.rule'> = async (ex) => {
   send(ex, 204, {});
 };
 
+/** `GET /admin/v1/policy/immutable`: every immutable-tag rule, config and API ones. */
+export const listImmutableRules: AdminHandler<'admin.immutable'> = async (ex) => {
+  adminOf(ex);
+  sendJson(ex, 200, { rules: await ex.registry.tags.listImmutableRules() });
+};
+
+/** `POST /admin/v1/policy/immutable` with `{"repository": "release/*", "tag": "v*"}`. */
+export const addImmutableRule: AdminHandler<'admin.immutable'> = async (ex) => {
+  adminOf(ex);
+  sendJson(ex, 201, await ex.registry.tags.addImmutableRule(await readJsonBody(ex.req), ex.context));
+};
+
+export const removeImmutableRule: AdminHandler<'admin.immutable.rule'> = async (ex) => {
+  adminOf(ex);
+  await ex.registry.tags.removeImmutableRule(Number(ex.route.subject));
+  send(ex, 204, {});
+};
+
 const JOB_STATES: readonly JobState[] = ['ready', 'running', 'done', 'failed'];
 
 /** `GET /admin/v1/jobs[?state=ready,running][&n=100]`: the background job queue, newest first. */
