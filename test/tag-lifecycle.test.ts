@@ -222,3 +222,15 @@ auth:
     assert.match(missing.stderr, /MANIFEST_UNKNOWN/);
   });
 });
+
+describe('immutable.rules in config.yml', () => {
+  test('a rule with a pattern outside the grammar stops wharf serve with a message naming the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-lifecycle-bad-'));
+    try {
+      writeFileSync(join(dir, 'config.yml'), 'version: 0.1\nimmutable:\n  rules: ["Release/*:v*"]\n');
+      await assert.rejects(startWharf({ args: [join(dir, 'config.yml')], dataDir: join(dir, 'data') }), /exited with 1[\s\S]*immutable\.rules: \\"Release\/\*:v\*\\"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

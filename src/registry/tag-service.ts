@@ -93,7 +93,14 @@ export class TagService {
 
   /** At start-up: config.yml's `immutable.rules` replace the config rules in the store. */
   async applyConfigRules(texts: readonly string[]): Promise<void> {
-    await this.metadata.replaceConfigImmutableTagRules(texts.map((text) => parseImmutableTagRule(text)));
+    const patterns = texts.map((text) => {
+      try {
+        return parseImmutableTagRule(text);
+      } catch (error) {
+        throw new Error(`immutable.rules: "${text}": ${(error as Error).message}`);
+      }
+    });
+    await this.metadata.replaceConfigImmutableTagRules(patterns);
   }
 }
 

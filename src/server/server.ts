@@ -135,7 +135,15 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   const { stores, storageFull } = openStoresForServing(config, log);
   const registry = createRegistry(config, audit, stores);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
-  if (!storageFull) await registry.localTags.applyConfigRules(config.immutable.rules);
+  if (!storageFull) {
+    try {
+      await registry.localTags.applyConfigRules(config.immutable.rules);
+    } catch (error) {
+      await registry.close();
+      await audit.close();
+      throw error;
+    }
+  }
   const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log);
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
