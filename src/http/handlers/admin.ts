@@ -77,13 +77,17 @@ export const listImmutableRules: AdminHandler<'admin.immutable'> = async (ex) =>
 
 /** `POST /admin/v1/policy/immutable` with `{"repository": "release/*", "tag": "v*"}`. */
 export const addImmutableRule: AdminHandler<'admin.immutable'> = async (ex) => {
-  adminOf(ex);
-  sendJson(ex, 201, await ex.registry.tags.addImmutableRule(await readJsonBody(ex.req), ex.context));
+  const { admin, actor } = adminOf(ex);
+  const rule = await ex.registry.tags.addImmutableRule(await readJsonBody(ex.req), ex.context);
+  admin.recordChange('immutable.add', actor, { rule: { id: rule.id, repository: rule.repository, tag: rule.tag } });
+  sendJson(ex, 201, rule);
 };
 
 export const removeImmutableRule: AdminHandler<'admin.immutable.rule'> = async (ex) => {
-  adminOf(ex);
-  await ex.registry.tags.removeImmutableRule(Number(ex.route.subject));
+  const { admin, actor } = adminOf(ex);
+  const id = Number(ex.route.subject);
+  await ex.registry.tags.removeImmutableRule(id);
+  admin.recordChange('immutable.remove', actor, { rule: { id } });
   send(ex, 204, {});
 };
 
