@@ -28,8 +28,8 @@ async function pushVariant(wharf: WharfProcess, repository: string, reference: s
   return { res, manifest };
 }
 
-async function digestOfTag(wharf: WharfProcess, repository: string, tag: string): Promise<string | undefined> {
-  const res = await raw(wharf.url, 'HEAD', `/v2/${repository}/manifests/${tag}`, { headers: { ...root, Accept: OCI_MANIFEST } });
+async function digestOfTag(wharf: WharfProcess, repository: string, tag: string, headers = root): Promise<string | undefined> {
+  const res = await raw(wharf.url, 'HEAD', `/v2/${repository}/manifests/${tag}`, { headers: { ...headers, Accept: OCI_MANIFEST } });
   return res.status === 200 ? res.header('docker-content-digest') : undefined;
 }
 
@@ -230,6 +230,37 @@ describe('immutable.rules in config.yml', () => {
       writeFileSync(join(dir, 'config.yml'), 'version: 0.1\nimmutable:\n  rules: ["Release/*:v*"]\n');
       await assert.rejects(startWharf({ args: [join(dir, 'config.yml')], dataDir: join(dir, 'data') }), /exited with 1[\s\S]*immutable\.rules: \\"Release\/\*:v\*\\"/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tag history and restore through the built-in token issuer', () => {
+  test('wharf tag history and restore ask for pull and push scopes and get them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-lifecycle-token-'));
+    writeHtpasswd(join(dir, 'htpasswd'), { dev: DEV_PW });
+    const wharf = await startWharf({
+      dataDir: join(dir, 'data'),
+      env: {
+        REGISTRY_AUTH_HTPASSWD_REALM: 'lifecycle',
+        REGISTRY_AUTH_HTPASSWD_PATH: join(dir, 'htpasswd'),
+        REGISTRY_AUTH_TOKEN_SERVICE: 'lifecycle',
+        REGISTRY_AUTH_ISSUER_ENABLED: 'true',
+      },
+    });
+    const user = cliUser();
+    try {
+      const first = await pushImage(wharf.url, 'tok/app', 'prod', dev);
+      await pushImage(wharf.url, 'tok/app', 'prod', dev);
+      assert.equal((await raw(wharf.url, 'GET', '/v2/tok/app/_wharf/tags/prod/history')).status, 401);
+      await user.ok(['login', wharf.host, '-u', 'dev', '--password-stdin'], { input: DEV_PW });
+      const history = JSON.parse((await user.ok(['--json', 'tag', 'history', `${wharf.host}/tok/app:prod`])).stdout) as { history: unknown[] };
+      assert.equal(history.history.length, 2);
+      await user.ok(['tag', 'restore', `${wharf.host}/tok/app:prod`, '--to', first.manifest.digest]);
+      assert.equal(await digestOfTag(wharf, 'tok/app', 'prod', dev), first.manifest.digest);
+    } finally {
+      user.dispose();
+      await wharf.dispose();
       rmSync(dir, { recursive: true, force: true });
     }
   });
