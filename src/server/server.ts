@@ -18,7 +18,7 @@ import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { FilesystemDriver } from '../storage/filesystem-driver.js';
+import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { startWorkerPool } from './worker-pool.js';
 
@@ -209,16 +209,25 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
  * while opening), opens them for this process alone instead, so that pulls keep working.
  */
 function openStoresForServing(config: WharfConfig, log: Logger): { stores: Stores; storageFull: boolean } {
-  try {
-    return { stores: openStores(config), storageFull: false };
-  } catch (error) {
-    if (!isStorageFull(error)) throw error;
+  const full = (err: unknown) =>
     log.error(
-      { err: error, storage: config.storage.rootDirectory },
+      { err, storage: config.storage.rootDirectory },
       'storage is full: serving pulls only, in one process; pushes get 507 STORAGE_FULL until space is freed and the registry restarted',
     );
+  let stores: Stores;
+  try {
+    stores = openStores(config);
+  } catch (error) {
+    if (!isStorageFull(error)) throw error;
+    full(error);
     return { stores: openStores(config, { exclusive: true }), storageFull: true };
   }
+  // SQLite opens on a full disk when its shared-memory file is still there from a previous run.
+  if (config.storage.driver === 'filesystem' && !hasRoomToWrite(config.storage.rootDirectory, isStorageFull)) {
+    full(new Error('ENOSPC: no space left to write a file under the storage root'));
+    return { stores, storageFull: true };
+  }
+  return { stores, storageFull: false };
 }
 
 /**
