@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { loadConfig } from '../src/config/config.js';
+import { parseConfigQuotas } from '../src/registry/quota-rules.js';
 import { basic, writeHtpasswd } from './support/auth-fixtures.js';
 import { cliUser, type CliUser } from './support/cli.js';
 import { errorCode, raw, type RawResponse } from './support/http.js';
@@ -125,6 +127,23 @@ quotas:
     assert.equal((await raw(wharf.url, 'DELETE', location, { headers: root })).status, 204);
   });
 
+  test('a last chunk of unknown length is refused at the commit, in the transaction that would link it; the digest can be pushed again later', async () => {
+    const start = await raw(wharf.url, 'POST', '/v2/solo/late/blobs/uploads/', { headers: root });
+    const location = start.header('location')!;
+    await admin(['quota', 'set', 'solo/late', '100']);
+    const late = randomBlob(150);
+    // Chunked transfer encoding: no Content-Length, so nothing can be said before the bytes are in.
+    const res = await raw(wharf.url, 'PUT', `${location}?digest=${late.digest}`, { headers: { ...root, 'Content-Type': 'application/octet-stream' }, body: Readable.from([late.data]) });
+    assertDenied(res, /^repository quota "solo\/late" exceeded: limit 100 B, usage 0 B, this push adds 150 B$/);
+    assert.equal((await raw(wharf.url, 'HEAD', `/v2/solo/late/blobs/${late.digest}`, { headers: root })).status, 404);
+    assert.equal((await raw(wharf.url, 'GET', location, { headers: root })).status, 404, 'the session cannot finish: it is discarded');
+    await admin(['quota', 'set', 'solo/late', '1KiB']);
+    assert.equal((await pushBlob(wharf.url, 'solo/late', late)).status, 201);
+    const pulled = await raw(wharf.url, 'GET', `/v2/solo/late/blobs/${late.digest}`, { headers: root });
+    assert.equal(pulled.status, 200);
+    assert.deepEqual(pulled.body, late.data);
+  });
+
   test('a namespace quota counts each repository, a shared blob once in each; a mount over it is refused; deletes free usage', async () => {
     const layer = randomBlob(12 * 1024);
     const config = configBlob({ created: 'team' });
@@ -209,6 +228,19 @@ quotas:
 });
 
 describe('quotas in the configuration file', () => {
+  test('the quotas key is known: no warning', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-quota-config-'));
+    try {
+      writeFileSync(join(dir, 'config.yml'), 'quotas:\n  - prefix: team/\n    limit: 1GiB\n');
+      const { config, warnings } = loadConfig({ file: join(dir, 'config.yml'), env: {} });
+      assert.deepEqual(warnings, []);
+      assert.deepEqual(parseConfigQuotas(config.quotas), [{ name: 'team/', limit: 2 ** 30 }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+
   test('an invalid entry stops the server with the entry named', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'wharf-quota-config-'));
     try {

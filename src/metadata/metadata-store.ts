@@ -450,6 +450,8 @@ export interface MetadataStore {
   // checks, in its own transaction and before it writes anything, every quota covering the
   // repository; when the bytes it adds (0 for a blob already linked or a manifest already there)
   // would take one over its limit it throws DENIED (see metadata/quota.ts) and changes nothing.
+  // Two such writes racing for a quota's last bytes must not both pass: SQLite serialises every
+  // write; a PostgreSQL store must lock the covering rules' rows (FOR UPDATE) before summing.
   /**
    * Usage per repository whose name starts with `prefix` (every repository without one), largest
    * first, then by name; at most `limit`.

@@ -566,6 +566,17 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.close();
       });
 
+      it('lets exactly one of two links racing for the last room of a quota in', async () => {
+        const store = await create();
+        await store.addBlob('src', d(1), 60);
+        await store.addBlob('src', d(2), 60);
+        await store.setQuota('race/', 100);
+        const outcomes = await Promise.allSettled([store.linkBlob('race/a', d(1)), store.linkBlob('race/b', d(2))]);
+        assert.deepEqual(outcomes.map((o) => o.status).sort(), ['fulfilled', 'rejected']);
+        assert.deepEqual((await store.repositoryUsage({ prefix: 'race/', limit: 10 })).map((u) => u.bytes), [60]);
+        await store.close();
+      });
+
       it('refuses a manifest over a quota atomically: no manifest, tag or revival', async () => {
         const store = await create();
         await store.addBlob('team/app', d(1), 100);
