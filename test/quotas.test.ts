@@ -191,6 +191,21 @@ quotas:
     assert.match(r.stderr, /INVALID_REQUEST: limit must be a size/);
   });
 
+  test('the admin API: administrators only, limits as sizes or bytes, names with / percent-encoded', async () => {
+    assert.equal((await raw(wharf.url, 'GET', '/admin/v1/quotas')).status, 401);
+    const body = JSON.stringify({ limit: 4096 });
+    let res = await raw(wharf.url, 'PUT', '/admin/v1/quotas/api%2F', { headers: { ...root, 'Content-Type': 'application/json' }, body });
+    assert.equal(res.status, 200, res.body.toString());
+    assert.deepEqual(res.json(), { name: 'api/', limit: 4096, source: 'api', scope: 'namespace', usage: 0 });
+    res = await raw(wharf.url, 'PUT', '/admin/v1/quotas/api%2Fone', { headers: { ...root, 'Content-Type': 'application/json' }, body: JSON.stringify({ limit: '1.5 KiB' }) });
+    assert.equal(res.json().limit, 1536);
+    assert.equal(errorCode(await raw(wharf.url, 'PUT', '/admin/v1/quotas/api%2Fone', { headers: { ...root, 'Content-Type': 'application/json' }, body: '{}' })), 'INVALID_REQUEST');
+    assert.equal((await raw(wharf.url, 'DELETE', '/admin/v1/quotas/api%2Fone', { headers: root })).status, 204);
+    assert.equal((await raw(wharf.url, 'DELETE', '/admin/v1/quotas/api%2Fone', { headers: root })).status, 404);
+    res = await raw(wharf.url, 'GET', '/admin/v1/usage?prefix=solo%2F', { headers: root });
+    assert.deepEqual(res.json().repositories.map((u: { repository: string }) => u.repository).sort(), ['solo/app', 'solo/late']);
+  });
+
   test('wharf admin usage lists repositories largest first with the numbers quotas enforce', async () => {
     await admin(['quota', 'set', 'us/', '1GiB']);
     const small = blob('usage small');
