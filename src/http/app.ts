@@ -58,6 +58,9 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.policy.rules': { POST: admin.addRule },
   'admin.policy.rule': { DELETE: admin.removeRule },
   'admin.jobs': { GET: admin.listJobs },
+  'admin.quotas': { GET: admin.listQuotas },
+  'admin.quota': { PUT: admin.setQuota, DELETE: admin.removeQuota },
+  'admin.usage': { GET: admin.listUsage },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */

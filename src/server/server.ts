@@ -15,6 +15,7 @@ import type { AccountStore } from '../metadata/account-store.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
+import { parseConfigQuotas } from '../registry/quota-rules.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -248,9 +249,20 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   if (config.http.tls && allowsLegacyTls(config.http.tls)) {
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
+  const configQuotas = parseConfigQuotas(config.quotas);
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
   const stack = await createServingStack(config, log);
+  // Quotas are enforced from metadata (so API changes apply at once, in every process and
+  // replica); the config file's rules replace the previous config-set ones at every start.
+  if (!stack.storageFull) {
+    try {
+      await stack.registry.metadata.replaceConfigQuotas(configQuotas);
+    } catch (error) {
+      await stack.dispose();
+      throw error;
+    }
+  }
   const serving = serve(stack, config);
   const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).

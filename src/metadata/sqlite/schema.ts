@@ -192,4 +192,26 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
+  // 9 (quotas): storage quotas per repository or namespace (a name ending in `/`), from the
+  // configuration file or the admin API, and the one definition of a repository's usage that
+  // enforcement and `wharf admin usage` both read (see RepositoryUsage in metadata-store.ts).
+  // Only new objects: safe to apply in any order with other migrations.
+  `
+  CREATE TABLE quotas (
+    name TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('config', 'api')),
+    limit_bytes INTEGER NOT NULL CHECK (limit_bytes >= 0),
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (name, source)
+  ) WITHOUT ROWID;
+  CREATE VIEW repository_usage AS
+    SELECT r.id AS repository_id,
+           r.name AS name,
+           coalesce((SELECT sum(b.size) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id), 0)
+             + coalesce((SELECT sum(m.size) FROM manifests m WHERE m.repository_id = r.id), 0) AS bytes,
+           (SELECT count(*) FROM repository_blobs rb WHERE rb.repository_id = r.id) AS blobs,
+           (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests
+      FROM repositories r;
+  `,
 ];
+
