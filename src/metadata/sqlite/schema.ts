@@ -192,7 +192,7 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
-  // 9 (quotas): storage quotas per repository or namespace (a name ending in `/`), from the
+  // 8: storage quotas per repository or namespace (a name ending in `/`), from the
   // configuration file or the admin API, and the one definition of a repository's usage that
   // enforcement and `wharf admin usage` both read (see RepositoryUsage in metadata-store.ts).
   // Only new objects: safe to apply in any order with other migrations.
