@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startReferenceRegistry } from '../test/support/reference-registry.js';
 import { HttpTarget } from './http.js';
 
 export type ServerName = 'wharf' | 'distribution';
@@ -190,41 +191,25 @@ export async function startWharf(root: string, options: { workers?: number | und
 
 /**
  * CNCF Distribution as Debian packages it, configured like Wharf: filesystem storage in a fresh
- * directory, delete on, access log off, and the in-memory blob descriptor cache of Debian's own
- * config (its fastest setting for HEAD and GET). Per-request "response completed" lines are
- * Distribution's access log in all but name, so its level is warn, like Wharf's.
+ * directory, delete on, access log off, log level warn, and the in-memory blob descriptor cache of
+ * Debian's own config (its fastest setting for HEAD and GET). The tests start it the same way.
  */
 export async function startDistribution(binary: string): Promise<ServerProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'distribution-bench-'));
-  const port = await freePort();
-  const config = join(dir, 'config.yml');
-  writeFileSync(
-    config,
-    [
-      'version: 0.1',
-      'log:',
-      '  level: warn',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${join(dir, 'data')}`,
-      '  delete:',
-      '    enabled: true',
-      '  cache:',
-      '    blobdescriptor: inmemory',
-      'http:',
-      `  addr: 127.0.0.1:${port}`,
-      '  secret: wharf-bench-not-a-secret',
-      '',
-    ].join('\n'),
-  );
-  const { server, ready } = launch('distribution', binary, ['serve', config], { ...process.env }, dir, port, '/v2/');
-  await ready.catch(async (error) => {
-    await server.stop();
-    throw error;
-  });
-  return server;
+  const registry = await startReferenceRegistry({ mode: 'plain', tuned: true, binary });
+  const port = Number(registry.host.split(':')[1]);
+  const target = new HttpTarget('distribution', '127.0.0.1', port, 256);
+  return {
+    name: 'distribution',
+    pid: registry.pid,
+    target,
+    dir: registry.dir,
+    memory: treeMemory(registry.pid),
+    output: registry.output,
+    async stop() {
+      target.close();
+      await registry.stop();
+    },
+  };
 }
 
 /** nginx serving a directory of files over loopback: the machine's limit for moving the same bytes. */

@@ -68,7 +68,7 @@ describe('SQLite specifics', () => {
     await second.close();
   });
 
-  it('migration 8 keeps the tag history of a database from before it, and adds rules and previous digests', async () => {
+  it('migration 9 keeps the tag history of a database from before migrations 8 and 9, and adds rules and previous digests', async () => {
     const path = join(dir, 'before-8.db');
     const old = new Database(path);
     for (const step of MIGRATIONS.slice(0, 7)) old.exec(step);

@@ -111,4 +111,23 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
     assert.equal(push.status, 507);
     assert.equal(errorCode(push), 'STORAGE_FULL');
   });
+
+  it('after a crash that left SQLite\'s shared-memory file, a full disk is still found at start', async () => {
+    await wharf.stop();
+    rmSync(filler, { force: true });
+    wharf = await startWharf({ dataDir });
+    assert.equal((await raw(wharf.url, 'HEAD', `/v2/full/app/blobs/${kept.digest}`)).status, 200);
+    await wharf.kill();
+    // A killed process leaves the -shm file, so opening the database needs no new space.
+    assert.ok(readdirSync(dataDir).some((name) => name.endsWith('-shm')), `no -shm file in ${readdirSync(dataDir).join(', ')}`);
+    fill(filler, mountPoint, 0);
+    wharf = await startWharf({ dataDir });
+    assert.match(wharf.output(), /storage is full: serving pulls only/);
+    const pulled = await raw(wharf.url, 'GET', `/v2/full/app/blobs/${kept.digest}`);
+    assert.equal(pulled.status, 200);
+    assert.ok(pulled.body.equals(kept.data));
+    const push = await raw(wharf.url, 'POST', '/v2/full/app/blobs/uploads/');
+    assert.equal(push.status, 507);
+    assert.equal(errorCode(push), 'STORAGE_FULL');
+  });
 });

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
+import { registerAdmin } from './admin.js';
 import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
 import { registerFsck } from './fsck.js';
@@ -32,6 +33,7 @@ registerGarbageCollect(program);
 registerUser(program);
 registerRobot(program);
 registerPolicy(program);
+registerAdmin(program);
 registerClientCommands(program);
 
 try {

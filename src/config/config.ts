@@ -37,6 +37,8 @@ export interface WharfConfig {
   /** Absent when the registry is open to everyone (registry:2 without an auth section). */
   auth?: AuthConfig;
   audit: { enabled: boolean; path: string };
+  /** Raw `quotas` list; src/registry/quota-rules.ts validates it and the server stores it in metadata at start. */
+  quotas: unknown;
 }
 
 /** registry:2's http.tls: PEM files, re-read on SIGHUP. */
@@ -369,6 +371,7 @@ function build(raw: Raw): WharfConfig {
     server: { workers: value(raw, 'server.workers', Math.min(2, availableParallelism())) },
     ...buildAuth(raw, rootDirectory),
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
+    quotas: value(raw, 'quotas', []),
   };
 }
 

@@ -123,6 +123,8 @@ export const SCHEMA = {
   server: {
     workers: { kind: 'integer', min: 0, max: 64 },
   },
+  /** Wharf's own: storage quotas, `[{repository|prefix, limit}]` (docs/quotas.md; read by src/registry/quota-rules.ts). */
+  quotas: { kind: 'yaml' },
   health: ignored('health checks are not configurable; use GET /v2/'),
   redis: ignored('Wharf needs no cache service'),
   notifications: ignored('webhooks are configured differently'),

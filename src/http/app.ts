@@ -63,6 +63,9 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.immutable': { GET: admin.listImmutableRules, POST: admin.addImmutableRule },
   'admin.immutable.rule': { DELETE: admin.removeImmutableRule },
   'admin.jobs': { GET: admin.listJobs },
+  'admin.quotas': { GET: admin.listQuotas },
+  'admin.quota': { PUT: admin.setQuota, DELETE: admin.removeQuota },
+  'admin.usage': { GET: admin.listUsage },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */

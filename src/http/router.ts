@@ -29,7 +29,11 @@ export type AdminRoute =
   | { kind: 'admin.policy.rule'; subject: string }
   | { kind: 'admin.immutable' }
   | { kind: 'admin.immutable.rule'; subject: string }
-  | { kind: 'admin.jobs' };
+  | { kind: 'admin.jobs' }
+  | { kind: 'admin.quotas' }
+  /** `subject` is the quota's name, percent-encoded in the path when it holds `/` (`team%2F`). */
+  | { kind: 'admin.quota'; subject: string }
+  | { kind: 'admin.usage' };
 
 /** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API. */
 export type Route = RegistryRoute | AdminRoute | { kind: 'token' };
@@ -107,6 +111,11 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
       return third === undefined ? { kind: 'admin.policy.rules' } : { kind: 'admin.policy.rule', subject: third };
     case 'jobs':
       return second === undefined ? { kind: 'admin.jobs' } : undefined;
+    case 'quotas':
+      if (second === undefined) return { kind: 'admin.quotas' };
+      return third === undefined ? { kind: 'admin.quota', subject: second } : undefined;
+    case 'usage':
+      return second === undefined ? { kind: 'admin.usage' } : undefined;
     default:
       return undefined;
   }

@@ -258,6 +258,49 @@ export interface RepositoryGraph {
 export type LeaseClaim = { acquired: true } | { acquired: false; holder: string; until: number };
 
 /**
+ * A storage quota. `name` is a repository (`team-a/app`) or a namespace: a prefix ending in `/`
+ * (`team-a/`) that covers every repository whose name starts with it. Rules come from the
+ * configuration file (`config`, replaced at every start) or the admin API (`api`); every rule
+ * that covers a repository is enforced, so where both set one on the same name the smaller wins.
+ */
+export interface QuotaRule {
+  name: string;
+  /** Bytes (see RepositoryUsage for what counts). */
+  limit: number;
+  source: 'config' | 'api';
+}
+
+/** A rule with what it covers now. */
+export interface QuotaStatus extends QuotaRule {
+  scope: 'repository' | 'namespace';
+  /** Bytes used by what the rule covers, by the same measure enforcement uses. */
+  usage: number;
+}
+
+/**
+ * What a repository uses. Defined once, here, for enforcement and for `wharf admin usage`: the
+ * sizes of the distinct blobs linked to the repository (layers, configs; uploaded or mounted,
+ * whether or not a manifest references them yet) plus the sizes of its manifests. A blob linked to
+ * two repositories counts in each; a namespace uses the sum over its repositories.
+ */
+export interface RepositoryUsage {
+  repository: string;
+  bytes: number;
+  blobs: number;
+  manifests: number;
+}
+
+/** A quota that a change would take over its limit (turned into DENIED by metadata/quota.ts). */
+export interface QuotaViolation {
+  name: string;
+  scope: 'repository' | 'namespace';
+  limit: number;
+  usage: number;
+  /** Bytes the refused change would have added. */
+  adds: number;
+}
+
+/**
  * The registry's source of truth: repositories, blob links, manifests, tags, uploads.
  * Absence is `undefined` (or `false` for a delete that found nothing); failures throw.
  * Every implementation (SQLite, PostgreSQL) passes test/metadata-contract.ts.
@@ -446,6 +489,33 @@ export interface MetadataStore {
   acquireLease(name: string, owner: string, ms: number, options?: { replacing?: string }): Promise<LeaseClaim>;
   /** Gives a lease up; false when `owner` did not hold it. */
   releaseLease(name: string, owner: string): Promise<boolean>;
+
+  // --- quotas and usage --------------------------------------------------------------------
+  // Every write that adds bytes to a repository (addBlob, linkBlob, completeUpload, putManifest)
+  // checks, in its own transaction and before it writes anything, every quota covering the
+  // repository; when the bytes it adds (0 for a blob already linked or a manifest already there)
+  // would take one over its limit it throws DENIED (see metadata/quota.ts) and changes nothing.
+  // Two such writes racing for a quota's last bytes must not both pass: SQLite serialises every
+  // write; a PostgreSQL store must lock the covering rules' rows (FOR UPDATE) before summing.
+  /**
+   * Usage per repository whose name starts with `prefix` (every repository without one), largest
+   * first, then by name; at most `limit`.
+   */
+  repositoryUsage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]>;
+  /**
+   * The quota that linking `bytes` more (none when `digest` is already linked) into `repository`
+   * would exceed, the one with least room left; undefined when it fits. For refusing an upload
+   * before its body is read; the write that links re-checks in its own transaction.
+   */
+  checkQuota(repository: string, change: { bytes: number; digest?: string }): Promise<QuotaViolation | undefined>;
+  /** Every rule with its usage, by name then source. */
+  listQuotas(): Promise<QuotaStatus[]>;
+  /** Creates or changes the API's rule on `name`. */
+  setQuota(name: string, limit: number): Promise<void>;
+  /** Removes the API's rule on `name`; false when there was none (config rules stay). */
+  removeQuota(name: string): Promise<boolean>;
+  /** Replaces every `config` rule with these (at start, from the configuration file). */
+  replaceConfigQuotas(rules: ReadonlyArray<{ name: string; limit: number }>): Promise<void>;
 
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */

@@ -5,6 +5,7 @@ import { DiscoveryService, type PaginationLimits } from './discovery-service.js'
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
 import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Tags, Uploads } from './services.js';
+import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
 import { TagService } from './tag-service.js';
 import { UploadService } from './upload-service.js';
 
@@ -58,7 +59,17 @@ export class Registry implements RegistryServices {
         defaultCatalogPage: options.pagination?.defaultCatalogPage ?? 1000,
       }),
       tags: this.localTags,
-      operations: { jobs: (query) => metadata.listJobs(query) },
+      operations: {
+        jobs: (query) => metadata.listJobs(query),
+        quotas: () => metadata.listQuotas(),
+        async setQuota(name, limit) {
+          const bytes = requireQuotaLimit(limit);
+          await metadata.setQuota(requireQuotaName(name), bytes);
+          return (await metadata.listQuotas()).find((q) => q.name === name && q.source === 'api')!;
+        },
+        removeQuota: (name) => metadata.removeQuota(name),
+        usage: (query) => metadata.repositoryUsage(query),
+      },
     };
     const services = options.wrap ? options.wrap(local) : local;
     this.blobs = services.blobs;

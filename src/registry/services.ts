@@ -1,4 +1,4 @@
-import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, TagEvent } from '../metadata/metadata-store.js';
+import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, QuotaStatus, RepositoryUsage, TagEvent } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
@@ -71,12 +71,20 @@ export interface Tags {
   removeImmutableRule(id: number): Promise<void>;
 }
 
-/** What operators look at: the background job queue. */
+/** What operators look at and set: the background job queue, quotas and usage. */
 export interface Operations {
   jobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
+  /** Every quota rule with its usage. */
+  quotas(): Promise<QuotaStatus[]>;
+  /** Sets the API's quota on a repository or namespace (`team/`); throws PARAMETER_INVALID / INVALID_REQUEST. */
+  setQuota(name: string, limit: unknown): Promise<QuotaStatus>;
+  /** Removes the API's quota on `name`; false when there was none. */
+  removeQuota(name: string): Promise<boolean>;
+  /** Usage per repository whose name starts with `prefix`, largest first. */
+  usage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]>;
 }
 
-export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, RestoreResult, RestoreTarget, TagEvent };
+export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, QuotaStatus, RepositoryUsage, RestoreResult, RestoreTarget, TagEvent };
 
 /** The registry as its fronts see it. */
 export interface RegistryServices {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { RegistryError } from '../errors/index.js';
 import type { MetadataStore, UploadRecord } from '../metadata/metadata-store.js';
+import { quotaExceeded } from '../metadata/quota.js';
 import type { BlobStore, WritePartOptions } from '../storage/blob-store.js';
 import { digestParts, type Digest } from '../oci/digest.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -58,7 +59,10 @@ export class UploadService {
   /** Appends a chunk; an out-of-order or repeated chunk gets 416 with the current Range. */
   async append(repository: string, id: string, chunk: Chunk, context: RequestContext = {}): Promise<UploadState> {
     checkRepositoryName(repository);
-    const upload = await this.write(await this.lookup(repository, id), chunk, context);
+    const current = await this.lookup(repository, id);
+    // Whatever else follows, the blob will be at least this big: refuse before reading the body.
+    if (chunk.length !== undefined) await this.checkQuota(repository, current.size + chunk.length);
+    const upload = await this.write(current, chunk, context);
     return { id, repository, size: upload.size };
   }
 
@@ -69,6 +73,8 @@ export class UploadService {
   async finish(repository: string, id: string, digest: Digest, chunk: Chunk | undefined, context: RequestContext = {}): Promise<void> {
     checkRepositoryName(repository);
     let upload = await this.lookup(repository, id);
+    if (!chunk) await this.checkQuota(repository, upload.size, digest);
+    else if (chunk.length !== undefined) await this.checkQuota(repository, upload.size + chunk.length, digest);
     if (chunk) upload = await this.write(upload, chunk, context);
     // The parts and the hash over them were recorded together, and parts never change: the bytes
     // verified here are exactly the bytes placed below, whatever other requests do meanwhile.
@@ -77,7 +83,13 @@ export class UploadService {
       await this.discard(id);
       throw new RegistryError('DIGEST_INVALID', { detail: { expected: digest, actual } });
     }
-    await this.place(upload, digest, context);
+    try {
+      await this.place(upload, digest, context);
+    } catch (error) {
+      // Over a quota found at the commit (a body of unknown length, or a race): the session cannot finish.
+      if (error instanceof RegistryError && error.code === 'DENIED') await this.discard(id);
+      throw error;
+    }
     this.emit?.({ action: 'blob.push', repository, digest, ...(context.actor ? { actor: context.actor } : {}) });
   }
 
@@ -109,6 +121,7 @@ export class UploadService {
   /** A whole blob in one request (`POST ?digest=` with a body). */
   async monolithic(repository: string, digest: Digest, chunk: Chunk, context: RequestContext = {}): Promise<void> {
     checkRepositoryName(repository);
+    if (chunk.length !== undefined) await this.checkQuota(repository, chunk.length, digest);
     const upload = await this.start(repository);
     try {
       await this.finish(repository, upload.id, digest, chunk, context);
@@ -148,6 +161,16 @@ export class UploadService {
       orphans += 1;
     }
     return { sessions, orphans };
+  }
+
+  /**
+   * Refuses, before a body is read, an upload whose blob would take the repository over a quota
+   * (nothing when the repository already links `digest`). Advisory: the commit re-checks in the
+   * transaction that links the blob.
+   */
+  private async checkQuota(repository: string, bytes: number, digest?: Digest): Promise<void> {
+    const violation = await this.metadata.checkQuota(repository, { bytes, ...(digest !== undefined ? { digest } : {}) });
+    if (violation) throw quotaExceeded(violation);
   }
 
   private async lookup(repository: string, id: string): Promise<UploadRecord> {

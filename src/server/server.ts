@@ -15,10 +15,11 @@ import type { AccountStore } from '../metadata/account-store.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
+import { parseConfigQuotas } from '../registry/quota-rules.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { FilesystemDriver } from '../storage/filesystem-driver.js';
+import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { startWorkerPool } from './worker-pool.js';
 
@@ -219,16 +220,25 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
  * while opening), opens them for this process alone instead, so that pulls keep working.
  */
 function openStoresForServing(config: WharfConfig, log: Logger): { stores: Stores; storageFull: boolean } {
-  try {
-    return { stores: openStores(config), storageFull: false };
-  } catch (error) {
-    if (!isStorageFull(error)) throw error;
+  const full = (err: unknown) =>
     log.error(
-      { err: error, storage: config.storage.rootDirectory },
+      { err, storage: config.storage.rootDirectory },
       'storage is full: serving pulls only, in one process; pushes get 507 STORAGE_FULL until space is freed and the registry restarted',
     );
+  let stores: Stores;
+  try {
+    stores = openStores(config);
+  } catch (error) {
+    if (!isStorageFull(error)) throw error;
+    full(error);
     return { stores: openStores(config, { exclusive: true }), storageFull: true };
   }
+  // SQLite opens on a full disk when its shared-memory file is still there from a previous run.
+  if (config.storage.driver === 'filesystem' && !hasRoomToWrite(config.storage.rootDirectory, isStorageFull)) {
+    full(new Error('ENOSPC: no space left to write a file under the storage root'));
+    return { stores, storageFull: true };
+  }
+  return { stores, storageFull: false };
 }
 
 /**
@@ -249,9 +259,20 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   if (config.http.tls && allowsLegacyTls(config.http.tls)) {
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
+  const configQuotas = parseConfigQuotas(config.quotas);
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
   const stack = await createServingStack(config, log);
+  // Quotas are enforced from metadata (so API changes apply at once, in every process and
+  // replica); the config file's rules replace the previous config-set ones at every start.
+  if (!stack.storageFull) {
+    try {
+      await stack.registry.metadata.replaceConfigQuotas(configQuotas);
+    } catch (error) {
+      await stack.dispose();
+      throw error;
+    }
+  }
   const serving = serve(stack, config);
   const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).

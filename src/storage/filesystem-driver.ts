@@ -1,4 +1,4 @@
-import { constants } from 'node:fs';
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -15,6 +15,33 @@ const SYNC_EVERY = 16 * 1024 * 1024;
 /** Files being written live here until their commit renames them into place. */
 const TEMPORARY_DIRECTORY = '.tmp';
 const ABANDONED_TEMPORARY_MS = 60 * 60_000;
+
+/** What `hasRoomToWrite` writes: enough to need a fresh block, small enough to cost nothing. */
+const ROOM_PROBE_BYTES = 64 * 1024;
+
+/**
+ * Whether a small file can be written and fsynced under `root` now: false on ENOSPC or EDQUOT.
+ * Opening SQLite is no test of a full disk when its shared-memory file is left from a previous
+ * run, so the server asks this at start. Synchronous: it runs once, before serving.
+ */
+export function hasRoomToWrite(root: string, isFull: (error: unknown) => boolean): boolean {
+  const directory = join(resolve(root), TEMPORARY_DIRECTORY);
+  const path = join(directory, `room-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fd: number | undefined;
+  try {
+    mkdirSync(directory, { recursive: true });
+    fd = openSync(path, 'w');
+    writeSync(fd, Buffer.alloc(ROOM_PROBE_BYTES));
+    fsyncSync(fd);
+    return true;
+  } catch (error) {
+    if (isFull(error)) return false;
+    throw error;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(path, { force: true });
+  }
+}
 
 function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;

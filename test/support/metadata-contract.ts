@@ -549,5 +549,134 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.close();
       });
     });
+
+    describe('quotas and usage', () => {
+      /** The DENIED a quota refusal throws, with its numbers. */
+      const denied = (detail: Record<string, unknown>) => (error: unknown) => {
+        assert.ok(error instanceof RegistryError, String(error));
+        assert.equal(error.code, 'DENIED');
+        assert.deepEqual(error.detail, detail);
+        assert.match(error.message, new RegExp(`quota "${String(detail.quota)}" exceeded: limit .+, usage .+, this push adds .+`));
+        return true;
+      };
+
+      it('usage is the distinct blobs linked to a repository plus its manifests, a shared blob counting in each repository', async () => {
+        const store = await create();
+        await store.addBlob('ns/a', d(1), 100);
+        await store.addBlob('ns/a', d(1), 100);
+        await store.addBlob('ns/a', d(2), 20);
+        assert.equal(await store.linkBlob('ns/b', d(1)), true);
+        const put = manifest('ns/a', d(50), { blobs: [{ digest: d(1), size: 100 }, { digest: d(2), size: 20 }], tags: ['v1'] });
+        await store.putManifest(put);
+        await store.putManifest({ ...put, tags: ['v2'] });
+        await store.addBlob('other', d(3), 1);
+        const m = put.content.length;
+        assert.deepEqual(await store.repositoryUsage({ limit: 10 }), [
+          { repository: 'ns/a', bytes: 120 + m, blobs: 2, manifests: 1 },
+          { repository: 'ns/b', bytes: 100, blobs: 1, manifests: 0 },
+          { repository: 'other', bytes: 1, blobs: 1, manifests: 0 },
+        ]);
+        assert.deepEqual((await store.repositoryUsage({ prefix: 'ns/', limit: 1 })).map((u) => u.repository), ['ns/a'], 'largest first, at most limit');
+        assert.deepEqual(await store.repositoryUsage({ prefix: 'none/', limit: 10 }), []);
+        // Deletes free usage.
+        await store.deleteManifest('ns/a', d(50));
+        assert.equal(await store.unlinkBlob('ns/a', d(1)), true);
+        assert.deepEqual(await store.repositoryUsage({ prefix: 'ns/a', limit: 10 }), [{ repository: 'ns/a', bytes: 20, blobs: 1, manifests: 0 }]);
+        await store.close();
+      });
+
+      it('keeps rules from the API and from configuration side by side, each with its usage', async () => {
+        const store = await create();
+        await store.addBlob('team/app', d(1), 300);
+        await store.addBlob('team/lib', d(2), 200);
+        await store.addBlob('teamx/app', d(3), 50);
+        await store.setQuota('team/', 1000);
+        await store.setQuota('team/', 900);
+        await store.setQuota('team/app', 400);
+        await store.replaceConfigQuotas([{ name: 'team/', limit: 2000 }, { name: 'old/', limit: 1 }]);
+        await store.replaceConfigQuotas([{ name: 'team/', limit: 2000 }]);
+        assert.deepEqual(await store.listQuotas(), [
+          { name: 'team/', limit: 900, source: 'api', scope: 'namespace', usage: 500 },
+          { name: 'team/', limit: 2000, source: 'config', scope: 'namespace', usage: 500 },
+          { name: 'team/app', limit: 400, source: 'api', scope: 'repository', usage: 300 },
+        ]);
+        assert.equal(await store.removeQuota('team/app'), true);
+        assert.equal(await store.removeQuota('team/app'), false);
+        assert.equal(await store.removeQuota('nothing'), false);
+        assert.deepEqual((await store.listQuotas()).map((q) => `${q.name}:${q.source}`), ['team/:api', 'team/:config']);
+        await store.close();
+      });
+
+      it('checkQuota answers before an upload: the tightest rule a new blob would exceed, nothing for a blob already linked', async () => {
+        const store = await create();
+        await store.addBlob('team/app', d(1), 300);
+        await store.addBlob('team/lib', d(2), 200);
+        assert.equal(await store.checkQuota('team/app', { bytes: 10_000 }), undefined, 'no rule, no limit');
+        await store.setQuota('team/', 1000);
+        await store.replaceConfigQuotas([{ name: 'team/app', limit: 600 }]);
+        assert.equal(await store.checkQuota('team/app', { bytes: 300 }), undefined, 'exactly at the limit fits');
+        assert.deepEqual(await store.checkQuota('team/app', { bytes: 301 }), { name: 'team/app', scope: 'repository', limit: 600, usage: 300, adds: 301 });
+        assert.deepEqual(await store.checkQuota('team/new', { bytes: 501 }), { name: 'team/', scope: 'namespace', limit: 1000, usage: 500, adds: 501 });
+        assert.equal(await store.checkQuota('teamx/app', { bytes: 5000 }), undefined, 'team/ does not cover teamx/');
+        assert.equal(await store.checkQuota('team/app', { bytes: 5000, digest: d(1) }), undefined, 'already linked: adds nothing');
+        await store.close();
+      });
+
+      it('refuses a link, a mount or an upload commit over a quota inside its transaction, changing nothing', async () => {
+        const store = await create();
+        await store.addBlob('src', d(1), 300);
+        await store.addBlob('team/app', d(2), 500);
+        await store.setQuota('team/', 700);
+        const before = (await store.readOutbox(0, 1000)).length;
+        await assert.rejects(store.linkBlob('team/other', d(1), { from: 'src' }), denied({ quota: 'team/', scope: 'namespace', limit: 700, usage: 500, adds: 300 }));
+        await assert.rejects(store.addBlob('team/app', d(3), 201), denied({ quota: 'team/', scope: 'namespace', limit: 700, usage: 500, adds: 201 }));
+        assert.equal(await store.repositoryBlobSize('team/other', d(1)), undefined);
+        assert.equal(await store.repositoryExists('team/other'), false, 'no repository left behind');
+        assert.equal(await store.getBlob(d(3)), undefined);
+        await store.createUpload({ id: 'q-1', repository: 'team/app', startedAt: 1 });
+        assert.equal(await store.advanceUpload('q-1', { from: 0, part: { name: '0-a', size: 300 }, hashState: undefined }), true);
+        assert.equal(await store.reserveBlob(d(1), 300), 'present');
+        await assert.rejects(store.completeUpload('q-1', 300, d(1)), denied({ quota: 'team/', scope: 'namespace', limit: 700, usage: 500, adds: 300 }));
+        assert.equal((await store.getUpload('q-1'))?.size, 300, 'the upload is left as it was');
+        assert.equal(await store.repositoryBlobSize('team/app', d(1)), undefined);
+        assert.equal((await store.readOutbox(0, 1000)).length, before, 'nothing recorded');
+        // Linking what is already linked adds nothing and is never refused, even over the limit.
+        await store.setQuota('team/', 10);
+        assert.equal(await store.linkBlob('team/app', d(2)), true);
+        await store.addBlob('team/app', d(2), 500);
+        // Raising the limit (or removing the rule) takes effect at once.
+        await store.removeQuota('team/');
+        assert.equal(await store.completeUpload('q-1', 300, d(1)), 'done');
+        await store.close();
+      });
+
+      it('lets exactly one of two links racing for the last room of a quota in', async () => {
+        const store = await create();
+        await store.addBlob('src', d(1), 60);
+        await store.addBlob('src', d(2), 60);
+        await store.setQuota('race/', 100);
+        const outcomes = await Promise.allSettled([store.linkBlob('race/a', d(1)), store.linkBlob('race/b', d(2))]);
+        assert.deepEqual(outcomes.map((o) => o.status).sort(), ['fulfilled', 'rejected']);
+        assert.deepEqual((await store.repositoryUsage({ prefix: 'race/', limit: 10 })).map((u) => u.bytes), [60]);
+        await store.close();
+      });
+
+      it('refuses a manifest over a quota atomically: no manifest, tag or revival', async () => {
+        const store = await create();
+        await store.addBlob('team/app', d(1), 100);
+        const put = manifest('team/app', d(60), { blobs: [{ digest: d(1), size: 100 }], tags: ['v1'] });
+        await store.setQuota('team/app', 100 + put.content.length - 1);
+        await assert.rejects(store.putManifest(put), denied({ quota: 'team/app', scope: 'repository', limit: 100 + put.content.length - 1, usage: 100, adds: put.content.length }));
+        assert.equal(await store.getManifest('team/app', d(60)), undefined);
+        assert.deepEqual(await store.listTags('team/app', { limit: 10 }), []);
+        await store.setQuota('team/app', 100 + put.content.length);
+        await store.putManifest(put);
+        // Over the limit now (lowered), a push that adds nothing — a tag on a manifest already there — still works.
+        await store.setQuota('team/app', 1);
+        const result = await store.putManifest({ ...put, tags: ['v2'] });
+        assert.deepEqual(result.moved, [{ tag: 'v2' }]);
+        await store.close();
+      });
+    });
   });
 }

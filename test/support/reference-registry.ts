@@ -14,6 +14,8 @@ export type RegistryMode = 'plain' | 'htpasswd' | 'tls' | 'token' | 'tls-htpassw
 export interface ReferenceRegistry {
   /** `127.0.0.1:PORT` */
   host: string;
+  /** The registry process, for tests and the bench that watch its memory. */
+  pid: number;
   /** `http://…` or `https://…` */
   url: string;
   dir: string;
@@ -29,6 +31,14 @@ export interface ReferenceRegistryOptions {
   mode: RegistryMode;
   /** Token mode: where tokens are issued and the cert bundle that verifies them. */
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /**
+   * Quiet and fast, as the bench runs it: log level warn (its per-request "response completed"
+   * lines are an access log in all but name), the access log off, and the in-memory blob
+   * descriptor cache of Debian's own config. Tests keep the default: every request logged.
+   */
+  tuned?: boolean;
+  /** Another docker-registry binary (default: Debian's). */
+  binary?: string;
 }
 
 /** A free loopback TCP port (bound, read, released). */
@@ -102,16 +112,18 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
   const lines = [
     'version: 0.1',
     'log:',
-    '  level: info',
+    `  level: ${options.tuned ? 'warn' : 'info'}`,
     '  accesslog:',
-    '    disabled: false',
+    `    disabled: ${options.tuned ? 'true' : 'false'}`,
     'storage:',
     '  filesystem:',
     `    rootdirectory: ${join(dir, 'data')}`,
     '  delete:',
     '    enabled: true',
+    ...(options.tuned ? ['  cache:', '    blobdescriptor: inmemory'] : []),
     'http:',
     `  addr: ${host}`,
+    '  secret: wharf-test-not-a-secret',
     '  headers:',
     '    X-Content-Type-Options: [nosniff]',
   ];
@@ -136,22 +148,25 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
   }
   const configFile = join(dir, 'config.yml');
   writeFileSync(configFile, lines.join('\n') + '\n');
+  const binary = options.binary ?? DOCKER_REGISTRY_BIN;
   let child: ChildProcess;
   try {
-    child = spawn(DOCKER_REGISTRY_BIN, ['serve', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' } });
+    child = spawn(binary, ['serve', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' } });
   } catch {
-    throw new Error(`required tool ${DOCKER_REGISTRY_BIN} is not installed`);
+    throw new Error(`required tool ${binary} is not installed`);
   }
+  // The last 64 KiB is plenty to say why it failed, and keeps a long bench from growing without end.
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const keep = (d: Buffer) => (output = (output + d.toString()).slice(-65536));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let spawnError: Error | undefined;
   child.once('error', (error) => (spawnError = error));
   const url = `${scheme}://${host}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (spawnError) throw new Error(`cannot run ${DOCKER_REGISTRY_BIN} (apt package docker-registry): ${spawnError.message}`);
+    if (spawnError) throw new Error(`cannot run ${binary} (apt package docker-registry): ${spawnError.message}`);
     if (child.exitCode !== null) throw new Error(`docker-registry exited:\n${output}`);
     const status = await probe(url);
     if (status === 200 || status === 401) break;
@@ -160,11 +175,14 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
   }
   return {
     ...(registry as ReferenceRegistry),
+    pid: child.pid!,
     url,
     output: () => output,
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
+      clearTimeout(killer);
       rmSync(dir, { recursive: true, force: true });
     },
   };

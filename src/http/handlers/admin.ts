@@ -106,3 +106,35 @@ export const listJobs: AdminHandler<'admin.jobs'> = async (ex) => {
   const jobs = await ex.registry.operations.jobs({ ...(states ? { states: states as JobState[] } : {}), limit });
   sendJson(ex, 200, { jobs });
 };
+
+/** `GET /admin/v1/quotas`: every rule (from the config file and the API) with its usage. */
+export const listQuotas: AdminHandler<'admin.quotas'> = async (ex) => {
+  adminOf(ex);
+  sendJson(ex, 200, { quotas: await ex.registry.operations.quotas() });
+};
+
+/** `PUT /admin/v1/quotas/NAME` with `{"limit": "10GiB"}` (or bytes): sets the API's rule; takes effect at once. */
+export const setQuota: AdminHandler<'admin.quota'> = async (ex) => {
+  adminOf(ex);
+  const body = await readJsonBody(ex.req);
+  const limit = body !== null && typeof body === 'object' ? (body as { limit?: unknown }).limit : undefined;
+  sendJson(ex, 200, await ex.registry.operations.setQuota(ex.route.subject, limit));
+};
+
+/** `DELETE /admin/v1/quotas/NAME`: removes the API's rule; a rule from the config file stays. */
+export const removeQuota: AdminHandler<'admin.quota'> = async (ex) => {
+  adminOf(ex);
+  if (!(await ex.registry.operations.removeQuota(ex.route.subject))) {
+    throw new RegistryError('NOT_FOUND', { message: 'no quota set through the API on this name', detail: { name: ex.route.subject } });
+  }
+  send(ex, 204, {});
+};
+
+/** `GET /admin/v1/usage[?prefix=team/][&n=1000]`: usage per repository, largest first. */
+export const listUsage: AdminHandler<'admin.usage'> = async (ex) => {
+  adminOf(ex);
+  const limit = Number(ex.query.get('n') ?? 10_000);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100_000) throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: ex.query.get('n') } });
+  const prefix = ex.query.get('prefix');
+  sendJson(ex, 200, { repositories: await ex.registry.operations.usage({ ...(prefix !== null ? { prefix } : {}), limit }) });
+};

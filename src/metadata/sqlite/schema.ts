@@ -192,7 +192,28 @@ export const MIGRATIONS: readonly string[] = [
     until INTEGER NOT NULL
   ) WITHOUT ROWID;
   `,
-  // 8: immutable-tag rules (from config.yml and the admin API, read inside every transaction that
+  // 8: storage quotas per repository or namespace (a name ending in `/`), from the
+  // configuration file or the admin API, and the one definition of a repository's usage that
+  // enforcement and `wharf admin usage` both read (see RepositoryUsage in metadata-store.ts).
+  // Only new objects: safe to apply in any order with other migrations.
+  `
+  CREATE TABLE quotas (
+    name TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('config', 'api')),
+    limit_bytes INTEGER NOT NULL CHECK (limit_bytes >= 0),
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (name, source)
+  ) WITHOUT ROWID;
+  CREATE VIEW repository_usage AS
+    SELECT r.id AS repository_id,
+           r.name AS name,
+           coalesce((SELECT sum(b.size) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id), 0)
+             + coalesce((SELECT sum(m.size) FROM manifests m WHERE m.repository_id = r.id), 0) AS bytes,
+           (SELECT count(*) FROM repository_blobs rb WHERE rb.repository_id = r.id) AS blobs,
+           (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests
+      FROM repositories r;
+  `,
+  // 9: immutable-tag rules (from config.yml and the admin API, read inside every transaction that
   // moves or removes a tag), and the digest a tag pointed at before each recorded move, indexed
   // by digest so that a collector can tell which manifests a restore may still need.
   `
@@ -211,3 +232,4 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tag_history_by_previous ON tag_history(repository_id, previous, at) WHERE previous IS NOT NULL;
   `,
 ];
+

@@ -21,12 +21,16 @@ import type {
   ManifestRecord,
   MetadataStore,
   Page,
+  QuotaStatus,
+  QuotaViolation,
   RepositoryGraph,
+  RepositoryUsage,
   TagEvent,
   UploadAdvance,
   UploadRecord,
 } from '../metadata-store.js';
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
+import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { MIGRATIONS } from './schema.js';
 
 export interface SqliteOptions {
@@ -388,6 +392,30 @@ export class SqliteMetadataStore implements MetadataStore {
       listJobs: db.prepare<[string, number], JobRow>(
         'SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT ?',
       ),
+      // A rule covers a repository when it names it, or names a prefix of it ending in '/'.
+      quotasCovering: db.prepare<{ repository: string }, { name: string; limit_bytes: number }>(
+        `SELECT name, min(limit_bytes) AS limit_bytes FROM quotas
+         WHERE name = @repository OR (substr(name, -1) = '/' AND substr(@repository, 1, length(name)) = name)
+         GROUP BY name`,
+      ),
+      repositoryUsageBytes: db.prepare<[string], { bytes: number }>('SELECT bytes FROM repository_usage WHERE name = ?'),
+      namespaceUsageBytes: db.prepare<{ prefix: string }, { bytes: number }>(
+        'SELECT coalesce(sum(bytes), 0) AS bytes FROM repository_usage WHERE substr(name, 1, length(@prefix)) = @prefix',
+      ),
+      usageList: db.prepare<{ prefix: string; limit: number }, { name: string; bytes: number; blobs: number; manifests: number }>(
+        `SELECT name, bytes, blobs, manifests FROM repository_usage
+         WHERE substr(name, 1, length(@prefix)) = @prefix ORDER BY bytes DESC, name LIMIT @limit`,
+      ),
+      listQuotas: db.prepare<[], { name: string; source: 'config' | 'api'; limit_bytes: number }>(
+        'SELECT name, source, limit_bytes FROM quotas ORDER BY name, source',
+      ),
+      upsertQuota: db.prepare<[string, string, number, number]>(
+        `INSERT INTO quotas (name, source, limit_bytes, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(name, source) DO UPDATE SET limit_bytes = excluded.limit_bytes, updated_at = excluded.updated_at`,
+      ),
+      deleteQuota: db.prepare<[string, string]>('DELETE FROM quotas WHERE name = ? AND source = ?'),
+      deleteConfigQuotas: db.prepare("DELETE FROM quotas WHERE source = 'config'"),
+      isLinked: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM repository_blobs WHERE repository_id = ? AND digest = ?'),
       listRepositories: db.prepare<[string, number], { name: string }>(
         `SELECT name FROM repositories r
          WHERE name > ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
@@ -527,6 +555,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
       const now = Date.now();
       const id = this.ensureRepository(repository);
+      this.enforceQuota(repository, this.statements.isLinked.get(id, digest) ? 0 : size);
       const row = this.statements.getBlob.get(digest);
       if (!row) this.statements.insertBlob.run(digest, size, now, 'present', now, now);
       else if (row.state !== 'present') this.statements.setBlobState.run('present', now, digest);
@@ -539,6 +568,8 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.write(() => {
       const row = this.statements.getBlob.get(digest);
       if (!row || (row.state !== 'present' && row.state !== 'deleting')) return false;
+      const existing = this.repositoryId(repository);
+      this.enforceQuota(repository, existing !== undefined && this.statements.isLinked.get(existing, digest) ? 0 : row.size);
       const now = Date.now();
       if (row.state === 'deleting') this.statements.setBlobState.run('present', now, digest);
       this.statements.touchBlob.run(now, digest);
@@ -633,12 +664,13 @@ export class SqliteMetadataStore implements MetadataStore {
       if (!upload || upload.size !== size) return 'gone';
       const blob = this.statements.getBlob.get(digest);
       if (!blob || blob.state === 'sweeping' || blob.state === 'quarantined') return 'retry';
+      const repository = this.statements.repositoryName.get(upload.repository_id)!.name;
+      this.enforceQuota(repository, this.statements.isLinked.get(upload.repository_id, digest) ? 0 : blob.size);
       const now = Date.now();
       if (blob.state !== 'present') this.statements.setBlobState.run('present', now, digest);
       this.statements.touchBlob.run(now, digest);
       this.link(upload.repository_id, digest, now);
       this.statements.deleteUpload.run(id);
-      const repository = this.statements.repositoryName.get(upload.repository_id)!.name;
       this.record({ action: 'blob.push', repository, digest, size, ...actorOf(options) }, now);
       return 'done';
     });
@@ -700,6 +732,8 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const previousOf = new Map(put.tags.map((tag) => [tag, this.statements.tagDigest.get(id, tag)?.digest]));
       this.refuseImmutable(put.repository, [...previousOf].filter(([, previous]) => previous !== undefined && previous !== put.digest).map(([tag]) => tag), 'move');
+      // Last of the checks: a reference error tells the client more than a quota would.
+      this.enforceQuota(put.repository, this.statements.hasManifest.get(id, put.digest) ? 0 : put.content.length);
       const firstManifest = !this.statements.anyManifest.get(id);
       const inserted = this.statements.insertManifest.run(
         id,
@@ -1095,6 +1129,72 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async releaseLease(name: string, owner: string): Promise<boolean> {
     return this.write(() => this.statements.deleteLease.run(name, owner).changes > 0);
+  }
+
+  async repositoryUsage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]> {
+    return this.statements.usageList.all({ prefix: options.prefix ?? '', limit: options.limit }).map((row) => ({
+      repository: row.name,
+      bytes: row.bytes,
+      blobs: row.blobs,
+      manifests: row.manifests,
+    }));
+  }
+
+  async checkQuota(repository: string, change: { bytes: number; digest?: string }): Promise<QuotaViolation | undefined> {
+    const id = this.repositoryId(repository);
+    if (change.digest !== undefined && id !== undefined && this.statements.isLinked.get(id, change.digest)) return undefined;
+    return this.quotaViolation(repository, change.bytes);
+  }
+
+  async listQuotas(): Promise<QuotaStatus[]> {
+    const read = this.db.transaction(() =>
+      this.statements.listQuotas.all().map((row) => ({
+        name: row.name,
+        limit: row.limit_bytes,
+        source: row.source,
+        scope: quotaScope(row.name),
+        usage: this.usageOf(row.name),
+      })),
+    );
+    return read.deferred();
+  }
+
+  async setQuota(name: string, limit: number): Promise<void> {
+    return this.write(() => {
+      this.statements.upsertQuota.run(name, 'api', limit, Date.now());
+    });
+  }
+
+  async removeQuota(name: string): Promise<boolean> {
+    return this.write(() => this.statements.deleteQuota.run(name, 'api').changes > 0);
+  }
+
+  async replaceConfigQuotas(rules: ReadonlyArray<{ name: string; limit: number }>): Promise<void> {
+    return this.write(() => {
+      const now = Date.now();
+      this.statements.deleteConfigQuotas.run();
+      for (const rule of rules) this.statements.upsertQuota.run(rule.name, 'config', rule.limit, now);
+    });
+  }
+
+  /** Bytes used under a quota name: one repository, or the sum over a namespace. */
+  private usageOf(name: string): number {
+    return quotaScope(name) === 'namespace'
+      ? this.statements.namespaceUsageBytes.get({ prefix: name })!.bytes
+      : (this.statements.repositoryUsageBytes.get(name)?.bytes ?? 0);
+  }
+
+  private quotaViolation(repository: string, adds: number): QuotaViolation | undefined {
+    if (adds <= 0) return undefined;
+    const rules = this.statements.quotasCovering.all({ repository });
+    if (rules.length === 0) return undefined;
+    return firstViolation(rules.map((rule) => ({ name: rule.name, limit: rule.limit_bytes, usage: this.usageOf(rule.name) })), adds);
+  }
+
+  /** Throws DENIED when adding `adds` bytes to `repository` would exceed a quota; called inside the write's transaction. */
+  private enforceQuota(repository: string, adds: number): void {
+    const violation = this.quotaViolation(repository, adds);
+    if (violation) throw quotaExceeded(violation);
   }
 
   /** Appends a change to the outbox; called inside the transaction that makes the change. */
