@@ -123,6 +123,20 @@ catalog:
     assert.throws(() => loadConfig({ env: { REGISTRY_STORAGE_GC_INTERVAL: 'often' } }), /storage\.gc\.interval/);
   });
 
+  it('reads history.retention (14 days by default, 0 turns it off) and immutable.rules (REPO:TAG)', () => {
+    const defaults = loadConfig({ env: {} }).config;
+    assert.deepEqual(defaults.history, { retentionMs: 14 * 24 * 3_600_000 });
+    assert.deepEqual(defaults.immutable, { rules: [] });
+    const path = file('lifecycle.yml', 'history:\n  retention: 0s\nimmutable:\n  rules: ["release/*:v*", "base/**:stable"]\n');
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.deepEqual(config.history, { retentionMs: 0 });
+    assert.deepEqual(config.immutable.rules, ['release/*:v*', 'base/**:stable']);
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(loadConfig({ env: { REGISTRY_IMMUTABLE_RULES: 'a/*:v*,b:c' } }).config.immutable.rules, ['a/*:v*', 'b:c']);
+    assert.throws(() => loadConfig({ env: { REGISTRY_IMMUTABLE_RULES: 'no-tag-pattern' } }), /immutable\.rules/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_HISTORY_RETENTION: 'forever' } }), /history\.retention/);
+  });
+
   it('refuses invalid values with a message naming the key', () => {
     const cases: Array<[Record<string, string>, RegExp]> = [
       [{ REGISTRY_HTTP_ADDR: 'not-an-address' }, /http\.addr/],

@@ -91,7 +91,8 @@ describe('wharf garbage-collect reports what Distribution 2.8 reports on the sam
       { ref: 'z', layers: [seededBytes(5000, 4)] },
     ]);
     wharfConfig = join(work, 'wharf.yml');
-    writeFileSync(wharfConfig, 'storage:\n  delete:\n    enabled: true\n  gc:\n    delay: 0s\n');
+    // history.retention: 0, or Wharf keeps the manifests the moved tags left (restorable), which Distribution deletes.
+    writeFileSync(wharfConfig, 'storage:\n  delete:\n    enabled: true\n  gc:\n    delay: 0s\nhistory:\n  retention: 0s\n');
     reference = await startReferenceRegistry({ mode: 'plain' });
     wharf = await startWharf({ args: [wharfConfig] });
     // The same pushes to both: tagged images, an index, tags moved away (leaving untagged

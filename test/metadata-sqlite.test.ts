@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-store.js';
 import { SqliteAccountStore } from '../src/metadata/sqlite/sqlite-account-store.js';
+import { MIGRATIONS } from '../src/metadata/sqlite/schema.js';
 import { accountStoreContract } from './support/account-contract.js';
 import { metadataStoreContract } from './support/metadata-contract.js';
 
@@ -65,5 +66,24 @@ describe('SQLite specifics', () => {
     const second = new SqliteMetadataStore({ path });
     assert.equal(await second.blobSize(`sha256:${'2'.repeat(64)}`), 7);
     await second.close();
+  });
+
+  it('migration 9 keeps the tag history of a database from before migrations 8 and 9, and adds rules and previous digests', async () => {
+    const path = join(dir, 'before-8.db');
+    const old = new Database(path);
+    for (const step of MIGRATIONS.slice(0, 7)) old.exec(step);
+    old.pragma('user_version = 7');
+    const digest = `sha256:${'3'.repeat(64)}`;
+    old.prepare("INSERT INTO repositories (id, name, created_at) VALUES (1, 'old/app', 1)").run();
+    old.prepare("INSERT INTO tag_history (repository_id, tag, digest, action, actor, at) VALUES (1, 'v1', ?, 'push', 'alice', 10)").run(digest);
+    old.prepare("INSERT INTO tag_history (repository_id, tag, digest, action, actor, at) VALUES (1, 'v1', ?, 'delete', 'bob', 20)").run(digest);
+    old.close();
+    const store = new SqliteMetadataStore({ path });
+    assert.deepEqual(await store.tagHistory('old/app', 'v1', 10), [
+      { tag: 'v1', digest, previous: digest, action: 'delete', at: 20, actor: 'bob' },
+      { tag: 'v1', digest, action: 'push', at: 10, actor: 'alice' },
+    ]);
+    assert.deepEqual(await store.listImmutableTagRules(), []);
+    await store.close();
   });
 });

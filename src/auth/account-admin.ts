@@ -48,6 +48,11 @@ export class AccountAdmin {
     private readonly deps: { accounts: AccountStore; policy: Policy; htpasswd?: HtpasswdFile; audit: AuditSink },
   ) {}
 
+  /** Audits an admin change made elsewhere (immutable-tag rules live in the registry's metadata). */
+  recordChange(action: string, actor: string, detail: Record<string, unknown>): void {
+    this.deps.audit.record({ event: 'admin', action, actor, ...detail });
+  }
+
   async listUsers(): Promise<Array<{ name: string; groups: string[]; source: 'htpasswd' | 'wharf' }>> {
     const out: Array<{ name: string; groups: string[]; source: 'htpasswd' | 'wharf' }> = [];
     const stored = await this.deps.accounts.listUsers();

@@ -45,6 +45,7 @@ export function registerGarbageCollect(program: Command): void {
       if (report.eligibleRepositories.length > 0 || deleted.repositories > 0) lines.push(`${report.eligibleRepositories.length} repositories eligible for deletion`);
       if (report.awaitingSweep > 0) lines.push(`${report.awaitingSweep} blobs marked for deletion: hidden now, deleted by a collection ${seconds(report.delayMs)} after the mark unless used again`);
       if (young.blobs + young.manifests > 0) lines.push(`${young.blobs} blobs and ${young.manifests} manifests kept: touched within the last ${seconds(report.delayMs)}`);
+      if (report.history.manifests > 0) lines.push(`${report.history.manifests} untagged manifests kept: in a tag's history within the last ${seconds(report.history.retentionMs)} (history.retention)`);
       if (uploads.sessions + uploads.orphans > 0) lines.push(`${uploads.sessions} expired upload sessions and ${uploads.orphans} orphaned upload directories ${report.dryRun ? 'found' : 'removed'}`);
       const verb = report.dryRun ? 'would free' : 'freed';
       lines.push(`${verb} ${report.bytesFreed} bytes in ${seconds(report.durationMs)}${report.dryRun ? ' (dry run: nothing deleted)' : ''}`);

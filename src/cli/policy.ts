@@ -3,6 +3,7 @@ import { AdminClient, addAdminFlags, run, stdinReader, type AdminFlags } from '.
 
 /**
  * `wharf policy ls|grant|revoke|public`: rules granting actions on repository patterns.
+ * `wharf policy immutable list|add|remove`: immutable-tag rules (docs/lifecycle.md).
  * Rules from the config file are listed too; they change only there.
  */
 export function registerPolicy(program: Command): void {
@@ -50,6 +51,53 @@ export function registerPolicy(program: Command): void {
         const client = await AdminClient.fromFlags(flags, stdinReader());
         const rule = await client.call('POST', 'policy/rules', { subject: 'anonymous', repository, actions: ['pull'] });
         process.stdout.write(`rule ${rule.id}: anyone may pull ${rule.repository}\n`);
+      }),
+  );
+
+  registerImmutable(policy);
+}
+
+interface ImmutableRuleView {
+  id: number;
+  repository: string;
+  tag: string;
+  source: string;
+  createdBy?: string;
+}
+
+/** `wharf policy immutable list|add|remove`, over /admin/v1/policy/immutable. */
+function registerImmutable(policy: Command): void {
+  const immutable = policy.command('immutable').description('tags that may be pushed once and never moved or deleted');
+
+  addAdminFlags(immutable.command('list').alias('ls').description('list immutable-tag rules (config and API ones)')).action((flags: AdminFlags) =>
+    run(async () => {
+      const client = await AdminClient.fromFlags(flags, stdinReader());
+      const { rules } = (await client.call('GET', 'policy/immutable')) as { rules: ImmutableRuleView[] };
+      for (const r of rules) process.stdout.write(`${r.id}\t${r.source}\t${r.repository}:${r.tag}\t${r.createdBy ?? '-'}\n`);
+    }),
+  );
+
+  addAdminFlags(
+    immutable
+      .command('add')
+      .argument('<rule>', 'REPOSITORY_PATTERN:TAG_PATTERN, e.g. release/*:v* or team/**:prod-*')
+      .description('make matching tags immutable, from the next push on, in every serving process'),
+  ).action((rule: string, flags: AdminFlags) =>
+    run(async () => {
+      const client = await AdminClient.fromFlags(flags, stdinReader());
+      const colon = rule.indexOf(':');
+      const body = colon > 0 ? { repository: rule.slice(0, colon), tag: rule.slice(colon + 1) } : { repository: rule, tag: '' };
+      const added = (await client.call('POST', 'policy/immutable', body)) as ImmutableRuleView;
+      process.stdout.write(`immutable rule ${added.id}: ${added.repository}:${added.tag}\n`);
+    }),
+  );
+
+  addAdminFlags(immutable.command('remove').alias('rm').argument('<id>', 'a rule id from `wharf policy immutable list`').description('remove an immutable-tag rule')).action(
+    (id: string, flags: AdminFlags) =>
+      run(async () => {
+        const client = await AdminClient.fromFlags(flags, stdinReader());
+        await client.call('DELETE', `policy/immutable/${encodeURIComponent(id)}`);
+        process.stdout.write(`removed immutable rule ${id}\n`);
       }),
   );
 }

@@ -46,6 +46,24 @@ export interface SearchResult {
   is_automated?: boolean;
 }
 
+/** One recorded move of a tag, as a Wharf registry reports it. */
+export interface TagHistoryEntry {
+  at: string;
+  action: 'push' | 'delete';
+  /** Where the tag points after the move; null for a delete. */
+  digest: string | null;
+  /** Where it pointed before; null for a new tag. */
+  previous: string | null;
+  actor: string | null;
+}
+
+export interface TagRestoreResult {
+  tag: string;
+  digest: string;
+  previous?: string;
+  moved: boolean;
+}
+
 /** What the API layer asks of the transport: a path under the registry root or an absolute URL. */
 type ApiRequest = Omit<RegistryRequest, 'url'> & { path: string | URL; scopes: string[] };
 
@@ -340,6 +358,37 @@ export class RegistryClient {
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
       next = link ? link[1] : undefined;
     }
+  }
+
+  /** A tag's recorded moves, newest first (Wharf's extension; pull rights). */
+  async tagHistory(repository: string, tag: string, options: { limit?: number } = {}): Promise<TagHistoryEntry[]> {
+    const query = options.limit !== undefined ? `?n=${options.limit}` : '';
+    const res = await this.request({
+      method: 'GET',
+      path: `/v2/${repository}/_wharf/tags/${encodeURIComponent(tag)}/history${query}`,
+      scopes: [repositoryScope(repository, ['pull'])],
+      headers: { accept: 'application/json' },
+    });
+    if (res.statusCode !== 200) throw await this.failure(res, `tag history of ${this.registry}/${repository}:${tag}`);
+    const doc = JSON.parse((await readBody(res)).toString('utf8')) as { history?: TagHistoryEntry[] };
+    return doc.history ?? [];
+  }
+
+  /**
+   * Points a tag back at `digest`, or where it pointed at `at` (RFC 3339), on a Wharf registry
+   * (push rights). Throws ClientError with the registry's code: DENIED for an immutable tag,
+   * MANIFEST_UNKNOWN when the manifest is gone.
+   */
+  async restoreTag(repository: string, tag: string, target: { digest: string } | { at: string }): Promise<TagRestoreResult> {
+    const res = await this.request({
+      method: 'POST',
+      path: `/v2/${repository}/_wharf/tags/${encodeURIComponent(tag)}/restore`,
+      scopes: [repositoryScope(repository, ['pull', 'push'])],
+      headers: { accept: 'application/json', 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify(target)),
+    });
+    if (res.statusCode !== 200) throw await this.failure(res, `restore of ${this.registry}/${repository}:${tag}`);
+    return JSON.parse((await readBody(res)).toString('utf8')) as TagRestoreResult;
   }
 
   /** Docker's `/v1/search`; undefined when the registry has no such endpoint. */

@@ -26,6 +26,13 @@ export interface WharfConfig {
   /** Which metadata store, and its settings (the embedded SQLite today; PostgreSQL will be another kind). */
   metadata: { kind: 'sqlite'; sqlite: { path: string; synchronous: 'full' | 'normal' } };
   catalog: { maxEntries: number };
+  /** `history.retention`: manifests a tag pointed at stay restorable (kept from collection) this long; 0 turns it off. */
+  history: { retentionMs: number };
+  /**
+   * `immutable.rules`: `REPOSITORY_PATTERN:TAG_PATTERN` each; the metadata store's config rules
+   * are replaced by these at each start (docs/lifecycle.md).
+   */
+  immutable: { rules: string[] };
   server: { workers: number };
   /** Absent when the registry is open to everyone (registry:2 without an auth section). */
   auth?: AuthConfig;
@@ -357,6 +364,8 @@ function build(raw: Raw): WharfConfig {
       },
     },
     catalog: { maxEntries: value(raw, 'catalog.maxentries', 1000) },
+    history: { retentionMs: value(raw, 'history.retention', 14 * 24 * 3_600_000) },
+    immutable: { rules: buildImmutableRules(value(raw, 'immutable.rules', [])) },
     // Two processes use both cores of a small machine, where most of the speed is; more cost memory
     // and SQLite write-lock contention, so larger machines opt in (0 means one per core).
     server: { workers: value(raw, 'server.workers', Math.min(2, availableParallelism())) },
@@ -364,6 +373,15 @@ function build(raw: Raw): WharfConfig {
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
     quotas: value(raw, 'quotas', []),
   };
+}
+
+/** The shape only; src/metadata/immutable-tag-rules.ts checks the patterns' characters when the server starts. */
+function buildImmutableRules(texts: string[]): string[] {
+  return texts.map((text) => {
+    const rule = text.trim();
+    if (!/^[^:\s]+:[^:\s]+$/.test(rule)) throw new ConfigError(`immutable.rules: "${text}" is not REPOSITORY_PATTERN:TAG_PATTERN (for example release/*:v*)`);
+    return rule;
+  });
 }
 
 const TLS_VERSIONS = { 'tls1.0': 'TLSv1', 'tls1.1': 'TLSv1.1', 'tls1.2': 'TLSv1.2', 'tls1.3': 'TLSv1.3' } as const;

@@ -116,6 +116,10 @@ export const SCHEMA = {
     sqlite: { path: str, synchronous: { kind: 'enum', values: ['full', 'normal'] } },
   },
   catalog: { maxentries: { kind: 'integer', min: 1, max: 100_000 } },
+  /** Wharf's own: how long the manifests in a tag's history stay restorable (docs/lifecycle.md). */
+  history: { retention: duration },
+  /** Wharf's own: immutable-tag rules as REPOSITORY_PATTERN:TAG_PATTERN, beside those of the admin API. */
+  immutable: { rules: strings },
   server: {
     workers: { kind: 'integer', min: 0, max: 64 },
   },

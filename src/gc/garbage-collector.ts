@@ -17,6 +17,11 @@ export interface CollectionOptions {
   deleteUntagged: boolean;
   /** Anything uploaded, mounted, linked or pushed this recently is kept, referenced or not. */
   delayMs: number;
+  /**
+   * `history.retention`: with deleteUntagged, an untagged manifest that a tag pointed at within
+   * this long is kept (with what it keeps), so that `wharf tag restore` finds it. 0 or absent: off.
+   */
+  historyRetentionMs?: number;
   /** Told each report line, worded as Distribution's `registry garbage-collect` prints it. */
   onLine?: (line: string) => void;
   /** Removes expired upload sessions (the upload service does it); its counts go in the report. */
@@ -52,6 +57,8 @@ export interface CollectionReport {
   eligibleRepositories: string[];
   /** Kept because they were touched within the delay. */
   young: { blobs: number; manifests: number };
+  /** Untagged manifests kept because a tag pointed at them within the history retention. */
+  history: { retentionMs: number; manifests: number };
   /** Blobs marked `deleting` less than the delay ago: a later collection sweeps them. */
   awaitingSweep: number;
   deleted: { blobs: number; manifests: number; repositories: number; resumedSweeps: number };
@@ -87,6 +94,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
   const signal = lease ? (options.signal ? AbortSignal.any([options.signal, lease.lost]) : lease.lost) : options.signal;
   try {
     const cutoff = started - options.delayMs;
+    const historySince = options.historyRetentionMs ? started - options.historyRetentionMs : undefined;
     const report: CollectionReport = {
       dryRun: options.dryRun,
       deleteUntagged: options.deleteUntagged,
@@ -98,6 +106,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       eligibleManifests: [],
       eligibleRepositories: [],
       young: { blobs: 0, manifests: 0 },
+      history: { retentionMs: options.historyRetentionMs ?? 0, manifests: 0 },
       awaitingSweep: 0,
       deleted: { blobs: 0, manifests: 0, repositories: 0, resumedSweeps: 0 },
       rescued: { blobs: 0, manifests: 0, repositories: 0 },
@@ -114,7 +123,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
     const emptied: RepositoryGraph[] = [];
     for await (const repo of repositoryGraphs(metadata)) {
       emit(repo.name);
-      const kept = keptManifests(repo, options.deleteUntagged, cutoff, report);
+      const kept = keptManifests(repo, { deleteUntagged: options.deleteUntagged, cutoff, historySince }, report);
       for (const node of repo.manifests) {
         if (!kept.has(node.digest)) {
           emit(`manifest eligible for deletion: ${node.digest}`);
@@ -155,7 +164,7 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       const left: typeof pending = [];
       for (const manifest of pending) {
         signal?.throwIfAborted();
-        if (await metadata.deleteUntaggedManifest(manifest.repository, manifest.digest, { touchedBefore: cutoff })) {
+        if (await metadata.deleteUntaggedManifest(manifest.repository, manifest.digest, { touchedBefore: cutoff, ...(historySince !== undefined ? { historySince } : {}) })) {
           report.deleted.manifests += 1;
           report.bytesFreed += manifest.size;
         } else {
@@ -232,10 +241,15 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
 
 /**
  * The manifests of a repository that stay. Without deleteUntagged, all of them (as Distribution).
- * With it: tagged ones and those pushed within the delay, then everything they keep: an index's
+ * With it: tagged ones, those pushed within the delay and those a tag pointed at within the
+ * history retention, then everything they keep: an index's
  * children, a manifest's subject chain, and the referrers of anything kept.
  */
-function keptManifests(repo: RepositoryGraph, deleteUntagged: boolean, cutoff: number, report: CollectionReport): Set<string> {
+function keptManifests(
+  repo: RepositoryGraph,
+  { deleteUntagged, cutoff, historySince }: { deleteUntagged: boolean; cutoff: number; historySince: number | undefined },
+  report: CollectionReport,
+): Set<string> {
   if (!deleteUntagged) return new Set(repo.manifests.map((m) => m.digest));
   const byDigest = new Map(repo.manifests.map((m) => [m.digest, m]));
   const referrers = new Map<string, string[]>();
@@ -247,6 +261,10 @@ function keptManifests(repo: RepositoryGraph, deleteUntagged: boolean, cutoff: n
     if (node.tags.length > 0) queue.push(node.digest);
     else if (node.touchedAt >= cutoff) {
       report.young.manifests += 1;
+      queue.push(node.digest);
+    } else if (historySince !== undefined && node.taggedAt !== undefined && node.taggedAt >= historySince) {
+      // A restore may still point a tag back at it.
+      report.history.manifests += 1;
       queue.push(node.digest);
     }
   }

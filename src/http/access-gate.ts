@@ -17,6 +17,9 @@ const REQUIRED: Record<Exclude<RegistryRoute['kind'], 'base' | 'catalog'>, Parti
   uploads: { POST: 'push' },
   upload: { GET: 'push', PATCH: 'push', PUT: 'push', DELETE: 'push' },
   referrers: { GET: 'pull', HEAD: 'pull' },
+  // Reading a tag's history is reading the repository; a restore moves a tag as a push does.
+  'tag.history': { GET: 'pull' },
+  'tag.restore': { POST: 'push' },
 };
 
 export function accessRequestOf(req: IncomingMessage): AccessRequest {

@@ -12,6 +12,7 @@ import { base, catalog, listReferrers, listTags } from './handlers/discovery.js'
 import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
 import { exchangeToken, issueToken } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
+import { getTagHistory, restoreTag } from './handlers/tags.js';
 import { matchRoute, type Route } from './router.js';
 
 export interface AppOptions {
@@ -47,6 +48,8 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   uploads: { POST: startUpload },
   upload: { GET: getUploadStatus, PATCH: patchUpload, PUT: putUpload, DELETE: cancelUpload },
   referrers: { GET: listReferrers },
+  'tag.history': { GET: getTagHistory },
+  'tag.restore': { POST: restoreTag },
   token: { GET: issueToken, POST: exchangeToken },
   'admin.users': { GET: admin.listUsers, POST: admin.addUser },
   'admin.user': { DELETE: admin.removeUser },
@@ -57,6 +60,8 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.policy': { GET: admin.listPolicy },
   'admin.policy.rules': { POST: admin.addRule },
   'admin.policy.rule': { DELETE: admin.removeRule },
+  'admin.immutable': { GET: admin.listImmutableRules, POST: admin.addImmutableRule },
+  'admin.immutable.rule': { DELETE: admin.removeImmutableRule },
   'admin.jobs': { GET: admin.listJobs },
   'admin.quotas': { GET: admin.listQuotas },
   'admin.quota': { PUT: admin.setQuota, DELETE: admin.removeQuota },

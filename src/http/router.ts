@@ -11,7 +11,10 @@ export type RegistryRoute =
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
-  | { kind: 'referrers'; name: string; digest: string };
+  | { kind: 'referrers'; name: string; digest: string }
+  /** Wharf's extension: a tag's recorded moves (`GET`) and putting it back (`POST .../restore`). */
+  | { kind: 'tag.history'; name: string; tag: string }
+  | { kind: 'tag.restore'; name: string; tag: string };
 
 /** The admin API (`/admin/v1/...`): `subject` is the user or robot name, or the rule id. */
 export type AdminRoute =
@@ -24,6 +27,8 @@ export type AdminRoute =
   | { kind: 'admin.policy' }
   | { kind: 'admin.policy.rules' }
   | { kind: 'admin.policy.rule'; subject: string }
+  | { kind: 'admin.immutable' }
+  | { kind: 'admin.immutable.rule'; subject: string }
   | { kind: 'admin.jobs' }
   | { kind: 'admin.quotas' }
   /** `subject` is the quota's name, percent-encoded in the path when it holds `/` (`team%2F`). */
@@ -42,6 +47,9 @@ const UPLOAD = /^\/v2\/(.+)\/blobs\/uploads\/([^/]+)$/;
 const BLOB = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS = /^\/v2\/(.+)\/tags\/list$/;
 const REFERRERS = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
+// `_wharf` cannot be a name component (components start with a letter or digit), so these never
+// collide with a repository's own paths.
+const TAG_HISTORY = /^\/v2\/(.+)\/_wharf\/tags\/([^/]+)\/(history|restore)$/;
 
 /** Decodes one path segment that is not a name (a tag, digest or id); `%3A` is common in digests. */
 function segment(raw: string): string {
@@ -64,6 +72,7 @@ export function matchRoute(path: string, options: { tokenPath?: string; admin?: 
   if (!path.startsWith('/v2/')) return undefined;
   if (path === '/v2/_catalog') return { kind: 'catalog' };
   let m: RegExpExecArray | null;
+  if ((m = TAG_HISTORY.exec(path))) return { kind: m[3] === 'history' ? 'tag.history' : 'tag.restore', name: m[1]!, tag: segment(m[2]!) };
   if ((m = MANIFEST.exec(path))) return { kind: 'manifest', name: m[1]!, reference: segment(m[2]!) };
   if ((m = UPLOADS.exec(path))) return { kind: 'uploads', name: m[1]! };
   if ((m = UPLOAD.exec(path))) return { kind: 'upload', name: m[1]!, id: segment(m[2]!) };
@@ -97,6 +106,7 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
       return third === undefined ? { kind: 'admin.robot', subject: second } : undefined;
     case 'policy':
       if (second === undefined) return { kind: 'admin.policy' };
+      if (second === 'immutable') return third === undefined ? { kind: 'admin.immutable' } : { kind: 'admin.immutable.rule', subject: third };
       if (second !== 'rules') return undefined;
       return third === undefined ? { kind: 'admin.policy.rules' } : { kind: 'admin.policy.rule', subject: third };
     case 'jobs':

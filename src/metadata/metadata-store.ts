@@ -1,4 +1,7 @@
 import type { Descriptor } from '../oci/manifest.js';
+import type { ImmutableTagPattern, ImmutableTagRule } from './immutable-tag-rules.js';
+
+export type { ImmutableTagPattern, ImmutableTagRule };
 
 /** A manifest as stored: the exact bytes pushed and what was learned from them. */
 export interface ManifestRecord {
@@ -123,9 +126,15 @@ export interface TagRecord {
   updatedAt: number;
 }
 
+/**
+ * One move of a tag. `push`: the tag now points at `digest` and pointed at `previous` before
+ * (absent for a new tag); a restore is a push too. `delete`: the tag was removed; `digest` and
+ * `previous` both name where it pointed.
+ */
 export interface TagEvent {
   tag: string;
   digest: string | undefined;
+  previous?: string;
   action: 'push' | 'delete';
   at: number;
   actor?: string;
@@ -225,6 +234,12 @@ export interface ManifestNode {
   blobs: string[];
   /** Manifests it references (an index's children), sorted. */
   children: string[];
+  /**
+   * The last time a tag of the repository pointed at it or moved away from it, from the tag
+   * history (ms since epoch); absent when no recorded tag move names it. A collector keeps a
+   * manifest within the history retention of this time, so that a restore finds it.
+   */
+  taggedAt?: number;
 }
 
 /** A repository as a collector marks it, read in one snapshot. */
@@ -355,16 +370,45 @@ export interface MetadataStore {
    * Throws MANIFEST_BLOB_UNKNOWN or MANIFEST_INVALID when a reference check fails (nothing is
    * written). A referenced blob in state `deleting` is revived (made `present`) in the same
    * transaction; one in state `sweeping` makes it throw UNAVAILABLE: the caller waits and tries
-   * again, and finds the blob gone (MANIFEST_BLOB_UNKNOWN) once the sweep has finished.
+   * again, and finds the blob gone (MANIFEST_BLOB_UNKNOWN) once the sweep has finished. Throws
+   * DENIED (nothing written, no tag moved) when an immutable-tag rule covers one of `tags` and it
+   * points at another digest.
    */
   putManifest(put: ManifestPut): Promise<ManifestPutResult>;
-  /** Deletes a manifest and every tag on it; returns the tags removed, undefined when absent. */
+  /**
+   * Deletes a manifest and every tag on it; returns the tags removed, undefined when absent.
+   * Throws DENIED (nothing changed) when an immutable-tag rule covers one of its tags.
+   */
   deleteManifest(repository: string, digest: string, options?: ChangeOptions): Promise<string[] | undefined>;
-  /** Removes a tag; returns the digest it pointed at, undefined when there was no such tag. */
+  /**
+   * Removes a tag; returns the digest it pointed at, undefined when there was no such tag.
+   * Throws DENIED (nothing changed) when an immutable-tag rule covers it.
+   */
   deleteTag(repository: string, tag: string, options?: ChangeOptions): Promise<string | undefined>;
+  /**
+   * Points a tag at a manifest already in the repository (a restore), recording the move in the
+   * tag history and the outbox, in one transaction that checks the manifest is there
+   * (MANIFEST_UNKNOWN otherwise) and that no immutable-tag rule forbids the move (DENIED).
+   * Returns where the tag pointed before; `moved` is false when it already pointed there.
+   */
+  moveTag(repository: string, tag: string, digest: string, options?: ChangeOptions): Promise<{ previous?: string; moved: boolean }>;
   /** Tag names in lexical (byte) order; undefined when the repository does not exist. */
   listTags(repository: string, page: Page): Promise<string[] | undefined>;
+  /** The tag's moves, newest first, at most `limit`; empty when there were none. */
   tagHistory(repository: string, tag: string, limit: number): Promise<TagEvent[]>;
+
+  // --- immutable tags ----------------------------------------------------------------------
+  /** Every rule, config and API ones, by id (the order in which they are matched). */
+  listImmutableTagRules(): Promise<ImmutableTagRule[]>;
+  /**
+   * Adds an API rule; the same patterns added twice give the existing rule back. Takes effect for
+   * every write that commits after it. The caller has checked the patterns.
+   */
+  addImmutableTagRule(pattern: ImmutableTagPattern, options?: ChangeOptions): Promise<ImmutableTagRule>;
+  /** Removes an API rule; false when there is no API rule with that id (config rules stay). */
+  removeImmutableTagRule(id: number): Promise<boolean>;
+  /** Replaces the config rules with `patterns` (at start-up, from config.yml); API rules stay. */
+  replaceConfigImmutableTagRules(patterns: readonly ImmutableTagPattern[]): Promise<void>;
   /** Manifests whose subject is `digest`, as descriptors for the referrers index. */
   listReferrers(repository: string, digest: string, options: { artifactType?: string }): Promise<Descriptor[]>;
 
@@ -410,9 +454,10 @@ export interface MetadataStore {
   /**
    * Deletes a manifest that nothing keeps, checking in the same transaction that no tag points
    * at it, no manifest of the repository lists it as a child or names it as subject, and it was
-   * pushed before `touchedBefore`. False (nothing changed) otherwise.
+   * pushed before `touchedBefore`, and, with `historySince`, that no tag move recorded at or
+   * after that time names it (see ManifestNode.taggedAt). False (nothing changed) otherwise.
    */
-  deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number }): Promise<boolean>;
+  deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number; historySince?: number }): Promise<boolean>;
   /**
    * Marks a `present` blob `deleting` — hidden from pulls, HEAD and mounts, revived by any new
    * upload, mount or manifest that references it — only if, in the same transaction, no manifest

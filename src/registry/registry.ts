@@ -4,8 +4,9 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
-import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Uploads } from './services.js';
+import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
+import { TagService } from './tag-service.js';
 import { UploadService } from './upload-service.js';
 
 export interface RegistryOptions {
@@ -30,7 +31,10 @@ export class Registry implements RegistryServices {
   readonly uploads: Uploads;
   readonly manifests: Manifests;
   readonly discovery: Discovery;
+  readonly tags: Tags;
   readonly operations: Operations;
+  /** The tag service over this registry's own metadata (for the config rules at start-up). */
+  readonly localTags: TagService;
   /** The upload service over this registry's own storage (for purging). */
   readonly localUploads: UploadService;
 
@@ -41,6 +45,7 @@ export class Registry implements RegistryServices {
   ) {
     const emit = options.onEvent;
     this.localUploads = new UploadService(metadata, store, emit);
+    this.localTags = new TagService(metadata, emit ? { emit } : {});
     const local: RegistryServices = {
       blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),
       uploads: this.localUploads,
@@ -53,6 +58,7 @@ export class Registry implements RegistryServices {
         maxPage: options.pagination?.maxPage ?? 10_000,
         defaultCatalogPage: options.pagination?.defaultCatalogPage ?? 1000,
       }),
+      tags: this.localTags,
       operations: {
         jobs: (query) => metadata.listJobs(query),
         quotas: () => metadata.listQuotas(),
@@ -70,6 +76,7 @@ export class Registry implements RegistryServices {
     this.uploads = services.uploads;
     this.manifests = services.manifests;
     this.discovery = services.discovery;
+    this.tags = services.tags;
     this.operations = services.operations;
   }
 

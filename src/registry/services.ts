@@ -1,10 +1,11 @@
-import type { JobRecord, JobState, ManifestRecord, QuotaStatus, RepositoryUsage } from '../metadata/metadata-store.js';
+import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, QuotaStatus, RepositoryUsage, TagEvent } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
 import type { RequestContext } from './context.js';
 import type { ListPage, ListRequest } from './discovery-service.js';
 import type { PutManifestResult } from './manifest-service.js';
+import type { RestoreResult, RestoreTarget } from './tag-service.js';
 import type { Chunk, UploadState } from './upload-service.js';
 import type { ManifestReference } from './validation.js';
 
@@ -61,6 +62,15 @@ export interface Discovery {
   referrers(repository: string, digest: Digest, artifactType?: string): Promise<Descriptor[]>;
 }
 
+/** A tag's recorded moves, putting it back, and the rules that make tags immutable. */
+export interface Tags {
+  history(repository: string, tag: string, limit?: number): Promise<TagEvent[]>;
+  restore(repository: string, tag: string, target: RestoreTarget, context?: RequestContext): Promise<RestoreResult>;
+  listImmutableRules(): Promise<ImmutableTagRule[]>;
+  addImmutableRule(input: unknown, context?: RequestContext): Promise<ImmutableTagRule>;
+  removeImmutableRule(id: number): Promise<void>;
+}
+
 /** What operators look at and set: the background job queue, quotas and usage. */
 export interface Operations {
   jobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
@@ -74,7 +84,7 @@ export interface Operations {
   usage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]>;
 }
 
-export type { Digest, JobRecord, JobState, ManifestReference, QuotaStatus, RepositoryUsage };
+export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, QuotaStatus, RepositoryUsage, RestoreResult, RestoreTarget, TagEvent };
 
 /** The registry as its fronts see it. */
 export interface RegistryServices {
@@ -82,5 +92,6 @@ export interface RegistryServices {
   readonly uploads: Uploads;
   readonly manifests: Manifests;
   readonly discovery: Discovery;
+  readonly tags: Tags;
   readonly operations: Operations;
 }

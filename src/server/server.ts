@@ -135,6 +135,16 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const { stores, storageFull } = openStoresForServing(config, log);
   const registry = createRegistry(config, audit, stores);
+  // Each serving process writes the same rules; the store leaves them alone when they are current.
+  if (!storageFull) {
+    try {
+      await registry.localTags.applyConfigRules(config.immutable.rules);
+    } catch (error) {
+      await registry.close();
+      await audit.close();
+      throw error;
+    }
+  }
   const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log);
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
@@ -465,11 +475,12 @@ async function scheduleRecurringJobs(registry: Registry, config: WharfConfig): P
 }
 
 /** What a collection takes from configuration (the same for the CLI and the scheduled job). */
-export function gcSettings(config: WharfConfig, registry: Registry): Pick<CollectionOptions, 'delayMs' | 'purgeUploads'> {
+export function gcSettings(config: WharfConfig, registry: Registry): Pick<CollectionOptions, 'delayMs' | 'historyRetentionMs' | 'purgeUploads'> {
   const purging = config.storage.uploadPurging;
-  if (!purging.enabled) return { delayMs: config.storage.gc.delayMs };
+  const settings = { delayMs: config.storage.gc.delayMs, historyRetentionMs: config.history.retentionMs };
+  if (!purging.enabled) return settings;
   return {
-    delayMs: config.storage.gc.delayMs,
+    ...settings,
     purgeUploads: ({ dryRun }) => registry.localUploads.purgeStale(Date.now() - purging.ageMs, { dryRun: dryRun || purging.dryRun }),
   };
 }

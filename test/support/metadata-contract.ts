@@ -464,6 +464,90 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         assert.deepEqual(await store.acquireLease('gc', 'd', 60_000), { acquired: true }, 'an expired lease is free');
         await store.close();
       });
+
+      it('keeps, with historySince, an untagged manifest that a tag moved away from since then', async () => {
+        const store = await create();
+        const since = Date.now() - 1;
+        await store.putManifest(manifest('hist', d(1), { tags: ['v'] }));
+        await store.putManifest(manifest('hist', d(2), { tags: ['v'] }));
+        await store.putManifest(manifest('hist', d(3)));
+        const graph = (await store.listRepositoryGraphs({ limit: 10 })).find((g) => g.name === 'hist')!;
+        const node = (digest: string) => graph.manifests.find((m) => m.digest === digest)!;
+        assert.ok(node(d(1)).taggedAt! >= since, 'the tag moved away from it');
+        assert.ok(node(d(2)).taggedAt! >= since, 'the tag points at it');
+        assert.equal(node(d(3)).taggedAt, undefined, 'never tagged');
+        assert.equal(await store.deleteUntaggedManifest('hist', d(1), { touchedBefore: later(), historySince: since }), false, 'in the history since then');
+        assert.equal(await store.deleteUntaggedManifest('hist', d(3), { touchedBefore: later(), historySince: since }), true, 'never in a history');
+        assert.equal(await store.deleteUntaggedManifest('hist', d(1), { touchedBefore: later(), historySince: later() }), true, 'its history is older than the retention');
+        await store.close();
+      });
+    });
+
+    describe('immutable tags and restores', () => {
+      it('lists, adds (idempotently) and removes API rules; config rules are replaced as a set', async () => {
+        const store = await create();
+        assert.deepEqual(await store.listImmutableTagRules(), []);
+        const rule = await store.addImmutableTagRule({ repository: 'release/*', tag: 'v*' }, { actor: 'admin' });
+        assert.deepEqual({ ...rule, createdAt: 0 }, { id: rule.id, repository: 'release/*', tag: 'v*', source: 'api', createdAt: 0, createdBy: 'admin' });
+        assert.equal((await store.addImmutableTagRule({ repository: 'release/*', tag: 'v*' })).id, rule.id, 'the same patterns give the same rule');
+        await store.replaceConfigImmutableTagRules([{ repository: 'base/**', tag: '*' }]);
+        await store.replaceConfigImmutableTagRules([{ repository: 'base/**', tag: '*' }]);
+        let rules = await store.listImmutableTagRules();
+        assert.deepEqual(rules.map((r) => [r.source, r.repository, r.tag]), [['api', 'release/*', 'v*'], ['config', 'base/**', '*']]);
+        const configId = rules[1]!.id;
+        assert.equal(await store.removeImmutableTagRule(configId), false, 'config rules change only in the config');
+        await store.replaceConfigImmutableTagRules([]);
+        assert.equal(await store.removeImmutableTagRule(rule.id), true);
+        assert.equal(await store.removeImmutableTagRule(rule.id), false);
+        rules = await store.listImmutableTagRules();
+        assert.deepEqual(rules, []);
+        await store.close();
+      });
+
+      it('refuses, atomically, to move or delete an immutable tag; pushing the same digest again is allowed', async () => {
+        const store = await create();
+        await store.addImmutableTagRule({ repository: 'release/*', tag: 'v*' });
+        await store.putManifest(manifest('release/app', d(1), { tags: ['v1', 'latest'] }));
+        await store.putManifest(manifest('release/app', d(1), { tags: ['v1'] }));
+        const denied = (error: unknown) => error instanceof RegistryError && error.code === 'DENIED' && /release\/\*:v\*/.test(error.message);
+        await assert.rejects(store.putManifest(manifest('release/app', d(2), { tags: ['latest', 'v1'] })), denied);
+        assert.equal(await store.getManifest('release/app', d(2)), undefined, 'nothing of the refused push was written');
+        assert.equal((await store.getTaggedManifest('release/app', 'latest'))!.digest, d(1), 'not even the mutable tag moved');
+        await assert.rejects(store.deleteTag('release/app', 'v1'), denied);
+        await assert.rejects(store.deleteManifest('release/app', d(1)), denied);
+        assert.deepEqual((await store.listTags('release/app', { limit: 10 }))!, ['latest', 'v1']);
+        await store.putManifest(manifest('release/app', d(2), { tags: ['latest', 'v2'] }));
+        assert.equal(await store.deleteTag('release/app', 'latest'), d(2), 'tags no rule covers move and go');
+        await store.putManifest(manifest('other/app', d(3), { tags: ['v1'] }));
+        await store.putManifest(manifest('other/app', d(4), { tags: ['v1'] }));
+        assert.deepEqual((await store.readOutbox(0, 100)).filter((e) => e.event.action === 'tag.move' && e.event.repository === 'release/app').length, 4);
+        await store.close();
+      });
+
+      it('moves a tag to a manifest of the repository, recording the previous digest and who', async () => {
+        const store = await create();
+        await store.putManifest(manifest('r', d(1), { tags: ['t'], actor: 'alice' }));
+        await store.putManifest(manifest('r', d(2), { tags: ['t'], actor: 'bob' }));
+        assert.deepEqual(await store.moveTag('r', 't', d(1), { actor: 'carol' }), { previous: d(2), moved: true });
+        assert.deepEqual(await store.moveTag('r', 't', d(1)), { previous: d(1), moved: false });
+        assert.equal((await store.getTaggedManifest('r', 't'))!.digest, d(1));
+        const history = await store.tagHistory('r', 't', 10);
+        assert.deepEqual(history.map((e) => [e.action, e.digest, e.previous, e.actor]), [
+          ['push', d(1), d(2), 'carol'],
+          ['push', d(2), d(1), 'bob'],
+          ['push', d(1), undefined, 'alice'],
+        ]);
+        await assert.rejects(store.moveTag('r', 't', d(9)), (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_UNKNOWN');
+        await assert.rejects(store.moveTag('nowhere', 't', d(1)), (e: unknown) => e instanceof RegistryError && e.code === 'MANIFEST_UNKNOWN');
+        assert.equal(await store.deleteTag('r', 't'), d(1));
+        assert.deepEqual(await store.moveTag('r', 't', d(2)), { moved: true }, 'a deleted tag can be restored');
+        await store.addImmutableTagRule({ repository: '**', tag: 't' });
+        await assert.rejects(store.moveTag('r', 't', d(1)), (e: unknown) => e instanceof RegistryError && e.code === 'DENIED');
+        assert.equal((await store.getTaggedManifest('r', 't'))!.digest, d(2));
+        const moves = (await store.readOutbox(0, 100)).filter((e) => e.event.action === 'tag.move');
+        assert.deepEqual(moves.at(-1)!.event, { action: 'tag.move', repository: 'r', tag: 't', digest: d(2) });
+        await store.close();
+      });
     });
 
     describe('quotas and usage', () => {

@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { ClientError, RegistryDestination, RegistrySource, copyImage, parseImageLocation } from '../../client/index.js';
 import { DOCKER_HUB, formatReference } from '../../oci/reference.js';
 import { withContext } from '../context.js';
+import { registerTagHistory } from './tag-history.js';
 
 export function registerTag(program: Command): void {
-  program
+  const tag = program
     .command('tag')
     .description('name a local image anew; with two references on one registry and no local SOURCE (or --remote), retag it there without moving blobs')
     .argument('<source>', 'image to tag')
@@ -35,4 +36,6 @@ export function registerTag(program: Command): void {
         else if (!context.options.quiet) process.stdout.write(`Tagged ${formatReference(target.ref)}@${result.manifest.digest}\n`);
       }),
     );
+  // `wharf tag history|restore REF`: subcommands; any other first argument is an image to tag.
+  registerTagHistory(tag);
 }

@@ -69,6 +69,28 @@ export const removeRule: AdminHandler<'admin.policy.rule'> = async (ex) => {
   send(ex, 204, {});
 };
 
+/** `GET /admin/v1/policy/immutable`: every immutable-tag rule, config and API ones. */
+export const listImmutableRules: AdminHandler<'admin.immutable'> = async (ex) => {
+  adminOf(ex);
+  sendJson(ex, 200, { rules: await ex.registry.tags.listImmutableRules() });
+};
+
+/** `POST /admin/v1/policy/immutable` with `{"repository": "release/*", "tag": "v*"}`. */
+export const addImmutableRule: AdminHandler<'admin.immutable'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const rule = await ex.registry.tags.addImmutableRule(await readJsonBody(ex.req), ex.context);
+  admin.recordChange('immutable.add', actor, { rule: { id: rule.id, repository: rule.repository, tag: rule.tag } });
+  sendJson(ex, 201, rule);
+};
+
+export const removeImmutableRule: AdminHandler<'admin.immutable.rule'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const id = Number(ex.route.subject);
+  await ex.registry.tags.removeImmutableRule(id);
+  admin.recordChange('immutable.remove', actor, { rule: { id } });
+  send(ex, 204, {});
+};
+
 const JOB_STATES: readonly JobState[] = ['ready', 'running', 'done', 'failed'];
 
 /** `GET /admin/v1/jobs[?state=ready,running][&n=100]`: the background job queue, newest first. */

@@ -213,5 +213,23 @@ export const MIGRATIONS: readonly string[] = [
            (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS manifests
       FROM repositories r;
   `,
+  // 9: immutable-tag rules (from config.yml and the admin API, read inside every transaction that
+  // moves or removes a tag), and the digest a tag pointed at before each recorded move, indexed
+  // by digest so that a collector can tell which manifests a restore may still need.
+  `
+  CREATE TABLE immutable_tag_rules (
+    id INTEGER PRIMARY KEY,
+    repository TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('config', 'api')),
+    created_at INTEGER NOT NULL,
+    created_by TEXT,
+    UNIQUE (source, repository, tag)
+  );
+  ALTER TABLE tag_history ADD COLUMN previous TEXT;
+  UPDATE tag_history SET previous = digest WHERE action = 'delete';
+  CREATE INDEX tag_history_by_digest ON tag_history(repository_id, digest, at);
+  CREATE INDEX tag_history_by_previous ON tag_history(repository_id, previous, at) WHERE previous IS NOT NULL;
+  `,
 ];
 

@@ -29,6 +29,7 @@ import type {
   UploadAdvance,
   UploadRecord,
 } from '../metadata-store.js';
+import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { MIGRATIONS } from './schema.js';
 
@@ -142,6 +143,21 @@ function toJob(row: JobRow): JobRecord {
 
 /** Runs of a job that may fail before it is given up, unless the job says otherwise. */
 const DEFAULT_JOB_ATTEMPTS = 5;
+
+interface RuleRow {
+  id: number;
+  repository: string;
+  tag: string;
+  source: 'config' | 'api';
+  created_at: number;
+  created_by: string | null;
+}
+
+function toRule(row: RuleRow): ImmutableTagRule {
+  const rule: ImmutableTagRule = { id: row.id, repository: row.repository, tag: row.tag, source: row.source, createdAt: row.created_at };
+  if (row.created_by !== null) rule.createdBy = row.created_by;
+  return rule;
+}
 
 function actorOf(options: ChangeOptions): { actor?: string } {
   return options.actor !== undefined ? { actor: options.actor } : {};
@@ -273,11 +289,32 @@ export class SqliteMetadataStore implements MetadataStore {
         'SELECT name FROM tags WHERE repository_id = ? AND digest = ? ORDER BY name',
       ),
       deleteManifest: db.prepare('DELETE FROM manifests WHERE repository_id = ? AND digest = ?'),
-      insertTagEvent: db.prepare(
-        'INSERT INTO tag_history (repository_id, tag, digest, action, actor, at) VALUES (?, ?, ?, ?, ?, ?)',
+      insertTagEvent: db.prepare<[number, string, string, 'push' | 'delete', string | null, number, string | null]>(
+        'INSERT INTO tag_history (repository_id, tag, digest, action, actor, at, previous) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
-      tagHistory: db.prepare<[number, string, number], { tag: string; digest: string | null; action: 'push' | 'delete'; actor: string | null; at: number }>(
-        'SELECT tag, digest, action, actor, at FROM tag_history WHERE repository_id = ? AND tag = ? ORDER BY id DESC LIMIT ?',
+      tagHistory: db.prepare<[number, string, number], { tag: string; digest: string | null; previous: string | null; action: 'push' | 'delete'; actor: string | null; at: number }>(
+        'SELECT tag, digest, previous, action, actor, at FROM tag_history WHERE repository_id = ? AND tag = ? ORDER BY id DESC LIMIT ?',
+      ),
+      listRules: db.prepare<[], RuleRow>('SELECT id, repository, tag, source, created_at, created_by FROM immutable_tag_rules ORDER BY id'),
+      ruleByPatterns: db.prepare<[string, string, string], RuleRow>(
+        'SELECT id, repository, tag, source, created_at, created_by FROM immutable_tag_rules WHERE source = ? AND repository = ? AND tag = ?',
+      ),
+      ruleById: db.prepare<[number], RuleRow>('SELECT id, repository, tag, source, created_at, created_by FROM immutable_tag_rules WHERE id = ?'),
+      insertRule: db.prepare<[string, string, string, number, string | null]>(
+        'INSERT INTO immutable_tag_rules (repository, tag, source, created_at, created_by) VALUES (?, ?, ?, ?, ?)',
+      ),
+      deleteApiRule: db.prepare<[number]>("DELETE FROM immutable_tag_rules WHERE id = ? AND source = 'api'"),
+      deleteConfigRules: db.prepare<[]>("DELETE FROM immutable_tag_rules WHERE source = 'config'"),
+      graphHistory: db.prepare<[number, number], { digest: string; at: number }>(
+        `SELECT digest, max(at) AS at FROM (
+           SELECT digest, at FROM tag_history WHERE repository_id = ? AND digest IS NOT NULL
+           UNION ALL
+           SELECT previous AS digest, at FROM tag_history WHERE repository_id = ? AND previous IS NOT NULL
+         ) GROUP BY digest`,
+      ),
+      inHistorySince: db.prepare<[number, string, number, number, string, number], { one: number }>(
+        `SELECT 1 AS one WHERE EXISTS (SELECT 1 FROM tag_history WHERE repository_id = ? AND digest = ? AND at >= ?)
+            OR EXISTS (SELECT 1 FROM tag_history WHERE repository_id = ? AND previous = ? AND at >= ?)`,
       ),
       listTags: db.prepare<[number, string, number], { name: string }>(
         'SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?',
@@ -693,6 +730,8 @@ export class SqliteMetadataStore implements MetadataStore {
         }
         totalSize += child.size;
       }
+      const previousOf = new Map(put.tags.map((tag) => [tag, this.statements.tagDigest.get(id, tag)?.digest]));
+      this.refuseImmutable(put.repository, [...previousOf].filter(([, previous]) => previous !== undefined && previous !== put.digest).map(([tag]) => tag), 'move');
       // Last of the checks: a reference error tells the client more than a quota would.
       this.enforceQuota(put.repository, this.statements.hasManifest.get(id, put.digest) ? 0 : put.content.length);
       const firstManifest = !this.statements.anyManifest.get(id);
@@ -734,10 +773,10 @@ export class SqliteMetadataStore implements MetadataStore {
       );
       const moved: ManifestPutResult['moved'] = [];
       for (const tag of put.tags) {
-        const previous = this.statements.tagDigest.get(id, tag)?.digest;
+        const previous = previousOf.get(tag);
         if (previous === put.digest) continue;
         this.statements.upsertTag.run(id, tag, put.digest, now);
-        this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now);
+        this.statements.insertTagEvent.run(id, tag, put.digest, 'push', put.actor ?? null, now, previous ?? null);
         moved.push(previous === undefined ? { tag } : { tag, previous });
         this.record({ action: 'tag.move', repository: put.repository, tag, digest: put.digest, ...(previous !== undefined ? { previous } : {}), ...actor }, now);
       }
@@ -751,9 +790,10 @@ export class SqliteMetadataStore implements MetadataStore {
       if (id === undefined || !this.statements.hasManifest.get(id, digest)) return undefined;
       const now = Date.now();
       const tags = this.statements.tagsOfManifest.all(id, digest).map((row) => row.name);
+      this.refuseImmutable(repository, tags, 'delete');
       for (const tag of tags) {
         this.statements.deleteTag.run(id, tag);
-        this.statements.insertTagEvent.run(id, tag, digest, 'delete', options.actor ?? null, now);
+        this.statements.insertTagEvent.run(id, tag, digest, 'delete', options.actor ?? null, now, digest);
       }
       this.statements.deleteManifest.run(id, digest);
       this.record({ action: 'manifest.delete', repository, digest, tags, ...actorOf(options) }, now);
@@ -767,12 +807,76 @@ export class SqliteMetadataStore implements MetadataStore {
       if (id === undefined) return undefined;
       const current = this.statements.tagDigest.get(id, tag);
       if (!current) return undefined;
+      this.refuseImmutable(repository, [tag], 'delete');
       const now = Date.now();
       this.statements.deleteTag.run(id, tag);
-      this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', options.actor ?? null, now);
+      this.statements.insertTagEvent.run(id, tag, current.digest, 'delete', options.actor ?? null, now, current.digest);
       this.record({ action: 'tag.delete', repository, tag, digest: current.digest, ...actorOf(options) }, now);
       return current.digest;
     });
+  }
+
+  async moveTag(repository: string, tag: string, digest: string, options: ChangeOptions = {}): Promise<{ previous?: string; moved: boolean }> {
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined || !this.statements.hasManifest.get(id, digest)) {
+        throw new RegistryError('MANIFEST_UNKNOWN', { message: `manifest ${digest} is not in ${repository} any more`, detail: { reference: digest } });
+      }
+      const previous = this.statements.tagDigest.get(id, tag)?.digest;
+      if (previous === digest) return { previous, moved: false };
+      if (previous !== undefined) this.refuseImmutable(repository, [tag], 'move');
+      const now = Date.now();
+      this.statements.upsertTag.run(id, tag, digest, now);
+      // A restore keeps what it restored from collection like any push does.
+      this.statements.touchManifest.run(now, id, digest);
+      this.statements.insertTagEvent.run(id, tag, digest, 'push', options.actor ?? null, now, previous ?? null);
+      this.record({ action: 'tag.move', repository, tag, digest, ...(previous !== undefined ? { previous } : {}), ...actorOf(options) }, now);
+      return previous !== undefined ? { previous, moved: true } : { moved: true };
+    });
+  }
+
+  async listImmutableTagRules(): Promise<ImmutableTagRule[]> {
+    return this.statements.listRules.all().map(toRule);
+  }
+
+  async addImmutableTagRule(pattern: ImmutableTagPattern, options: ChangeOptions = {}): Promise<ImmutableTagRule> {
+    return this.write(() => {
+      const existing = this.statements.ruleByPatterns.get('api', pattern.repository, pattern.tag);
+      if (existing) return toRule(existing);
+      const id = this.statements.insertRule.run(pattern.repository, pattern.tag, 'api', Date.now(), options.actor ?? null).lastInsertRowid;
+      return toRule(this.statements.ruleById.get(Number(id))!);
+    });
+  }
+
+  async removeImmutableTagRule(id: number): Promise<boolean> {
+    return this.write(() => this.statements.deleteApiRule.run(id).changes > 0);
+  }
+
+  async replaceConfigImmutableTagRules(patterns: readonly ImmutableTagPattern[]): Promise<void> {
+    return this.write(() => {
+      const wanted = new Set(patterns.map((p) => JSON.stringify([p.repository, p.tag])));
+      const current = this.statements.listRules.all().filter((row) => row.source === 'config');
+      const same = current.length === wanted.size && current.every((row) => wanted.has(JSON.stringify([row.repository, row.tag])));
+      // Every serving process does this at start: leave the ids alone when nothing changed.
+      if (same) return;
+      this.statements.deleteConfigRules.run();
+      const now = Date.now();
+      for (const key of wanted) {
+        const [repository, tag] = JSON.parse(key) as [string, string];
+        this.statements.insertRule.run(repository, tag, 'config', now, null);
+      }
+    });
+  }
+
+  /** Throws DENIED when a rule makes one of `tags` immutable; runs inside the write's transaction. */
+  private refuseImmutable(repository: string, tags: readonly string[], change: 'move' | 'delete'): void {
+    if (tags.length === 0) return;
+    const rules = this.statements.listRules.all().map(toRule);
+    if (rules.length === 0) return;
+    for (const tag of tags) {
+      const rule = immutableRuleFor(rules, repository, tag);
+      if (rule) throw immutableTagDenied(rule, repository, tag, change);
+    }
   }
 
   async listTags(repository: string, page: Page): Promise<string[] | undefined> {
@@ -786,6 +890,7 @@ export class SqliteMetadataStore implements MetadataStore {
     if (id === undefined) return [];
     return this.statements.tagHistory.all(id, tag, limit).map((row) => {
       const event: TagEvent = { tag: row.tag, digest: row.digest ?? undefined, action: row.action, at: row.at };
+      if (row.previous !== null) event.previous = row.previous;
       if (row.actor !== null) event.actor = row.actor;
       return event;
     });
@@ -921,6 +1026,10 @@ export class SqliteMetadataStore implements MetadataStore {
           nodes.set(row.digest, node);
         }
         for (const tag of this.statements.graphTags.all(repo.id)) nodes.get(tag.digest)?.tags.push(tag.name);
+        for (const moved of this.statements.graphHistory.all(repo.id, repo.id)) {
+          const node = nodes.get(moved.digest);
+          if (node) node.taggedAt = moved.at;
+        }
         for (const ref of this.statements.graphReferences.all(repo.id)) {
           const node = nodes.get(ref.manifest_digest);
           if (node) (ref.kind === 'blob' ? node.blobs : node.children).push(ref.child_digest);
@@ -937,13 +1046,15 @@ export class SqliteMetadataStore implements MetadataStore {
     return read.deferred();
   }
 
-  async deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number }): Promise<boolean> {
+  async deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number; historySince?: number }): Promise<boolean> {
     return this.write(() => {
       const id = this.repositoryId(repository);
       if (id === undefined) return false;
       const row = this.statements.manifestTouched.get(id, digest);
       if (!row || row.touched_at >= options.touchedBefore) return false;
       if (this.statements.anyTagOn.get(id, digest) || this.statements.isChild.get(id, digest) || this.statements.hasReferrer.get(id, digest)) return false;
+      const since = options.historySince;
+      if (since !== undefined && this.statements.inHistorySince.get(id, digest, since, id, digest, since)) return false;
       this.statements.deleteManifest.run(id, digest);
       this.record({ action: 'manifest.delete', repository, digest, tags: [] }, Date.now());
       return true;
