@@ -24,6 +24,17 @@ export interface RequestOptions {
  * from memory in one write, responses either kept or only counted. Everything the bench does to
  * a registry goes through here, so both servers see exactly the same requests.
  */
+/** A reply whose status the caller did not expect. */
+export class UnexpectedStatusError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'UnexpectedStatusError';
+  }
+}
+
 export class HttpTarget {
   private readonly agent: Agent;
 
@@ -58,7 +69,7 @@ export class HttpTarget {
           const reply: Reply = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), received, localPort };
           const expect = options.expect ?? [200, 201, 202, 204, 206];
           if (!expect.includes(reply.status)) {
-            reject(new Error(`${this.name}: ${method} ${path} answered ${reply.status}: ${reply.body.subarray(0, 300).toString()}`));
+            reject(new UnexpectedStatusError(`${this.name}: ${method} ${path} answered ${reply.status}: ${reply.body.subarray(0, 300).toString()}`, reply.status));
           } else {
             resolve(reply);
           }
