@@ -380,9 +380,11 @@ export async function gcWorkloads(ctx: BenchContext): Promise<void> {
 export function renderGc(results: GcResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
-    const extra = r.load
+    const extra = r.load && r.load.gets > 0
       ? `; ${r.load.gets} manifest GETs, ${r.load.pulls} blob pulls and ${r.load.pushes} pushes served meanwhile, ${r.load.failures} failed (GET p50 ${r.load.p50Ms.toFixed(2)} ms, p99 ${r.load.p99Ms.toFixed(2)} ms, max ${r.load.maxMs.toFixed(1)} ms)`
-      : '';
+      : r.load
+        ? '; no requests meanwhile (--gc-get-clients 0)'
+        : '';
     lines.push(`- ${r.server}: ${r.blobs} blobs in ${r.repositories} repositories, ${r.expectedGarbage} garbage; collected in ${(r.wallMs / 1000).toFixed(2)} s, deleted ${r.deletedBlobs}${extra}.`);
     for (const note of r.notes) lines.push(`  - ${note}`);
   }
