@@ -5,6 +5,8 @@ export type Target =
   | { kind: 'ratio-at-least'; value: number }
   | { kind: 'ratio-at-most'; value: number }
   | { kind: 'at-most'; value: number }
+  /** For times: Wharf takes at most 1/value of Distribution's time. */
+  | { kind: 'faster-at-least'; value: number }
   | { kind: 'nginx-ratio-at-least'; value: number; nginx: string };
 
 export interface FigureSpec {
@@ -91,6 +93,8 @@ export class Figures {
         return { target: `≥ ${target.value}× Distribution`, met: ratio !== undefined && ratio >= target.value };
       case 'ratio-at-most':
         return { target: `≤ ${target.value}× Distribution`, met: ratio !== undefined && ratio <= target.value };
+      case 'faster-at-least':
+        return { target: `≥ ${target.value}× faster than Distribution`, met: ratio !== undefined && ratio <= 1 / target.value };
       case 'at-most':
         return { target: `≤ ${target.value}`, met: wharf <= target.value };
       case 'nginx-ratio-at-least': {

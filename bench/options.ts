@@ -42,6 +42,11 @@ export interface BenchOptions {
   soakIdleSeconds: number;
   /** The servers the soak runs on, in order. */
   soakServers: Array<'wharf' | 'distribution'>;
+  /** gc: repositories, and small blobs in each (half of them made garbage). */
+  gcRepos: number;
+  gcBlobsPerRepo: number;
+  /** gc: clients reading manifests in a closed loop during Wharf's collection (0: the collector alone). */
+  gcGetClients: number;
   /** Wharf's server.workers for this run; undefined keeps its default. */
   wharfWorkers: number | undefined;
   /** The Wharf checkout whose dist/ is benchmarked (to compare builds); this one by default. */
@@ -56,7 +61,7 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'gc'] as const;
 
 const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,
@@ -79,6 +84,9 @@ const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNo
   soakWarmupSeconds: 30,
   soakSeconds: 120,
   soakIdleSeconds: 30,
+  gcRepos: 10_000,
+  gcBlobsPerRepo: 10,
+  gcGetClients: 8,
 };
 
 const QUICK: typeof FULL = {
@@ -102,6 +110,9 @@ const QUICK: typeof FULL = {
   soakWarmupSeconds: 5,
   soakSeconds: 10,
   soakIdleSeconds: 3,
+  gcRepos: 200,
+  gcBlobsPerRepo: 10,
+  gcGetClients: 8,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [flags]
@@ -128,6 +139,9 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --soak-idle-seconds N   soak: seconds without load before the last memory reading (default 30)
   --soak-clients N        soak: concurrent clients (default 8)
   --soak-servers a,b      soak: which servers, in order (default wharf,distribution)
+  --gc-repos N            gc: repositories (default 10000)
+  --gc-blobs-per-repo N   gc: small blobs in each, half of them garbage (default 10)
+  --gc-get-clients N      gc: clients reading manifests during Wharf's collection, 0 for none (default 8)
   --wharf-workers N       Wharf's server.workers (default: Wharf's own default)
   --wharf-root DIR        benchmark the built Wharf in another checkout (default: this one)
   --wharf-node-args="A B" Node.js flags for Wharf, e.g. --wharf-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
@@ -167,6 +181,9 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
         'soak-idle-seconds': { type: 'string' },
         'soak-clients': { type: 'string' },
         'soak-servers': { type: 'string' },
+        'gc-repos': { type: 'string' },
+        'gc-blobs-per-repo': { type: 'string' },
+        'gc-get-clients': { type: 'string' },
         'wharf-workers': { type: 'string' },
         'wharf-root': { type: 'string' },
         'wharf-node-args': { type: 'string' },
@@ -230,6 +247,9 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
     soakWarmupSeconds: int('soak-warmup-seconds', v['soak-warmup-seconds'], base.soakWarmupSeconds, 1),
     soakSeconds: int('soak-seconds', v['soak-seconds'], base.soakSeconds, 1),
     soakIdleSeconds: int('soak-idle-seconds', v['soak-idle-seconds'], base.soakIdleSeconds, 1),
+    gcRepos: int('gc-repos', v['gc-repos'], base.gcRepos, 1),
+    gcBlobsPerRepo: int('gc-blobs-per-repo', v['gc-blobs-per-repo'], base.gcBlobsPerRepo, 2),
+    gcGetClients: int('gc-get-clients', v['gc-get-clients'], base.gcGetClients, 0),
     soakServers: soakServers as BenchOptions['soakServers'],
     wharfWorkers: v['wharf-workers'] === undefined ? undefined : int('wharf-workers', v['wharf-workers'], 0, 0),
     wharfRoot: v['wharf-root'],

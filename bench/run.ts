@@ -12,6 +12,7 @@ import { ensureTools, machineInfo, nodeSha256, opensslSha256 } from './machine.j
 import { parseOptions, type BenchOptions } from './options.js';
 import { pushSmallImage, smallImage } from './registry-ops.js';
 import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
+import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import {
   blobWorkloads,
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
     }
     sampler = new RssSampler([wharf, distribution]);
     for (const server of [wharf, distribution]) await pushSmallImage(server.target, 'bench/small', image, 'latest');
-    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, limits: measuredLimits, wrk: tools.wrk, curl: tools.curl, scratch, log, launch, details };
+    const ctx: BenchContext = { options, figures, sampler, servers: { wharf, distribution }, nginx, image, limits: measuredLimits, wrk: tools.wrk, curl: tools.curl, registryBinary: tools['docker-registry'], wharfCli: join(options.wharfRoot ?? ROOT, 'dist/cli/main.js'), scratch, log, launch, details };
 
     if (wanted(options, 'blobs')) await blobWorkloads(ctx);
     if (wanted(options, 'load')) await loadWorkloads(ctx);
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'tags')) await tagWorkloads(ctx);
     if (wanted(options, 'repos')) await repositoryWorkloads(ctx);
     if (wanted(options, 'soak')) await soakWorkloads(ctx);
+    if (wanted(options, 'gc')) await gcWorkloads(ctx);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);
@@ -146,6 +148,7 @@ async function main(): Promise<void> {
     limits.length > 0 ? renderLimits(limits) : '',
     '',
     ...(details.soak ? ['Soak, per process (CPU during the measured part; requests by the process that held their connection):', '', renderSoak(details.soak as SoakResult[]), ''] : []),
+    ...(details.gc ? ['Garbage collection (one run per server):', '', renderGc(details.gc as GcResult[]), ''] : []),
     `Results: ${file}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -35,6 +35,9 @@ export interface BenchContext {
   limits: Map<string, { unit: string; samples: number[] }>;
   wrk: string;
   curl: string;
+  /** Distribution's executable (its garbage-collect command) and Wharf's CLI entry point (dist/cli/main.js). */
+  registryBinary: string;
+  wharfCli: string;
   scratch: string;
   log(line: string): void;
   /** Starts a fresh server of that kind, with the settings of this run (the caller stops it). */

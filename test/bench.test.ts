@@ -53,6 +53,8 @@ test('the bench runs every workload against both servers and writes a results JS
       '--soak-seconds', '2',
       '--soak-warmup-seconds', '1',
       '--soak-idle-seconds', '1',
+      '--gc-repos', '30',
+      '--gc-blobs-per-repo', '4',
       '--results-dir', resultsDir,
     ]);
     assert.equal(code, 0, output);
@@ -71,6 +73,7 @@ test('the bench runs every workload against both servers and writes a results JS
       'tags.push', 'tags.list.full', 'tags.list.pages', 'repos.create',
       'catalog.small.first', 'catalog.small.pages', 'catalog.large.pages', 'parallel.push', 'rss.peak',
       'soak.rate', 'soak.rss.warm', 'soak.rss.end', 'soak.rss.idle', 'soak.pss.end', 'soak.cpu.busiest',
+      'gc.time', 'gc.rate', 'gc.deleted',
     ];
     for (const id of both) {
       const figure = byId.get(id);
@@ -91,6 +94,15 @@ test('the bench runs every workload against both servers and writes a results JS
       assert.ok(s.requests > 0 && s.series.length > 0, `${s.server}: an empty soak`);
       for (const p of s.processes) assert.ok(p.rssEndMiB > 0, `${s.server} ${p.role}: no RSS`);
     }
+    // Garbage collection: both deleted the same garbage (half of 30 × 4 blobs); Wharf served throughout.
+    assert.equal(byId.get('gc.deleted')?.wharf?.median, 60);
+    assert.equal(byId.get('gc.deleted')?.distribution?.median, 60);
+    for (const id of ['gc.get.p50', 'gc.get.p99', 'gc.time.own']) {
+      const figure = byId.get(id);
+      assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
+      assert.equal(figure.distribution, undefined, `${id} is measured on Wharf only`);
+    }
+    assert.equal(byId.get('gc.failures')?.wharf?.median, 0, 'requests failed during the collection');
     for (const id of ['load.manifest.cpu', 'load.manifest.conns', 'load.head.cpu', 'load.head.conns']) {
       const figure = byId.get(id);
       assert.ok(figure?.wharf && figure.wharf.median > 0 && figure.wharf.median <= 100, `${id}: no Wharf share`);
