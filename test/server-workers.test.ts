@@ -178,3 +178,38 @@ function openAnswered(port: number): Promise<Socket> {
     socket.once('error', reject);
   });
 }
+
+test('two worker processes racing to move one tag leave one unbroken history, ending where the tag points', async () => {
+  const wharf = await startWharf({ args: ['--workers', '2'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+  try {
+    const config = configBlob({ race: 'tag move across processes' });
+    const pushed = await raw(wharf.url, 'POST', `/v2/race/app/blobs/uploads/?digest=${config.digest}`, {
+      body: config.data,
+      headers: { 'Content-Type': 'application/octet-stream' },
+    });
+    assert.equal(pushed.status, 201);
+    const manifests = Array.from({ length: 16 }, (_, i) => imageManifest(config, [], { annotations: { n: String(i) } }));
+    for (const manifest of manifests) {
+      const put = await raw(wharf.url, 'PUT', `/v2/race/app/manifests/${manifest.digest}`, { body: manifest.data, headers: { 'Content-Type': OCI_MANIFEST } });
+      assert.equal(put.status, 201);
+    }
+    // Each move on a connection of its own: the parent deals connections to the two workers in turn.
+    const moves = await Promise.all(
+      manifests.map((manifest) =>
+        raw(wharf.url, 'PUT', '/v2/race/app/manifests/latest', { body: manifest.data, headers: { 'Content-Type': OCI_MANIFEST, Connection: 'close' } }),
+      ),
+    );
+    assert.deepEqual(moves.map((m) => m.status), manifests.map(() => 201));
+    const reply = await raw(wharf.url, 'GET', '/v2/race/app/_wharf/tags/latest/history?n=100');
+    assert.equal(reply.status, 200);
+    const events = (reply.json() as { history: Array<{ digest: string | null; previous: string | null }> }).history;
+    assert.equal(events.length, 16, 'every move is recorded once');
+    // Newest first: each entry's previous digest is the digest of the entry after it.
+    for (let i = 0; i + 1 < events.length; i += 1) assert.equal(events[i]!.previous, events[i + 1]!.digest, `a gap or fork at ${i}`);
+    assert.equal(events[events.length - 1]!.previous, null);
+    const current = await raw(wharf.url, 'HEAD', '/v2/race/app/manifests/latest', { headers: { Accept: OCI_MANIFEST } });
+    assert.equal(current.header('docker-content-digest'), events[0]!.digest, 'the tag points where the last recorded move put it');
+  } finally {
+    await wharf.dispose();
+  }
+});
