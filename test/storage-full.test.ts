@@ -69,6 +69,17 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
     rmSync(mountPoint, { recursive: true, force: true });
   });
 
+  /** The registry said it found the disk full, serves the blob it has and refuses new ones with 507. */
+  async function assertServesPullsOnly(): Promise<void> {
+    assert.match(wharf.output(), /storage is full: serving pulls only/);
+    const pulled = await raw(wharf.url, 'GET', `/v2/full/app/blobs/${kept.digest}`);
+    assert.equal(pulled.status, 200);
+    assert.ok(pulled.body.equals(kept.data));
+    const push = await raw(wharf.url, 'POST', '/v2/full/app/blobs/uploads/');
+    assert.equal(push.status, 507);
+    assert.equal(errorCode(push), 'STORAGE_FULL');
+  }
+
   it('a 30 MiB push onto 20 MB of free space gets 507 STORAGE_FULL, not a reset, and leaves no partial data', async () => {
     fill(filler, mountPoint, 20 * 1000 * 1000);
     const monolithic = await raw(wharf.url, 'POST', `/v2/full/app/blobs/uploads/?digest=${big.digest}`, {
@@ -103,13 +114,7 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
     await wharf.stop();
     fill(filler, mountPoint, 0);
     wharf = await startWharf({ dataDir });
-    assert.match(wharf.output(), /storage is full: serving pulls only/);
-    const pulled = await raw(wharf.url, 'GET', `/v2/full/app/blobs/${kept.digest}`);
-    assert.equal(pulled.status, 200);
-    assert.ok(pulled.body.equals(kept.data));
-    const push = await raw(wharf.url, 'POST', '/v2/full/app/blobs/uploads/');
-    assert.equal(push.status, 507);
-    assert.equal(errorCode(push), 'STORAGE_FULL');
+    await assertServesPullsOnly();
   });
 
   it('after a crash that left SQLite\'s shared-memory file, a full disk is still found at start', async () => {
@@ -122,12 +127,6 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
     assert.ok(readdirSync(dataDir).some((name) => name.endsWith('-shm')), `no -shm file in ${readdirSync(dataDir).join(', ')}`);
     fill(filler, mountPoint, 0);
     wharf = await startWharf({ dataDir });
-    assert.match(wharf.output(), /storage is full: serving pulls only/);
-    const pulled = await raw(wharf.url, 'GET', `/v2/full/app/blobs/${kept.digest}`);
-    assert.equal(pulled.status, 200);
-    assert.ok(pulled.body.equals(kept.data));
-    const push = await raw(wharf.url, 'POST', '/v2/full/app/blobs/uploads/');
-    assert.equal(push.status, 507);
-    assert.equal(errorCode(push), 'STORAGE_FULL');
+    await assertServesPullsOnly();
   });
 });
