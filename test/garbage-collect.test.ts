@@ -344,11 +344,15 @@ for (const mode of ['in-process', 'workers'] as const) describe(`garbage collect
     for (const blob of [config, layer]) await pushBlob(f.url, 'race/seen', blob);
     assert.equal(await blobStatus(f, 'race/seen', layer.digest), 200, 'the client checks, and does not upload');
     const next = imageManifest(config, [layer]);
+    let revived = false;
     const report = await f.collect({
       hooks: {
+        // One batch is marked before any of its blobs reaches this hook; once this client has
+        // pushed, the blobs it revived are no longer hidden.
         whileMarked: async (digest) => {
-          assert.equal(await blobStatus(f, 'race/seen', digest), 404, 'a marked blob is hidden');
+          if (!revived) assert.equal(await blobStatus(f, 'race/seen', digest), 404, 'a marked blob is hidden');
           if (digest === layer.digest) {
+            revived = true;
             // The config was marked (or swept) first: the client's view is older. Push it again, as after a 404.
             await pushBlob(f.url, 'race/seen', config);
             assert.equal((await putManifest(f.url, 'race/seen', 'v1', next, OCI_MANIFEST)).status, 201);

@@ -9,6 +9,10 @@ import type { BlobStore } from '../storage/blob-store.js';
 export const COLLECTION_LEASE = 'gc.collect';
 const LEASE_MS = 30_000;
 const PAGE = 200;
+/** Rows per sweep transaction: one commit (one fsync) decides this many blobs or manifests. */
+const BATCH = 500;
+/** Blob files deleted at once. */
+const DELETE_LANES = 16;
 
 export interface CollectionOptions {
   /** Report only: delete nothing, take no lease. */
@@ -159,17 +163,21 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
     // --- sweep --------------------------------------------------------------------------------
     // Manifests first: their blobs are unreferenced only once they are gone. Referrers and
     // indexes go before their subjects and children, so repeat until a pass deletes nothing.
+    // Every step acts on a batch in one commit; each row's condition is checked in that commit.
     let pending = doomedManifests;
     while (!options.dryRun && pending.length > 0) {
-      const left: typeof pending = [];
-      for (const manifest of pending) {
+      const gone = new Set<string>();
+      for (const batch of chunks(pending, BATCH)) {
         signal?.throwIfAborted();
-        if (await metadata.deleteUntaggedManifest(manifest.repository, manifest.digest, { touchedBefore: cutoff, ...(historySince !== undefined ? { historySince } : {}) })) {
-          report.deleted.manifests += 1;
-          report.bytesFreed += manifest.size;
-        } else {
-          left.push(manifest);
+        for (const m of await metadata.deleteUntaggedManifests(batch, { touchedBefore: cutoff, ...(historySince !== undefined ? { historySince } : {}) })) {
+          gone.add(`${m.repository}@${m.digest}`);
         }
+      }
+      const left = pending.filter((m) => !gone.has(`${m.repository}@${m.digest}`));
+      for (const m of pending) {
+        if (!gone.has(`${m.repository}@${m.digest}`)) continue;
+        report.deleted.manifests += 1;
+        report.bytesFreed += m.size;
       }
       if (left.length === pending.length) break;
       pending = left;
@@ -179,46 +187,46 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
 
     const rows = new Map([...eligible, ...unfinished].map((blob) => [blob.digest, blob]));
     const swept = new Set<string>();
-    for (const digest of report.eligibleBlobs) {
-      emit(`blob eligible for deletion: ${digest}`);
-      const blob = rows.get(digest);
-      if (!blob) continue;
-      const bytes = blob.state === 'quarantined' ? 0 : blob.size;
-      if (options.dryRun) {
-        report.bytesFreed += bytes;
-        continue;
-      }
+    for (const digest of report.eligibleBlobs) emit(`blob eligible for deletion: ${digest}`);
+    const sweepable = report.eligibleBlobs.flatMap((digest) => rows.get(digest) ?? []);
+    if (options.dryRun) {
+      for (const blob of sweepable) report.bytesFreed += blob.state === 'quarantined' ? 0 : blob.size;
+    }
+    for (const batch of options.dryRun ? [] : chunks(sweepable, BATCH)) {
       signal?.throwIfAborted();
-      if (blob.state === 'sweeping') {
-        // Left by a collector that died (this one holds the lease, so no other is at work).
-        await store.deleteBlob(storedDigest(digest));
-        if (await metadata.finishBlobSweep(digest)) {
-          swept.add(digest);
-          report.deleted.resumedSweeps += 1;
-          report.bytesFreed += bytes;
-        }
-        continue;
+      // Left by a collector that died (this one holds the lease, so no other is at work).
+      const resumed = batch.filter((blob) => blob.state === 'sweeping');
+      await deleteBytes(store, resumed);
+      for (const digest of await metadata.finishBlobSweeps(resumed.map((blob) => blob.digest))) {
+        swept.add(digest);
+        report.deleted.resumedSweeps += 1;
+        report.bytesFreed += bytesOf(rows.get(digest)!);
       }
-      await options.hooks?.beforeBlobSweep?.(digest);
+
       // Marked first: hidden from pulls and HEAD, but a manifest, upload or mount still revives it.
-      if (blob.state === 'present' && !(await metadata.markBlobDeleting(digest, { touchedBefore: cutoff }))) {
-        report.rescued.blobs += 1;
-        continue;
-      }
-      await options.hooks?.whileMarked?.(digest);
-      const taken = await metadata.beginBlobSweep(digest, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs });
-      if (!taken) {
+      const fresh = batch.filter((blob) => blob.state !== 'sweeping');
+      for (const blob of fresh) await options.hooks?.beforeBlobSweep?.(blob.digest);
+      const present = fresh.filter((blob) => blob.state === 'present').map((blob) => blob.digest);
+      const marked = new Set(await metadata.markBlobsDeleting(present, { touchedBefore: cutoff }));
+      report.rescued.blobs += present.length - marked.size;
+      const candidates = fresh.filter((blob) => blob.state !== 'present' || marked.has(blob.digest)).map((blob) => blob.digest);
+      for (const digest of candidates) await options.hooks?.whileMarked?.(digest);
+
+      const taken = await metadata.beginBlobSweeps(candidates, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs });
+      const takenDigests = new Set(taken.map((blob) => blob.digest));
+      for (const digest of candidates) {
+        if (takenDigests.has(digest)) continue;
         // Revived since, or marked less than the delay ago: a later collection sweeps it.
         if ((await metadata.getBlob(digest))?.state === 'deleting') report.awaitingSweep += 1;
         else report.rescued.blobs += 1;
-        continue;
       }
-      await options.hooks?.whileSweeping?.(digest);
-      await store.deleteBlob(storedDigest(digest));
-      await metadata.finishBlobSweep(digest);
-      swept.add(digest);
-      report.deleted.blobs += 1;
-      report.bytesFreed += taken.state === 'quarantined' ? 0 : taken.size;
+      for (const blob of taken) await options.hooks?.whileSweeping?.(blob.digest);
+      await deleteBytes(store, taken);
+      for (const digest of await metadata.finishBlobSweeps(taken.map((blob) => blob.digest))) {
+        swept.add(digest);
+        report.deleted.blobs += 1;
+      }
+      for (const blob of taken) report.bytesFreed += bytesOf(blob);
     }
 
     // Empty once its manifests are gone and its links went with the blobs swept.
@@ -278,6 +286,23 @@ function keptManifests(
     if (node.subject !== undefined) queue.push(node.subject);
   }
   return kept;
+}
+
+function* chunks<T>(items: readonly T[], size: number): Iterable<T[]> {
+  for (let at = 0; at < items.length; at += size) yield items.slice(at, at + size);
+}
+
+function bytesOf(blob: BlobRecord): number {
+  return blob.state === 'quarantined' ? 0 : blob.size;
+}
+
+/** Deletes the blobs' bytes, a few files at a time. */
+async function deleteBytes(store: BlobStore, blobs: readonly BlobRecord[]): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < blobs.length) await store.deleteBlob(storedDigest(blobs[next++]!.digest));
+  };
+  await Promise.all(Array.from({ length: Math.min(DELETE_LANES, blobs.length) }, lane));
 }
 
 async function* repositoryGraphs(metadata: MetadataStore): AsyncIterable<RepositoryGraph> {

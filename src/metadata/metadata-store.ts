@@ -452,30 +452,35 @@ export interface MetadataStore {
    */
   listRepositoryGraphs(page: Page): Promise<RepositoryGraph[]>;
   /**
-   * Deletes a manifest that nothing keeps, checking in the same transaction that no tag points
-   * at it, no manifest of the repository lists it as a child or names it as subject, and it was
-   * pushed before `touchedBefore`, and, with `historySince`, that no tag move recorded at or
-   * after that time names it (see ManifestNode.taggedAt). False (nothing changed) otherwise.
+   * Deletes manifests that nothing keeps, each checked in the transaction that deletes it: no tag
+   * points at it, no manifest of the repository lists it as a child or names it as subject, it
+   * was pushed before `touchedBefore` and, with `historySince`, no tag move recorded at or after
+   * that time names it (see ManifestNode.taggedAt). The batch is one commit; the result lists
+   * those deleted, in the order given (a referrer or index given before its subject or child
+   * frees it for the same batch). The others are unchanged.
    */
-  deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number; historySince?: number }): Promise<boolean>;
+  deleteUntaggedManifests(
+    manifests: ReadonlyArray<{ repository: string; digest: string }>,
+    options: { touchedBefore: number; historySince?: number },
+  ): Promise<Array<{ repository: string; digest: string }>>;
   /**
-   * Marks a `present` blob `deleting` — hidden from pulls, HEAD and mounts, revived by any new
-   * upload, mount or manifest that references it — only if, in the same transaction, no manifest
-   * in any repository references it and it was last touched before `touchedBefore`. False when
-   * it is kept.
+   * Marks `present` blobs `deleting` — hidden from pulls, HEAD and mounts, revived by any new
+   * upload, mount or manifest that references them — each only if, in the same transaction, no
+   * manifest in any repository references it and it was last touched before `touchedBefore`.
+   * One commit for the batch; returns the digests marked (the others are kept).
    */
-  markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean>;
+  markBlobsDeleting(digests: readonly string[], options: { touchedBefore: number }): Promise<string[]>;
   /**
-   * Moves a blob to `sweeping` — after which nothing can use or revive it — only if, in the same
-   * transaction, no manifest in any repository references it, it was last touched before
-   * `touchedBefore`, and it is `deleting` since `markedBefore` or earlier (or `quarantined`, or
-   * `pending` since before `touchedBefore`: a commit that died). Returns the row as it was,
-   * undefined when the blob is kept, revived, not marked long enough, or already being swept. The
-   * caller then deletes the bytes and calls finishBlobSweep.
+   * Moves blobs to `sweeping` — after which nothing can use or revive them — each only if, in
+   * the same transaction, no manifest in any repository references it, it was last touched
+   * before `touchedBefore`, and it is `deleting` since `markedBefore` or earlier (or
+   * `quarantined`, or `pending` since before `touchedBefore`: a commit that died). Returns the rows
+   * taken, as they were; a blob kept, revived, not marked long enough or already being swept is
+   * left out. The caller then deletes the bytes and calls finishBlobSweeps.
    */
-  beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined>;
-  /** Removes a `sweeping` blob's row and every link to it; false when it was not `sweeping`. */
-  finishBlobSweep(digest: string): Promise<boolean>;
+  beginBlobSweeps(digests: readonly string[], options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord[]>;
+  /** Removes `sweeping` blobs' rows and every link to them; returns the digests removed. */
+  finishBlobSweeps(digests: readonly string[]): Promise<string[]>;
   /**
    * Deletes a repository with no manifests, no upload sessions and no blob links (sweeps remove
    * the links of the blobs they delete), created before `touchedBefore`; false (nothing changed)

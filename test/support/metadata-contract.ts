@@ -1,7 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RegistryError } from '../../src/errors/index.js';
-import type { ManifestPut, MetadataStore } from '../../src/metadata/metadata-store.js';
+import type { BlobRecord, ManifestPut, MetadataStore } from '../../src/metadata/metadata-store.js';
+
+// The collector's steps act on batches; these ask about one row at a time.
+async function deleteOne(store: MetadataStore, repository: string, digest: string, options: { touchedBefore: number; historySince?: number }): Promise<boolean> {
+  return (await store.deleteUntaggedManifests([{ repository, digest }], options)).length === 1;
+}
+async function markOne(store: MetadataStore, digest: string, options: { touchedBefore: number }): Promise<boolean> {
+  return (await store.markBlobsDeleting([digest], options)).length === 1;
+}
+async function beginOne(store: MetadataStore, digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined> {
+  return (await store.beginBlobSweeps([digest], options))[0];
+}
+async function finishOne(store: MetadataStore, digest: string): Promise<boolean> {
+  return (await store.finishBlobSweeps([digest])).length === 1;
+}
 
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
 
@@ -341,15 +355,15 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.putManifest(manifest('u', d(3)));
         await store.putManifest(manifest('u', d(4), { children: [{ digest: d(3), size: 1 }] }));
         await store.putManifest(manifest('u', d(5), { subject: d(2) }));
-        assert.equal(await store.deleteUntaggedManifest('u', d(1), { touchedBefore: later() }), false, 'tagged');
-        assert.equal(await store.deleteUntaggedManifest('u', d(3), { touchedBefore: later() }), false, 'an index lists it');
-        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), false, 'a referrer names it as subject');
-        assert.equal(await store.deleteUntaggedManifest('u', d(4), { touchedBefore: 0 }), false, 'pushed within the delay');
-        assert.equal(await store.deleteUntaggedManifest('u', d(4), { touchedBefore: later() }), true);
-        assert.equal(await store.deleteUntaggedManifest('u', d(3), { touchedBefore: later() }), true, 'its index is gone');
-        assert.equal(await store.deleteUntaggedManifest('u', d(5), { touchedBefore: later() }), true);
-        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), true, 'its referrer is gone');
-        assert.equal(await store.deleteUntaggedManifest('u', d(2), { touchedBefore: later() }), false, 'already gone');
+        assert.equal(await deleteOne(store, 'u', d(1), { touchedBefore: later() }), false, 'tagged');
+        assert.equal(await deleteOne(store, 'u', d(3), { touchedBefore: later() }), false, 'an index lists it');
+        assert.equal(await deleteOne(store, 'u', d(2), { touchedBefore: later() }), false, 'a referrer names it as subject');
+        assert.equal(await deleteOne(store, 'u', d(4), { touchedBefore: 0 }), false, 'pushed within the delay');
+        assert.equal(await deleteOne(store, 'u', d(4), { touchedBefore: later() }), true);
+        assert.equal(await deleteOne(store, 'u', d(3), { touchedBefore: later() }), true, 'its index is gone');
+        assert.equal(await deleteOne(store, 'u', d(5), { touchedBefore: later() }), true);
+        assert.equal(await deleteOne(store, 'u', d(2), { touchedBefore: later() }), true, 'its referrer is gone');
+        assert.equal(await deleteOne(store, 'u', d(2), { touchedBefore: later() }), false, 'already gone');
         assert.deepEqual(await store.missingManifests('u', [d(1), d(2), d(3)]), [d(2), d(3)]);
         const events = (await store.readOutbox(0, 100)).map((e) => e.event).filter((e) => e.action === 'manifest.delete');
         assert.equal(events.length, 4);
@@ -361,18 +375,18 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.addBlob('s', d(1), 10);
         await store.addBlob('s', d(2), 20);
         await store.putManifest(manifest('s', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
-        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false, 'referenced');
-        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: 0 }), false, 'touched within the delay');
-        assert.equal(await store.markBlobDeleting(d(99), { touchedBefore: later() }), false, 'no such blob');
-        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'a present blob is marked first');
-        assert.equal(await store.markBlobDeleting(d(2), { touchedBefore: later() }), true);
+        assert.equal(await markOne(store, d(1), { touchedBefore: later() }), false, 'referenced');
+        assert.equal(await markOne(store, d(2), { touchedBefore: 0 }), false, 'touched within the delay');
+        assert.equal(await markOne(store, d(99), { touchedBefore: later() }), false, 'no such blob');
+        assert.equal(await beginOne(store, d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'a present blob is marked first');
+        assert.equal(await markOne(store, d(2), { touchedBefore: later() }), true);
         assert.equal((await store.getBlob(d(2)))?.state, 'deleting');
         assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'a marked blob is not served');
-        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: 0 }), undefined, 'marked within the delay');
-        const taken = await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() });
+        assert.equal(await beginOne(store, d(2), { touchedBefore: later(), markedBefore: 0 }), undefined, 'marked within the delay');
+        const taken = await beginOne(store, d(2), { touchedBefore: later(), markedBefore: later() });
         assert.equal(taken?.size, 20);
         assert.equal((await store.getBlob(d(2)))?.state, 'sweeping');
-        assert.equal(await store.beginBlobSweep(d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'one sweeper');
+        assert.equal(await beginOne(store, d(2), { touchedBefore: later(), markedBefore: later() }), undefined, 'one sweeper');
         assert.equal(await store.repositoryBlobSize('s', d(2)), undefined, 'not served');
         assert.equal(await store.linkBlob('t', d(2)), false, 'not mounted');
         assert.equal(await store.reserveBlob(d(2), 20), 'busy', 'a commit waits');
@@ -384,8 +398,8 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.createUpload({ id: 's-up', repository: 's', startedAt: 1 });
         await store.advanceUpload('s-up', { from: 0, part: { name: '0-a', size: 20 }, hashState: undefined });
         assert.equal(await store.completeUpload('s-up', 20, d(2)), 'retry');
-        assert.equal(await store.finishBlobSweep(d(2)), true);
-        assert.equal(await store.finishBlobSweep(d(2)), false);
+        assert.equal(await finishOne(store, d(2)), true);
+        assert.equal(await finishOne(store, d(2)), false);
         assert.equal(await store.getBlob(d(2)), undefined);
         assert.deepEqual(await store.missingBlobs('s', [d(1), d(2)]), [d(2)], 'its links went with it');
         await assert.rejects(
@@ -398,11 +412,33 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await store.close();
       });
 
+      it('decides a batch in one commit, each row on its own condition, in the order given', async () => {
+        const store = await create();
+        await store.putManifest(manifest('bt', d(1)));
+        await store.putManifest(manifest('bt', d(2), { subject: d(1) }));
+        await store.putManifest(manifest('bt', d(3), { tags: ['v1'] }));
+        const gone = await store.deleteUntaggedManifests(
+          [{ repository: 'bt', digest: d(2) }, { repository: 'bt', digest: d(1) }, { repository: 'bt', digest: d(3) }, { repository: 'none', digest: d(1) }],
+          { touchedBefore: later() },
+        );
+        assert.deepEqual(gone, [{ repository: 'bt', digest: d(2) }, { repository: 'bt', digest: d(1) }], 'the referrer first frees its subject; the tagged one stays');
+        await store.addBlob('bt', d(20), 1);
+        await store.addBlob('bt', d(21), 1);
+        await store.putManifest(manifest('bt', d(4), { blobs: [{ digest: d(21), size: 1 }] }));
+        assert.deepEqual(await store.markBlobsDeleting([d(20), d(21), d(99)], { touchedBefore: later() }), [d(20)]);
+        const taken = await store.beginBlobSweeps([d(20), d(21)], { touchedBefore: later(), markedBefore: later() });
+        assert.deepEqual(taken.map((blob) => blob.digest), [d(20)]);
+        assert.deepEqual(await store.finishBlobSweeps([d(20), d(21)]), [d(20)]);
+        assert.equal(await store.getBlob(d(20)), undefined);
+        assert.equal((await store.getBlob(d(21)))?.state, 'present');
+        await store.close();
+      });
+
       it('revives a blob marked deleting: a manifest that references it, a mount, an upload', async () => {
         const store = await create();
         for (const n of [1, 2, 3]) {
           await store.addBlob('r', d(n), n);
-          assert.equal(await store.markBlobDeleting(d(n), { touchedBefore: later() }), true);
+          assert.equal(await markOne(store, d(n), { touchedBefore: later() }), true);
         }
         await store.putManifest(manifest('r', d(10), { blobs: [{ digest: d(1), size: 1 }], tags: ['v1'] }));
         assert.equal((await store.getBlob(d(1)))?.state, 'present', 'the manifest revived it in its transaction');
@@ -410,7 +446,7 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         assert.equal((await store.getBlob(d(2)))?.state, 'present');
         assert.equal(await store.reserveBlob(d(3), 3), 'present');
         assert.equal((await store.getBlob(d(3)))?.state, 'present');
-        for (const n of [1, 2, 3]) assert.equal(await store.beginBlobSweep(d(n), { touchedBefore: later(), markedBefore: later() }), undefined);
+        for (const n of [1, 2, 3]) assert.equal(await beginOne(store, d(n), { touchedBefore: later(), markedBefore: later() }), undefined);
         await store.close();
       });
 
@@ -418,10 +454,10 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         const store = await create();
         await store.addBlob('k', d(1), 10);
         await store.putManifest(manifest('k', d(10), { blobs: [{ digest: d(1), size: 10 }] }));
-        assert.equal(await store.deleteUntaggedManifest('k', d(10), { touchedBefore: later() }), true, 'its last reference goes');
+        assert.equal(await deleteOne(store, 'k', d(10), { touchedBefore: later() }), true, 'its last reference goes');
         await store.putManifest(manifest('k', d(11), { blobs: [{ digest: d(1), size: 10 }] }));
-        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), false);
-        assert.equal(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }), undefined);
+        assert.equal(await markOne(store, d(1), { touchedBefore: later() }), false);
+        assert.equal(await beginOne(store, d(1), { touchedBefore: later(), markedBefore: later() }), undefined);
         assert.equal((await store.getBlob(d(1)))?.state, 'present');
         await store.close();
       });
@@ -442,9 +478,9 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         assert.equal(await store.repositoryExists('e/empty'), false);
         assert.ok((await store.readOutbox(0, 100)).some((e) => e.event.action === 'repository.delete' && e.event.repository === 'e/empty'));
         // Once its blob is swept (links go with it), the repository is empty too.
-        assert.equal(await store.markBlobDeleting(d(1), { touchedBefore: later() }), true);
-        assert.ok(await store.beginBlobSweep(d(1), { touchedBefore: later(), markedBefore: later() }));
-        assert.equal(await store.finishBlobSweep(d(1)), true);
+        assert.equal(await markOne(store, d(1), { touchedBefore: later() }), true);
+        assert.ok(await beginOne(store, d(1), { touchedBefore: later(), markedBefore: later() }));
+        assert.equal(await finishOne(store, d(1)), true);
         assert.equal(await store.deleteEmptyRepository('e/links', { touchedBefore: later() }), true);
         await store.close();
       });
@@ -476,9 +512,9 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         assert.ok(node(d(1)).taggedAt! >= since, 'the tag moved away from it');
         assert.ok(node(d(2)).taggedAt! >= since, 'the tag points at it');
         assert.equal(node(d(3)).taggedAt, undefined, 'never tagged');
-        assert.equal(await store.deleteUntaggedManifest('hist', d(1), { touchedBefore: later(), historySince: since }), false, 'in the history since then');
-        assert.equal(await store.deleteUntaggedManifest('hist', d(3), { touchedBefore: later(), historySince: since }), true, 'never in a history');
-        assert.equal(await store.deleteUntaggedManifest('hist', d(1), { touchedBefore: later(), historySince: later() }), true, 'its history is older than the retention');
+        assert.equal(await deleteOne(store, 'hist', d(1), { touchedBefore: later(), historySince: since }), false, 'in the history since then');
+        assert.equal(await deleteOne(store, 'hist', d(3), { touchedBefore: later(), historySince: since }), true, 'never in a history');
+        assert.equal(await deleteOne(store, 'hist', d(1), { touchedBefore: later(), historySince: later() }), true, 'its history is older than the retention');
         await store.close();
       });
     });

@@ -1046,60 +1046,81 @@ export class SqliteMetadataStore implements MetadataStore {
     return read.deferred();
   }
 
-  async deleteUntaggedManifest(repository: string, digest: string, options: { touchedBefore: number; historySince?: number }): Promise<boolean> {
+  async deleteUntaggedManifests(
+    manifests: ReadonlyArray<{ repository: string; digest: string }>,
+    options: { touchedBefore: number; historySince?: number },
+  ): Promise<Array<{ repository: string; digest: string }>> {
+    if (manifests.length === 0) return [];
     return this.write(() => {
-      const id = this.repositoryId(repository);
-      if (id === undefined) return false;
-      const row = this.statements.manifestTouched.get(id, digest);
-      if (!row || row.touched_at >= options.touchedBefore) return false;
-      if (this.statements.anyTagOn.get(id, digest) || this.statements.isChild.get(id, digest) || this.statements.hasReferrer.get(id, digest)) return false;
+      const now = Date.now();
       const since = options.historySince;
-      if (since !== undefined && this.statements.inHistorySince.get(id, digest, since, id, digest, since)) return false;
-      this.statements.deleteManifest.run(id, digest);
-      this.record({ action: 'manifest.delete', repository, digest, tags: [] }, Date.now());
-      return true;
-    });
-  }
-
-  async markBlobDeleting(digest: string, options: { touchedBefore: number }): Promise<boolean> {
-    return this.write(() => {
-      const row = this.statements.getBlob.get(digest);
-      if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) return false;
-      if (this.statements.blobReferenced.get(digest)) return false;
-      this.statements.setBlobState.run('deleting', Date.now(), digest);
-      return true;
-    });
-  }
-
-  async beginBlobSweep(digest: string, options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord | undefined> {
-    return this.write(() => {
-      const row = this.statements.getBlob.get(digest);
-      if (!row || row.touched_at >= options.touchedBefore) return undefined;
-      switch (row.state) {
-        case 'deleting':
-          if (row.state_since > options.markedBefore) return undefined;
-          break;
-        case 'pending':
-          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
-          if (row.state_since >= options.touchedBefore) return undefined;
-          break;
-        case 'quarantined':
-          break;
-        default:
-          // present (not marked, or revived since) or already sweeping
-          return undefined;
+      const deleted: Array<{ repository: string; digest: string }> = [];
+      for (const { repository, digest } of manifests) {
+        const id = this.repositoryId(repository);
+        if (id === undefined) continue;
+        const row = this.statements.manifestTouched.get(id, digest);
+        if (!row || row.touched_at >= options.touchedBefore) continue;
+        if (this.statements.anyTagOn.get(id, digest) || this.statements.isChild.get(id, digest) || this.statements.hasReferrer.get(id, digest)) continue;
+        if (since !== undefined && this.statements.inHistorySince.get(id, digest, since, id, digest, since)) continue;
+        this.statements.deleteManifest.run(id, digest);
+        this.record({ action: 'manifest.delete', repository, digest, tags: [] }, now);
+        deleted.push({ repository, digest });
       }
-      if (this.statements.blobReferenced.get(digest)) return undefined;
-      this.statements.setBlobState.run('sweeping', Date.now(), digest);
-      return toBlob(row);
+      return deleted;
     });
   }
 
-  async finishBlobSweep(digest: string): Promise<boolean> {
+  async markBlobsDeleting(digests: readonly string[], options: { touchedBefore: number }): Promise<string[]> {
+    if (digests.length === 0) return [];
     return this.write(() => {
-      if (this.statements.getBlob.get(digest)?.state !== 'sweeping') return false;
-      this.statements.deleteBlobLinks.run(digest);
-      return this.statements.deleteSweptBlob.run(digest).changes > 0;
+      const now = Date.now();
+      const marked: string[] = [];
+      for (const digest of digests) {
+        const row = this.statements.getBlob.get(digest);
+        if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) continue;
+        if (this.statements.blobReferenced.get(digest)) continue;
+        this.statements.setBlobState.run('deleting', now, digest);
+        marked.push(digest);
+      }
+      return marked;
+    });
+  }
+
+  async beginBlobSweeps(digests: readonly string[], options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord[]> {
+    if (digests.length === 0) return [];
+    return this.write(() => {
+      const now = Date.now();
+      const taken: BlobRecord[] = [];
+      for (const digest of digests) {
+        const row = this.statements.getBlob.get(digest);
+        if (!row || row.touched_at >= options.touchedBefore) continue;
+        if (row.state === 'deleting') {
+          if (row.state_since > options.markedBefore) continue;
+        } else if (row.state === 'pending') {
+          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
+          if (row.state_since >= options.touchedBefore) continue;
+        } else if (row.state !== 'quarantined') {
+          // present (not marked, or revived since) or already sweeping
+          continue;
+        }
+        if (this.statements.blobReferenced.get(digest)) continue;
+        this.statements.setBlobState.run('sweeping', now, digest);
+        taken.push(toBlob(row));
+      }
+      return taken;
+    });
+  }
+
+  async finishBlobSweeps(digests: readonly string[]): Promise<string[]> {
+    if (digests.length === 0) return [];
+    return this.write(() => {
+      const removed: string[] = [];
+      for (const digest of digests) {
+        if (this.statements.getBlob.get(digest)?.state !== 'sweeping') continue;
+        this.statements.deleteBlobLinks.run(digest);
+        if (this.statements.deleteSweptBlob.run(digest).changes > 0) removed.push(digest);
+      }
+      return removed;
     });
   }
 
