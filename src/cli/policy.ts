@@ -4,6 +4,7 @@ import { AdminClient, addAdminFlags, run, stdinReader, type AdminFlags } from '.
 /**
  * `wharf policy ls|grant|revoke|public`: rules granting actions on repository patterns.
  * `wharf policy immutable list|add|remove`: immutable-tag rules (docs/lifecycle.md).
+ * `wharf policy retention list|add|remove|run`: retention policies (docs/lifecycle.md).
  * Rules from the config file are listed too; they change only there.
  */
 export function registerPolicy(program: Command): void {
@@ -55,6 +56,7 @@ export function registerPolicy(program: Command): void {
   );
 
   registerImmutable(policy);
+  registerRetention(policy);
 }
 
 interface ImmutableRuleView {
@@ -99,5 +101,124 @@ function registerImmutable(policy: Command): void {
         await client.call('DELETE', `policy/immutable/${encodeURIComponent(id)}`);
         process.stdout.write(`removed immutable rule ${id}\n`);
       }),
+  );
+}
+
+interface RetentionPolicyView {
+  id: number;
+  source: string;
+  repositories: string;
+  createdBy?: string;
+  [rule: string]: unknown;
+}
+
+interface TagDecision {
+  tag: string;
+  digest: string;
+  reason: string;
+}
+
+interface RetentionReport {
+  dryRun: boolean;
+  durationMs: number;
+  repositories: Array<{
+    repository: string;
+    policy: number;
+    deletedTags: TagDecision[];
+    keptTags: TagDecision[];
+    skippedTags: TagDecision[];
+    deletedManifests: string[];
+    restorableManifests: string[];
+  }>;
+  totals: { repositories: number; tagsDeleted: number; tagsKept: number; manifestsDeleted: number };
+}
+
+const RULE_KEYS = ['keeplastpushed', 'keeplastpulled', 'keeptags', 'olderthan', 'notpulledwithin', 'untaggedolderthan'];
+
+function describeRules(policy: RetentionPolicyView): string {
+  return RULE_KEYS.filter((key) => policy[key] !== undefined)
+    .map((key) => `${key}=${Array.isArray(policy[key]) ? (policy[key] as string[]).join(',') : String(policy[key])}`)
+    .join(' ');
+}
+
+/** `wharf policy retention list|add|remove|run`, over /admin/v1/policy/retention. */
+function registerRetention(policy: Command): void {
+  const retention = policy.command('retention').description('which tags and untagged manifests go, per repository pattern, on a schedule or on demand');
+
+  addAdminFlags(retention.command('list').alias('ls').description('list retention policies in the order they apply (config ones first)')).action((flags: AdminFlags) =>
+    run(async () => {
+      const client = await AdminClient.fromFlags(flags, stdinReader());
+      const { policies } = (await client.call('GET', 'policy/retention')) as { policies: RetentionPolicyView[] };
+      for (const p of policies) process.stdout.write(`${p.id}\t${p.source}\t${p.repositories}\t${describeRules(p)}\t${p.createdBy ?? '-'}\n`);
+    }),
+  );
+
+  addAdminFlags(
+    retention
+      .command('add')
+      .argument('<repositories>', 'a repository pattern: team/app, team/*, team/** or **')
+      .option('--keep-last-pushed <n>', 'keep the N most recently pushed tags')
+      .option('--keep-last-pulled <n>', 'keep the N most recently pulled tags')
+      .option('--keep-tags <patterns>', 'keep tags matching these patterns (comma-separated, e.g. latest,v*)')
+      .option('--older-than <duration>', 'delete only tags pushed longer ago than this (30d, 720h)')
+      .option('--not-pulled-within <duration>', 'delete only tags not pulled (or, never pulled, pushed) within this')
+      .option('--untagged-older-than <duration>', 'delete untagged manifests pushed longer ago than this')
+      .description('add a policy; it applies from the next run, in every serving process'),
+  ).action((repositories: string, options: Record<string, string | undefined> & AdminFlags) =>
+    run(async () => {
+      const client = await AdminClient.fromFlags(options, stdinReader());
+      const body: Record<string, unknown> = { repositories };
+      const number = (value: string | undefined) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : value);
+      if (options.keepLastPushed !== undefined) body.keeplastpushed = number(options.keepLastPushed);
+      if (options.keepLastPulled !== undefined) body.keeplastpulled = number(options.keepLastPulled);
+      if (options.keepTags !== undefined) body.keeptags = options.keepTags.split(',').map((t) => t.trim()).filter(Boolean);
+      if (options.olderThan !== undefined) body.olderthan = options.olderThan;
+      if (options.notPulledWithin !== undefined) body.notpulledwithin = options.notPulledWithin;
+      if (options.untaggedOlderThan !== undefined) body.untaggedolderthan = options.untaggedOlderThan;
+      const added = (await client.call('POST', 'policy/retention', body)) as RetentionPolicyView;
+      process.stdout.write(`retention policy ${added.id}: ${added.repositories} ${describeRules(added)}\n`);
+    }),
+  );
+
+  addAdminFlags(retention.command('remove').alias('rm').argument('<id>', 'a policy id from `wharf policy retention list`').description('remove a retention policy')).action(
+    (id: string, flags: AdminFlags) =>
+      run(async () => {
+        const client = await AdminClient.fromFlags(flags, stdinReader());
+        await client.call('DELETE', `policy/retention/${encodeURIComponent(id)}`);
+        process.stdout.write(`removed retention policy ${id}\n`);
+      }),
+  );
+
+  addAdminFlags(
+    retention
+      .command('run')
+      .option('-d, --dry-run', 'list what would go; change nothing')
+      .option('--repositories <pattern>', 'only repositories matching this pattern')
+      .option('--json', 'print the report as JSON')
+      .description('apply the policies now (the freed blobs go at the next garbage collection)'),
+  ).action((options: { dryRun?: boolean; repositories?: string; json?: boolean } & AdminFlags) =>
+    run(async () => {
+      const client = await AdminClient.fromFlags(options, stdinReader());
+      const report = (await client.call('POST', 'policy/retention/run', {
+        dryRun: options.dryRun === true,
+        ...(options.repositories !== undefined ? { repositories: options.repositories } : {}),
+      })) as RetentionReport;
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        return;
+      }
+      const would = report.dryRun ? 'would delete' : 'deleted';
+      for (const repo of report.repositories) {
+        for (const t of repo.deletedTags) process.stdout.write(`${repo.repository}:${t.tag}\t${would}\t${t.digest}\t${t.reason}\n`);
+        for (const t of repo.skippedTags) process.stdout.write(`${repo.repository}:${t.tag}\tskipped (changed since the decision)\t${t.digest}\n`);
+        for (const t of repo.keptTags) process.stdout.write(`${repo.repository}:${t.tag}\tkept\t${t.digest}\t${t.reason}\n`);
+        for (const d of repo.deletedManifests) process.stdout.write(`${repo.repository}@${d}\t${would} (untagged)\n`);
+        for (const d of repo.restorableManifests) process.stdout.write(`${repo.repository}@${d}\tkept (restorable within history.retention)\n`);
+      }
+      const t = report.totals;
+      process.stdout.write(
+        `${report.dryRun ? 'dry run: ' : ''}${t.tagsDeleted} tags and ${t.manifestsDeleted} untagged manifests ${would}, ${t.tagsKept} tags kept, in ${t.repositories} repositories (${report.durationMs} ms)\n`,
+      );
+    }),
   );
 }

@@ -33,6 +33,12 @@ export interface WharfConfig {
    * are replaced by these at each start (docs/lifecycle.md).
    */
   immutable: { rules: string[] };
+  /**
+   * `retention`: policies run every `intervalMs` (0: only on demand), as a dry run that only logs
+   * with `dryRun`; `recordPulls` keeps manifests' last-pull times; `policies` is the raw list
+   * (src/registry/retention-service.ts reads it when the server starts).
+   */
+  retention: { intervalMs: number; dryRun: boolean; recordPulls: boolean; policies: unknown };
   server: { workers: number };
   /** Absent when the registry is open to everyone (registry:2 without an auth section). */
   auth?: AuthConfig;
@@ -366,6 +372,12 @@ function build(raw: Raw): WharfConfig {
     catalog: { maxEntries: value(raw, 'catalog.maxentries', 1000) },
     history: { retentionMs: value(raw, 'history.retention', 14 * 24 * 3_600_000) },
     immutable: { rules: buildImmutableRules(value(raw, 'immutable.rules', [])) },
+    retention: {
+      intervalMs: value(raw, 'retention.interval', 24 * 3_600_000),
+      dryRun: value(raw, 'retention.dryrun', false),
+      recordPulls: value(raw, 'retention.recordpulls', true),
+      policies: value(raw, 'retention.policies', []),
+    },
     // Two processes use both cores of a small machine, where most of the speed is; more cost memory
     // and SQLite write-lock contention, so larger machines opt in (0 means one per core).
     server: { workers: value(raw, 'server.workers', Math.min(2, availableParallelism())) },

@@ -120,6 +120,11 @@ export const SCHEMA = {
   history: { retention: duration },
   /** Wharf's own: immutable-tag rules as REPOSITORY_PATTERN:TAG_PATTERN, beside those of the admin API. */
   immutable: { rules: strings },
+  /**
+   * Wharf's own: retention policies, run every `interval` (0: only on demand) and recording of
+   * pull times (docs/lifecycle.md; policies are read by src/registry/retention-service.ts).
+   */
+  retention: { interval: duration, dryrun: bool, recordpulls: bool, policies: { kind: 'yaml' } },
   server: {
     workers: { kind: 'integer', min: 0, max: 64 },
   },

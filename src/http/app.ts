@@ -66,6 +66,11 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.quotas': { GET: admin.listQuotas },
   'admin.quota': { PUT: admin.setQuota, DELETE: admin.removeQuota },
   'admin.usage': { GET: admin.listUsage },
+  'admin.retention': { GET: admin.listRetentionPolicies, POST: admin.addRetentionPolicy },
+  'admin.retention.policy': { DELETE: admin.removeRetentionPolicy },
+  'admin.retention.run': { POST: admin.runRetention },
+  'admin.history': { GET: admin.tagHistory },
+  'admin.history.restore': { POST: admin.restoreTag },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */

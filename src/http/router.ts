@@ -33,7 +33,12 @@ export type AdminRoute =
   | { kind: 'admin.quotas' }
   /** `subject` is the quota's name, percent-encoded in the path when it holds `/` (`team%2F`). */
   | { kind: 'admin.quota'; subject: string }
-  | { kind: 'admin.usage' };
+  | { kind: 'admin.usage' }
+  | { kind: 'admin.retention' }
+  | { kind: 'admin.retention.policy'; subject: string }
+  | { kind: 'admin.retention.run' }
+  | { kind: 'admin.history' }
+  | { kind: 'admin.history.restore' };
 
 /** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API. */
 export type Route = RegistryRoute | AdminRoute | { kind: 'token' };
@@ -107,6 +112,10 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
     case 'policy':
       if (second === undefined) return { kind: 'admin.policy' };
       if (second === 'immutable') return third === undefined ? { kind: 'admin.immutable' } : { kind: 'admin.immutable.rule', subject: third };
+      if (second === 'retention') {
+        if (third === undefined) return { kind: 'admin.retention' };
+        return third === 'run' ? { kind: 'admin.retention.run' } : { kind: 'admin.retention.policy', subject: third };
+      }
       if (second !== 'rules') return undefined;
       return third === undefined ? { kind: 'admin.policy.rules' } : { kind: 'admin.policy.rule', subject: third };
     case 'jobs':
@@ -116,6 +125,9 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
       return third === undefined ? { kind: 'admin.quota', subject: second } : undefined;
     case 'usage':
       return second === undefined ? { kind: 'admin.usage' } : undefined;
+    case 'history':
+      if (second === undefined) return { kind: 'admin.history' };
+      return second === 'restore' && third === undefined ? { kind: 'admin.history.restore' } : undefined;
     default:
       return undefined;
   }

@@ -1,7 +1,8 @@
 import type { Descriptor } from '../oci/manifest.js';
 import type { ImmutableTagPattern, ImmutableTagRule } from './immutable-tag-rules.js';
+import type { RetentionPolicy, RetentionPolicySpec } from './retention-policies.js';
 
-export type { ImmutableTagPattern, ImmutableTagRule };
+export type { ImmutableTagPattern, ImmutableTagRule, RetentionPolicy, RetentionPolicySpec };
 
 /** A manifest as stored: the exact bytes pushed and what was learned from them. */
 export interface ManifestRecord {
@@ -240,6 +241,8 @@ export interface ManifestNode {
    * manifest within the history retention of this time, so that a restore finds it.
    */
   taggedAt?: number;
+  /** When it was last pulled (a GET by tag or digest; recorded in batches), absent if never. */
+  pulledAt?: number;
 }
 
 /** A repository as a collector marks it, read in one snapshot. */
@@ -252,6 +255,8 @@ export interface RepositoryGraph {
   uploads: number;
   /** Blobs linked into it, sorted. */
   linked: string[];
+  /** Its tags with when each was last pushed (moved), in name order. */
+  tagged: Array<{ name: string; digest: string; pushedAt: number }>;
 }
 
 /** A named lease (one collector at a time): who holds it and until when. */
@@ -443,6 +448,28 @@ export interface MetadataStore {
   finishJob(id: number, owner: string, outcome: JobOutcome): Promise<boolean>;
   /** Jobs by id, newest first, optionally only in some states. */
   listJobs(options: { states?: readonly JobState[]; limit: number }): Promise<JobRecord[]>;
+
+  // --- retention -----------------------------------------------------------------------------
+  /**
+   * Records manifest pulls, a batch at a time (see src/registry/pull-recorder.ts): each
+   * manifest's last-pull time becomes the latest of its own and the batch's. Pulls of manifests
+   * that are gone are ignored.
+   */
+  recordPulls(pulls: ReadonlyArray<{ repository: string; digest: string; at: number }>): Promise<void>;
+  /** Every retention policy, in the order they apply: config ones, then API ones, each by id. */
+  listRetentionPolicies(): Promise<RetentionPolicy[]>;
+  /** Adds an API policy; every process sees it from its commit on. */
+  addRetentionPolicy(spec: RetentionPolicySpec, options?: ChangeOptions): Promise<RetentionPolicy>;
+  /** Removes an API policy; false when there is none with that id (config ones stay). */
+  removeRetentionPolicy(id: number): Promise<boolean>;
+  /** At start-up: config.yml's `retention.policies` replace the previous config ones. */
+  replaceConfigRetentionPolicies(specs: readonly RetentionPolicySpec[]): Promise<void>;
+  /**
+   * Removes tags for retention, one commit for the batch, each only if it still points at the
+   * digest given (a tag pushed again since stays) and no immutable-tag rule covers it. Each
+   * removal is recorded in the tag history and the outbox like a DELETE. Returns the tags removed.
+   */
+  retireTags(repository: string, tags: ReadonlyArray<{ tag: string; digest: string }>, options?: ChangeOptions): Promise<string[]>;
 
   // --- garbage collection ------------------------------------------------------------------
   /**

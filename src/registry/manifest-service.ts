@@ -6,6 +6,7 @@ import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest 
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
+import type { PullRecorder } from './pull-recorder.js';
 import { checkRepositoryName, checkTag, type ManifestReference } from './validation.js';
 
 /** The spec's minimum a registry must accept; Distribution uses the same. */
@@ -23,7 +24,7 @@ export interface PutManifestResult {
 export class ManifestService {
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink },
+    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink; pulls?: PullRecorder },
   ) {}
 
   get maxManifestBytes(): number {
@@ -35,7 +36,13 @@ export class ManifestService {
    * An index asked for by a client that takes only image manifests yields its linux/amd64 child,
    * as Distribution does for old clients. Throws MANIFEST_UNKNOWN.
    */
-  async get(repository: string, ref: ManifestReference, accept: readonly string[] = []): Promise<ManifestRecord> {
+  async get(repository: string, ref: ManifestReference, accept: readonly string[] = [], options: { pull?: boolean } = {}): Promise<ManifestRecord> {
+    const record = await this.negotiate(repository, ref, accept);
+    if (options.pull) this.options.pulls?.record(repository, record.digest);
+    return record;
+  }
+
+  private async negotiate(repository: string, ref: ManifestReference, accept: readonly string[]): Promise<ManifestRecord> {
     checkRepositoryName(repository);
     const reference = 'digest' in ref ? ref.digest : ref.tag;
     const record =

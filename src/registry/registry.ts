@@ -4,7 +4,9 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
-import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Tags, Uploads } from './services.js';
+import { PullRecorder } from './pull-recorder.js';
+import { RetentionService } from './retention-service.js';
+import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Retention, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
 import { TagService } from './tag-service.js';
 import { UploadService } from './upload-service.js';
@@ -20,6 +22,12 @@ export interface RegistryOptions {
    * maintenance work (purging uploads) keeps using the local services.
    */
   wrap?: (local: RegistryServices) => RegistryServices;
+  /** `history.retention` (ms): retention keeps untagged manifests a restore may still need. */
+  historyRetentionMs?: number;
+  /** Record when manifests are pulled, for retention (`retention.recordpulls`); on by default. */
+  recordPulls?: boolean;
+  /** How often recorded pulls are written (default PULL_FLUSH_MS). */
+  pullFlushMs?: number;
 }
 
 /**
@@ -33,6 +41,11 @@ export class Registry implements RegistryServices {
   readonly discovery: Discovery;
   readonly tags: Tags;
   readonly operations: Operations;
+  readonly retention: Retention;
+  /** Retention over this registry's own metadata (for the config policies and scheduled runs). */
+  readonly localRetention: RetentionService;
+  /** Batches manifest pull times into metadata; absent when `recordPulls` is off. */
+  readonly pulls: PullRecorder | undefined;
   /** The tag service over this registry's own metadata (for the config rules at start-up). */
   readonly localTags: TagService;
   /** The upload service over this registry's own storage (for purging). */
@@ -46,6 +59,9 @@ export class Registry implements RegistryServices {
     const emit = options.onEvent;
     this.localUploads = new UploadService(metadata, store, emit);
     this.localTags = new TagService(metadata, emit ? { emit } : {});
+    this.localRetention = new RetentionService(metadata, { historyRetentionMs: options.historyRetentionMs ?? 0 });
+    this.pulls = options.recordPulls === false ? undefined : new PullRecorder(metadata, options.pullFlushMs !== undefined ? { flushMs: options.pullFlushMs } : {});
+    const retention = this.localRetention;
     const local: RegistryServices = {
       blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),
       uploads: this.localUploads,
@@ -53,6 +69,7 @@ export class Registry implements RegistryServices {
         deleteEnabled: options.deleteEnabled,
         maxManifestBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
         ...(emit ? { emit } : {}),
+        ...(this.pulls ? { pulls: this.pulls } : {}),
       }),
       discovery: new DiscoveryService(metadata, {
         maxPage: options.pagination?.maxPage ?? 10_000,
@@ -70,6 +87,12 @@ export class Registry implements RegistryServices {
         removeQuota: (name) => metadata.removeQuota(name),
         usage: (query) => metadata.repositoryUsage(query),
       },
+      retention: {
+        policies: () => retention.list(),
+        addPolicy: (input, context) => retention.add(input, context),
+        removePolicy: (id) => retention.remove(id),
+        run: (options) => retention.run(options),
+      },
     };
     const services = options.wrap ? options.wrap(local) : local;
     this.blobs = services.blobs;
@@ -78,9 +101,11 @@ export class Registry implements RegistryServices {
     this.discovery = services.discovery;
     this.tags = services.tags;
     this.operations = services.operations;
+    this.retention = services.retention;
   }
 
   async close(): Promise<void> {
+    await this.pulls?.close();
     await this.metadata.close();
   }
 }

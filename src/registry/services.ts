@@ -5,6 +5,7 @@ import type { BlobRange, OpenedBlob } from './blob-service.js';
 import type { RequestContext } from './context.js';
 import type { ListPage, ListRequest } from './discovery-service.js';
 import type { PutManifestResult } from './manifest-service.js';
+import type { RetentionPolicyView, RetentionReport, RetentionRunOptions } from './retention-service.js';
 import type { RestoreResult, RestoreTarget } from './tag-service.js';
 import type { Chunk, UploadState } from './upload-service.js';
 import type { ManifestReference } from './validation.js';
@@ -43,7 +44,8 @@ export interface Uploads {
 export interface Manifests {
   /** The largest manifest body accepted, so the edge can refuse a bigger one unread. */
   readonly maxManifestBytes: number;
-  get(repository: string, reference: ManifestReference, accept?: readonly string[]): Promise<ManifestRecord>;
+  /** `pull`: a GET that hands the manifest out (recorded for retention), not a HEAD. */
+  get(repository: string, reference: ManifestReference, accept?: readonly string[], options?: { pull?: boolean }): Promise<ManifestRecord>;
   put(
     repository: string,
     reference: ManifestReference,
@@ -84,6 +86,17 @@ export interface Operations {
   usage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]>;
 }
 
+/** Retention policies (docs/lifecycle.md) and running them, on demand or on a schedule. */
+export interface Retention {
+  policies(): Promise<RetentionPolicyView[]>;
+  /** Adds a policy from config.yml-shaped JSON; INVALID_REQUEST naming what is wrong. */
+  addPolicy(input: unknown, context?: RequestContext): Promise<RetentionPolicyView>;
+  /** NOT_FOUND when there is none; DENIED for a config.yml policy. */
+  removePolicy(id: number): Promise<void>;
+  run(options: RetentionRunOptions): Promise<RetentionReport>;
+}
+
+export type { RetentionPolicyView, RetentionReport, RetentionRunOptions };
 export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, QuotaStatus, RepositoryUsage, RestoreResult, RestoreTarget, TagEvent };
 
 /** The registry as its fronts see it. */
@@ -94,4 +107,5 @@ export interface RegistryServices {
   readonly discovery: Discovery;
   readonly tags: Tags;
   readonly operations: Operations;
+  readonly retention: Retention;
 }

@@ -21,6 +21,7 @@ import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
+import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
@@ -101,6 +102,8 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
   const { metadata, store } = stores;
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
+    historyRetentionMs: config.history.retentionMs,
+    recordPulls: config.retention.recordPulls,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
   });
@@ -260,6 +263,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   const configQuotas = parseConfigQuotas(config.quotas);
+  const configRetention = parseConfigRetentionPolicies(config.retention.policies);
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
   const stack = await createServingStack(config, log);
@@ -268,6 +272,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   if (!stack.storageFull) {
     try {
       await stack.registry.metadata.replaceConfigQuotas(configQuotas);
+      await stack.registry.metadata.replaceConfigRetentionPolicies(configRetention);
     } catch (error) {
       await stack.dispose();
       throw error;
@@ -449,6 +454,17 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
       }
     };
   }
+  const retention = config.retention;
+  if (retention.intervalMs > 0) {
+    handlers[RETENTION_JOB] = async ({ signal }) => {
+      const report = await registry.localRetention.run({ dryRun: retention.dryRun, signal });
+      if (report.repositories.length === 0) return;
+      log.info(
+        { ...report.totals, dryRun: report.dryRun, durationMs: report.durationMs },
+        retention.dryRun ? 'retention dry run: nothing removed (see wharf policy retention run --dry-run)' : 'retention applied',
+      );
+    };
+  }
   const runner = new JobRunner(registry.metadata, {
     handlers,
     onError: (error, job) => log.error({ err: error, job: job?.kind, jobId: job?.id }, job ? 'background job failed' : 'cannot reach the job queue'),
@@ -459,6 +475,8 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
 
 /** The scheduled garbage collection (storage.gc). */
 const GC_JOB = 'gc.collect';
+/** The scheduled run of the retention policies (retention.interval). */
+const RETENTION_JOB = 'retention.apply';
 
 /** Puts the recurring jobs that configuration asks for on the queue (once for all processes). */
 async function scheduleRecurringJobs(registry: Registry, config: WharfConfig): Promise<void> {
@@ -466,6 +484,10 @@ async function scheduleRecurringJobs(registry: Registry, config: WharfConfig): P
   if (gc.enabled) {
     const every = Math.max(gc.intervalMs, 1000);
     await registry.metadata.enqueueJob({ kind: GC_JOB, key: GC_JOB, repeatMs: every, runAt: Date.now() + every });
+  }
+  if (config.retention.intervalMs > 0) {
+    const every = Math.max(config.retention.intervalMs, 1000);
+    await registry.metadata.enqueueJob({ kind: RETENTION_JOB, key: RETENTION_JOB, repeatMs: every, runAt: Date.now() + every });
   }
   const purging = config.storage.uploadPurging;
   if (purging.enabled) {

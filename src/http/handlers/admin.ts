@@ -138,3 +138,80 @@ export const listUsage: AdminHandler<'admin.usage'> = async (ex) => {
   const prefix = ex.query.get('prefix');
   sendJson(ex, 200, { repositories: await ex.registry.operations.usage({ ...(prefix !== null ? { prefix } : {}), limit }) });
 };
+
+/** `GET /admin/v1/policy/retention`: every retention policy, in the order they apply. */
+export const listRetentionPolicies: AdminHandler<'admin.retention'> = async (ex) => {
+  adminOf(ex);
+  sendJson(ex, 200, { policies: await ex.registry.retention.policies() });
+};
+
+/** `POST /admin/v1/policy/retention` with `{"repositories": "team/**", "keeplastpushed": 10, ...}`. */
+export const addRetentionPolicy: AdminHandler<'admin.retention'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const policy = await ex.registry.retention.addPolicy(await readJsonBody(ex.req), ex.context);
+  admin.recordChange('retention.add', actor, { policy });
+  sendJson(ex, 201, policy);
+};
+
+export const removeRetentionPolicy: AdminHandler<'admin.retention.policy'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const id = Number(ex.route.subject);
+  await ex.registry.retention.removePolicy(id);
+  admin.recordChange('retention.remove', actor, { policy: { id } });
+  send(ex, 204, {});
+};
+
+/**
+ * `POST /admin/v1/policy/retention/run` with `{"dryRun": true, "repositories": "team/*"}` (both
+ * optional; a body-less POST applies every policy): the run's report.
+ */
+export const runRetention: AdminHandler<'admin.retention.run'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const body = ex.req.headers['content-length'] === '0' || ex.req.headers['content-length'] === undefined ? {} : await readJsonBody(ex.req);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_REQUEST', { message: 'expected {"dryRun": BOOLEAN, "repositories": PATTERN}' });
+  const { dryRun = false, repositories } = body as { dryRun?: unknown; repositories?: unknown };
+  if (typeof dryRun !== 'boolean') throw new RegistryError('INVALID_REQUEST', { message: 'dryRun must be true or false', detail: { dryRun } });
+  if (repositories !== undefined && (typeof repositories !== 'string' || !/^[a-z0-9._\-/*?]{1,255}$/.test(repositories))) {
+    throw new RegistryError('INVALID_REQUEST', { message: 'repositories must be a repository pattern', detail: { repositories } });
+  }
+  const report = await ex.registry.retention.run({ dryRun, ...(repositories !== undefined ? { repositories } : {}), ...(ex.context.signal ? { signal: ex.context.signal } : {}) });
+  if (!dryRun) admin.recordChange('retention.run', actor, { totals: report.totals });
+  sendJson(ex, 200, report);
+};
+
+/** `GET /admin/v1/history?repository=NAME&tag=TAG[&n=100]`: the tag's recorded moves, newest first. */
+export const tagHistory: AdminHandler<'admin.history'> = async (ex) => {
+  adminOf(ex);
+  const repository = ex.query.get('repository');
+  const tag = ex.query.get('tag');
+  if (repository === null || tag === null) throw new RegistryError('INVALID_REQUEST', { message: 'repository and tag are required query parameters' });
+  const limit = Number(ex.query.get('n') ?? 100);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: ex.query.get('n') } });
+  const events = await ex.registry.tags.history(repository, tag, limit);
+  sendJson(ex, 200, { repository, tag, history: events.map((event) => ({ ...event, at: new Date(event.at).toISOString() })) });
+};
+
+/**
+ * `POST /admin/v1/history/restore` with `{"repository", "tag", "digest"}` or `{..., "at": ISO time}`:
+ * points the tag back, as `wharf tag restore` does, recorded as this administrator's move.
+ */
+export const restoreTag: AdminHandler<'admin.history.restore'> = async (ex) => {
+  const { admin, actor } = adminOf(ex);
+  const body = await readJsonBody(ex.req);
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new RegistryError('INVALID_REQUEST', { message: 'expected {"repository", "tag", "digest" or "at"}' });
+  const { repository, tag, digest, at } = body as Record<string, unknown>;
+  if (typeof repository !== 'string' || typeof tag !== 'string') throw new RegistryError('INVALID_REQUEST', { message: 'repository and tag are required strings' });
+  if ((digest === undefined) === (at === undefined)) throw new RegistryError('INVALID_REQUEST', { message: 'give exactly one of digest and at' });
+  let target: { digest: string } | { at: number };
+  if (digest !== undefined) {
+    if (typeof digest !== 'string') throw new RegistryError('INVALID_REQUEST', { message: 'digest must be a string' });
+    target = { digest };
+  } else {
+    const when = typeof at === 'number' ? at : typeof at === 'string' ? Date.parse(at) : Number.NaN;
+    if (!Number.isFinite(when)) throw new RegistryError('INVALID_REQUEST', { message: 'at must be an ISO 8601 time or milliseconds since the epoch', detail: { at } });
+    target = { at: when };
+  }
+  const result = await ex.registry.tags.restore(repository, tag, target, ex.context);
+  admin.recordChange('tag.restore', actor, { repository, tag, digest: result.digest });
+  sendJson(ex, 200, result);
+};

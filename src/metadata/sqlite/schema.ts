@@ -231,5 +231,19 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tag_history_by_digest ON tag_history(repository_id, digest, at);
   CREATE INDEX tag_history_by_previous ON tag_history(repository_id, previous, at) WHERE previous IS NOT NULL;
   `,
+  // 10: retention. When each manifest was last pulled (written in batches by the serving
+  // processes, see src/registry/pull-recorder.ts), and retention policies from config.yml and
+  // the admin API (their rules as JSON, see src/metadata/retention-policies.ts).
+  `
+  ALTER TABLE manifests ADD COLUMN pulled_at INTEGER;
+  CREATE TABLE retention_policies (
+    id INTEGER PRIMARY KEY,
+    repositories TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('config', 'api')),
+    created_at INTEGER NOT NULL,
+    created_by TEXT
+  );
+  `,
 ];
 

@@ -30,6 +30,7 @@ import type {
   UploadRecord,
 } from '../metadata-store.js';
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
+import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { MIGRATIONS } from './schema.js';
 
@@ -151,6 +152,21 @@ interface RuleRow {
   source: 'config' | 'api';
   created_at: number;
   created_by: string | null;
+}
+
+interface RetentionRow {
+  id: number;
+  repositories: string;
+  rules: string;
+  source: 'config' | 'api';
+  created_at: number;
+  created_by: string | null;
+}
+
+function toRetentionPolicy(row: RetentionRow): RetentionPolicy {
+  const policy: RetentionPolicy = { id: row.id, repositories: row.repositories, ...(JSON.parse(row.rules) as RetentionRules), source: row.source, createdAt: row.created_at };
+  if (row.created_by !== null) policy.createdBy = row.created_by;
+  return policy;
 }
 
 function toRule(row: RuleRow): ImmutableTagRule {
@@ -332,10 +348,22 @@ export class SqliteMetadataStore implements MetadataStore {
       graphRepositories: db.prepare<[string, number], { id: number; name: string; created_at: number }>(
         'SELECT id, name, created_at FROM repositories WHERE name > ? ORDER BY name LIMIT ?',
       ),
-      graphManifests: db.prepare<[number], { digest: string; media_type: string; size: number; subject: string | null; touched_at: number }>(
-        'SELECT digest, media_type, size, subject, touched_at FROM manifests WHERE repository_id = ? ORDER BY digest',
+      graphManifests: db.prepare<[number], { digest: string; media_type: string; size: number; subject: string | null; touched_at: number; pulled_at: number | null }>(
+        'SELECT digest, media_type, size, subject, touched_at, pulled_at FROM manifests WHERE repository_id = ? ORDER BY digest',
       ),
-      graphTags: db.prepare<[number], { name: string; digest: string }>('SELECT name, digest FROM tags WHERE repository_id = ? ORDER BY name'),
+      graphTags: db.prepare<[number], { name: string; digest: string; updated_at: number }>('SELECT name, digest, updated_at FROM tags WHERE repository_id = ? ORDER BY name'),
+      recordPull: db.prepare<[number, string, string, number]>(
+        'UPDATE manifests SET pulled_at = ? WHERE repository_id = (SELECT id FROM repositories WHERE name = ?) AND digest = ? AND (pulled_at IS NULL OR pulled_at < ?)',
+      ),
+      listRetentionPolicies: db.prepare<[], RetentionRow>(
+        "SELECT id, repositories, rules, source, created_at, created_by FROM retention_policies ORDER BY source = 'api', id",
+      ),
+      retentionPolicyById: db.prepare<[number], RetentionRow>('SELECT id, repositories, rules, source, created_at, created_by FROM retention_policies WHERE id = ?'),
+      insertRetentionPolicy: db.prepare<[string, string, string, number, string | null]>(
+        'INSERT INTO retention_policies (repositories, rules, source, created_at, created_by) VALUES (?, ?, ?, ?, ?)',
+      ),
+      deleteApiRetentionPolicy: db.prepare<[number]>("DELETE FROM retention_policies WHERE id = ? AND source = 'api'"),
+      deleteConfigRetentionPolicies: db.prepare<[]>("DELETE FROM retention_policies WHERE source = 'config'"),
       graphReferences: db.prepare<[number], { manifest_digest: string; child_digest: string; kind: 'blob' | 'manifest' }>(
         'SELECT manifest_digest, child_digest, kind FROM manifest_references WHERE repository_id = ? ORDER BY child_digest',
       ),
@@ -835,6 +863,61 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async recordPulls(pulls: ReadonlyArray<{ repository: string; digest: string; at: number }>): Promise<void> {
+    if (pulls.length === 0) return;
+    await this.write(() => {
+      for (const pull of pulls) this.statements.recordPull.run(pull.at, pull.repository, pull.digest, pull.at);
+    });
+  }
+
+  async listRetentionPolicies(): Promise<RetentionPolicy[]> {
+    return this.statements.listRetentionPolicies.all().map(toRetentionPolicy);
+  }
+
+  async addRetentionPolicy(spec: RetentionPolicySpec, options: ChangeOptions = {}): Promise<RetentionPolicy> {
+    return this.write(() => {
+      const { repositories, ...rules } = spec;
+      const id = this.statements.insertRetentionPolicy.run(repositories, JSON.stringify(rules), 'api', Date.now(), options.actor ?? null).lastInsertRowid;
+      return toRetentionPolicy(this.statements.retentionPolicyById.get(Number(id))!);
+    });
+  }
+
+  async removeRetentionPolicy(id: number): Promise<boolean> {
+    return this.write(() => this.statements.deleteApiRetentionPolicy.run(id).changes > 0);
+  }
+
+  async replaceConfigRetentionPolicies(specs: readonly RetentionPolicySpec[]): Promise<void> {
+    return this.write(() => {
+      const wanted = specs.map(({ repositories, ...rules }) => [repositories, JSON.stringify(rules)] as const);
+      const current = this.statements.listRetentionPolicies.all().filter((row) => row.source === 'config');
+      // Every serving process does this at start: leave the ids alone when nothing changed.
+      if (current.length === wanted.length && current.every((row, i) => row.repositories === wanted[i]![0] && row.rules === wanted[i]![1])) return;
+      this.statements.deleteConfigRetentionPolicies.run();
+      const now = Date.now();
+      for (const [repositories, rules] of wanted) this.statements.insertRetentionPolicy.run(repositories, rules, 'config', now, null);
+    });
+  }
+
+  async retireTags(repository: string, tags: ReadonlyArray<{ tag: string; digest: string }>, options: ChangeOptions = {}): Promise<string[]> {
+    if (tags.length === 0) return [];
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined) return [];
+      const rules = this.statements.listRules.all().map(toRule);
+      const now = Date.now();
+      const removed: string[] = [];
+      for (const { tag, digest } of tags) {
+        if (this.statements.tagDigest.get(id, tag)?.digest !== digest) continue;
+        if (immutableRuleFor(rules, repository, tag)) continue;
+        this.statements.deleteTag.run(id, tag);
+        this.statements.insertTagEvent.run(id, tag, digest, 'delete', options.actor ?? null, now, digest);
+        this.record({ action: 'tag.delete', repository, tag, digest, ...actorOf(options) }, now);
+        removed.push(tag);
+      }
+      return removed;
+    });
+  }
+
   async listImmutableTagRules(): Promise<ImmutableTagRule[]> {
     return this.statements.listRules.all().map(toRule);
   }
@@ -1023,9 +1106,11 @@ export class SqliteMetadataStore implements MetadataStore {
         for (const row of this.statements.graphManifests.all(repo.id)) {
           const node: ManifestNode = { digest: row.digest, mediaType: row.media_type, size: row.size, tags: [], touchedAt: row.touched_at, blobs: [], children: [] };
           if (row.subject !== null) node.subject = row.subject;
+          if (row.pulled_at !== null) node.pulledAt = row.pulled_at;
           nodes.set(row.digest, node);
         }
-        for (const tag of this.statements.graphTags.all(repo.id)) nodes.get(tag.digest)?.tags.push(tag.name);
+        const tagged = this.statements.graphTags.all(repo.id).map((tag) => ({ name: tag.name, digest: tag.digest, pushedAt: tag.updated_at }));
+        for (const tag of tagged) nodes.get(tag.digest)?.tags.push(tag.name);
         for (const moved of this.statements.graphHistory.all(repo.id, repo.id)) {
           const node = nodes.get(moved.digest);
           if (node) node.taggedAt = moved.at;
@@ -1040,6 +1125,7 @@ export class SqliteMetadataStore implements MetadataStore {
           manifests: [...nodes.values()],
           uploads: this.statements.uploadCount.get(repo.id)!.n,
           linked: this.statements.linkedDigests.all(repo.id).map((row) => row.digest),
+          tagged,
         };
       }),
     );
