@@ -13,6 +13,7 @@ import { parseOptions, type BenchOptions } from './options.js';
 import { pushSmallImage, smallImage } from './registry-ops.js';
 import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
+import { pullRecordingWorkloads } from './pull-recording.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import {
   blobWorkloads,
@@ -83,6 +84,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'tags')) await tagWorkloads(ctx);
     if (wanted(options, 'repos')) await repositoryWorkloads(ctx);
     if (wanted(options, 'soak')) await soakWorkloads(ctx);
+    if (wanted(options, 'pulls')) await pullRecordingWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
 
     sampler.stop();
