@@ -451,7 +451,7 @@ export interface MetadataStore {
 
   // --- retention -----------------------------------------------------------------------------
   /**
-   * Records manifest pulls, a batch at a time (see src/registry/pull-recorder.ts): each
+   * Records manifest pulls, a batch at a time (see src/registry/pull-times.ts): each
    * manifest's last-pull time becomes the latest of its own and the batch's. Pulls of manifests
    * that are gone are ignored.
    */

@@ -6,7 +6,7 @@ import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest 
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
 import type { RequestContext } from './context.js';
 import type { EventSink } from './events.js';
-import type { PullRecorder } from './pull-recorder.js';
+import type { PullTimes } from './pull-times.js';
 import { checkRepositoryName, checkTag, type ManifestReference } from './validation.js';
 
 /** The spec's minimum a registry must accept; Distribution uses the same. */
@@ -24,7 +24,7 @@ export interface PutManifestResult {
 export class ManifestService {
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink; pulls?: PullRecorder },
+    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink; pulls?: PullTimes },
   ) {}
 
   get maxManifestBytes(): number {

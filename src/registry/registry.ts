@@ -4,7 +4,7 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
-import { PullRecorder } from './pull-recorder.js';
+import { PullTimes } from './pull-times.js';
 import { RetentionService } from './retention-service.js';
 import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Retention, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
@@ -45,7 +45,7 @@ export class Registry implements RegistryServices {
   /** Retention over this registry's own metadata (for the config policies and scheduled runs). */
   readonly localRetention: RetentionService;
   /** Batches manifest pull times into metadata; absent when `recordPulls` is off. */
-  readonly pulls: PullRecorder | undefined;
+  readonly pulls: PullTimes | undefined;
   /** The tag service over this registry's own metadata (for the config rules at start-up). */
   readonly localTags: TagService;
   /** The upload service over this registry's own storage (for purging). */
@@ -60,7 +60,7 @@ export class Registry implements RegistryServices {
     this.localUploads = new UploadService(metadata, store, emit);
     this.localTags = new TagService(metadata, emit ? { emit } : {});
     this.localRetention = new RetentionService(metadata, { historyRetentionMs: options.historyRetentionMs ?? 0 });
-    this.pulls = options.recordPulls === false ? undefined : new PullRecorder(metadata, options.pullFlushMs !== undefined ? { flushMs: options.pullFlushMs } : {});
+    this.pulls = options.recordPulls === false ? undefined : new PullTimes(metadata, options.pullFlushMs !== undefined ? { flushMs: options.pullFlushMs } : {});
     const retention = this.localRetention;
     const local: RegistryServices = {
       blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),

@@ -232,7 +232,7 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tag_history_by_previous ON tag_history(repository_id, previous, at) WHERE previous IS NOT NULL;
   `,
   // 10: retention. When each manifest was last pulled (written in batches by the serving
-  // processes, see src/registry/pull-recorder.ts), and retention policies from config.yml and
+  // processes, see src/registry/pull-times.ts), and retention policies from config.yml and
   // the admin API (their rules as JSON, see src/metadata/retention-policies.ts).
   `
   ALTER TABLE manifests ADD COLUMN pulled_at INTEGER;

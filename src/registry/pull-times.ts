@@ -11,7 +11,7 @@ const MAX_PENDING = 10_000;
  * close). A crash loses at most the last few seconds of pull times, which retention's day-scale
  * rules do not notice.
  */
-export class PullRecorder {
+export class PullTimes {
   private pending = new Map<string, { repository: string; digest: string; at: number }>();
   private readonly timer: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
