@@ -21,6 +21,7 @@ import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
+import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
 import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
@@ -108,6 +109,9 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
 
 /** Thrown when the configuration would hand out credentials unsafely. */
 export class UnsafeConfigError extends Error {}
+
+/** A reason the server cannot start that one line explains (no stack trace needed). */
+export class StartupError extends Error {}
 
 function isLoopback(host: string | undefined): boolean {
   if (host === undefined) return false;
@@ -273,6 +277,12 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       throw error;
     }
   }
+  try {
+    await importDistributionStorageAtStart(stack, config, log);
+  } catch (error) {
+    await stack.dispose();
+    throw error;
+  }
   const serving = serve(stack, config);
   const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).
@@ -298,6 +308,40 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   for (const socket of waiting) pool.dispatch(socket);
   waiting = undefined;
   return running(stack, serving, acceptor, { reload: () => pool.reload(), alongside: () => pool.close() });
+}
+
+/**
+ * On the first start over a registry:2 storage root (docker/registry/v2 under the storage root,
+ * and metadata still empty), imports it before serving, so that its images are served rather
+ * than an empty catalog; an interrupted import resumes at the next start. Runs in the first
+ * process only, before any worker starts.
+ */
+async function importDistributionStorageAtStart(stack: ServingStack, config: WharfConfig, log: Logger): Promise<void> {
+  if (config.storage.driver !== 'filesystem') return;
+  const source = findDistributionStorage(config.storage.rootDirectory);
+  if (!source) return;
+  const metadata = stack.registry.metadata;
+  const previous = await metadata.getStorageImport(source);
+  if (previous?.finishedAt !== undefined) return;
+  if (!previous && !(await isMetadataEmpty(metadata))) {
+    log.warn({ source }, 'the storage root also holds registry:2 storage that was never imported; import it with: wharf migrate ' + config.storage.rootDirectory);
+    return;
+  }
+  if (stack.storageFull || config.storage.readOnly) {
+    throw new StartupError(
+      `the storage root holds registry:2 storage (${source}) that is not imported yet, and ${stack.storageFull ? 'the disk is full' : 'storage.maintenance.readonly is on'}: ` +
+        `import it first with: wharf migrate ${config.storage.rootDirectory}`,
+    );
+  }
+  log.info({ source, resuming: previous !== undefined }, 'importing registry:2 storage found under the storage root (one time; bytes are hard-linked, not copied)');
+  const report = await importDistributionStorage(stack.registry, source, {
+    onEvent: (event) => {
+      if (event.kind === 'repository') log.info({ repository: event.repository, blobs: event.blobs, manifests: event.manifests, tags: event.tags }, 'imported repository');
+      else if (event.kind === 'problem') log.warn({ repository: event.repository, item: event.item, problem: event.problem }, 'cannot import');
+    },
+  });
+  const { problems, ...counts } = report;
+  log.info({ ...counts, problems: problems.length }, 'registry:2 storage imported');
 }
 
 /**
