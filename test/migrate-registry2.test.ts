@@ -231,9 +231,14 @@ describe('an interrupted import', () => {
     const bad = layerFile(root, lastLayer);
     rmSync(bad);
     writeFileSync(bad, 'not the bytes the digest names');
+    // And a tag whose manifest Distribution no longer has.
+    const ghost = join(root, 'docker', 'registry', 'v2', 'repositories', 'multi', '_manifests', 'tags', 'ghost', 'current');
+    mkdirSync(ghost, { recursive: true });
+    writeFileSync(join(ghost, 'link'), `sha256:${'0'.repeat(64)}`);
     const result = await migrate([root, '--data', join(work, 'corrupt')]);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, new RegExp(`cannot import zz/last ${lastLayer}: .*digest`, 'i'));
+    assert.match(result.stdout, /cannot import multi ghost: the tag points at sha256:0{64}, which the repository does not have/);
     assert.match(result.stdout, /done: 4 repositories/);
     assert.match(result.stdout, /[1-9]\d* problems/);
   });

@@ -241,6 +241,11 @@ async function importRepository(
     }
   }
   for (const digest of pending.keys()) problem(digest, 'the index lists itself among its children');
+  for (const [digest, tagged] of tagsByDigest) {
+    if (!stored.has(digest) && !report.problems.some((p) => p.repository === repository && p.item === digest)) {
+      for (const tag of tagged) problem(tag, `the tag points at ${digest}, which the repository does not have`);
+    }
+  }
   report.manifests += manifests;
   report.tags += tags;
   return { blobs, manifests, tags };
