@@ -12,6 +12,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { formatRecord } from '../src/log/text-format.js';
 import { basic, writeHtpasswd } from './support/auth-fixtures.js';
 import { raw } from './support/http.js';
 import { freePort } from './support/reference-registry.js';
@@ -115,6 +116,22 @@ describe('text logs', () => {
     const output = await serveAndRequest({}, true);
     assert.match(output, /\u001b\[32mINFO \u001b\[0m request /, 'auto format on a terminal: text, level coloured');
     assert.doesNotMatch(output, /^\{/m, 'no JSON on a terminal');
+  });
+});
+
+describe('the text line format', () => {
+  it('quotes values with spaces, shows an error by its message, and its stack below only at error level', () => {
+    const time = '2026-01-02T03:04:05.678Z';
+    assert.equal(
+      formatRecord({ level: 'info', time, service: 'wharf', msg: 'request', path: '/v2/', userAgent: 'skopeo/1.13 (linux)', status: 200 }, { colour: false }),
+      `${time} INFO  request path=/v2/ userAgent="skopeo/1.13 (linux)" status=200`,
+    );
+    const err = { message: 'disk on fire', code: 'EIO', stack: 'Error: disk on fire\n    at write (file.js:1:1)' };
+    assert.equal(formatRecord({ level: 'warn', time, msg: 'retrying', err }, { colour: false }), `${time} WARN  retrying err="disk on fire (EIO)"`);
+    assert.equal(
+      formatRecord({ level: 'error', time, msg: 'unexpected error', err }, { colour: true }),
+      `${time} \u001b[31mERROR\u001b[0m unexpected error err="disk on fire (EIO)"\n    Error: disk on fire\n        at write (file.js:1:1)`,
+    );
   });
 });
 

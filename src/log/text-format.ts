@@ -21,11 +21,14 @@ export function formatRecord(record: Record<string, unknown>, options: TextForma
     if (SHOWN_ELSEWHERE.has(key) || value === undefined) continue;
     parts.push(`${key}=${formatValue(key, value)}`);
   }
+  // An unexpected error keeps its stack, indented below its line, for the bug report.
+  const stack = (record.err as { stack?: unknown } | undefined)?.stack;
+  if ((level === 'error' || level === 'fatal') && typeof stack === 'string') return `${parts.join(' ')}\n${stack.replace(/^/gm, '    ')}`;
   return parts.join(' ');
 }
 
 function formatValue(key: string, value: unknown): string {
-  // An error shows its message; its stack belongs to the JSON logs (log.formatter: json).
+  // An error shows its message here; its stack follows the line at error and fatal levels.
   if (key === 'err' && value !== null && typeof value === 'object') {
     const err = value as { message?: unknown; code?: unknown };
     return JSON.stringify(err.code !== undefined ? `${String(err.message)} (${String(err.code)})` : String(err.message));
