@@ -267,27 +267,10 @@ async function importBlob(
   const file = blobFile(source, digest);
   if (!existsSync(file)) return 'missing';
   try {
-    await registry.localUploads.importFile(repository, digest, file);
+    return await registry.localUploads.importFile(repository, digest, file);
   } catch (error) {
     if (error instanceof PathNotFoundError) return 'missing';
     throw error;
-  }
-  const stored = registry.store.blobPath(digest);
-  return sameFile(file, join(storageRoot(registry), stored)) ? 'linked' : 'copied';
-}
-
-/** The filesystem root of the registry's blob store, when it has one. */
-function storageRoot(registry: Registry): string {
-  return (registry.store.driver as { root?: string }).root ?? '';
-}
-
-function sameFile(a: string, b: string): boolean {
-  try {
-    const x = statSync(a);
-    const y = statSync(b);
-    return x.dev === y.dev && x.ino === y.ino;
-  } catch {
-    return false;
   }
 }
 

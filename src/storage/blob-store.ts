@@ -160,11 +160,12 @@ export class BlobStore {
    * `id`, hard-linked where the driver can (see StorageDriver.adopt), else written once through
    * `writer`. Unverified, like any part: the commit re-hashes it. Throws PathNotFoundError.
    */
-  async adoptPart(id: string, source: string): Promise<UploadPart> {
+  async adoptPart(id: string, source: string): Promise<{ part: UploadPart; how: 'linked' | 'copied' }> {
     const name = `0-${randomBytes(8).toString('hex')}`;
     const path = this.partPath(id, name);
+    let how: 'linked' | 'copied' = 'copied';
     if (this.driver.adopt) {
-      await this.driver.adopt(source, path);
+      how = await this.driver.adopt(source, path);
     } else {
       const writer = await this.driver.writer(path);
       try {
@@ -176,7 +177,7 @@ export class BlobStore {
       }
     }
     const size = (await stat(source)).size;
-    return { name, size };
+    return { part: { name, size }, how };
   }
 
   /** Removes a part that was written but not recorded (another request won the offset). */
