@@ -136,6 +136,8 @@ function explainStartFailure(error: unknown, config: WharfConfig): unknown {
   }
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     const path = (error as NodeJS.ErrnoException).path;
+    // A file named in the configuration (a certificate, the htpasswd file) rather than the storage.
+    if (path !== undefined && !path.startsWith(config.storage.rootDirectory)) return new StartupError(`cannot open ${path} (${code}): ${(error as Error).message}`);
     return new StartupError(
       `the storage root ${config.storage.rootDirectory} is not writable (${code}${path ? ` on ${path}` : ''}); ` +
         'give the user running wharf write access, or choose another with --data or storage.filesystem.rootdirectory',
