@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the real clients and servers the test suite drives (Debian 12, as root).
+# Installs what `npm ci` needs to build and the real clients and servers the test suite drives
+# (Debian 12, as root).
 # Only what is missing is installed; run it once on a fresh machine.
 set -euo pipefail
 packages=(
+  python3 make g++                          # npm ci compiles better-sqlite3 where no prebuilt binary fits
   skopeo podman buildah containerd uidmap   # real registry clients
   docker-registry                           # the reference registry (CNCF Distribution)
-  apache2-utils openssl jq curl             # htpasswd, certificates
+  apache2-utils openssl jq curl bsdutils    # htpasswd, certificates, script (a pseudo-terminal)
   nginx-light wrk                           # benchmark baselines and load
 )
 missing=()

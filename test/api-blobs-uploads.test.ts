@@ -244,7 +244,7 @@ describe('blob reads', () => {
     const again = await raw(url, 'GET', `/v2/reads/blobs/${big.digest}`);
     assert.equal(again.status, 200);
     assert.ok(again.body.equals(big.data));
-    assert.doesNotMatch(wharf.output(), /"level":50/, 'no error logged for a client that left');
+    assert.doesNotMatch(wharf.output(), /"level":"error"/, 'no error logged for a client that left');
   });
 
   it('keeps blobs per repository: another repository cannot read it', async () => {

@@ -20,10 +20,11 @@ const ALLOWED: Record<string, string[]> = {
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   jobs: ['oci', 'errors', 'metadata'],
   events: ['oci', 'errors', 'metadata', 'registry'],
+  migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   config: ['log'],
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs'],
-  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate'],
+  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],
 };
 
 function files(dir: string): string[] {

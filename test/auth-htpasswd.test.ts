@@ -129,7 +129,7 @@ describe('credentials over plain HTTP on a non-loopback address', () => {
 
     const allowed = watch.server(await startWharf({ addr: '0.0.0.0:0', dataDir: join(dir, 'data2'), env: { ...env, REGISTRY_AUTH_ALLOWPLAINHTTP: 'true' } as Record<string, string> }));
     try {
-      assert.match(allowed.output(), /"level":40.*unencrypted/);
+      assert.match(allowed.output(), /"level":"warn".*unencrypted/);
       assert.equal((await raw(`http://127.0.0.1:${allowed.port}`, 'GET', '/v2/', { headers: { Authorization: basic('alice', PASSWORD) } })).status, 200);
     } finally {
       await allowed.stop();

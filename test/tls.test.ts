@@ -3,9 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import type { SecureVersion, TLSSocket } from 'node:tls';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { makeCertificates, signed, type TestCertificates } from './support/auth-fixtures.js';
+import { cliUser } from './support/cli.js';
+import { startReferenceRegistry } from './support/reference-registry.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
 interface TlsResponse {
@@ -103,7 +106,7 @@ describe('TLS', () => {
         await assert.rejects(get(wharf, { ca, maxVersion, ...client }), /certificate|ECONNRESET|alert|hang up|disconnected/i, `${maxVersion} with an untrusted certificate`);
       }
     }
-    assert.match(wharf.output(), /"level":30.*client certificate refused/);
+    assert.match(wharf.output(), /"level":"info".*client certificate refused/);
   });
 
   test('minimumtls tls1.1 enables TLS 1.1 with a warning; the default refuses it', async () => {
@@ -112,7 +115,7 @@ describe('TLS', () => {
     // The client, too, must lower OpenSSL's security level to speak TLS 1.1 at all.
     const tls11 = { ca, minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
     const legacy = await serve(certs, { REGISTRY_HTTP_TLS_MINIMUMTLS: 'tls1.1' });
-    assert.match(legacy.output(), /"level":40.*legacy TLS/);
+    assert.match(legacy.output(), /"level":"warn".*legacy TLS/);
     const res = await get(legacy, tls11);
     assert.equal(res.status, 200);
     assert.equal(res.protocol, 'TLSv1.1');
@@ -147,5 +150,42 @@ describe('TLS', () => {
     wharf.child.kill('SIGHUP');
     for (let i = 0; i < 50 && !wharf.output().includes('reload failed'); i += 1) await new Promise((r) => setTimeout(r, 100));
     assert.equal((await get(wharf, { ca })).serial, fresh.serial);
+  });
+});
+
+/** Sends a plain HTTP request over TCP and reads everything until the server closes. */
+function plainHttpExchange(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write('GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    socket.on('end', () => resolve(received));
+    socket.on('error', reject);
+  });
+}
+
+describe('plain HTTP sent to the TLS port', () => {
+  test("gets Go's 400 answer, byte for byte as docker-registry gives it, with one process or several", async () => {
+    const reference = await startReferenceRegistry({ mode: 'tls' });
+    cleanup.push(() => reference.stop());
+    const expected = await plainHttpExchange(Number(reference.host.split(':')[1]));
+    assert.equal(expected, 'HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n');
+    const certs = certificates();
+    for (const workers of ['1', '2']) {
+      const wharf = await serve(certs, { REGISTRY_SERVER_WORKERS: workers });
+      assert.equal(await plainHttpExchange(wharf.port), expected);
+      // HTTPS on the same port is unaffected.
+      assert.equal((await get(wharf, { ca: readFileSync(certs.caCert) })).status, 200);
+    }
+  });
+
+  test('wharf --plain-http against a TLS registry says it speaks HTTPS', async () => {
+    const certs = certificates();
+    const wharf = await serve(certs);
+    const user = cliUser();
+    cleanup.push(() => user.dispose());
+    const result = await user.run(['--plain-http', 'tags', `${wharf.host}/app`]);
+    assert.equal(result.code, 1);
+    assert.equal(result.stderr, `wharf: ${wharf.host} speaks HTTPS, not plain HTTP: drop --plain-http (or the http:// scheme); add --ca-cert FILE if its certificate is not trusted\n`);
   });
 });

@@ -30,12 +30,14 @@ export interface Auth {
  * rootcertbundle, jwks and the built-in issuer's key) and the issuer itself. Throws on invalid
  * policy or unreadable key material, so a misconfigured registry does not start open.
  */
-export async function createAuth(config: AuthConfig, deps: { accounts: AccountStore; audit: AuditSink; log: Logger }): Promise<Auth> {
+export async function createAuth(config: AuthConfig, deps: { accounts: AccountStore; audit: AuditSink; log: Logger; announce?: boolean }): Promise<Auth> {
   const { accounts, audit, log } = deps;
+  // Every serving process reads the file; only the first says so at info (one line, not one per worker).
+  const announce = deps.announce ?? true;
   const htpasswd = config.htpasswd
     ? new HtpasswdFile(config.htpasswd.path, (info) => {
         if (info.error) log.warn({ path: config.htpasswd!.path, error: info.error }, 'htpasswd file unreadable: no htpasswd users');
-        else log.info({ path: config.htpasswd!.path, users: info.users }, 'htpasswd file loaded');
+        else log[announce ? 'info' : 'debug']({ path: config.htpasswd!.path, users: info.users }, 'htpasswd file loaded');
         if (info.ignored.length > 0) log.warn({ users: info.ignored }, 'htpasswd entries that are not bcrypt are ignored');
         if (info.maxCost > SLOW_BCRYPT_COST) {
           log.warn({ cost: info.maxCost }, 'htpasswd has costly bcrypt hashes: every refused sign-in costs as much, so that timing does not tell who exists');

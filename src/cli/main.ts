@@ -5,6 +5,7 @@ import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
 import { registerFsck } from './fsck.js';
 import { registerGarbageCollect } from './garbage-collect.js';
+import { registerMigrate } from './migrate.js';
 import { registerPolicy } from './policy.js';
 import { registerRobot } from './robot.js';
 import { registerServe } from './serve.js';
@@ -30,6 +31,7 @@ program
 registerServe(program);
 registerFsck(program);
 registerGarbageCollect(program);
+registerMigrate(program);
 registerUser(program);
 registerRobot(program);
 registerPolicy(program);

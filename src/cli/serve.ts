@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { ConfigFlags } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
-import { startServer } from '../server/server.js';
+import { StartupError, UnsafeConfigError, startServer } from '../server/server.js';
+import { WHARF_VERSION } from '../version.js';
 import { loadServerConfig } from './server-config.js';
 
 interface ServeOptions {
@@ -31,12 +32,15 @@ export function registerServe(program: Command): void {
       if (options.delete) flags.deleteEnabled = true;
       const { config, warnings } = loadServerConfig(file, flags);
       const log = createLogger({ level: config.log.level, format: config.log.format });
+      log.info({ version: WHARF_VERSION, node: process.version, pid: process.pid }, `starting Wharf ${WHARF_VERSION}`);
       for (const warning of warnings) log.warn(warning);
       let running;
       try {
         running = await startServer(config, log);
       } catch (error) {
-        log.fatal({ err: error }, 'cannot start the registry');
+        // A reason the operator can act on is one line; anything else keeps its stack for a bug report.
+        if (error instanceof StartupError || error instanceof UnsafeConfigError) log.fatal(`cannot start the registry: ${error.message}`);
+        else log.fatal({ err: error }, 'cannot start the registry');
         log.flush?.();
         process.exitCode = 1;
         setTimeout(() => process.exit(1), 100).unref();
@@ -50,6 +54,7 @@ export function registerServe(program: Command): void {
           delete: config.storage.deleteEnabled,
           tls: config.http.tls !== undefined,
           auth: config.auth ? (config.auth.token ? 'token' : 'htpasswd') : 'none',
+          version: WHARF_VERSION,
         },
         'wharf registry listening',
       );

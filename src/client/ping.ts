@@ -1,6 +1,6 @@
 import { pickChallenge, parseChallenges, type AuthChallenge } from './auth-challenge.js';
 import { ClientError, networkFailure } from './client-error.js';
-import { discard, header } from './http-message.js';
+import { discard, header, readBody } from './http-message.js';
 import { apiHostOf, hostnameOf, isLoopbackHost } from './registry-host.js';
 import type { RoundTripper } from './round-tripper.js';
 
@@ -32,11 +32,19 @@ export async function pingRegistry(transport: RoundTripper, registry: string, op
   const http = new URL(`http://${host}/`);
   if (options.scheme) {
     const base = options.scheme === 'http' ? http : https;
+    let answer: Awaited<ReturnType<typeof probe>>;
     try {
-      return (await probe(transport, base)).result;
+      answer = await probe(transport, base);
     } catch (error) {
       throw networkFailure(error, base, registry);
     }
+    if (answer.speaksHttps) {
+      throw new ClientError('tls', `${host} speaks HTTPS, not plain HTTP: drop --plain-http (or the http:// scheme); add --ca-cert FILE if its certificate is not trusted`, {
+        status: 400,
+        registry,
+      });
+    }
+    return answer.result;
   }
   try {
     return (await probe(transport, https)).result;
@@ -49,13 +57,18 @@ export async function pingRegistry(transport: RoundTripper, registry: string, op
   }
 }
 
-/** One `GET /v2/`; rejects only on network failure. */
-async function probe(transport: RoundTripper, base: URL): Promise<{ result: PingResult; looksLikeRegistry: boolean }> {
+/** What a TLS server written in Go (registry:2, Wharf too) answers to plain HTTP. */
+const PLAIN_HTTP_TO_HTTPS = 'Client sent an HTTP request to an HTTPS server.';
+
+/** One `GET /v2/`; rejects only on network failure. `speaksHttps`: plain HTTP reached a TLS port. */
+async function probe(transport: RoundTripper, base: URL): Promise<{ result: PingResult; looksLikeRegistry: boolean; speaksHttps: boolean }> {
   const res = await transport.roundTrip({ method: 'GET', url: new URL('/v2/', base) });
-  discard(res);
   const status = res.statusCode ?? 0;
+  let speaksHttps = false;
+  if (status === 400 && base.protocol === 'http:') speaksHttps = (await readBody(res, 4096).catch(() => Buffer.alloc(0))).toString('latin1').includes(PLAIN_HTTP_TO_HTTPS);
+  else discard(res);
   const value = status === 401 ? header(res, 'www-authenticate') : undefined;
   const challenge = value ? pickChallenge(parseChallenges(value)) : undefined;
   const looksLikeRegistry = status === 200 || status === 401 || header(res, 'docker-distribution-api-version') !== undefined;
-  return { result: { base, challenge }, looksLikeRegistry };
+  return { result: { base, challenge }, looksLikeRegistry, speaksHttps };
 }

@@ -5,6 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
 import { parseDuration } from './duration.js';
 import { SCHEMA, isLeaf, type ConfigPath, type ConfigValue, type Leaf, type Section } from './schema.js';
+import { closestName } from './spelling.js';
+import { unsupportedKey, unsupportedMessage } from './unsupported.js';
 
 /** The server's settings, typed and complete (defaults filled in). */
 export interface WharfConfig {
@@ -127,6 +129,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; fl
     }
     if (doc !== null && doc !== undefined) {
       if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`configuration file ${options.file} must be a mapping`);
+      rejectUnsupported(doc as Raw, '');
       mergeFile(raw, doc as Raw, SCHEMA, '', warnings);
     }
   }
@@ -135,11 +138,29 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; fl
   return { config: build(raw), warnings };
 }
 
+/** Throws ConfigError for the first key of the file that UNSUPPORTED_KEYS lists (see unsupported.ts). */
+function rejectUnsupported(section: Raw, prefix: string): void {
+  for (const [key, value] of Object.entries(section)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    const entry = unsupportedKey(path.toLowerCase(), value);
+    if (entry) throw new ConfigError(unsupportedMessage(path, entry));
+    // registry:2's bare driver name: `storage: s3`.
+    if (typeof value === 'string') {
+      const named = unsupportedKey(`${path}.${value}`.toLowerCase(), {});
+      if (named) throw new ConfigError(unsupportedMessage(`${path}: ${value}`, named));
+    }
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) rejectUnsupported(value as Raw, path);
+  }
+}
+
 function mergeFile(target: Raw, source: Raw, schema: Section, prefix: string, warnings: string[]): void {
   for (const [key, value] of Object.entries(source)) {
     const path = prefix ? `${prefix}.${key}` : key;
     const node = schema[key.toLowerCase()];
     if (!node) {
+      // A near miss of a real key is a typo whose setting would be lost: say which key was meant.
+      const meant = closestName(key.toLowerCase(), Object.keys(schema));
+      if (meant !== undefined) throw new ConfigError(`unknown configuration key "${path}": did you mean ${prefix ? `${prefix}.` : ''}${meant}?`);
       warnings.push(`unknown configuration key "${path}" ignored`);
       continue;
     }
@@ -170,6 +191,11 @@ function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]):
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith('REGISTRY_') || value === undefined || name === CONFIGURATION_PATH_VARIABLE) continue;
     const parts = name.slice('REGISTRY_'.length).toLowerCase().split('_');
+    // REGISTRY_PROXY_REMOTEURL=…, or a section chosen by value: REGISTRY_STORAGE=s3.
+    const byKey = unsupportedKey(parts.join('.'), value);
+    if (byKey) throw new ConfigError(unsupportedMessage(name, byKey));
+    const byValue = value !== '' ? unsupportedKey(`${parts.join('.')}.${value.toLowerCase()}`, {}) : undefined;
+    if (byValue) throw new ConfigError(unsupportedMessage(`${name}=${value}`, byValue));
     let node: Section | Leaf = SCHEMA;
     let target = raw;
     let matched = true;
@@ -213,9 +239,27 @@ function applyEnvironment(raw: Raw, env: NodeJS.ProcessEnv, warnings: string[]):
       }
       node = next;
     }
-    if (!matched) warnings.push(`unknown environment variable ${name} ignored`);
+    if (!matched) {
+      // Environment variables are not all meant for Wharf (docker links set REGISTRY_PORT...): a warning, with the likely name.
+      const meant = closestName(name, ENVIRONMENT_NAMES);
+      warnings.push(`unknown environment variable ${name} ignored${meant ? ` (did you mean ${meant}?)` : ''}`);
+    }
   }
 }
+
+/** Every REGISTRY_* variable that names a key Wharf reads (for did-you-mean). */
+const ENVIRONMENT_NAMES: readonly string[] = (() => {
+  const names: string[] = [];
+  const visit = (section: Section, prefix: string) => {
+    for (const [key, node] of Object.entries(section)) {
+      const name = `${prefix}_${key.toUpperCase()}`;
+      if (!isLeaf(node)) visit(node, name);
+      else if (node.kind !== 'ignored') names.push(name);
+    }
+  };
+  visit(SCHEMA, 'REGISTRY');
+  return names;
+})();
 
 /** Which key each command-line flag sets: the flag's name is spelled here once, the key in SCHEMA. */
 const FLAG_KEYS = {

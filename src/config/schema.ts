@@ -1,7 +1,7 @@
 /**
  * Every configuration key Wharf knows, as data: the registry:2 keys it shares (same names, same
  * meaning) plus its own. Drives YAML validation, `REGISTRY_*` environment overrides and the
- * unknown-key warnings.
+ * unknown-key warnings. Sections that Wharf does not implement yet are in unsupported.ts.
  */
 export type Leaf =
   | { kind: 'string' }
@@ -38,19 +38,17 @@ export const SCHEMA = {
     formatter: { kind: 'enum', values: ['text', 'json', 'logstash', 'pretty', 'auto'] },
     accesslog: { disabled: bool },
     fields: ignored('extra log fields are not supported'),
-    hooks: ignored('log hooks are not supported'),
     reportcaller: ignored('not applicable'),
   },
   http: {
     addr: { kind: 'address' },
     net: { kind: 'enum', values: ['tcp', 'tcp4', 'tcp6'] },
     host: str,
-    prefix: ignored('a path prefix is not supported; put a reverse proxy in front'),
     secret: ignored('Wharf keeps upload state in metadata, not in signed URLs'),
     relativeurls: ignored('Location headers are always relative paths'),
     draintimeout: duration,
     headers: { kind: 'headers' },
-    debug: ignored('use /metrics and the logs'),
+    debug: ignored('the debug server is not offered'),
     http2: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
     h2c: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
     tls: {
@@ -60,8 +58,6 @@ export const SCHEMA = {
       /** registry:2 3.x: require-and-verify-client-cert (default with clientcas) or verify-client-cert-if-given. */
       clientauth: { kind: 'enum', values: ['require-and-verify-client-cert', 'verify-client-cert-if-given'] },
       minimumtls: { kind: 'enum', values: ['tls1.0', 'tls1.1', 'tls1.2', 'tls1.3'] },
-      ciphersuites: ignored("Node.js uses OpenSSL's secure default cipher list"),
-      letsencrypt: ignored('automatic certificates are not supported; use certificate and key'),
     },
   },
   auth: {
@@ -96,7 +92,6 @@ export const SCHEMA = {
     throttle: { maxfailures: { kind: 'integer', min: 1, max: 1_000_000 }, maxfailuresperaddress: { kind: 'integer', min: 1, max: 1_000_000 }, window: duration },
     /** Credentials over plain HTTP on a non-loopback address are refused unless this is true. */
     allowplainhttp: bool,
-    silly: ignored('use htpasswd or token'),
   },
   audit: { enabled: bool, path: str },
   storage: {
@@ -130,12 +125,11 @@ export const SCHEMA = {
   },
   /** Wharf's own: storage quotas, `[{repository|prefix, limit}]` (docs/quotas.md; read by src/registry/quota-rules.ts). */
   quotas: { kind: 'yaml' },
-  health: ignored('health checks are not configurable; use GET /v2/'),
+  health: ignored('the storage driver health check is not configurable; monitor GET /v2/'),
   redis: ignored('Wharf needs no cache service'),
-  notifications: ignored('webhooks are configured differently'),
+  notifications: ignored('notifications are not sent'),
   validation: ignored('manifests are always validated'),
-  compatibility: ignored('schema 1 is not supported'),
-  reporting: ignored('not supported'),
+  compatibility: ignored('schema 1 manifests are not accepted, so its signing key is unused'),
   loglevel: ignored('use log.level'),
 } as const satisfies Section;
 

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Auth } from '../auth/setup.js';
@@ -100,15 +101,41 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
   const { log } = options;
   const middleware: Middleware[] = [...(options.readOnly ? [readOnlyMode(options.readOnly)] : []), ...(options.middleware ?? [])];
   return (req: IncomingMessage, res: ServerResponse) => {
-    const started = options.accessLog ? performance.now() : 0;
-    if (options.accessLog) res.once('close', () => logAccess(log, req, res, started));
+    const trace: RequestTrace = { id: randomUUID() };
+    if (options.accessLog) {
+      const started = performance.now();
+      // Per-connection counters, read before and after: requests on one connection take turns.
+      const bytesIn = req.socket?.bytesRead ?? 0;
+      const bytesOut = req.socket?.bytesWritten ?? 0;
+      res.once('close', () => logAccess(log, req, res, { trace, started, bytesIn, bytesOut }));
+    }
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+    res.setHeader('X-Request-Id', trace.id);
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    dispatch(req, res, registry, options.auth, middleware).catch((error: unknown) => sendError(req, res, error, log));
+    dispatch(req, res, registry, options.auth, middleware, trace).catch((error: unknown) => {
+      const code = sendError(req, res, error, log, { requestId: trace.id });
+      if (code) trace.code = code;
+    });
   };
 }
 
-async function dispatch(req: IncomingMessage, res: ServerResponse, registry: RegistryServices, auth: Auth | undefined, middleware: Middleware[]): Promise<void> {
+/** What the access log line tells of a request besides its HTTP facts. */
+interface RequestTrace {
+  id: string;
+  /** Who was authenticated (user, robot or token subject). */
+  user?: string;
+  /** The OCI error code of the answer, when it was an error. */
+  code?: string;
+}
+
+async function dispatch(
+  req: IncomingMessage,
+  res: ServerResponse,
+  registry: RegistryServices,
+  auth: Auth | undefined,
+  middleware: Middleware[],
+  trace: RequestTrace,
+): Promise<void> {
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
@@ -123,6 +150,7 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
   const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...(auth ? { auth } : {}) };
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
+    if (exchange.context.actor) trace.user = exchange.context.actor;
     if (STREAMING.has(route.kind)) {
       const controller = new AbortController();
       res.once('close', () => {
@@ -135,16 +163,30 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
   await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
 }
 
-function logAccess(log: Logger, req: IncomingMessage, res: ServerResponse, started: number): void {
+/**
+ * One line per request, when it ends: who asked what, the answer (with its OCI error code), the
+ * bytes each way (headers included) and the request id that the X-Request-Id header returned.
+ */
+function logAccess(
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  at: { trace: RequestTrace; started: number; bytesIn: number; bytesOut: number },
+): void {
   const url = req.url ?? '';
   const q = url.indexOf('?');
   log.info(
     {
+      requestId: at.trace.id,
       method: req.method,
       path: q >= 0 ? url.slice(0, q) : url,
       query: q >= 0 ? redactQuery(url.slice(q + 1)) : undefined,
       status: res.writableFinished ? res.statusCode : 499,
-      durationMs: Math.round((performance.now() - started) * 100) / 100,
+      error: at.trace.code,
+      user: at.trace.user,
+      bytesIn: (req.socket?.bytesRead ?? at.bytesIn) - at.bytesIn,
+      bytesOut: (req.socket?.bytesWritten ?? at.bytesOut) - at.bytesOut,
+      durationMs: Math.round((performance.now() - at.started) * 100) / 100,
       remote: req.socket?.remoteAddress,
       userAgent: req.headers['user-agent'],
     },

@@ -1,12 +1,12 @@
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { textStream } from './text-format.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type { Logger };
 
 export interface LoggerOptions {
   level: LogLevel;
-  /** `json`: one JSON object a line; `pretty`: coloured lines for people; `auto`: pretty on a terminal. */
+  /** `json`: one JSON object a line; `pretty`: text lines for people; `auto`: text on a terminal, else JSON. */
   format?: 'json' | 'pretty' | 'auto';
   /** Where lines go (default stdout). */
   destination?: NodeJS.WritableStream;
@@ -23,14 +23,23 @@ export const REDACTED_PATHS = [
   '*.token',
 ];
 
+/**
+ * A logger whose JSON lines carry an ISO time and the level's name (`"level":"info"`), as log
+ * collectors and registry:2 operators expect, rather than pino's epoch milliseconds and numbers.
+ * Text lines are coloured only when they go to a terminal.
+ */
 export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? process.stdout;
   const format = options.format ?? 'auto';
-  const usePretty = format === 'pretty' || (format === 'auto' && (destination as NodeJS.WriteStream).isTTY === true);
-  const base = { level: options.level, base: { service: 'wharf' }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
-  if (usePretty) {
-    return pino(base, pretty({ destination: destination as NodeJS.WritableStream & { fd?: number }, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'service,pid,hostname' }) as unknown as NodeJS.WritableStream);
-  }
+  const terminal = (destination as NodeJS.WriteStream).isTTY === true;
+  const base = {
+    level: options.level,
+    base: { service: 'wharf' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+  };
+  if (format === 'pretty' || (format === 'auto' && terminal)) return pino(base, textStream(destination, { colour: terminal }));
   if (destination === process.stdout) return pino(base, pino.destination({ fd: 1, sync: false }));
   return pino(base, destination);
 }

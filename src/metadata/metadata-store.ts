@@ -74,6 +74,16 @@ export interface UploadPart {
 }
 
 /** What an upload's next part changes, applied only when the upload still has `from` bytes. */
+/** An import of another registry's storage, as recorded in metadata. */
+export interface StorageImport {
+  source: string;
+  startedAt: number;
+  /** Undefined while the import is unfinished (running, or interrupted). */
+  finishedAt?: number;
+  /** Repositories wholly imported so far. */
+  repositories: string[];
+}
+
 export interface UploadAdvance {
   from: number;
   part: UploadPart;
@@ -548,6 +558,18 @@ export interface MetadataStore {
   removeQuota(name: string): Promise<boolean>;
   /** Replaces every `config` rule with these (at start, from the configuration file). */
   replaceConfigQuotas(rules: ReadonlyArray<{ name: string; limit: number }>): Promise<void>;
+
+  // --- imports of another registry's storage ----------------------------------------------
+  /** The import of `source` (an absolute directory), or undefined when none was begun. */
+  getStorageImport(source: string): Promise<StorageImport | undefined>;
+  /** Records that an import of `source` began; a rerun keeps the first record. */
+  beginStorageImport(source: string): Promise<void>;
+  /** Records one repository of `source` as wholly imported (a resumed import skips it). */
+  markRepositoryImported(source: string, repository: string): Promise<void>;
+  /** Records the import of `source` as finished. */
+  finishStorageImport(source: string): Promise<void>;
+  /** Imports begun and not finished (an automatic import resumes them at start). */
+  unfinishedStorageImports(): Promise<string[]>;
 
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */

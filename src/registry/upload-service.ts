@@ -131,6 +131,28 @@ export class UploadService {
     }
   }
 
+  /**
+   * Imports a blob file from another registry's storage into `repository` as a push would: a
+   * session whose one part is the file (hard-linked where possible), verified against `digest`
+   * by re-hashing, placed and linked by the usual commit. Throws DIGEST_INVALID (the session is
+   * discarded) when the bytes are not `digest`, PathNotFoundError when the file is missing.
+   * Resolves to how the bytes came in: hard-linked, or copied (another filesystem).
+   */
+  async importFile(repository: string, digest: Digest, source: string, context: RequestContext = {}): Promise<'linked' | 'copied'> {
+    const upload = await this.start(repository);
+    try {
+      const { part, how } = await this.store.adoptPart(upload.id, source);
+      if (!(await this.metadata.advanceUpload(upload.id, { from: 0, part, hashState: undefined }))) {
+        throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'another request wrote to this upload', detail: { id: upload.id } });
+      }
+      await this.finish(repository, upload.id, digest, undefined, context);
+      return how;
+    } catch (error) {
+      await this.discard(upload.id).catch(() => undefined);
+      throw error;
+    }
+  }
+
   async cancel(repository: string, id: string): Promise<void> {
     checkRepositoryName(repository);
     await this.lookup(repository, id);

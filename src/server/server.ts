@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
@@ -22,6 +22,7 @@ import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
+import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
 import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
@@ -112,6 +113,53 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
 /** Thrown when the configuration would hand out credentials unsafely. */
 export class UnsafeConfigError extends Error {}
 
+/** A reason the server cannot start that one line explains (no stack trace needed). */
+export class StartupError extends Error {}
+
+/** What must exist before anything is opened: a missing htpasswd file is a mistake, not an empty user list. */
+function checkStartingPoint(config: WharfConfig): void {
+  const htpasswd = config.auth?.htpasswd?.path;
+  if (htpasswd !== undefined && !existsSync(htpasswd)) {
+    throw new StartupError(
+      `auth.htpasswd.path: ${htpasswd} does not exist; create it with "htpasswd -cB ${htpasswd} USER" (Debian package apache2-utils), ` +
+        `or "touch ${htpasswd}" to start with no htpasswd users and add them later with "wharf user add"`,
+    );
+  }
+}
+
+/** The usual reasons a start fails (address taken, storage not writable) as one line; anything else as it is. */
+function explainStartFailure(error: unknown, config: WharfConfig): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const address = `${config.http.host ?? ''}:${config.http.port}`;
+  if (code === 'EADDRINUSE') {
+    return new StartupError(`${address} is already in use (another registry running?); choose another address with --addr or http.addr`);
+  }
+  if (code === 'EACCES' && (error as { syscall?: string }).syscall === 'listen') {
+    return new StartupError(`not allowed to listen on ${address} (ports below 1024 need privileges); choose another with --addr or http.addr`);
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    const path = (error as NodeJS.ErrnoException).path;
+    // A file named in the configuration (a certificate, the htpasswd file) rather than the storage.
+    if (path !== undefined && !path.startsWith(config.storage.rootDirectory)) return new StartupError(`cannot open ${path} (${code}): ${(error as Error).message}`);
+    return new StartupError(
+      `the storage root ${config.storage.rootDirectory} is not writable (${code}${path ? ` on ${path}` : ''}); ` +
+        'give the user running wharf write access, or choose another with --data or storage.filesystem.rootdirectory',
+    );
+  }
+  if (isSqliteAccessError(error)) {
+    return new StartupError(
+      `the metadata database ${config.metadata.sqlite.path} cannot be written (${(error as Error).message}); ` +
+        'give the user running wharf write access to the storage root, or choose another with --data or storage.filesystem.rootdirectory',
+    );
+  }
+  return error;
+}
+
+function isSqliteAccessError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM');
+}
+
 function isLoopback(host: string | undefined): boolean {
   if (host === undefined) return false;
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -134,7 +182,7 @@ interface ServingStack {
   dispose(): Promise<void>;
 }
 
-async function createServingStack(config: WharfConfig, log: Logger): Promise<ServingStack> {
+async function createServingStack(config: WharfConfig, log: Logger, role: { worker: boolean }): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const { stores, storageFull } = openStoresForServing(config, log);
   const registry = createRegistry(config, audit, stores);
@@ -154,7 +202,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
   if (config.auth) {
     accounts = stores.openAccounts();
     try {
-      auth = await createAuth(config.auth, { accounts, audit, log });
+      auth = await createAuth(config.auth, { accounts, audit, log, announce: !role.worker });
     } catch (error) {
       await jobs?.stop();
       await accounts.close();
@@ -266,7 +314,13 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   const configRetention = parseConfigRetentionPolicies(config.retention.policies);
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
-  const stack = await createServingStack(config, log);
+  checkStartingPoint(config);
+  let stack: ServingStack;
+  try {
+    stack = await createServingStack(config, log, { worker: false });
+  } catch (error) {
+    throw explainStartFailure(error, config);
+  }
   // Quotas are enforced from metadata (so API changes apply at once, in every process and
   // replica); the config file's rules replace the previous config-set ones at every start.
   if (!stack.storageFull) {
@@ -278,14 +332,27 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       throw error;
     }
   }
+  try {
+    await importDistributionStorageAtStart(stack, config, log);
+  } catch (error) {
+    await stack.dispose();
+    throw error;
+  }
   const serving = serve(stack, config);
   const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).
   const workers = stack.storageFull ? 1 : workerCount(config);
   if (!stack.storageFull && !config.storage.readOnly) await scheduleRecurringJobs(stack.registry, config);
   if (workers === 1) {
-    await listen(stack.server, target);
-    return running(stack, serving, stack.server, {});
+    // Over TLS, connections come through `accept`, which answers plain HTTP as Go's server does.
+    const listener = stack.tls ? createNetServer((socket) => serving.accept(socket)) : stack.server;
+    try {
+      await listen(listener, target);
+    } catch (error) {
+      await serving.close();
+      throw explainStartFailure(error, config);
+    }
+    return running(stack, serving, listener, {});
   }
   // Connections are accepted without reading from them, so that any process can take them over.
   const acceptor = createNetServer({ pauseOnConnect: true });
@@ -297,7 +364,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     await listen(acceptor, target);
   } catch (error) {
     await Promise.all([pool.close(), serving.close()]);
-    throw error;
+    throw explainStartFailure(error, config);
   }
   await pool.started;
   for (const socket of waiting) pool.dispatch(socket);
@@ -306,11 +373,45 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
 }
 
 /**
+ * On the first start over a registry:2 storage root (docker/registry/v2 under the storage root,
+ * and metadata still empty), imports it before serving, so that its images are served rather
+ * than an empty catalog; an interrupted import resumes at the next start. Runs in the first
+ * process only, before any worker starts.
+ */
+async function importDistributionStorageAtStart(stack: ServingStack, config: WharfConfig, log: Logger): Promise<void> {
+  if (config.storage.driver !== 'filesystem') return;
+  const source = findDistributionStorage(config.storage.rootDirectory);
+  if (!source) return;
+  const metadata = stack.registry.metadata;
+  const previous = await metadata.getStorageImport(source);
+  if (previous?.finishedAt !== undefined) return;
+  if (!previous && !(await isMetadataEmpty(metadata))) {
+    log.warn({ source }, 'the storage root also holds registry:2 storage that was never imported; import it with: wharf migrate ' + config.storage.rootDirectory);
+    return;
+  }
+  if (stack.storageFull || config.storage.readOnly) {
+    throw new StartupError(
+      `the storage root holds registry:2 storage (${source}) that is not imported yet, and ${stack.storageFull ? 'the disk is full' : 'storage.maintenance.readonly is on'}: ` +
+        `import it first with: wharf migrate ${config.storage.rootDirectory}`,
+    );
+  }
+  log.info({ source, resuming: previous !== undefined }, 'importing registry:2 storage found under the storage root (one time; bytes are hard-linked, not copied)');
+  const report = await importDistributionStorage(stack.registry, source, {
+    onEvent: (event) => {
+      if (event.kind === 'repository') log.info({ repository: event.repository, blobs: event.blobs, manifests: event.manifests, tags: event.tags }, 'imported repository');
+      else if (event.kind === 'problem') log.warn({ repository: event.repository, item: event.item, problem: event.problem }, 'cannot import');
+    },
+  });
+  const { problems, ...counts } = report;
+  log.info({ ...counts, problems: problems.length }, 'registry:2 storage imported');
+}
+
+/**
  * In a worker process: builds a serving stack that takes the connections the parent hands over
  * (see worker-pool.ts). Resolves once it can serve them.
  */
 export async function prepareWorker(config: WharfConfig, log: Logger): Promise<ServingProcess> {
-  return serve(await createServingStack(config, log), config);
+  return serve(await createServingStack(config, log, { worker: true }), config);
 }
 
 function listen(server: NetServer, target: { port: number; host: string | undefined }): Promise<void> {
@@ -357,6 +458,10 @@ function serve(stack: ServingStack, config: WharfConfig): ServingProcess {
       // What the HTTP server would have set on a socket it had accepted itself.
       socket.setNoDelay(true);
       socket.allowHalfOpen = !stack.tls;
+      if (stack.tls) {
+        startTlsOrRefusePlainHttp(socket, () => server.emit('connection', socket));
+        return;
+      }
       server.emit('connection', socket);
       // Accepted paused (pauseOnConnect): start reading now that the server listens for data.
       if (socket.isPaused()) socket.resume();
@@ -383,6 +488,39 @@ function serve(stack: ServingStack, config: WharfConfig): ServingProcess {
       await stack.dispose();
     },
   };
+}
+
+/** Every TLS connection starts with a handshake record, whose first byte is this content type. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** Go's net/http answer to plain HTTP on a TLS port, byte for byte, which clients and operators recognise. */
+const PLAIN_HTTP_TO_TLS_ANSWER = 'HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n';
+/** A connection that sends nothing at all is dropped after this long (as the HTTP server's headersTimeout). */
+const FIRST_BYTE_TIMEOUT_MS = 60_000;
+
+/**
+ * Reads the connection's first bytes: a TLS handshake goes on to `startTls` (the bytes are put
+ * back, and the TLS socket replays them); plain HTTP gets Go's 400 answer; anything else is
+ * dropped.
+ */
+function startTlsOrRefusePlainHttp(socket: Socket, startTls: () => void): void {
+  const drop = () => socket.destroy();
+  socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, drop);
+  socket.once('error', drop);
+  socket.once('data', (chunk: Buffer) => {
+    socket.pause();
+    socket.setTimeout(0);
+    socket.off('timeout', drop);
+    socket.off('error', drop);
+    if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+      socket.unshift(chunk);
+      startTls();
+    } else if (/^[A-Z]{3,7} /.test(chunk.subarray(0, 8).toString('latin1'))) {
+      socket.end(PLAIN_HTTP_TO_TLS_ANSWER);
+    } else {
+      socket.destroy();
+    }
+  });
+  socket.resume();
 }
 
 /**

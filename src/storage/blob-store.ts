@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors/index.js';
 import { asDigest, createDigester, digestParts, type Digest, type DigestAlgorithm } from '../oci/digest.js';
@@ -151,6 +153,31 @@ export class BlobStore {
         await writer.cancel();
       }
     }
+  }
+
+  /**
+   * Makes an existing file outside the store (another registry's blob) the first part of upload
+   * `id`, hard-linked where the driver can (see StorageDriver.adopt), else written once through
+   * `writer`. Unverified, like any part: the commit re-hashes it. Throws PathNotFoundError.
+   */
+  async adoptPart(id: string, source: string): Promise<{ part: UploadPart; how: 'linked' | 'copied' }> {
+    const name = `0-${randomBytes(8).toString('hex')}`;
+    const path = this.partPath(id, name);
+    let how: 'linked' | 'copied' = 'copied';
+    if (this.driver.adopt) {
+      how = await this.driver.adopt(source, path);
+    } else {
+      const writer = await this.driver.writer(path);
+      try {
+        for await (const chunk of createReadStream(source) as AsyncIterable<Buffer>) await writer.write(chunk);
+        await writer.commit();
+      } catch (error) {
+        await writer.cancel();
+        throw error;
+      }
+    }
+    const size = (await stat(source)).size;
+    return { part: { name, size }, how };
   }
 
   /** Removes a part that was written but not recorded (another request won the offset). */

@@ -42,6 +42,13 @@ export interface StorageDriver {
    */
   walk(prefix: string): AsyncIterable<FileEntry>;
   /**
+   * Makes the file at `source`, an absolute path outside the store that is left as it is, the
+   * file at `destination`: a hard link when both are on one filesystem (no bytes copied), else a
+   * copy. Durable when it resolves. Throws PathNotFoundError when `source` is missing. Optional:
+   * without it, callers stream the file through `writer`.
+   */
+  adopt?(source: string, destination: string): Promise<'linked' | 'copied'>;
+  /**
    * A URL from which a client may GET the file directly for a while (S3's presigned URLs), or
    * undefined when this driver serves bytes only through `reader`. Optional.
    */

@@ -1,6 +1,6 @@
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, createReadStream, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { FileRangeStream } from './file-range-stream.js';
@@ -136,6 +136,30 @@ export class FilesystemDriver implements StorageDriver {
       throw error;
     }
     await syncDirectory(dirname(to));
+  }
+
+  async adopt(source: string, destination: string): Promise<'linked' | 'copied'> {
+    const to = this.full(destination);
+    await mkdir(dirname(to), { recursive: true });
+    try {
+      await rm(to, { force: true });
+      await link(source, to);
+      await syncDirectory(dirname(to));
+      return 'linked';
+    } catch (error) {
+      if (isMissing(error)) throw new PathNotFoundError(source);
+      // EXDEV: another filesystem; EPERM and others: links not allowed there. Copy once instead.
+    }
+    const writer = await this.writer(destination);
+    try {
+      for await (const chunk of createReadStream(source, { highWaterMark: READ_CHUNK }) as AsyncIterable<Buffer>) await writer.write(chunk);
+      await writer.commit();
+    } catch (error) {
+      await writer.cancel();
+      if (isMissing(error)) throw new PathNotFoundError(source);
+      throw error;
+    }
+    return 'copied';
   }
 
   async concat(sources: readonly FileRange[], destination: string): Promise<void> {

@@ -56,6 +56,28 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
+    it('records imports of another registry storage: begun once, repositories done, finished', async () => {
+      const store = await create();
+      assert.equal(await store.getStorageImport('/srv/old'), undefined);
+      await store.beginStorageImport('/srv/old');
+      const first = (await store.getStorageImport('/srv/old'))!;
+      assert.equal(first.finishedAt, undefined);
+      assert.deepEqual(first.repositories, []);
+      assert.deepEqual(await store.unfinishedStorageImports(), ['/srv/old']);
+      await store.markRepositoryImported('/srv/old', 'b/app');
+      await store.markRepositoryImported('/srv/old', 'a');
+      await store.markRepositoryImported('/srv/old', 'a');
+      await store.beginStorageImport('/srv/old');
+      const resumed = (await store.getStorageImport('/srv/old'))!;
+      assert.equal(resumed.startedAt, first.startedAt, 'a rerun keeps the first record');
+      assert.deepEqual(resumed.repositories, ['a', 'b/app']);
+      await store.finishStorageImport('/srv/old');
+      assert.equal(typeof (await store.getStorageImport('/srv/old'))!.finishedAt, 'number');
+      assert.deepEqual(await store.unfinishedStorageImports(), []);
+      assert.equal(await store.getStorageImport('/srv/other'), undefined);
+      await store.close();
+    });
+
     it('tracks upload sessions: parts and hash state recorded with a compare-and-set on their size', async () => {
       const store = await create();
       await store.createUpload({ id: 'u-1', repository: 'up', startedAt: 1000 });

@@ -245,5 +245,21 @@ export const MIGRATIONS: readonly string[] = [
     created_by TEXT
   );
   `,
+  // 11: imports of another registry's storage (a registry:2 root): which were begun, which
+  // finished, and which repositories of each are wholly in, so that an interrupted import
+  // resumes where it stopped. Only new objects: safe to apply in any order with other migrations.
+  `
+  CREATE TABLE IF NOT EXISTS storage_imports (
+    source TEXT PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS storage_import_repositories (
+    source TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    imported_at INTEGER NOT NULL,
+    PRIMARY KEY (source, repository)
+  ) WITHOUT ROWID;
+  `,
 ];
 

@@ -21,6 +21,7 @@ import type {
   ManifestRecord,
   MetadataStore,
   Page,
+  StorageImport,
   QuotaStatus,
   QuotaViolation,
   RepositoryGraph,
@@ -1307,6 +1308,37 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Appends a change to the outbox; called inside the transaction that makes the change. */
   private record(event: ChangeEvent, at: number): void {
     this.statements.appendOutbox.run(at, event.action, event.repository, JSON.stringify(event));
+  }
+
+  async getStorageImport(source: string): Promise<StorageImport | undefined> {
+    const row = this.db.prepare<[string], { started_at: number; finished_at: number | null }>('SELECT started_at, finished_at FROM storage_imports WHERE source = ?').get(source);
+    if (!row) return undefined;
+    const repositories = this.db
+      .prepare<[string], { repository: string }>('SELECT repository FROM storage_import_repositories WHERE source = ? ORDER BY repository')
+      .all(source)
+      .map((r) => r.repository);
+    return { source, startedAt: row.started_at, ...(row.finished_at !== null ? { finishedAt: row.finished_at } : {}), repositories };
+  }
+
+  async beginStorageImport(source: string): Promise<void> {
+    await this.write(() => this.db.prepare('INSERT INTO storage_imports (source, started_at) VALUES (?, ?) ON CONFLICT(source) DO NOTHING').run(source, Date.now()));
+  }
+
+  async markRepositoryImported(source: string, repository: string): Promise<void> {
+    await this.write(() =>
+      this.db.prepare('INSERT INTO storage_import_repositories (source, repository, imported_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(source, repository, Date.now()),
+    );
+  }
+
+  async finishStorageImport(source: string): Promise<void> {
+    await this.write(() => this.db.prepare('UPDATE storage_imports SET finished_at = ? WHERE source = ? AND finished_at IS NULL').run(Date.now(), source));
+  }
+
+  async unfinishedStorageImports(): Promise<string[]> {
+    return this.db
+      .prepare<[], { source: string }>('SELECT source FROM storage_imports WHERE finished_at IS NULL ORDER BY source')
+      .all()
+      .map((r) => r.source);
   }
 
   async listRepositories(page: Page): Promise<string[]> {
