@@ -304,12 +304,13 @@ describe('retention policies (wharf serve, the admin API and wharf policy retent
     assert.deepEqual(report.deletedManifests, [old.digest]);
     assert.equal(await manifestStatus(wharf, 'untagged/app', old.digest), 404);
     for (const m of [young, child, index, subject, signature, retired]) assert.equal(await manifestStatus(wharf, 'untagged/app', m.digest), 200, m.json.annotations ? JSON.stringify(m.json.annotations) : 'index');
-    // Where the tag pointed 15 days ago (before retention removed it): the admin API's restore --at.
+    // Restoring to where the tag pointed now answers that it points nowhere: retention removed it.
     const res = await raw(wharf.url, 'POST', '/admin/v1/history/restore', {
       headers: { ...root, 'Content-Type': 'application/json' },
-      body: Buffer.from(JSON.stringify({ repository: 'untagged/app', tag: 'retired', at: new Date(Date.now() - 1000).toISOString() })),
+      body: Buffer.from(JSON.stringify({ repository: 'untagged/app', tag: 'retired', at: new Date().toISOString() })),
     });
-    assert.equal(res.status, 404, 'a second ago the tag pointed at nothing: retention had removed it');
+    assert.equal(res.status, 404, 'after the run the tag points at nothing');
+    assert.equal(errorCode(res), 'MANIFEST_UNKNOWN');
     const back = await raw(wharf.url, 'POST', '/admin/v1/history/restore', {
       headers: { ...root, 'Content-Type': 'application/json' },
       body: Buffer.from(JSON.stringify({ repository: 'untagged/app', tag: 'retired', digest: retired.digest })),
@@ -344,7 +345,10 @@ describe('retention on a schedule', () => {
     try {
       const config = configBlob({ schedule: true });
       await pushBlob(wharf.url, 'sched/app', config);
-      for (const tag of ['one', 'two', 'three']) await pushVariant(wharf, 'sched/app', tag, config, tag);
+      for (const tag of ['one', 'two', 'three']) {
+        await pushVariant(wharf, 'sched/app', tag, config, tag);
+        await sleep(20); // distinct push times: 'three' is the most recent
+      }
       await sleep(2500);
       assert.equal((await tagsOf(wharf, 'sched/app')).length, 3, 'no policy, nothing goes');
       const res = await raw(wharf.url, 'POST', '/admin/v1/policy/retention', {
@@ -358,6 +362,8 @@ describe('retention on a schedule', () => {
         tags = await tagsOf(wharf, 'sched/app');
       }
       assert.deepEqual(tags, ['three']);
+      // The run logs once it has finished.
+      for (let i = 0; i < 40 && !/retention applied/.test(wharf.output()); i += 1) await sleep(250);
       assert.match(wharf.output(), /retention applied/);
     } finally {
       await wharf.dispose();
