@@ -20,7 +20,7 @@ const ALLOWED: Record<string, string[]> = {
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   jobs: ['oci', 'errors', 'metadata'],
   events: ['oci', 'errors', 'metadata', 'registry'],
-  config: ['log'],
+  config: ['log', 'oci'],
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
   server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs'],
   cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth'],

@@ -10,6 +10,8 @@ import { pushBlob, startUpload } from './support/push.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
 const MiB = 1024 * 1024;
+/** These cases fill the disk for real: the free-space minimum (test/disk-space-read-only.test.ts) would refuse first. */
+const NO_FREE_SPACE_MINIMUM = { REGISTRY_STORAGE_FREESPACE_MINIMUM: '0' };
 
 /** Writes zeros into `path` until `free` bytes are left on its file system (or none at all). */
 function fill(path: string, mountPoint: string, free: number): void {
@@ -60,7 +62,7 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
   before(async () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mountPoint]);
     mkdirSync(dataDir);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await pushBlob(wharf.url, 'full/app', kept);
   });
   after(async () => {
@@ -113,20 +115,20 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
   it('started on a 100 % full disk, it serves pulls and answers pushes with 507', async () => {
     await wharf.stop();
     fill(filler, mountPoint, 0);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await assertServesPullsOnly();
   });
 
   it('after a crash that left SQLite\'s shared-memory file, a full disk is still found at start', async () => {
     await wharf.stop();
     rmSync(filler, { force: true });
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     assert.equal((await raw(wharf.url, 'HEAD', `/v2/full/app/blobs/${kept.digest}`)).status, 200);
     await wharf.kill();
     // A killed process leaves the -shm file, so opening the database needs no new space.
     assert.ok(readdirSync(dataDir).some((name) => name.endsWith('-shm')), `no -shm file in ${readdirSync(dataDir).join(', ')}`);
     fill(filler, mountPoint, 0);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await assertServesPullsOnly();
   });
 });
