@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fill } from './support/disk.js';
 import { errorCode, raw } from './support/http.js';
 import { randomBlob } from './support/oci-fixtures.js';
 import { pushBlob, startUpload } from './support/push.js';
@@ -12,26 +13,6 @@ import { startWharf, type WharfProcess } from './support/wharf-process.js';
 const MiB = 1024 * 1024;
 /** These cases fill the disk for real: the free-space minimum (test/disk-space-read-only.test.ts) would refuse first. */
 const NO_FREE_SPACE_MINIMUM = { REGISTRY_STORAGE_FREESPACE_MINIMUM: '0' };
-
-/** Writes zeros into `path` until `free` bytes are left on its file system (or none at all). */
-function fill(path: string, mountPoint: string, free: number): void {
-  const fd = openSync(path, 'a');
-  const block = Buffer.alloc(MiB);
-  try {
-    for (;;) {
-      const available = Number(execFileSync('df', ['--output=avail', '-B1', mountPoint]).toString().trim().split('\n')[1]);
-      if (available <= free) return;
-      try {
-        writeSync(fd, block, 0, Math.min(block.length, available - free));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return;
-        throw error;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Files left anywhere under the upload and temporary areas of a data directory. */
 function leftovers(dataDir: string): string[] {

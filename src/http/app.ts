@@ -30,7 +30,7 @@ export interface AppOptions {
    * Asked before every registry write: a sentence while pushes must wait for free space (507
    * STORAGE_FULL with that message), undefined while there is room.
    */
-  storageRoom?: () => string | undefined;
+  storageRoom?: () => Promise<string | undefined>;
   /** The readiness checks behind /readyz; without them it reports ready. */
   health?: HealthProbes;
   /** Access control; absent when the registry is open to everyone. */
@@ -117,10 +117,10 @@ function readOnlyMode(mode: true | 'storage-full'): Middleware {
 }
 
 /** Registry writes wait while free space is low; pulls go on (storage.freespace). */
-function roomToWrite(refusal: () => string | undefined): Middleware {
+function roomToWrite(refusal: () => Promise<string | undefined>): Middleware {
   return async (ex, next) => {
     if (writesRegistry(ex)) {
-      const reason = refusal();
+      const reason = await refusal();
       if (reason !== undefined) throw new RegistryError('STORAGE_FULL', { message: reason });
     }
     await next();

@@ -25,7 +25,14 @@ export class FreeSpaceWatch {
 
   constructor(
     private readonly root: string,
-    private readonly options: { minimumBytes: number; intervalMs: number; log: Logger; onChange?: (low: boolean) => void },
+    private readonly options: {
+      minimumBytes: number;
+      intervalMs: number;
+      log: Logger;
+      /** Whether this process logs the changes (one of the serving processes does, for all). */
+      announce: boolean;
+      onChange?: (low: boolean) => void;
+    },
   ) {}
 
   /** Checks now, then every interval. Off (never refuses) when the minimum is 0. */
@@ -46,6 +53,17 @@ export class FreeSpaceWatch {
     return `free space under the storage root (${formatByteSize(this.free ?? 0)}) is below storage.freespace.minimum (${formatByteSize(this.options.minimumBytes)}): pushes are refused until space is freed; pulls are served`;
   }
 
+  /**
+   * Reads the free space now, then answers as `refusal`: asked before every registry write, so
+   * that no process lets a push through on a reading one interval old (a statfs costs
+   * microseconds; a push, far more).
+   */
+  async refusalNow(): Promise<string | undefined> {
+    if (this.options.minimumBytes <= 0) return undefined;
+    await this.check();
+    return this.refusal();
+  }
+
   /** Reads the free space and switches mode when it crossed the minimum. */
   async check(): Promise<void> {
     let free: number;
@@ -60,9 +78,10 @@ export class FreeSpaceWatch {
     if (low === this.low) return;
     this.low = low;
     const fields = { storage: this.root, freeBytes: free, minimumBytes: this.options.minimumBytes };
+    this.options.onChange?.(low);
+    if (!this.options.announce) return;
     if (low) this.options.log.warn(fields, 'free space is below storage.freespace.minimum: refusing pushes, serving pulls');
     else this.options.log.info(fields, 'free space is back above storage.freespace.minimum: accepting pushes again');
-    this.options.onChange?.(low);
   }
 }
 

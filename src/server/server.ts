@@ -149,6 +149,8 @@ interface ServingStack {
 interface StackOptions {
   /** Where requests are charged against the rate limits (when `ratelimit` is on). */
   rateLimiter?: RateLimiter;
+  /** Whether this process logs what every process notices alike (free space running low): the listening one does. */
+  announce?: boolean;
 }
 
 async function createServingStack(config: WharfConfig, log: Logger, options: StackOptions = {}): Promise<ServingStack> {
@@ -171,6 +173,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     minimumBytes: config.storage.freeSpace.minimumBytes,
     intervalMs: config.storage.freeSpace.intervalMs,
     log,
+    announce: options.announce ?? false,
     ...(metrics ? { onChange: (low: boolean) => metrics.storageReadOnly.set(low ? 1 : 0) } : {}),
   });
   await room.start();
@@ -196,7 +199,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     accessLog: config.log.accessLog,
     extraHeaders: config.http.headers,
     readOnly: storageFull ? 'storage-full' : config.storage.readOnly,
-    storageRoom: () => room.refusal(),
+    storageRoom: () => room.refusalNow(),
     health: readinessProbes(config.storage.rootDirectory, registry.metadata, room),
     middleware,
     admitted,
@@ -302,7 +305,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
-  const stack = await createServingStack(config, log, buckets ? { rateLimiter: buckets } : {});
+  const stack = await createServingStack(config, log, { announce: true, ...(buckets ? { rateLimiter: buckets } : {}) });
   // Quotas are enforced from metadata (so API changes apply at once, in every process and
   // replica); the config file's rules replace the previous config-set ones at every start.
   if (!stack.storageFull) {
