@@ -115,6 +115,26 @@ export class ServerMetrics {
    */
   middleware(): Middleware {
     const counted = new WeakMap<Socket, { read: number; written: number }>();
+    // prom-client hashes a label set on every call; the series seen so far are kept by key instead.
+    const series = new Map<string, { requests: Counter.Internal; seconds: Histogram.Internal<string> }>();
+    const families = new Map<string, { received: Counter.Internal; sent: Counter.Internal }>();
+    const seriesOf = (family: string, method: string, status: string) => {
+      const key = `${family} ${method} ${status}`;
+      let found = series.get(key);
+      if (!found) {
+        found = { requests: this.requests.labels(family, method, status), seconds: this.requestSeconds.labels(family, method, status) };
+        series.set(key, found);
+      }
+      return found;
+    };
+    const bytesOf = (family: string) => {
+      let found = families.get(family);
+      if (!found) {
+        found = { received: this.bytesReceived.labels(family), sent: this.bytesSent.labels(family) };
+        families.set(family, found);
+      }
+      return found;
+    };
     return async (ex, next) => {
       const { req, res } = ex;
       const family = routeFamily(ex.route);
@@ -124,14 +144,15 @@ export class ServerMetrics {
       if (uploading) this.uploadsInProgress.inc();
       res.once('close', () => {
         if (uploading) this.uploadsInProgress.dec();
-        const labels = { family, method: req.method ?? '', status: String(res.writableFinished ? res.statusCode : 499) };
-        this.requests.inc(labels);
-        this.requestSeconds.observe(labels, (performance.now() - started) / 1000);
+        const one = seriesOf(family, req.method ?? '', String(res.writableFinished ? res.statusCode : 499));
+        one.requests.inc();
+        one.seconds.observe((performance.now() - started) / 1000);
         const before = counted.get(socket) ?? { read: 0, written: 0 };
         const now = { read: socket.bytesRead, written: socket.bytesWritten };
         counted.set(socket, now);
-        this.bytesReceived.inc({ family }, Math.max(0, now.read - before.read));
-        this.bytesSent.inc({ family }, Math.max(0, now.written - before.written));
+        const bytes = bytesOf(family);
+        bytes.received.inc(Math.max(0, now.read - before.read));
+        bytes.sent.inc(Math.max(0, now.written - before.written));
       });
       await next();
     };
