@@ -264,6 +264,7 @@ describe('operations settings: debug server, health, free space, rate limits', (
     assert.deepEqual(fromEnv.config.http.debug, { host: undefined, port: 5002, prometheus: { enabled: true, path: '/m' } });
     assert.equal(loadConfig({ env: {} }).config.http.debug, undefined);
     assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_DEBUG_ADDR: 'nope' } }), /http\.debug\.addr: "nope" is not host:port/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'true' } }), /needs http\.debug\.addr/);
   });
 
   it('reads storage.freespace as a size, 0 turning it off, and refuses what is not a size', () => {

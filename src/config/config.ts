@@ -448,7 +448,11 @@ function byteSize(raw: Raw, path: 'storage.freespace.minimum', fallback: number)
 
 function buildDebug(raw: Raw): DebugConfig | undefined {
   const addr = maybe(raw, 'http.debug.addr');
-  if (addr === undefined) return undefined;
+  if (addr === undefined) {
+    // Metrics are served on the debug address only: asked for without one, they would silently be nowhere.
+    if (maybe(raw, 'http.debug.prometheus.enabled') === true) throw new ConfigError('http.debug.prometheus.enabled needs http.debug.addr (metrics are served on the debug address)');
+    return undefined;
+  }
   const path = value(raw, 'http.debug.prometheus.path', '/metrics');
   if (!/^\/[A-Za-z0-9._~/-]*$/.test(path) || path === '/debug/health') throw new ConfigError(`http.debug.prometheus.path: "${path}" must be an absolute path other than /debug/health`);
   return { ...parseAddress(addr, 'http.debug.addr'), prometheus: { enabled: value(raw, 'http.debug.prometheus.enabled', false), path } };
