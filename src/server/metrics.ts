@@ -20,31 +20,15 @@ const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
  */
 export class ServerMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
-    name: 'wharf_http_requests_total',
-    help: 'Requests answered, by route family, method and status.',
-    labelNames: ['family', 'method', 'status'] as const,
-    registers: [this.registry],
-  });
-  readonly requestSeconds = new Histogram({
-    name: 'wharf_http_request_duration_seconds',
-    help: 'Time from a request arriving to its response being sent, by route family, method and status.',
-    labelNames: ['family', 'method', 'status'] as const,
-    buckets: REQUEST_BUCKETS,
-    registers: [this.registry],
-  });
-  readonly bytesReceived = new Counter({
-    name: 'wharf_http_received_bytes_total',
-    help: 'Bytes read from clients (headers and bodies), by route family.',
-    labelNames: ['family'] as const,
-    registers: [this.registry],
-  });
-  readonly bytesSent = new Counter({
-    name: 'wharf_http_sent_bytes_total',
-    help: 'Bytes written to clients (headers and bodies), by route family.',
-    labelNames: ['family'] as const,
-    registers: [this.registry],
-  });
+  /** Request series, counted in plain numbers on the hot path and read out at scrape time. */
+  private readonly requestTally = new HistogramTally(
+    'wharf_http_request_duration_seconds',
+    'Time from a request arriving to its response being sent, by route family, method and status.',
+    ['family', 'method', 'status'],
+    REQUEST_BUCKETS,
+  );
+  private readonly receivedTally = new CounterTally('wharf_http_received_bytes_total', 'Bytes read from clients (headers and bodies), by route family.', ['family']);
+  private readonly sentTally = new CounterTally('wharf_http_sent_bytes_total', 'Bytes written to clients (headers and bodies), by route family.', ['family']);
   readonly uploadsInProgress = new Gauge({
     name: 'wharf_uploads_in_progress',
     help: 'Upload requests (POST, PATCH, PUT of blob data) being received now.',
@@ -86,6 +70,12 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  constructor() {
+    for (const tally of [this.requestTally.counter('wharf_http_requests_total', 'Requests answered, by route family, method and status.'), this.requestTally, this.receivedTally, this.sentTally]) {
+      this.registry.registerMetric(tally as unknown as Metric);
+    }
+  }
+
   /** Adds a feature's own series to this process's scrapes. */
   register(metric: Metric): void {
     this.registry.registerMetric(metric);
@@ -115,26 +105,6 @@ export class ServerMetrics {
    */
   middleware(): Middleware {
     const counted = new WeakMap<Socket, { read: number; written: number }>();
-    // prom-client hashes a label set on every call; the series seen so far are kept by key instead.
-    const series = new Map<string, { requests: Counter.Internal; seconds: Histogram.Internal<string> }>();
-    const families = new Map<string, { received: Counter.Internal; sent: Counter.Internal }>();
-    const seriesOf = (family: string, method: string, status: string) => {
-      const key = `${family} ${method} ${status}`;
-      let found = series.get(key);
-      if (!found) {
-        found = { requests: this.requests.labels(family, method, status), seconds: this.requestSeconds.labels(family, method, status) };
-        series.set(key, found);
-      }
-      return found;
-    };
-    const bytesOf = (family: string) => {
-      let found = families.get(family);
-      if (!found) {
-        found = { received: this.bytesReceived.labels(family), sent: this.bytesSent.labels(family) };
-        families.set(family, found);
-      }
-      return found;
-    };
     return async (ex, next) => {
       const { req, res } = ex;
       const family = routeFamily(ex.route);
@@ -144,18 +114,115 @@ export class ServerMetrics {
       if (uploading) this.uploadsInProgress.inc();
       res.once('close', () => {
         if (uploading) this.uploadsInProgress.dec();
-        const one = seriesOf(family, req.method ?? '', String(res.writableFinished ? res.statusCode : 499));
-        one.requests.inc();
-        one.seconds.observe((performance.now() - started) / 1000);
+        const status = res.writableFinished ? res.statusCode : 499;
+        this.requestTally.observe([family, req.method ?? '', String(status)], (performance.now() - started) / 1000);
         const before = counted.get(socket) ?? { read: 0, written: 0 };
         const now = { read: socket.bytesRead, written: socket.bytesWritten };
         counted.set(socket, now);
-        const bytes = bytesOf(family);
-        bytes.received.inc(Math.max(0, now.read - before.read));
-        bytes.sent.inc(Math.max(0, now.written - before.written));
+        this.receivedTally.add([family], Math.max(0, now.read - before.read));
+        this.sentTally.add([family], Math.max(0, now.written - before.written));
       });
       await next();
     };
+  }
+}
+
+/** One metric as a prom-client registry reads it from `get()`, and as processes exchange it. */
+interface MetricJson {
+  name: string;
+  help: string;
+  type: 'counter' | 'histogram';
+  aggregator: 'sum';
+  values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }>;
+}
+
+/**
+ * A counter kept as plain numbers by label values, read out by prom-client at scrape time: a
+ * Map lookup per request where prom-client's own Counter hashes the label object every time.
+ */
+class CounterTally {
+  readonly type = 'counter' as const;
+  readonly aggregator = 'sum' as const;
+  private readonly series = new Map<string, { labels: Record<string, string>; value: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+  ) {}
+
+  add(values: readonly string[], amount: number): void {
+    const key = values.join('\n');
+    let entry = this.series.get(key);
+    if (!entry) {
+      entry = { labels: Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!])), value: 0 };
+      this.series.set(key, entry);
+    }
+    entry.value += amount;
+  }
+
+  get(): MetricJson {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: [...this.series.values()].map(({ labels, value }) => ({ labels, value })) };
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+/** A histogram kept the same way: per series, a count per bucket, the sum and the count. */
+class HistogramTally {
+  readonly type = 'histogram' as const;
+  readonly aggregator = 'sum' as const;
+  private readonly series = new Map<string, { labels: Record<string, string>; buckets: number[]; sum: number; count: number }>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly string[],
+    private readonly bounds: readonly number[],
+  ) {}
+
+  observe(values: readonly string[], value: number): void {
+    const key = values.join('\n');
+    let entry = this.series.get(key);
+    if (!entry) {
+      entry = { labels: Object.fromEntries(this.labelNames.map((name, i) => [name, values[i]!])), buckets: this.bounds.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, entry);
+    }
+    const at = this.bounds.findIndex((bound) => value <= bound);
+    if (at >= 0) entry.buckets[at]! += 1;
+    entry.sum += value;
+    entry.count += 1;
+  }
+
+  /** The series' counts alone, as a counter of their own (`wharf_http_requests_total`). */
+  counter(name: string, help: string): { name: string; help: string; get(): MetricJson; reset(): void } {
+    return {
+      name,
+      help,
+      get: () => ({ name, help, type: 'counter', aggregator: 'sum', values: [...this.series.values()].map(({ labels, count }) => ({ labels, value: count })) }),
+      reset: () => {},
+    };
+  }
+
+  get(): MetricJson {
+    const values: MetricJson['values'] = [];
+    for (const { labels, buckets, sum, count } of this.series.values()) {
+      let cumulative = 0;
+      this.bounds.forEach((bound, i) => {
+        cumulative += buckets[i]!;
+        values.push({ labels: { le: bound, ...labels }, value: cumulative, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', ...labels }, value: count, metricName: `${this.name}_bucket` });
+      values.push({ labels, value: sum, metricName: `${this.name}_sum` });
+      values.push({ labels, value: count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    this.series.clear();
   }
 }
 
