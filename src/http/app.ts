@@ -116,10 +116,13 @@ function readOnlyMode(mode: true | 'storage-full'): Middleware {
   };
 }
 
-/** Registry writes wait while free space is low; pulls go on (storage.freespace). */
+/**
+ * Registry writes wait while free space is low; pulls go on (storage.freespace). Deletes go
+ * through: they are how an operator makes room.
+ */
 function roomToWrite(refusal: () => Promise<string | undefined>): Middleware {
   return async (ex, next) => {
-    if (writesRegistry(ex)) {
+    if (writesRegistry(ex) && ex.req.method !== 'DELETE') {
       const reason = await refusal();
       if (reason !== undefined) throw new RegistryError('STORAGE_FULL', { message: reason });
     }
