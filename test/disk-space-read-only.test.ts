@@ -40,14 +40,16 @@ describe('below storage.freespace.minimum, pushes are refused and pulls served, 
   const filler = join(mountPoint, 'filler');
   let wharf: WharfProcess;
   let image: Awaited<ReturnType<typeof pushImage>>;
+  const spare = randomBlob(100_000);
 
   before(async () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mountPoint]);
     mkdirSync(dataDir);
     const config = join(mountPoint, 'config.yml');
-    writeFileSync(config, 'storage:\n  freespace: {minimum: 24MiB, interval: 200ms}\nserver: {workers: 2}\n');
+    writeFileSync(config, 'storage:\n  freespace: {minimum: 24MiB, interval: 200ms}\n  delete: {enabled: true}\nserver: {workers: 2}\n');
     wharf = await startWharf({ dataDir, args: [config] });
     image = await pushImage(wharf.url, 'low/app', 'v1', {}, randomBlob(2 * MiB));
+    await pushBlob(wharf.url, 'low/app', spare);
   });
   after(async () => {
     await wharf?.stop();
@@ -83,6 +85,8 @@ describe('below storage.freespace.minimum, pushes are refused and pulls served, 
     const layer = await raw(wharf.url, 'GET', `/v2/low/app/blobs/${image.layer.digest}`);
     assert.equal(layer.status, 200);
     assert.ok(layer.body.equals(image.layer.data));
+    // Deletes go through: they are how an operator makes room.
+    assert.equal((await raw(wharf.url, 'DELETE', `/v2/low/app/blobs/${spare.digest}`)).status, 202);
     // The probe for liveness stays green: the process is fine, it only cannot take pushes.
     assert.equal((await raw(wharf.url, 'GET', '/healthz')).status, 200);
   });
