@@ -116,7 +116,9 @@ describe('Prometheus metrics on the debug address, merged over two worker proces
   });
 
   it('counts collections and the bytes they freed', () => {
-    assert.ok(total(families, 'wharf_gc_runs_total', { outcome: 'finished' }) >= 2);
+    // With no delay one run marks and deletes; more may have run since.
+    const runs = total(families, 'wharf_gc_runs_total', { outcome: 'finished' });
+    assert.ok(runs >= 1, `${runs} collections`);
     assert.equal(total(families, 'wharf_gc_freed_bytes_total'), orphan.data.length);
   });
 });
