@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Figures, renderLimits, renderTable, summarize, type Summary } from './figures.js';
 import { ensureTools, machineInfo, nodeSha256, opensslSha256 } from './machine.js';
 import { parseOptions, type BenchOptions } from './options.js';
+import { operationsWorkloads, renderOperations, type OperationsResult } from './operations.js';
 import { pushSmallImage, smallImage } from './registry-ops.js';
 import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
@@ -86,6 +87,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'soak')) await soakWorkloads(ctx);
     if (wanted(options, 'pulls')) await pullRecordingWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
+    if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);
@@ -151,6 +153,9 @@ async function main(): Promise<void> {
     '',
     ...(details.soak ? ['Soak, per process (CPU during the measured part; requests by the process that held their connection):', '', renderSoak(details.soak as SoakResult[]), ''] : []),
     ...(details.gc ? ['Garbage collection (one run per server):', '', renderGc(details.gc as GcResult[]), ''] : []),
+    ...(details.operations
+      ? ['Cost of metrics and rate limits (three fresh Wharf servers, one setting apart; medians, (min–max), ratio to off):', '', renderOperations(details.operations as OperationsResult[]), '']
+      : []),
     `Results: ${file}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);

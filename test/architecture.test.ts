@@ -21,7 +21,7 @@ const ALLOWED: Record<string, string[]> = {
   jobs: ['oci', 'errors', 'metadata'],
   events: ['oci', 'errors', 'metadata', 'registry'],
   migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
-  config: ['log'],
+  config: ['log', 'oci'],
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
   server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate'],
   cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],

@@ -201,7 +201,8 @@ catalog:
       ].join('\n'),
     );
     const { warnings } = loadConfig({ file: path, env: {} });
-    assert.equal(warnings.length, 6, warnings.join('\n'));
+    // health.storagedriver is served (/debug/health on http.debug.addr): no warning for it.
+    assert.equal(warnings.length, 5, warnings.join('\n'));
     for (const warning of warnings) assert.doesNotMatch(warning, /metrics|webhook/i);
   });
 
@@ -343,3 +344,40 @@ describe('wharf serve with configuration', () => {
   });
 });
 
+
+describe('operations settings: debug server, health, free space, rate limits', () => {
+  it('reads http.debug and health as registry:2 names them, from the file and the environment, without a warning', () => {
+    const path = file('debug.yml', 'http:\n  debug:\n    addr: 127.0.0.1:5001\n    prometheus:\n      enabled: true\nhealth:\n  storagedriver:\n    interval: 5s\n    threshold: 2\n');
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(config.http.debug, { host: '127.0.0.1', port: 5001, prometheus: { enabled: true, path: '/metrics' } });
+    assert.deepEqual(config.health.storageDriver, { enabled: true, intervalMs: 5000, threshold: 2 });
+    const fromEnv = loadConfig({ env: { REGISTRY_HTTP_DEBUG_ADDR: ':5002', REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'true', REGISTRY_HTTP_DEBUG_PROMETHEUS_PATH: '/m' } });
+    assert.deepEqual(fromEnv.warnings, []);
+    assert.deepEqual(fromEnv.config.http.debug, { host: undefined, port: 5002, prometheus: { enabled: true, path: '/m' } });
+    assert.equal(loadConfig({ env: {} }).config.http.debug, undefined);
+    assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_DEBUG_ADDR: 'nope' } }), /http\.debug\.addr: "nope" is not host:port/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: 'true' } }), /needs http\.debug\.addr/);
+  });
+
+  it('reads storage.freespace as a size, 0 turning it off, and refuses what is not a size', () => {
+    assert.equal(loadConfig({ env: {} }).config.storage.freeSpace.minimumBytes, 128 * 2 ** 20);
+    assert.equal(loadConfig({ env: { REGISTRY_STORAGE_FREESPACE_MINIMUM: '2GiB' } }).config.storage.freeSpace.minimumBytes, 2 * 2 ** 30);
+    assert.equal(loadConfig({ env: { REGISTRY_STORAGE_FREESPACE_MINIMUM: '0' } }).config.storage.freeSpace.minimumBytes, 0);
+    assert.throws(() => loadConfig({ env: { REGISTRY_STORAGE_FREESPACE_MINIMUM: 'lots' } }), ConfigError);
+  });
+
+  it('reads ratelimit with per-user overrides, and names the key of a bad one', () => {
+    const path = file(
+      'ratelimit.yml',
+      'ratelimit:\n  enabled: true\n  pulls: {rate: 10, burst: 50}\n  auth: {rate: 1}\n  overrides:\n    - {user: ci, pulls: {rate: 100, burst: 500}}\n',
+    );
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(config.rateLimit, { limits: { pulls: { rate: 10, burst: 50 }, auth: { rate: 1, burst: 1 } }, overrides: { ci: { pulls: { rate: 100, burst: 500 } } } });
+    assert.equal(loadConfig({ env: {} }).config.rateLimit, undefined);
+    const bad = file('ratelimit-bad.yml', 'ratelimit:\n  enabled: true\n  overrides:\n    - {user: ci, pull: {rate: 1}}\n');
+    assert.throws(() => loadConfig({ file: bad, env: {} }), /ratelimit\.overrides\[0\]: unknown key "pull"/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_RATELIMIT_ENABLED: 'true', REGISTRY_RATELIMIT_PULLS_RATE: '0' } }), /ratelimit\.pulls\.rate/);
+  });
+});

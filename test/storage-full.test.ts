@@ -1,35 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fill } from './support/disk.js';
 import { errorCode, raw } from './support/http.js';
 import { randomBlob } from './support/oci-fixtures.js';
 import { pushBlob, startUpload } from './support/push.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
 const MiB = 1024 * 1024;
-
-/** Writes zeros into `path` until `free` bytes are left on its file system (or none at all). */
-function fill(path: string, mountPoint: string, free: number): void {
-  const fd = openSync(path, 'a');
-  const block = Buffer.alloc(MiB);
-  try {
-    for (;;) {
-      const available = Number(execFileSync('df', ['--output=avail', '-B1', mountPoint]).toString().trim().split('\n')[1]);
-      if (available <= free) return;
-      try {
-        writeSync(fd, block, 0, Math.min(block.length, available - free));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOSPC') return;
-        throw error;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
+/** These cases fill the disk for real: the free-space minimum (test/disk-space-read-only.test.ts) would refuse first. */
+const NO_FREE_SPACE_MINIMUM = { REGISTRY_STORAGE_FREESPACE_MINIMUM: '0' };
 
 /** Files left anywhere under the upload and temporary areas of a data directory. */
 function leftovers(dataDir: string): string[] {
@@ -60,7 +43,7 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
   before(async () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', mountPoint]);
     mkdirSync(dataDir);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await pushBlob(wharf.url, 'full/app', kept);
   });
   after(async () => {
@@ -113,20 +96,20 @@ describe('a full disk: a clear 507, a log line with the cause, nothing left behi
   it('started on a 100 % full disk, it serves pulls and answers pushes with 507', async () => {
     await wharf.stop();
     fill(filler, mountPoint, 0);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await assertServesPullsOnly();
   });
 
   it('after a crash that left SQLite\'s shared-memory file, a full disk is still found at start', async () => {
     await wharf.stop();
     rmSync(filler, { force: true });
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     assert.equal((await raw(wharf.url, 'HEAD', `/v2/full/app/blobs/${kept.digest}`)).status, 200);
     await wharf.kill();
     // A killed process leaves the -shm file, so opening the database needs no new space.
     assert.ok(readdirSync(dataDir).some((name) => name.endsWith('-shm')), `no -shm file in ${readdirSync(dataDir).join(', ')}`);
     fill(filler, mountPoint, 0);
-    wharf = await startWharf({ dataDir });
+    wharf = await startWharf({ dataDir, env: NO_FREE_SPACE_MINIMUM });
     await assertServesPullsOnly();
   });
 });

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { AddressInfo } from 'node:net';
 import type { ConfigFlags } from '../config/config.js';
 import { createLogger } from '../log/logger.js';
 import { StartupError, UnsafeConfigError, startServer } from '../server/server.js';
@@ -46,10 +47,12 @@ export function registerServe(program: Command): void {
         setTimeout(() => process.exit(1), 100).unref();
         return;
       }
-      const { address } = running;
+      const { address, debugAddress } = running;
+      const hostPort = (a: AddressInfo) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
       log.info(
         {
-          addr: `${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+          addr: hostPort(address),
+          ...(debugAddress ? { debug: hostPort(debugAddress) } : {}),
           storage: config.storage.rootDirectory,
           delete: config.storage.deleteEnabled,
           tls: config.http.tls !== undefined,
@@ -62,9 +65,12 @@ export function registerServe(program: Command): void {
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
-        log.info({ signal }, 'shutting down');
+        log.info({ signal, drainTimeoutMs: config.http.drainTimeoutMs }, 'shutting down: no new connections; finishing requests in flight');
+        const began = performance.now();
         running.close().then(
           () => {
+            // The last line, once every process has finished or cut its requests and stopped.
+            log.info({ signal, durationMs: Math.round(performance.now() - began) }, 'wharf registry stopped');
             log.flush?.();
             process.exit(0);
           },

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
+import { parseByteSize } from '../oci/byte-size.js';
 import { parseDuration } from './duration.js';
 import { SCHEMA, isLeaf, type ConfigPath, type ConfigValue, type Leaf, type Section } from './schema.js';
 import { closestName } from './spelling.js';
@@ -11,7 +12,19 @@ import { unsupportedKey, unsupportedMessage } from './unsupported.js';
 /** The server's settings, typed and complete (defaults filled in). */
 export interface WharfConfig {
   log: { level: LogLevel; format: 'json' | 'pretty' | 'auto'; accessLog: boolean };
-  http: { host: string | undefined; port: number; headers: Record<string, string[]>; drainTimeoutMs: number; tls?: TlsConfig };
+  http: {
+    host: string | undefined;
+    port: number;
+    headers: Record<string, string[]>;
+    drainTimeoutMs: number;
+    tls?: TlsConfig;
+    /** registry:2's debug server (`http.debug.addr`); absent when no address is configured. */
+    debug?: DebugConfig;
+  };
+  /** registry:2's `health.storagedriver`: the storage check behind /debug/health. */
+  health: { storageDriver: { enabled: boolean; intervalMs: number; threshold: number } };
+  /** Wharf's `ratelimit`: absent when off. */
+  rateLimit?: RateLimitConfig;
   storage: {
     /** Which storage driver keeps the blobs (registry:2 names it by its section: `storage.filesystem`). */
     driver: 'filesystem';
@@ -24,6 +37,11 @@ export interface WharfConfig {
      * `delayMs` (also used by `wharf garbage-collect`) keeps anything touched that recently.
      */
     gc: { enabled: boolean; intervalMs: number; delayMs: number; deleteUntagged: boolean };
+    /**
+     * `storage.freespace`: below `minimumBytes` free under the root (checked every `intervalMs`),
+     * pushes are refused with 507 until space returns; 0 turns the check off.
+     */
+    freeSpace: { minimumBytes: number; intervalMs: number };
   };
   /** Which metadata store, and its settings (the embedded SQLite today; PostgreSQL will be another kind). */
   metadata: { kind: 'sqlite'; sqlite: { path: string; synchronous: 'full' | 'normal' } };
@@ -47,6 +65,29 @@ export interface WharfConfig {
   audit: { enabled: boolean; path: string };
   /** Raw `quotas` list; src/registry/quota-rules.ts validates it and the server stores it in metadata at start. */
   quotas: unknown;
+}
+
+/** The debug server: plain HTTP on its own address, /debug/health and (when enabled) Prometheus metrics. */
+export interface DebugConfig {
+  host: string | undefined;
+  port: number;
+  prometheus: { enabled: boolean; path: string };
+}
+
+/** One token bucket: `rate` requests a second on average, up to `burst` at once. */
+export interface BucketLimit {
+  rate: number;
+  burst: number;
+}
+
+/** The route families that have limits of their own. */
+export type RateFamily = 'pulls' | 'pushes' | 'auth';
+
+export interface RateLimitConfig {
+  /** Limits per client (a user, or an address when anonymous), per family; a family without one is not limited. */
+  limits: Partial<Record<RateFamily, BucketLimit>>;
+  /** Named users and robots with limits of their own (a family they leave out keeps the default). */
+  overrides: Record<string, Partial<Record<RateFamily, BucketLimit>>>;
 }
 
 /** registry:2's http.tls: PEM files, re-read on SIGHUP. */
@@ -358,12 +399,12 @@ function read<T>(raw: Raw, path: string, fallback: T): T {
   }
 }
 
-/** Splits `host:port`, `:port`, `[v6]:port`; throws ConfigError when malformed. */
-export function parseAddress(addr: string): { host: string | undefined; port: number } {
+/** Splits `host:port`, `:port`, `[v6]:port`; throws ConfigError (naming `key`) when malformed. */
+export function parseAddress(addr: string, key = 'http.addr'): { host: string | undefined; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr.trim());
   const port = m ? Number(m[3]) : NaN;
   if (!m || !Number.isInteger(port) || port > 65535) {
-    throw new ConfigError(`http.addr: "${addr}" is not host:port (for example :5000 or 127.0.0.1:5000)`);
+    throw new ConfigError(`${key}: "${addr}" is not host:port (for example :5000 or 127.0.0.1:5000)`);
   }
   const host = m[1] ?? m[2];
   return { host: host ? host : undefined, port };
@@ -387,7 +428,22 @@ function build(raw: Raw): WharfConfig {
       format: formatter === 'text' || formatter === 'pretty' ? 'pretty' : formatter === 'auto' ? 'auto' : 'json',
       accessLog: !value(raw, 'log.accesslog.disabled', false),
     },
-    http: { host, port, headers: value(raw, 'http.headers', {}), drainTimeoutMs: value(raw, 'http.draintimeout', 10_000), ...optional('tls', buildTls(raw)) },
+    http: {
+      host,
+      port,
+      headers: value(raw, 'http.headers', {}),
+      drainTimeoutMs: value(raw, 'http.draintimeout', 10_000),
+      ...optional('tls', buildTls(raw)),
+      ...optional('debug', buildDebug(raw)),
+    },
+    health: {
+      storageDriver: {
+        enabled: value(raw, 'health.storagedriver.enabled', true),
+        intervalMs: value(raw, 'health.storagedriver.interval', 10_000),
+        threshold: value(raw, 'health.storagedriver.threshold', 3),
+      },
+    },
+    ...optional('rateLimit', buildRateLimit(raw)),
     storage: {
       driver: 'filesystem',
       rootDirectory,
@@ -404,6 +460,10 @@ function build(raw: Raw): WharfConfig {
         intervalMs: value(raw, 'storage.gc.interval', 24 * 3_600_000),
         delayMs: value(raw, 'storage.gc.delay', 3_600_000),
         deleteUntagged: value(raw, 'storage.gc.deleteuntagged', false),
+      },
+      freeSpace: {
+        minimumBytes: byteSize(raw, 'storage.freespace.minimum', DEFAULT_MINIMUM_FREE_SPACE),
+        intervalMs: Math.max(value(raw, 'storage.freespace.interval', 10_000), 100),
       },
     },
     metadata: {
@@ -429,6 +489,66 @@ function build(raw: Raw): WharfConfig {
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
     quotas: value(raw, 'quotas', []),
   };
+}
+
+/** Pushes stop while less than this is free: room for SQLite's journal and for pulls' bookkeeping. */
+const DEFAULT_MINIMUM_FREE_SPACE = 128 * 2 ** 20;
+
+function byteSize(raw: Raw, path: 'storage.freespace.minimum', fallback: number): number {
+  const text = maybe(raw, path);
+  if (text === undefined) return fallback;
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new ConfigError(`${path}: "${text}" is not a size such as 512MiB or 2GB (0 turns the check off)`);
+  return bytes;
+}
+
+function buildDebug(raw: Raw): DebugConfig | undefined {
+  const addr = maybe(raw, 'http.debug.addr');
+  if (addr === undefined) {
+    // Metrics are served on the debug address only: asked for without one, they would silently be nowhere.
+    if (maybe(raw, 'http.debug.prometheus.enabled') === true) throw new ConfigError('http.debug.prometheus.enabled needs http.debug.addr (metrics are served on the debug address)');
+    return undefined;
+  }
+  const path = value(raw, 'http.debug.prometheus.path', '/metrics');
+  if (!/^\/[A-Za-z0-9._~/-]*$/.test(path) || path === '/debug/health') throw new ConfigError(`http.debug.prometheus.path: "${path}" must be an absolute path other than /debug/health`);
+  return { ...parseAddress(addr, 'http.debug.addr'), prometheus: { enabled: value(raw, 'http.debug.prometheus.enabled', false), path } };
+}
+
+const RATE_FAMILIES = ['pulls', 'pushes', 'auth'] as const;
+
+function buildRateLimit(raw: Raw): RateLimitConfig | undefined {
+  if (!value(raw, 'ratelimit.enabled', false)) return undefined;
+  const limits: RateLimitConfig['limits'] = {};
+  for (const family of RATE_FAMILIES) {
+    const rate = maybe(raw, `ratelimit.${family}.rate`);
+    const burst = maybe(raw, `ratelimit.${family}.burst`);
+    if (rate === undefined && burst === undefined) continue;
+    if (rate === undefined) throw new ConfigError(`ratelimit.${family}.rate is required with ratelimit.${family}.burst`);
+    limits[family] = { rate, burst: burst ?? rate };
+  }
+  const overrides: RateLimitConfig['overrides'] = {};
+  const list = value(raw, 'ratelimit.overrides', []);
+  if (!Array.isArray(list)) throw new ConfigError('ratelimit.overrides must be a list of {user, pulls, pushes, auth}');
+  list.forEach((entry: unknown, i) => {
+    const where = `ratelimit.overrides[${i}]`;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping with user and limits`);
+    const { user, ...rest } = entry as Raw;
+    if (typeof user !== 'string' || user === '') throw new ConfigError(`${where}.user must be a user or robot name`);
+    const own: Partial<Record<RateFamily, BucketLimit>> = {};
+    for (const [family, limit] of Object.entries(rest)) {
+      if (!(RATE_FAMILIES as readonly string[]).includes(family)) throw new ConfigError(`${where}: unknown key "${family}" (use pulls, pushes or auth)`);
+      own[family as RateFamily] = bucketLimit(limit, `${where}.${family}`);
+    }
+    overrides[user] = own;
+  });
+  return { limits, overrides };
+}
+
+function bucketLimit(value: unknown, where: string): BucketLimit {
+  const { rate, burst } = (value ?? {}) as Raw;
+  const positive = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 1;
+  if (!positive(rate) || (burst !== undefined && !positive(burst))) throw new ConfigError(`${where} needs rate (requests a second) and optionally burst, both whole numbers from 1`);
+  return { rate: rate as number, burst: (burst ?? rate) as number };
 }
 
 /** The shape only; src/metadata/immutable-tag-rules.ts checks the patterns' characters when the server starts. */

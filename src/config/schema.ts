@@ -48,7 +48,13 @@ export const SCHEMA = {
     relativeurls: ignored('Location headers are always relative paths'),
     draintimeout: duration,
     headers: { kind: 'headers' },
-    debug: ignored('the debug server is not offered'),
+    /** registry:2's debug server: Prometheus metrics and /debug/health on an address of their own. */
+    debug: {
+      addr: { kind: 'address' },
+      prometheus: { enabled: bool, path: str },
+      pprof: ignored('Go profiling does not apply; use node --inspect or --cpu-prof'),
+      tls: ignored('the debug server speaks plain HTTP; keep its address private'),
+    },
     http2: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
     h2c: ignored('HTTP/2 is not offered; HTTP/1.1 keeps blob streaming fastest'),
     tls: {
@@ -103,6 +109,8 @@ export const SCHEMA = {
     },
     /** Wharf's own: garbage collection inside `wharf serve` (docs/garbage-collection.md). */
     gc: { enabled: bool, interval: duration, delay: duration, deleteuntagged: bool },
+    /** Wharf's own: below `minimum` free bytes under the root, pushes are refused until space returns (docs/operations.md). */
+    freespace: { minimum: str, interval: duration },
     cache: ignored('metadata lookups are already indexed'),
     redirect: ignored('not applicable to filesystem storage'),
     tag: ignored('not applicable'),
@@ -125,7 +133,22 @@ export const SCHEMA = {
   },
   /** Wharf's own: storage quotas, `[{repository|prefix, limit}]` (docs/quotas.md; read by src/registry/quota-rules.ts). */
   quotas: { kind: 'yaml' },
-  health: ignored('the storage driver health check is not configurable; monitor GET /v2/'),
+  /** registry:2's health checks, served at /debug/health on the debug address. */
+  health: {
+    storagedriver: { enabled: bool, interval: duration, threshold: { kind: 'integer', min: 1, max: 1000 } },
+    file: ignored('file checks are not supported; /readyz checks storage, metadata and free space'),
+    http: ignored('HTTP checks are not supported; /readyz checks storage, metadata and free space'),
+    tcp: ignored('TCP checks are not supported; /readyz checks storage, metadata and free space'),
+  },
+  /** Wharf's own: token buckets per client address or user, per route family (docs/operations.md). */
+  ratelimit: {
+    enabled: bool,
+    pulls: { rate: { kind: 'integer', min: 1, max: 1_000_000 }, burst: { kind: 'integer', min: 1, max: 10_000_000 } },
+    pushes: { rate: { kind: 'integer', min: 1, max: 1_000_000 }, burst: { kind: 'integer', min: 1, max: 10_000_000 } },
+    auth: { rate: { kind: 'integer', min: 1, max: 1_000_000 }, burst: { kind: 'integer', min: 1, max: 10_000_000 } },
+    /** `[{user, pulls?, pushes?, auth?}]`: limits of their own for named users and robots. */
+    overrides: { kind: 'yaml' },
+  },
   redis: ignored('Wharf needs no cache service'),
   notifications: ignored('notifications are not sent'),
   validation: ignored('manifests are always validated'),

@@ -42,7 +42,7 @@ export function checkRouteName(route: Route): void {
 /**
  * Decides whether the request may reach its handler, for every route the server has: the registry
  * API by repository and action, the admin API for administrators only, the token endpoint for
- * anyone (its handlers check credentials). Without access control, everything but the admin API
+ * anyone (its handlers check credentials), the health probes for anyone. Without access control, everything but the admin API
  * and the token endpoint is open, and those two do not exist. Returns what the services need to
  * know about the caller; throws UNAUTHORIZED, DENIED, TOOMANYREQUESTS or NOT_FOUND.
  */
@@ -51,6 +51,8 @@ export async function guard(auth: Auth | undefined, req: IncomingMessage, route:
     if (!auth?.tokens) throw new RegistryError('NOT_FOUND');
     return {};
   }
+  // Probes answer anyone: they say whether the process can serve, nothing about its content.
+  if (route.kind === 'healthz' || route.kind === 'readyz') return {};
   if (route.kind.startsWith('admin.')) {
     if (!auth) throw new RegistryError('NOT_FOUND');
     const request = accessRequestOf(req);

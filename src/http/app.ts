@@ -11,6 +11,7 @@ import { deleteBlob, getBlob } from './handlers/blobs.js';
 import * as admin from './handlers/admin.js';
 import { base, catalog, listReferrers, listTags } from './handlers/discovery.js';
 import { deleteManifest, getManifest, putManifest } from './handlers/manifests.js';
+import { healthz, readyz, type HealthProbes } from './handlers/health.js';
 import { exchangeToken, issueToken } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { getTagHistory, restoreTag } from './handlers/tags.js';
@@ -26,10 +27,25 @@ export interface AppOptions {
    * `storage-full` when the registry started on a full disk (507 STORAGE_FULL).
    */
   readOnly?: boolean | 'storage-full';
+  /**
+   * Asked before every registry write: a sentence while pushes must wait for free space (507
+   * STORAGE_FULL with that message), undefined while there is room.
+   */
+  storageRoom?: () => Promise<string | undefined>;
+  /** The readiness checks behind /readyz; without them it reports ready. */
+  health?: HealthProbes;
   /** Access control; absent when the registry is open to everyone. */
   auth?: Auth;
-  /** Run around every routed request, in order, after the built-in ones (see Middleware). */
+  /**
+   * Run around every routed request, in order, before the built-in ones (see Middleware), so
+   * that they see every answer, refusals included.
+   */
   middleware?: Middleware[];
+  /**
+   * Run after the access gate, before the handler, in order: checks that need to know who is
+   * asking (`exchange.context.actor`), such as limits per user. Each throws to refuse.
+   */
+  admitted?: Admission[];
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
@@ -72,6 +88,8 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.retention.run': { POST: admin.runRetention },
   'admin.history': { GET: admin.tagHistory },
   'admin.history.restore': { POST: admin.restoreTag },
+  healthz: { GET: healthz, HEAD: healthz },
+  readyz: { GET: readyz, HEAD: readyz },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
@@ -84,10 +102,18 @@ const STREAMING = new Set<Route['kind']>(['uploads', 'upload']);
  */
 export type Middleware = (exchange: Exchange, next: () => Promise<void>) => Promise<void>;
 
+/** Whether a request writes to the registry (the admin API and the token endpoint do not). */
+function writesRegistry(ex: Exchange): boolean {
+  return WRITE_METHODS.has(ex.req.method ?? '') && !ex.route.kind.startsWith('admin.') && ex.route.kind !== 'token';
+}
+
+/** A check run once the access gate has let a request through (see AppOptions.admitted). */
+export type Admission = (exchange: Exchange) => Promise<void>;
+
 /** registry:2's maintenance.readonly, and a registry started on a full disk: registry writes are refused. */
 function readOnlyMode(mode: true | 'storage-full'): Middleware {
   return async (ex, next) => {
-    if (WRITE_METHODS.has(ex.req.method ?? '') && !ex.route.kind.startsWith('admin.') && ex.route.kind !== 'token') {
+    if (writesRegistry(ex)) {
       throw mode === 'storage-full'
         ? new RegistryError('STORAGE_FULL', { message: 'the registry started on a full disk and serves pulls only; free space and restart it' })
         : new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' });
@@ -96,10 +122,30 @@ function readOnlyMode(mode: true | 'storage-full'): Middleware {
   };
 }
 
+/**
+ * Registry writes wait while free space is low; pulls go on (storage.freespace). Deletes go
+ * through: they are how an operator makes room.
+ */
+function roomToWrite(refusal: () => Promise<string | undefined>): Middleware {
+  return async (ex, next) => {
+    if (writesRegistry(ex) && ex.req.method !== 'DELETE') {
+      const reason = await refusal();
+      if (reason !== undefined) throw new RegistryError('STORAGE_FULL', { message: reason });
+    }
+    await next();
+  };
+}
+
 /** The registry's request listener: routing, middleware, the access gate, thin handlers, the error envelope and the access log. */
 export function createApp(registry: RegistryServices, options: AppOptions): RequestListener {
   const { log } = options;
-  const middleware: Middleware[] = [...(options.readOnly ? [readOnlyMode(options.readOnly)] : []), ...(options.middleware ?? [])];
+  const middleware: Middleware[] = [
+    ...(options.middleware ?? []),
+    ...(options.readOnly ? [readOnlyMode(options.readOnly)] : []),
+    ...(options.storageRoom ? [roomToWrite(options.storageRoom)] : []),
+  ];
+  const admitted = options.admitted ?? [];
+  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}) };
   return (req: IncomingMessage, res: ServerResponse) => {
     const trace: RequestTrace = { id: randomUUID() };
     if (options.accessLog) {
@@ -112,7 +158,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     res.setHeader('X-Request-Id', trace.id);
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    dispatch(req, res, registry, options.auth, middleware, trace).catch((error: unknown) => {
+    dispatch(req, res, registry, extras, middleware, admitted, trace).catch((error: unknown) => {
       const code = sendError(req, res, error, log, { requestId: trace.id });
       if (code) trace.code = code;
     });
@@ -132,10 +178,12 @@ async function dispatch(
   req: IncomingMessage,
   res: ServerResponse,
   registry: RegistryServices,
-  auth: Auth | undefined,
+  extras: { auth?: Auth; health?: HealthProbes },
   middleware: Middleware[],
+  admitted: Admission[],
   trace: RequestTrace,
 ): Promise<void> {
+  const { auth } = extras;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
@@ -147,10 +195,11 @@ async function dispatch(
     throw new RegistryError('METHOD_NOT_ALLOWED', { headers: { Allow: Object.keys(table).join(', ') }, detail: { method: req.method } });
   }
   checkRouteName(route);
-  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...(auth ? { auth } : {}) };
+  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...extras };
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
     if (exchange.context.actor) trace.user = exchange.context.actor;
+    for (const check of admitted) await check(exchange);
     if (STREAMING.has(route.kind)) {
       const controller = new AbortController();
       res.once('close', () => {

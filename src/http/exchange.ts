@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Auth } from '../auth/setup.js';
 import type { RegistryServices } from '../registry/services.js';
 import type { RequestContext } from '../registry/context.js';
+import type { HealthProbes } from './handlers/health.js';
 import type { Route } from './router.js';
 
 /** One request as handlers see it. */
@@ -15,6 +16,8 @@ export interface Exchange<R extends Route = Route> {
   context: RequestContext;
   /** Access control, when configured (the token and admin handlers use it). */
   auth?: Auth;
+  /** The serving process's readiness checks (the /readyz handler uses them). */
+  health?: HealthProbes;
 }
 
 export type Handler<R extends Route = Route> = (exchange: Exchange<R>) => Promise<void>;

@@ -40,8 +40,11 @@ export type AdminRoute =
   | { kind: 'admin.history' }
   | { kind: 'admin.history.restore' };
 
-/** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API. */
-export type Route = RegistryRoute | AdminRoute | { kind: 'token' };
+/** Probes for load balancers and Kubernetes: `healthz` (the process answers), `readyz` (it can serve). */
+export type HealthRoute = { kind: 'healthz' } | { kind: 'readyz' };
+
+/** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API, the probes. */
+export type Route = RegistryRoute | AdminRoute | HealthRoute | { kind: 'token' };
 
 export const ADMIN_PREFIX = '/admin/v1/';
 
@@ -74,6 +77,8 @@ export function matchRoute(path: string, options: { tokenPath?: string; admin?: 
   if (options.tokenPath !== undefined && path === options.tokenPath) return { kind: 'token' };
   if (options.admin && path.startsWith(ADMIN_PREFIX)) return matchAdminRoute(path.slice(ADMIN_PREFIX.length));
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
+  if (path === '/healthz') return { kind: 'healthz' };
+  if (path === '/readyz') return { kind: 'readyz' };
   if (!path.startsWith('/v2/')) return undefined;
   if (path === '/v2/_catalog') return { kind: 'catalog' };
   let m: RegExpExecArray | null;

@@ -320,6 +320,14 @@ export interface QuotaViolation {
  * Absence is `undefined` (or `false` for a delete that found nothing); failures throw.
  * Every implementation (SQLite, PostgreSQL) passes test/metadata-contract.ts.
  */
+/** Counts for metrics (`inventory`): blobs present, their bytes, manifests, repositories. */
+export interface Inventory {
+  repositories: number;
+  manifests: number;
+  blobs: number;
+  blobBytes: number;
+}
+
 export interface MetadataStore {
   readonly name: string;
   close(): Promise<void>;
@@ -570,6 +578,15 @@ export interface MetadataStore {
   finishStorageImport(source: string): Promise<void>;
   /** Imports begun and not finished (an automatic import resumes them at start). */
   unfinishedStorageImports(): Promise<string[]>;
+
+  // --- operations --------------------------------------------------------------------------
+  /** What the registry holds, for metrics: counted in one read, so the figures agree with each other. */
+  inventory(): Promise<Inventory>;
+  /**
+   * Throws when the store cannot take a write now (read-only file, disk error); for readiness
+   * probes. Takes and releases the write lock without writing; another writer holding it is fine.
+   */
+  checkWritable(): Promise<void>;
 
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -9,7 +9,8 @@ import { isRegistryError, isStorageFull } from '../errors/index.js';
 import { collectGarbage, type CollectionOptions } from '../gc/garbage-collector.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
-import { createApp } from '../http/app.js';
+import { createApp, type Admission, type Middleware } from '../http/app.js';
+import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
 import type { AccountStore } from '../metadata/account-store.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
@@ -23,6 +24,10 @@ import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.j
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { FreeSpaceWatch, StorageDriverCheck, readinessProbes } from './health.js';
+import { ServerMetrics, aggregate, registerInventory, type MetricsSnapshot } from './metrics.js';
+import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
@@ -33,6 +38,8 @@ export interface RunningServer {
   registry: Registry;
   /** The bound address (useful with port 0). */
   address: AddressInfo;
+  /** The debug server's bound address, when `http.debug.addr` is set. */
+  debugAddress?: AddressInfo;
   /** Stops accepting, lets in-flight requests finish (up to the drain timeout), closes storage. */
   close(): Promise<void>;
   /**
@@ -75,12 +82,17 @@ export interface Stores {
  * Opens the metadata store and blob store. With `exclusive`, this process alone holds the
  * database and SQLite needs no shared-memory file (see SqliteOptions.exclusive).
  */
-export function openStores(config: WharfConfig, options: { exclusive?: boolean } = {}): Stores {
+export function openStores(config: WharfConfig, options: { exclusive?: boolean; onCommit?: (seconds: number) => void } = {}): Stores {
   const store = new BlobStore(openStorageDriver(config));
   switch (config.metadata.kind) {
     case 'sqlite': {
       const { path, synchronous } = config.metadata.sqlite;
-      const metadata = new SqliteMetadataStore({ path, synchronous, ...(options.exclusive ? { exclusive: true } : {}) });
+      const metadata = new SqliteMetadataStore({
+        path,
+        synchronous,
+        ...(options.exclusive ? { exclusive: true } : {}),
+        ...(options.onCommit ? { onCommit: options.onCommit } : {}),
+      });
       return {
         metadata,
         store,
@@ -177,14 +189,25 @@ interface ServingStack {
   registry: Registry;
   /** The disk was too full to open the database normally: pulls only, one process. */
   storageFull: boolean;
+  /** This process's metrics; absent when Prometheus metrics are off. */
+  metrics: ServerMetrics | undefined;
   reload(): void;
   /** Closes what the stack opened, after the server has stopped. */
   dispose(): Promise<void>;
 }
 
-async function createServingStack(config: WharfConfig, log: Logger, role: { worker: boolean }): Promise<ServingStack> {
+/** What a serving process is given by the one that started it. */
+interface StackOptions {
+  /** Where requests are charged against the rate limits (when `ratelimit` is on). */
+  rateLimiter?: RateLimiter;
+  /** Whether this process logs what every process notices alike (free space running low): the listening one does. */
+  announce?: boolean;
+}
+
+async function createServingStack(config: WharfConfig, log: Logger, options: StackOptions = {}): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
-  const { stores, storageFull } = openStoresForServing(config, log);
+  const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
+  const { stores, storageFull } = openStoresForServing(config, log, metrics);
   const registry = createRegistry(config, audit, stores);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
@@ -196,14 +219,23 @@ async function createServingStack(config: WharfConfig, log: Logger, role: { work
       throw error;
     }
   }
-  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log);
+  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics);
+  const room = new FreeSpaceWatch(config.storage.rootDirectory, {
+    minimumBytes: config.storage.freeSpace.minimumBytes,
+    intervalMs: config.storage.freeSpace.intervalMs,
+    log,
+    announce: options.announce ?? false,
+    ...(metrics ? { onChange: (low: boolean) => metrics.storageReadOnly.set(low ? 1 : 0) } : {}),
+  });
+  await room.start();
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
   if (config.auth) {
     accounts = stores.openAccounts();
     try {
-      auth = await createAuth(config.auth, { accounts, audit, log, announce: !role.worker });
+      auth = await createAuth(config.auth, { accounts, audit: metrics ? metrics.countingAuthFailures(audit) : audit, log, announce: options.announce === true });
     } catch (error) {
+      room.stop();
       await jobs?.stop();
       await accounts.close();
       await registry.close();
@@ -211,11 +243,17 @@ async function createServingStack(config: WharfConfig, log: Logger, role: { work
       throw error;
     }
   }
+  const middleware: Middleware[] = metrics ? [metrics.middleware()] : [];
+  const admitted: Admission[] = config.rateLimit && options.rateLimiter ? [rateLimits(options.rateLimiter, metrics && ((family) => metrics.rateLimited.inc({ family })))] : [];
   const app = createApp(registry, {
     log,
     accessLog: config.log.accessLog,
     extraHeaders: config.http.headers,
     readOnly: storageFull ? 'storage-full' : config.storage.readOnly,
+    storageRoom: () => room.refusalNow(),
+    health: readinessProbes(config.storage.rootDirectory, registry.metadata, room),
+    middleware,
+    admitted,
     ...(auth ? { auth } : {}),
   });
   const serverOptions = {
@@ -253,11 +291,13 @@ async function createServingStack(config: WharfConfig, log: Logger, role: { work
     tls: tls !== undefined,
     registry,
     storageFull,
+    metrics,
     reload() {
       if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
       auth?.reload();
     },
     async dispose() {
+      room.stop();
       await jobs?.stop();
       await accounts?.close();
       await registry.close();
@@ -270,7 +310,8 @@ async function createServingStack(config: WharfConfig, log: Logger, role: { work
  * Opens the stores; on a disk too full for SQLite's shared-memory file (or any full-disk failure
  * while opening), opens them for this process alone instead, so that pulls keep working.
  */
-function openStoresForServing(config: WharfConfig, log: Logger): { stores: Stores; storageFull: boolean } {
+function openStoresForServing(config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined): { stores: Stores; storageFull: boolean } {
+  const onCommit = metrics ? (seconds: number) => metrics.commitSeconds.observe(seconds) : undefined;
   const full = (err: unknown) =>
     log.error(
       { err, storage: config.storage.rootDirectory },
@@ -278,11 +319,11 @@ function openStoresForServing(config: WharfConfig, log: Logger): { stores: Store
     );
   let stores: Stores;
   try {
-    stores = openStores(config);
+    stores = openStores(config, onCommit ? { onCommit } : {});
   } catch (error) {
     if (!isStorageFull(error)) throw error;
     full(error);
-    return { stores: openStores(config, { exclusive: true }), storageFull: true };
+    return { stores: openStores(config, { exclusive: true, ...(onCommit ? { onCommit } : {}) }), storageFull: true };
   }
   // SQLite opens on a full disk when its shared-memory file is still there from a previous run.
   if (config.storage.driver === 'filesystem' && !hasRoomToWrite(config.storage.rootDirectory, isStorageFull)) {
@@ -312,12 +353,14 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   }
   const configQuotas = parseConfigQuotas(config.quotas);
   const configRetention = parseConfigRetentionPolicies(config.retention.policies);
+  // The rate limits' buckets live here, for this process and every worker.
+  const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.
   // With workers, it serves only the connections no worker could take.
   checkStartingPoint(config);
   let stack: ServingStack;
   try {
-    stack = await createServingStack(config, log, { worker: false });
+    stack = await createServingStack(config, log, { announce: true, ...(buckets ? { rateLimiter: buckets } : {}) });
   } catch (error) {
     throw explainStartFailure(error, config);
   }
@@ -352,11 +395,19 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
       await serving.close();
       throw explainStartFailure(error, config);
     }
-    return running(stack, serving, listener, {});
+    let debug: DebugServer | undefined;
+    try {
+      debug = await startDebugServer(config, stack, async () => []);
+    } catch (error) {
+      await serving.close();
+      listener.close();
+      throw error;
+    }
+    return running(stack, serving, listener, debug ? { after: () => debug.close(), debug: debug.address } : {});
   }
   // Connections are accepted without reading from them, so that any process can take them over.
   const acceptor = createNetServer({ pauseOnConnect: true });
-  const pool = startWorkerPool(config, workers, log, (socket) => serving.accept(socket));
+  const pool = startWorkerPool(config, workers, log, (socket) => serving.accept(socket), buckets ? { takeRate: (charge) => buckets.takeNow(charge) } : {});
   // Until every worker is ready, connections wait, so that the first ones are shared out too.
   let waiting: Socket[] | undefined = [];
   acceptor.on('connection', (socket: Socket) => (waiting ? waiting.push(socket) : pool.dispatch(socket)));
@@ -369,7 +420,76 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   await pool.started;
   for (const socket of waiting) pool.dispatch(socket);
   waiting = undefined;
-  return running(stack, serving, acceptor, { reload: () => pool.reload(), alongside: () => pool.close() });
+  let debug: DebugServer | undefined;
+  try {
+    debug = await startDebugServer(config, stack, () => pool.snapshots());
+  } catch (error) {
+    acceptor.close();
+    await Promise.all([pool.close(), serving.close()]);
+    throw error;
+  }
+  return running(stack, serving, acceptor, { reload: () => pool.reload(), alongside: () => pool.close(), ...(debug ? { after: () => debug.close(), debug: debug.address } : {}) });
+}
+
+interface DebugServer {
+  address: AddressInfo;
+  close(): Promise<void>;
+}
+
+/**
+ * registry:2's debug server, on `http.debug.addr`: `/debug/health` (the storage driver check)
+ * and, when enabled, Prometheus metrics, this process's merged with every worker's. Plain HTTP,
+ * for the operator's network only. Undefined when no address is configured.
+ */
+async function startDebugServer(config: WharfConfig, stack: ServingStack, workerSnapshots: () => Promise<MetricsSnapshot[]>): Promise<DebugServer | undefined> {
+  const debug = config.http.debug;
+  if (!debug) return undefined;
+  const inventory = new MetricsRegistry();
+  registerInventory(inventory, stack.registry.metadata);
+  const storageCheck = config.health.storageDriver.enabled
+    ? new StorageDriverCheck(config.storage.rootDirectory, { intervalMs: config.health.storageDriver.intervalMs, threshold: config.health.storageDriver.threshold })
+    : undefined;
+  storageCheck?.start();
+  const answer = (res: ServerResponse, status: number, contentType: string, body: string) => {
+    res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+    res.end(body);
+  };
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return answer(res, 405, 'text/plain', 'method not allowed\n');
+    if (path === '/debug/health') {
+      const problem = storageCheck?.problem();
+      // registry:2's shape: {} when healthy, each failing check by name otherwise.
+      return problem === undefined
+        ? answer(res, 200, 'application/json; charset=utf-8', '{}\n')
+        : answer(res, 503, 'application/json; charset=utf-8', `${JSON.stringify({ [`storagedriver_${config.storage.driver}`]: problem })}\n`);
+    }
+    if (path === debug.prometheus.path && debug.prometheus.enabled && stack.metrics) {
+      const own = stack.metrics;
+      void Promise.all([own.snapshot(), inventory.getMetricsAsJSON(), workerSnapshots()])
+        .then(([mine, held, theirs]) => aggregate([mine, held as MetricsSnapshot, ...theirs]))
+        .then(
+          ({ contentType, text }) => answer(res, 200, contentType, text),
+          (error: unknown) => answer(res, 500, 'text/plain', `cannot collect metrics: ${(error as Error).message}\n`),
+        );
+      return;
+    }
+    answer(res, 404, 'text/plain', 'not found\n');
+  });
+  try {
+    await listen(server, { host: debug.host, port: debug.port });
+  } catch (error) {
+    storageCheck?.stop();
+    throw error;
+  }
+  return {
+    address: server.address() as AddressInfo,
+    async close() {
+      storageCheck?.stop();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /**
@@ -410,8 +530,8 @@ async function importDistributionStorageAtStart(stack: ServingStack, config: Wha
  * In a worker process: builds a serving stack that takes the connections the parent hands over
  * (see worker-pool.ts). Resolves once it can serve them.
  */
-export async function prepareWorker(config: WharfConfig, log: Logger): Promise<ServingProcess> {
-  return serve(await createServingStack(config, log, { worker: true }), config);
+export async function prepareWorker(config: WharfConfig, log: Logger, options: StackOptions = {}): Promise<ServingProcess> {
+  return serve(await createServingStack(config, log, options), config);
 }
 
 function listen(server: NetServer, target: { port: number; host: string | undefined }): Promise<void> {
@@ -429,6 +549,8 @@ export interface ServingProcess {
   /** Serves a connection accepted by another server (paused or not); the socket must not have been read from. */
   accept(socket: Socket): void;
   reload(): void;
+  /** This process's metrics (none when Prometheus metrics are off). */
+  metrics(): Promise<MetricsSnapshot>;
   /**
    * Lets requests in flight finish (up to the drain timeout), closing each connection as it
    * falls idle, then closes storage. Stops nothing that listens: that is the caller's.
@@ -467,6 +589,7 @@ function serve(stack: ServingStack, config: WharfConfig): ServingProcess {
       if (socket.isPaused()) socket.resume();
     },
     reload: () => stack.reload(),
+    metrics: async () => (stack.metrics ? stack.metrics.snapshot() : []),
     async close() {
       server.closeIdleConnections();
       if (busy.size > 0) {
@@ -531,12 +654,13 @@ function running(
   stack: ServingStack,
   serving: ServingProcess,
   listener: NetServer,
-  hooks: { reload?: () => void; alongside?: () => Promise<void> },
+  hooks: { reload?: () => void; alongside?: () => Promise<void>; after?: () => Promise<void>; debug?: AddressInfo },
 ): RunningServer {
   return {
     server: stack.server,
     registry: stack.registry,
     address: listener.address() as AddressInfo,
+    ...(hooks.debug ? { debugAddress: hooks.debug } : {}),
     reload() {
       serving.reload();
       hooks.reload?.();
@@ -544,6 +668,7 @@ function running(
     async close() {
       listener.close();
       await Promise.all([serving.close(), hooks.alongside?.()]);
+      await hooks.after?.();
     },
   };
 }
@@ -557,7 +682,7 @@ const FIRST_PURGE_DELAY_MS = 60_000;
  * This process's runner of background jobs. Every serving process runs one; the job queue's
  * leases make sure that each run of a job happens in exactly one of them (or one replica).
  */
-function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRunner {
+function startJobs(registry: Registry, config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined): JobRunner {
   const purging = config.storage.uploadPurging;
   const handlers: Record<string, JobHandler> = {};
   if (purging.enabled) {
@@ -582,12 +707,16 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
           { deleted: report.deleted, rescued: report.rescued, young: report.young, bytesFreed: report.bytesFreed, durationMs: report.durationMs },
           'garbage collection finished',
         );
+        metrics?.gcRuns.inc({ outcome: 'finished' });
+        metrics?.gcBytesFreed.inc(report.bytesFreed);
       } catch (error) {
         // `wharf garbage-collect` is at work: this run has nothing to add.
         if (isRegistryError(error) && error.code === 'UNAVAILABLE' && signal.aborted === false) {
           log.info({ reason: error.message }, 'garbage collection skipped');
+          metrics?.gcRuns.inc({ outcome: 'skipped' });
           return;
         }
+        metrics?.gcRuns.inc({ outcome: 'failed' });
         throw error;
       }
     };

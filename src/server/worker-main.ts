@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { createLogger } from '../log/logger.js';
 import { prepareWorker, type ServingProcess } from './server.js';
+import { RemoteRateLimiter } from './token-buckets.js';
 import type { ParentMessage, WorkerReply } from './worker-pool.js';
 
 /** Beyond the configured drain timeout, how long closing may take before the worker exits anyway. */
@@ -19,8 +20,11 @@ let stopping = false;
 let log = createLogger({ level: 'info', format: 'json' });
 
 function reply(message: WorkerReply): void {
-  process.send?.(message);
+  if (process.connected) process.send?.(message);
 }
+
+/** The rate limits' buckets are the parent's; this asks it. */
+const rateLimiter = new RemoteRateLimiter(reply);
 
 function stop(code = 0): void {
   if (stopping) return;
@@ -30,6 +34,7 @@ function stop(code = 0): void {
   if (!serving) process.exit(code);
   // Out of the parent's turns at once: no connection should arrive while this one drains.
   if (process.connected) process.disconnect();
+  rateLimiter.release();
   serving.close().then(
     () => process.exit(code),
     (error: unknown) => {
@@ -43,7 +48,7 @@ process.on('message', (message: ParentMessage, socket: Socket | undefined) => {
   if (message.kind === 'configure') {
     log = createLogger({ level: message.config.log.level, format: message.config.log.format });
     drainTimeoutMs = message.config.http.drainTimeoutMs;
-    prepareWorker(message.config, log).then(
+    prepareWorker(message.config, log, { rateLimiter }).then(
       (ready) => {
         serving = ready;
         reply({ kind: 'ready' });
@@ -53,6 +58,10 @@ process.on('message', (message: ParentMessage, socket: Socket | undefined) => {
         process.exit(1);
       },
     );
+  } else if (message.kind === 'rate') {
+    rateLimiter.answer(message.id, message.wait);
+  } else if (message.kind === 'metrics') {
+    void (serving?.metrics() ?? Promise.resolve([])).then((snapshot) => reply({ kind: 'metrics', id: message.id, snapshot }));
   } else if (message.kind === 'connection' && socket) {
     // Only sent after 'ready'; a connection that arrives while stopping is still served, then closed.
     if (serving) serving.accept(socket);

@@ -2,12 +2,27 @@ import { fork, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { WharfConfig } from '../config/config.js';
+import type { RateCharge } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
+import type { MetricsSnapshot } from './metrics.js';
 
-/** What the parent tells a worker: first its configuration, then connections to serve, one message each. */
-export type ParentMessage = { kind: 'configure'; config: WharfConfig } | { kind: 'connection' };
-/** What a worker answers once its stack is built and it can take connections. */
-export type WorkerReply = { kind: 'ready' };
+/**
+ * What the parent tells a worker: first its configuration, then connections to serve, one
+ * message each; between them, requests for its metrics and answers to its rate-limit charges.
+ */
+export type ParentMessage =
+  | { kind: 'configure'; config: WharfConfig }
+  | { kind: 'connection' }
+  | { kind: 'metrics'; id: number }
+  | { kind: 'rate'; id: number; wait: number };
+/**
+ * What a worker says: that its stack is built and it can take connections; its metrics when
+ * asked; a request to charge against the rate limits, whose buckets the parent holds.
+ */
+export type WorkerReply = { kind: 'ready' } | { kind: 'metrics'; id: number; snapshot: MetricsSnapshot } | { kind: 'rate'; id: number; charge: RateCharge };
+
+/** How long a scrape waits for a worker's metrics; one busy or dying worker must not stall it. */
+const METRICS_TIMEOUT_MS = 2_000;
 
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
@@ -46,6 +61,14 @@ export interface WorkerPool {
   reload(): void;
   /** Asks every worker to finish its requests and exit; resolves when they have. */
   close(): Promise<void>;
+  /** Every live worker's metrics (those that answer in time). */
+  snapshots(): Promise<MetricsSnapshot[]>;
+}
+
+/** What the pool asks of the process that forked it. */
+export interface PoolHooks {
+  /** Charges a worker's request against the shared rate limits (see TokenBuckets). */
+  takeRate?: (charge: RateCharge) => number;
 }
 
 /**
@@ -58,7 +81,10 @@ export interface WorkerPool {
  * Each worker opens its own SQLite connection; WAL mode and busy_timeout make the processes
  * share the database safely.
  */
-export function startWorkerPool(config: WharfConfig, count: number, log: Logger, serveHere: (socket: Socket) => void): WorkerPool {
+export function startWorkerPool(config: WharfConfig, count: number, log: Logger, serveHere: (socket: Socket) => void, hooks: PoolHooks = {}): WorkerPool {
+  let nextRequest = 0;
+  /** Scrapes waiting for a worker's answer, by request id. */
+  const awaitingMetrics = new Map<number, (snapshot: MetricsSnapshot) => void>();
   const workers = new Set<ChildProcess>();
   /** The ready workers, who take the next connections in turn. */
   const turns: ChildProcess[] = [];
@@ -82,6 +108,15 @@ export function startWorkerPool(config: WharfConfig, count: number, log: Logger,
     workers.add(child);
     child.send({ kind: 'configure', config } satisfies ParentMessage);
     child.on('message', (reply: WorkerReply) => {
+      if (reply.kind === 'rate') {
+        const wait = hooks.takeRate ? hooks.takeRate(reply.charge) : 0;
+        if (child.connected) child.send({ kind: 'rate', id: reply.id, wait } satisfies ParentMessage);
+        return;
+      }
+      if (reply.kind === 'metrics') {
+        awaitingMetrics.get(reply.id)?.(reply.snapshot);
+        return;
+      }
       if (reply.kind === 'ready' && !closing && !turns.includes(child)) turns.push(child);
       settle(child);
     });
@@ -117,6 +152,30 @@ export function startWorkerPool(config: WharfConfig, count: number, log: Logger,
     },
     reload() {
       for (const child of workers) child.kill('SIGHUP');
+    },
+    async snapshots() {
+      const asks = [...workers]
+        .filter((child) => child.connected)
+        .map(
+          (child) =>
+            new Promise<MetricsSnapshot | undefined>((resolve) => {
+              const id = (nextRequest += 1);
+              const done = (snapshot: MetricsSnapshot | undefined) => {
+                clearTimeout(timer);
+                awaitingMetrics.delete(id);
+                child.off('exit', gone);
+                resolve(snapshot);
+              };
+              const gone = () => done(undefined);
+              const timer = setTimeout(gone, METRICS_TIMEOUT_MS);
+              awaitingMetrics.set(id, done);
+              child.once('exit', gone);
+              child.send({ kind: 'metrics', id } satisfies ParentMessage, (error) => {
+                if (error) gone();
+              });
+            }),
+        );
+      return (await Promise.all(asks)).filter((snapshot): snapshot is MetricsSnapshot => snapshot !== undefined);
     },
     async close() {
       closing = true;

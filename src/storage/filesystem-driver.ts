@@ -43,6 +43,25 @@ export function hasRoomToWrite(root: string, isFull: (error: unknown) => boolean
   }
 }
 
+/**
+ * Writes, fsyncs and removes a small file under `root` without blocking the event loop, for
+ * readiness probes; throws what the file system said (ENOSPC, EROFS, EACCES...).
+ */
+export async function probeWrite(root: string): Promise<void> {
+  const directory = join(resolve(root), TEMPORARY_DIRECTORY);
+  const path = join(directory, `ready-probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let handle: FileHandle | undefined;
+  try {
+    await mkdir(directory, { recursive: true });
+    handle = await open(path, 'w');
+    await handle.write(Buffer.alloc(ROOM_PROBE_BYTES));
+    await handle.sync();
+  } finally {
+    await handle?.close();
+    await rm(path, { force: true });
+  }
+}
+
 function isMissing(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return code === 'ENOENT' || code === 'ENOTDIR';

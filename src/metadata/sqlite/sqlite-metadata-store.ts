@@ -19,6 +19,7 @@ import type {
   OutboxEntry,
   ManifestPut,
   ManifestRecord,
+  Inventory,
   MetadataStore,
   Page,
   StorageImport,
@@ -50,6 +51,8 @@ export interface SqliteOptions {
    * `connection` within the process.
    */
   exclusive?: boolean;
+  /** Told the seconds each group commit held the write lock (BEGIN to COMMIT) and how many writes it carried. */
+  onCommit?: (seconds: number, writes: number) => void;
 }
 
 /** How long any statement waits for another process's lock before failing with SQLITE_BUSY. */
@@ -206,8 +209,10 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Set while a commit waits for another process to release the write lock. */
   private retrying: NodeJS.Timeout | undefined;
   private busySince: number | undefined;
+  private readonly onCommit: SqliteOptions['onCommit'];
 
   constructor(options: SqliteOptions) {
+    this.onCommit = options.onCommit;
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     try {
@@ -473,6 +478,31 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.db;
   }
 
+  async inventory(): Promise<Inventory> {
+    const row = this.db
+      .prepare<[], Inventory>(
+        `SELECT (SELECT count(*) FROM repositories) AS repositories,
+                (SELECT count(*) FROM manifests) AS manifests,
+                count(*) AS blobs, coalesce(sum(size), 0) AS blobBytes
+           FROM blobs WHERE state = 'present'`,
+      )
+      .get()!;
+    return row;
+  }
+
+  async checkWritable(): Promise<void> {
+    // Between event-loop turns no group commit holds a transaction open (they run synchronously).
+    this.db.pragma('busy_timeout = 0');
+    try {
+      this.statements.beginImmediate.run();
+      this.statements.rollback.run();
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.retrying) clearTimeout(this.retrying);
     // The last writes wait for the lock like any statement rather than being dropped.
@@ -503,6 +533,7 @@ export class SqliteMetadataStore implements MetadataStore {
   private flush(options: { block?: boolean } = {}): void {
     this.retrying = undefined;
     if (this.queue.length === 0 || !this.db.open || !this.begin(options.block === true)) return;
+    const began = this.onCommit ? performance.now() : 0;
     const batch = this.queue.splice(0);
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
@@ -520,6 +551,7 @@ export class SqliteMetadataStore implements MetadataStore {
       this.settle(batch, error);
       return;
     }
+    this.onCommit?.((performance.now() - began) / 1000, batch.length);
     batch.forEach((item, i) => {
       const outcome = outcomes[i]!;
       if ('error' in outcome) item.reject(outcome.error);
