@@ -127,7 +127,11 @@ export const SCHEMA = {
   quotas: { kind: 'yaml' },
   health: ignored('health checks are not configurable; use GET /v2/'),
   redis: ignored('Wharf needs no cache service'),
-  notifications: ignored('webhooks are configured differently'),
+  /** registry:2's notifications (docs/notifications.md): endpoints are a list, checked by config.ts. */
+  notifications: {
+    endpoints: { kind: 'yaml' },
+    events: { includereferences: bool },
+  },
   validation: ignored('manifests are always validated'),
   compatibility: ignored('schema 1 is not supported'),
   reporting: ignored('not supported'),
