@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
@@ -66,6 +68,9 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.quotas': { GET: admin.listQuotas },
   'admin.quota': { PUT: admin.setQuota, DELETE: admin.removeQuota },
   'admin.usage': { GET: admin.listUsage },
+  'admin.events': { GET: admin.listEvents },
+  'admin.events.endpoint': { GET: admin.listEvents },
+  'admin.events.replay': { POST: admin.replayEvents },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
@@ -118,6 +123,7 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
   const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...(auth ? { auth } : {}) };
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
+    exchange.context.request = describeRequest(req);
     if (STREAMING.has(route.kind)) {
       const controller = new AbortController();
       res.once('close', () => {
@@ -128,6 +134,20 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, registry: Reg
     await handler(exchange);
   };
   await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
+}
+
+/** The request as notifications report it (Distribution's `request` block). */
+function describeRequest(req: IncomingMessage): NonNullable<Exchange['context']['request']> {
+  const socket = req.socket;
+  const ip = socket.remoteAddress ?? '';
+  return {
+    id: randomUUID(),
+    addr: `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`,
+    host: req.headers.host ?? '',
+    method: req.method ?? 'GET',
+    useragent: req.headers['user-agent'] ?? '',
+    scheme: (socket as TLSSocket).encrypted ? 'https' : 'http',
+  };
 }
 
 function logAccess(log: Logger, req: IncomingMessage, res: ServerResponse, started: number): void {

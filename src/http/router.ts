@@ -33,7 +33,10 @@ export type AdminRoute =
   | { kind: 'admin.quotas' }
   /** `subject` is the quota's name, percent-encoded in the path when it holds `/` (`team%2F`). */
   | { kind: 'admin.quota'; subject: string }
-  | { kind: 'admin.usage' };
+  | { kind: 'admin.usage' }
+  | { kind: 'admin.events' }
+  | { kind: 'admin.events.endpoint'; subject: string }
+  | { kind: 'admin.events.replay'; subject: string };
 
 /** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API. */
 export type Route = RegistryRoute | AdminRoute | { kind: 'token' };
@@ -116,6 +119,10 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
       return third === undefined ? { kind: 'admin.quota', subject: second } : undefined;
     case 'usage':
       return second === undefined ? { kind: 'admin.usage' } : undefined;
+    case 'events':
+      if (second === undefined) return { kind: 'admin.events' };
+      if (third === undefined) return { kind: 'admin.events.endpoint', subject: second };
+      return third === 'replay' ? { kind: 'admin.events.replay', subject: second } : undefined;
     default:
       return undefined;
   }

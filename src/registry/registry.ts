@@ -4,7 +4,8 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
-import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Tags, Uploads } from './services.js';
+import { RegistryError } from '../errors/index.js';
+import type { Blobs, Discovery, Manifests, NotificationAdmin, Operations, RegistryServices, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
 import { TagService } from './tag-service.js';
 import { UploadService } from './upload-service.js';
@@ -20,6 +21,8 @@ export interface RegistryOptions {
    * maintenance work (purging uploads) keeps using the local services.
    */
   wrap?: (local: RegistryServices) => RegistryServices;
+  /** Notification deliveries, for the admin API; absent when none are configured. */
+  notifications?: NotificationAdmin;
 }
 
 /**
@@ -69,6 +72,18 @@ export class Registry implements RegistryServices {
         },
         removeQuota: (name) => metadata.removeQuota(name),
         usage: (query) => metadata.repositoryUsage(query),
+        async notifications({ endpoint }) {
+          const notifier = options.notifications;
+          if (!notifier) return { endpoints: [], parked: [] };
+          const endpoints = (await notifier.report()).filter((e) => endpoint === undefined || e.name === endpoint);
+          if (endpoint !== undefined && endpoints.length === 0) throw unknownEndpoint(endpoint);
+          return { endpoints, parked: await notifier.parked(endpoint) };
+        },
+        async replayNotifications(endpoint, ids) {
+          const replayed = await options.notifications?.replay(endpoint, ids);
+          if (replayed === undefined) throw unknownEndpoint(endpoint);
+          return replayed;
+        },
       },
     };
     const services = options.wrap ? options.wrap(local) : local;
@@ -83,4 +98,8 @@ export class Registry implements RegistryServices {
   async close(): Promise<void> {
     await this.metadata.close();
   }
+}
+
+function unknownEndpoint(name: string): RegistryError {
+  return new RegistryError('NOT_FOUND', { message: `no notification endpoint is named "${name}"`, detail: { endpoint: name } });
 }

@@ -1,14 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { isRegistryError, isStorageFull } from '../errors/index.js';
 import { collectGarbage, type CollectionOptions } from '../gc/garbage-collector.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
+import { Notifier } from '../events/notifier.js';
+import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
 import { createApp } from '../http/app.js';
 import type { Logger } from '../log/logger.js';
 import type { AccountStore } from '../metadata/account-store.js';
@@ -97,13 +100,43 @@ function openStorageDriver(config: WharfConfig): StorageDriver {
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config)): Registry {
+export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config), events: NotificationWiring = {}): Registry {
   const { metadata, store } = stores;
+  const { notifier, recorder } = events;
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
+    ...(notifier ? { notifications: notifier } : {}),
+    ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
   });
+}
+
+/** A serving process's part in notifications: its deliveries and its record of pulls. */
+interface NotificationWiring {
+  notifier?: Notifier;
+  recorder?: PullRecorder;
+}
+
+/** How long a stopping process goes on delivering what is pending before it hands over. */
+const NOTIFICATION_FLUSH_MS = 2_000;
+
+/** The notifier and pull recorder when `notifications.endpoints` names any (none on a full disk). */
+function createNotifications(config: WharfConfig, metadata: MetadataStore, log: Logger): NotificationWiring {
+  const { endpoints, includeReferences } = config.notifications;
+  if (endpoints.length === 0) return {};
+  const scheme = config.http.tls ? 'https' : 'http';
+  const host = config.http.host ?? hostname();
+  const notifier = new Notifier(metadata, {
+    endpoints,
+    includeReferences,
+    // Distribution's source: the machine and port, and an id for this process.
+    source: { addr: `${hostname()}:${config.http.port}`, instanceID: randomUUID() },
+    baseUrl: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`,
+    log,
+  });
+  const recorder = new PullRecorder(metadata, (err, lost) => log.error({ err, lost }, 'pull and refusal events could not be recorded'));
+  return { notifier, recorder };
 }
 
 /** Thrown when the configuration would hand out credentials unsafely. */
@@ -127,6 +160,11 @@ interface ServingStack {
   /** The disk was too full to open the database normally: pulls only, one process. */
   storageFull: boolean;
   reload(): void;
+  /**
+   * Writes the recorded pulls and delivers pending notifications (where this process delivers)
+   * until caught up, a delivery fails, or `timeoutMs` passes: the outbox flush of a shutdown.
+   */
+  flushEvents(options: { timeoutMs: number }): Promise<void>;
   /** Closes what the stack opened, after the server has stopped. */
   dispose(): Promise<void>;
 }
@@ -134,7 +172,8 @@ interface ServingStack {
 async function createServingStack(config: WharfConfig, log: Logger): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const { stores, storageFull } = openStoresForServing(config, log);
-  const registry = createRegistry(config, audit, stores);
+  const events = storageFull ? {} : createNotifications(config, stores.metadata, log);
+  const registry = createRegistry(config, audit, stores, events);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -145,7 +184,8 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
       throw error;
     }
   }
-  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log);
+  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, events.recorder);
+  events.notifier?.start();
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
   if (config.auth) {
@@ -154,6 +194,7 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
       auth = await createAuth(config.auth, { accounts, audit, log });
     } catch (error) {
       await jobs?.stop();
+      await events.notifier?.stop();
       await accounts.close();
       await registry.close();
       await audit.close();
@@ -206,8 +247,11 @@ async function createServingStack(config: WharfConfig, log: Logger): Promise<Ser
       if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
       auth?.reload();
     },
+    flushEvents: (options) => flushEvents(events, options),
     async dispose() {
       await jobs?.stop();
+      await flushEvents(events, { timeoutMs: NOTIFICATION_FLUSH_MS });
+      await events.notifier?.stop();
       await accounts?.close();
       await registry.close();
       await audit.close();
@@ -405,6 +449,11 @@ function running(
   };
 }
 
+async function flushEvents(events: NotificationWiring, options: { timeoutMs: number }): Promise<void> {
+  await events.recorder?.flush();
+  await events.notifier?.flush(options);
+}
+
 /** The job that removes abandoned upload sessions (registry:2's storage.maintenance.uploadpurging). */
 const UPLOAD_PURGE_JOB = 'uploads.purge';
 /** registry:2 purges for the first time a while after start (or after one interval, if shorter). */
@@ -414,7 +463,7 @@ const FIRST_PURGE_DELAY_MS = 60_000;
  * This process's runner of background jobs. Every serving process runs one; the job queue's
  * leases make sure that each run of a job happens in exactly one of them (or one replica).
  */
-function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRunner {
+function startJobs(registry: Registry, config: WharfConfig, log: Logger, recorder: PullRecorder | undefined): JobRunner {
   const purging = config.storage.uploadPurging;
   const handlers: Record<string, JobHandler> = {};
   if (purging.enabled) {
@@ -439,6 +488,8 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger): JobRun
           { deleted: report.deleted, rescued: report.rescued, young: report.young, bytesFreed: report.bytesFreed, durationMs: report.durationMs },
           'garbage collection finished',
         );
+        const { blobs, manifests, repositories } = report.deleted;
+        recorder?.record({ action: 'gc.collect', deleted: { blobs, manifests, repositories }, bytesFreed: report.bytesFreed, durationMs: report.durationMs });
       } catch (error) {
         // `wharf garbage-collect` is at work: this run has nothing to add.
         if (isRegistryError(error) && error.code === 'UNAVAILABLE' && signal.aborted === false) {

@@ -138,3 +138,25 @@ export const listUsage: AdminHandler<'admin.usage'> = async (ex) => {
   const prefix = ex.query.get('prefix');
   sendJson(ex, 200, { repositories: await ex.registry.operations.usage({ ...(prefix !== null ? { prefix } : {}), limit }) });
 };
+
+/**
+ * `GET /admin/v1/events[/ENDPOINT]`: each notification endpoint's position, pending entries and
+ * failures, and the events it parked.
+ */
+export const listEvents: AdminHandler<'admin.events' | 'admin.events.endpoint'> = async (ex) => {
+  adminOf(ex);
+  const endpoint = ex.route.kind === 'admin.events.endpoint' ? ex.route.subject : undefined;
+  sendJson(ex, 200, await ex.registry.operations.notifications(endpoint !== undefined ? { endpoint } : {}));
+};
+
+/** `POST /admin/v1/events/ENDPOINT/replay` with `{}` (all parked) or `{"ids": [1, 2]}`: puts parked events back in line. */
+export const replayEvents: AdminHandler<'admin.events.replay'> = async (ex) => {
+  adminOf(ex);
+  const body = await readJsonBody(ex.req);
+  const ids = body !== null && typeof body === 'object' ? (body as { ids?: unknown }).ids : undefined;
+  if (ids !== undefined && (!Array.isArray(ids) || !ids.every((id) => Number.isSafeInteger(id) && (id as number) > 0))) {
+    throw new RegistryError('INVALID_REQUEST', { message: 'ids must be a list of parked event ids', detail: { ids } });
+  }
+  const replayed = await ex.registry.operations.replayNotifications(ex.route.subject, ids as number[] | undefined);
+  sendJson(ex, 200, { endpoint: ex.route.subject, replayed });
+};
