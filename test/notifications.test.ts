@@ -283,6 +283,72 @@ describe('notifications', () => {
     }
   });
 
+  test("deletes, tag moves, restores, quota refusals and collections become events, Distribution's where it has them and Wharf's own otherwise", async () => {
+    const dir = tempDir();
+    const receiver = await startReceiver();
+    const wharf = await wharfWith(
+      dir,
+      `storage:
+  delete:
+    enabled: true
+  gc:
+    enabled: true
+    interval: 1s
+quotas:
+  - repository: own/capped
+    limit: 100
+${notificationsYaml([{ name: 'all', url: receiver.url, backoff: '100ms' }])}`,
+    );
+    const json = { 'Content-Type': 'application/json' };
+    try {
+      const first = await pushImage(wharf.url, 'own/app', 'v1', {});
+      const second = await pushImage(wharf.url, 'own/app', 'v1', {});
+      const restored = await raw(wharf.url, 'POST', '/v2/own/app/_wharf/tags/v1/restore', { headers: json, body: JSON.stringify({ digest: first.manifest.digest }) });
+      assert.equal(restored.status, 200, restored.body.toString());
+      assert.equal((await raw(wharf.url, 'DELETE', `/v2/own/app/manifests/${first.manifest.digest}`)).status, 202);
+      const third = await pushImage(wharf.url, 'own/app', 'v3', {});
+      assert.equal((await raw(wharf.url, 'DELETE', '/v2/own/app/manifests/v3')).status, 202);
+      assert.equal((await raw(wharf.url, 'DELETE', `/v2/own/app/blobs/${second.layer.digest}`)).status, 202);
+      const big = blob('x'.repeat(200));
+      const refused = await raw(wharf.url, 'POST', `/v2/own/capped/blobs/uploads/?digest=${big.digest}`, { headers: { 'Content-Type': 'application/octet-stream' }, body: big.data });
+      assert.equal(refused.status, 403);
+      const wanted = (r: WebhookReceiver) => r.events().filter((e) => e.action !== 'collect').length >= 16 && r.events().some((e) => e.action === 'collect');
+      await receiver.waitFor(wanted);
+      const events = receiver.events();
+      const changes = events.filter((e) => e.action !== 'collect');
+      assert.deepEqual(
+        changes.map((e) => [e.action, e.target.repository, e.target.digest, e.target.tag, e.wharf]),
+        [
+          ['push', 'own/app', first.layer.digest, undefined, undefined],
+          ['push', 'own/app', first.config.digest, undefined, undefined],
+          ['push', 'own/app', first.manifest.digest, 'v1', undefined],
+          ['push', 'own/app', second.layer.digest, undefined, undefined],
+          ['push', 'own/app', second.config.digest, undefined, undefined],
+          ['push', 'own/app', second.manifest.digest, 'v1', undefined],
+          ['move', 'own/app', second.manifest.digest, 'v1', { previous: first.manifest.digest }],
+          ['move', 'own/app', first.manifest.digest, 'v1', { previous: second.manifest.digest, restore: true }],
+          ['delete', 'own/app', first.manifest.digest, undefined, undefined],
+          ['delete', 'own/app', undefined, 'v1', undefined],
+          ['push', 'own/app', third.layer.digest, undefined, undefined],
+          ['push', 'own/app', third.config.digest, undefined, undefined],
+          ['push', 'own/app', third.manifest.digest, 'v3', undefined],
+          ['delete', 'own/app', undefined, 'v3', undefined],
+          ['delete', 'own/app', second.layer.digest, undefined, undefined],
+          ['refuse', 'own/capped', big.digest, undefined, { quota: 'own/capped', limit: 100, usage: 0, adds: 200 }],
+        ],
+      );
+      assert.equal(changes.at(-1)!.target.size, 200);
+      const collect = events.find((e) => e.action === 'collect');
+      assert.deepEqual(Object.keys(collect.wharf).sort(), ['bytesFreed', 'deleted', 'durationMs']);
+      assert.deepEqual(collect.request, {});
+      assert.match(collect.id, UUID);
+    } finally {
+      await wharf.dispose();
+      await receiver.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('with two worker processes, each event is delivered once', async () => {
     const dir = tempDir();
     const receiver = await startReceiver();
