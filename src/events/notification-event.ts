@@ -58,15 +58,25 @@ export function renderEntry(entry: OutboxEntry, options: RenderOptions): Notific
   if (event.action === 'notification.replay') {
     return event.endpoint === options.endpoint ? renderEntry(event.original, options) : [];
   }
-  const parts = describe(event, options);
+  if (event.action === 'pull.batch') {
+    // One event per pull, each with its own time and origin; the index in the batch keeps ids apart.
+    return event.pulls.flatMap(({ at, ...pull }, index) => assemble(entry, pull, at, index, describe(pull, options), options));
+  }
+  return assemble(entry, event, entry.at, 0, describe(event, options), options);
+}
+
+/** The events of one change, numbered from `first` within their outbox entry. */
+function assemble(entry: OutboxEntry, event: ChangeEvent, at: number, first: number, parts: Part[], options: RenderOptions): NotificationEvent[] {
+  const timestamp = new Date(at).toISOString();
+  const request = event.request
+    ? { id: event.request.id, addr: event.request.addr, host: event.request.host, method: event.request.method, useragent: event.request.useragent }
+    : {};
   return parts.map((part, index) => ({
-    id: eventId(entry, index),
-    timestamp: new Date(entry.at).toISOString(),
+    id: eventId(entry, first + index),
+    timestamp,
     action: part.action,
     target: part.target,
-    request: event.request
-      ? { id: event.request.id, addr: event.request.addr, host: event.request.host, method: event.request.method, useragent: event.request.useragent }
-      : {},
+    request,
     actor: event.actor !== undefined ? { name: event.actor } : {},
     source: options.source,
     ...(part.wharf ? { wharf: part.wharf } : {}),
@@ -148,13 +158,16 @@ function describe(event: ChangeEvent, options: RenderOptions): Part[] {
     case 'repository.create':
     case 'repository.delete':
     case 'notification.replay':
+    case 'pull.batch':
       return [];
   }
 }
 
 /** A UUID-shaped id that depends only on the outbox entry and the event's place in it. */
 export function eventId(entry: OutboxEntry, index: number): string {
-  const hex = createHash('sha256').update(`${entry.id}\n${entry.at}\n${index}\n${JSON.stringify(entry.event)}`).digest('hex');
+  const event = entry.event;
+  const digest = 'digest' in event ? event.digest : '';
+  const hex = createHash('sha256').update(`${entry.id}\n${entry.at}\n${index}\n${event.action}\n${event.repository ?? ''}\n${digest}`).digest('hex');
   const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

@@ -44,6 +44,8 @@ export interface NotifierOptions {
 const LEASE_MIN_MS = 15_000;
 const PRUNE_EVERY_MS = 60_000;
 const PARKED_SHOWN = 1000;
+/** How long a delivery that emptied the line waits before the next request. */
+const GATHER_MS = 100;
 
 /**
  * Delivers the outbox to each configured endpoint, in outbox order, from a position kept in the
@@ -214,7 +216,8 @@ class EndpointDelivery {
     if (status && status.nextAttemptAt > now) return status.nextAttemptAt;
     const position = await this.metadata.ensureConsumer(this.consumer);
     await this.prune(position);
-    const entries = await this.metadata.readOutbox(position, status ? 1 : (this.options.batchSize ?? 100));
+    const batchSize = status ? 1 : (this.options.batchSize ?? 500);
+    const entries = await this.metadata.readOutbox(position, batchSize);
     if (entries.length === 0) return 'idle';
     const last = entries[entries.length - 1]!.id;
     const events = await this.render(entries);
@@ -233,7 +236,9 @@ class EndpointDelivery {
       this.options.log?.warn({ endpoint: this.endpoint.name }, 'notification position moved by another process');
     }
     if (status) await this.metadata.setDeliveryStatus(this.endpoint.name, undefined);
-    return 'more';
+    // Caught up: let entries gather for a moment, so that a busy registry sends full batches
+    // (one request and one position write per batch) rather than a request per few pulls.
+    return entries.length >= batchSize ? 'more' : Date.now() + GATHER_MS;
   }
 
   private async failed(position: number, head: OutboxEntry, status: DeliveryStatus | undefined, error: unknown): Promise<'more' | number> {
@@ -281,8 +286,11 @@ class EndpointDelivery {
     const references = new Map<string, ChangeReference[] | undefined>();
     if (this.options.includeReferences) {
       // Pulls record no references (that would cost every GET); read them now from the manifest.
-      for (const entry of entries) {
+      const pulls = entries.flatMap((entry) => {
         const event = entry.event.action === 'notification.replay' ? entry.event.original.event : entry.event;
+        return event.action === 'pull.batch' ? event.pulls : [event];
+      });
+      for (const event of pulls) {
         if (event.action !== 'manifest.pull') continue;
         const key = `${event.repository}@${event.digest}`;
         if (references.has(key)) continue;

@@ -1,17 +1,17 @@
 import { RegistryError } from '../errors/index.js';
-import type { ChangeEvent, MetadataStore } from '../metadata/metadata-store.js';
+import type { ChangeEvent, MetadataStore, RecordedPull } from '../metadata/metadata-store.js';
 import type { RequestContext } from '../registry/context.js';
 import type { Blobs, Manifests, RegistryServices, Uploads } from '../registry/services.js';
 
 /** How long a recorded pull may wait for its batch, and how many make a batch at once. */
-const FLUSH_AFTER_MS = 50;
-const FLUSH_AT = 500;
+const FLUSH_AFTER_MS = 100;
+const FLUSH_AT = 1000;
 
 /**
  * Records what happens without changing anything — pulls, quota refusals — in the outbox, many at
- * a time: serving a manifest or blob costs one push onto an array, and one transaction (itself
- * group-committed with the other writes) records a batch. The price: a crash loses the pulls of the
- * last few milliseconds. `flush` writes what waits (for a shutdown).
+ * a time: serving a manifest or blob costs one push onto an array, and every 100 ms the pulls
+ * waiting become one `pull.batch` entry (one insert, committed without waiting for the disk). The
+ * price: a crash loses the pulls of the last 100 ms. `flush` writes what waits (for a shutdown).
  */
 export class PullRecorder {
   private pending: Array<{ at: number; event: ChangeEvent }> = [];
@@ -36,13 +36,32 @@ export class PullRecorder {
   flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = this.pending.splice(0);
+    const batch = gatherPulls(this.pending.splice(0));
     if (batch.length > 0) {
       // In order: one batch after the other, so the outbox keeps the order they were served in.
       this.writing = this.writing.then(() => this.metadata.appendOutbox(batch).catch((error: unknown) => this.onError(error, batch.length)));
     }
     return this.writing;
   }
+}
+
+/** Consecutive pulls become one `pull.batch` entry; anything else stays an entry of its own, in order. */
+function gatherPulls(recorded: ReadonlyArray<{ at: number; event: ChangeEvent }>): Array<{ at: number; event: ChangeEvent }> {
+  const out: Array<{ at: number; event: ChangeEvent }> = [];
+  let pulls: RecordedPull[] | undefined;
+  for (const { at, event } of recorded) {
+    if (event.action === 'manifest.pull' || event.action === 'blob.pull') {
+      if (!pulls) {
+        pulls = [];
+        out.push({ at, event: { action: 'pull.batch', pulls } });
+      }
+      pulls.push({ ...event, at });
+    } else {
+      pulls = undefined;
+      out.push({ at, event });
+    }
+  }
+  return out;
 }
 
 /** Who made a request, as an outbox entry keeps it. */

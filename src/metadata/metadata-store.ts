@@ -173,6 +173,9 @@ export interface ChangeReference {
  */
 export type ChangeEvent = ChangeKind & { actor?: string; request?: ChangeRequest };
 
+/** One pull inside a `pull.batch` entry: when it was served (ms since epoch). */
+export type RecordedPull = Extract<ChangeEvent, { action: 'manifest.pull' | 'blob.pull' }> & { at: number };
+
 type ChangeKind =
   | { action: 'repository.create'; repository: string }
   | { action: 'blob.push'; repository: string; digest: string; size: number }
@@ -200,6 +203,11 @@ type ChangeKind =
   | { action: 'manifest.pull'; repository: string; digest: string; mediaType: string; size: number; tag?: string }
   /** A blob was served (GET, HEAD or a range of it). */
   | { action: 'blob.pull'; repository: string; digest: string; size: number }
+  /**
+   * Pulls served by one process within a few milliseconds, as one entry (one insert for many
+   * pulls keeps recording them off the serving path's bill); each keeps its own time and origin.
+   */
+  | { action: 'pull.batch'; repository?: undefined; pulls: RecordedPull[] }
   /** A push refused by a quota (nothing was written). */
   | { action: 'quota.refuse'; repository: string; quota: string; limit: number; usage: number; adds: number; digest?: string }
   /** A garbage collection finished. */
@@ -482,7 +490,8 @@ export interface MetadataStore {
   pruneOutbox(upTo: number): Promise<number>;
   /**
    * Appends entries that record no change of their own (pulls, refusals, collections, replays),
-   * many in one transaction; a crash may lose the last batch not yet written.
+   * many in one transaction. The store may commit them without waiting for the disk: a power
+   * failure (not a process crash) may lose the last ones.
    */
   appendOutbox(entries: ReadonlyArray<{ at: number; event: ChangeEvent }>): Promise<void>;
   /**

@@ -59,6 +59,8 @@ interface PendingWrite {
   work: () => unknown;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** May be lost on a power failure (not on a crash): committed without waiting for the disk. */
+  lazy?: boolean;
 }
 
 interface ManifestRow {
@@ -214,8 +216,11 @@ export class SqliteMetadataStore implements MetadataStore {
   /** Set while a commit waits for another process to release the write lock. */
   private retrying: NodeJS.Timeout | undefined;
   private busySince: number | undefined;
+  /** `synchronous` as configured, restored after a lazy commit. */
+  private readonly synchronous: 'NORMAL' | 'FULL';
 
   constructor(options: SqliteOptions) {
+    this.synchronous = options.synchronous === 'normal' ? 'NORMAL' : 'FULL';
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     try {
@@ -223,7 +228,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (options.exclusive) this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('foreign_keys = ON');
       this.migrate();
     } catch (error) {
@@ -501,9 +506,9 @@ export class SqliteMetadataStore implements MetadataStore {
    * each. Each write runs in its own savepoint, so one that throws rolls back alone; none resolves
    * before the commit is durable.
    */
-  private write<T>(work: () => T): Promise<T> {
+  private write<T>(work: () => T, options: { lazy?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject, ...(options.lazy ? { lazy: true } : {}) });
       if (this.queue.length === 1 && !this.retrying) setImmediate(() => this.flush());
     });
   }
@@ -517,7 +522,21 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   private flush(options: { block?: boolean } = {}): void {
     this.retrying = undefined;
-    if (this.queue.length === 0 || !this.db.open || !this.begin(options.block === true)) return;
+    if (this.queue.length === 0 || !this.db.open) return;
+    // A batch of lazy writes only (recorded pulls) need not wait for the disk: in WAL mode,
+    // NORMAL still survives a crash of the process, and the serving event loop is not held by
+    // an fsync per batch. Any other write in the batch makes the whole commit durable.
+    const lazy = this.synchronous === 'FULL' && this.queue.every((item) => item.lazy === true);
+    if (lazy) this.db.pragma('synchronous = NORMAL');
+    try {
+      if (!this.begin(options.block === true)) return;
+      this.commitQueued();
+    } finally {
+      if (lazy) this.db.pragma(`synchronous = ${this.synchronous}`);
+    }
+  }
+
+  private commitQueued(): void {
     const batch = this.queue.splice(0);
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
@@ -1224,9 +1243,12 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async appendOutbox(entries: ReadonlyArray<{ at: number; event: ChangeEvent }>): Promise<void> {
     if (entries.length === 0) return;
-    return this.write(() => {
-      for (const { at, event } of entries) this.record(event, at);
-    });
+    return this.write(
+      () => {
+        for (const { at, event } of entries) this.record(event, at);
+      },
+      { lazy: true },
+    );
   }
 
   async ensureConsumer(consumer: string): Promise<number> {
