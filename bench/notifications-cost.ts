@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runHeadLoad } from './head-load.js';
-import { startWharf, type ServerProcess } from './servers.js';
+import { processCpuSeconds, processTree, startWharf, type ServerProcess } from './servers.js';
 import { runWrk, type LoadResult } from './wrk.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, repetitions: { type: 'string', default: '3' }, connections: { type: 'string', default: '64' } } });
@@ -83,7 +83,15 @@ const servers: Record<Mode, ServerProcess> = {
   delivered: await startWharf(root, { configFile: delivering }),
 };
 const layers = { off: await pushImage(servers.off), recorded: await pushImage(servers.recorded), delivered: await pushImage(servers.delivered) };
-const samples = Object.fromEntries(MODES.map((m) => [m, { manifest: [] as LoadResult[], head: [] as LoadResult[] }])) as Record<Mode, { manifest: LoadResult[]; head: LoadResult[] }>;
+const samples = Object.fromEntries(MODES.map((m) => [m, { manifest: [] as LoadResult[], head: [] as LoadResult[], cpu: [] as number[] }])) as Record<
+  Mode,
+  { manifest: LoadResult[]; head: LoadResult[]; cpu: number[] }
+>;
+/**
+ * CPU seconds used by a server's whole process tree: per request, a figure other jobs on a shared
+ * machine move far less than throughput.
+ */
+const cpuOf = (server: ServerProcess) => processTree(server.pid).reduce((sum, pid) => sum + (processCpuSeconds(pid) ?? 0), 0);
 let served = 0;
 let received = 0;
 /** Waits until the receiver has every pull served so far: all of them must come, or the figures are of a broken path. */
@@ -95,6 +103,7 @@ try {
   for (let rep = 0; rep < repetitions; rep += 1) {
     for (const name of rep % 2 === 0 ? MODES : [...MODES].reverse()) {
       const server = servers[name];
+      const cpuBefore = cpuOf(server);
       const manifest = await runWrk('wrk', {
         url: `http://${server.target.hostPort}/v2/bench/small/manifests/latest`,
         method: 'GET',
@@ -104,13 +113,14 @@ try {
         scratch,
       });
       const head = await runHeadLoad({ host: server.target.host, port: server.target.port, path: `/v2/bench/small/blobs/${layers[name]}`, connections, seconds });
-      samples[name].manifest.push(manifest);
-      samples[name].head.push(head);
       if (name === 'delivered') {
         served += manifest.requests + head.requests;
-        // Its backlog must not spill into the next server's run.
+        // Its backlog must not spill into the next server's run (and its delivery counts in its CPU).
         await caughtUp();
       }
+      samples[name].cpu.push(((cpuOf(server) - cpuBefore) / (manifest.requests + head.requests)) * 1e6);
+      samples[name].manifest.push(manifest);
+      samples[name].head.push(head);
       process.stderr.write(`rep ${rep + 1} ${name}: manifest ${manifest.requestsPerSecond.toFixed(0)} req/s p99 ${manifest.p99Ms} ms, head ${head.requestsPerSecond.toFixed(0)} req/s p99 ${head.p99Ms} ms\n`);
     }
   }
@@ -122,8 +132,8 @@ try {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const row = (label: string, pick: (r: LoadResult) => number, of: 'manifest' | 'head') => {
-  const [off, recorded, delivered] = MODES.map((m) => median(samples[m][of].map(pick))) as [number, number, number];
+const row = (label: string, pick: (r: LoadResult) => number, of: 'manifest' | 'head') => cells(label, MODES.map((m) => median(samples[m][of].map(pick))) as [number, number, number]);
+const cells = (label: string, [off, recorded, delivered]: [number, number, number]) => {
   const ratio = (x: number) => `${((x / off) * 100).toFixed(1)}%`;
   return `| ${label} | ${off.toFixed(2)} | ${recorded.toFixed(2)} (${ratio(recorded)}) | ${delivered.toFixed(2)} (${ratio(delivered)}) |`;
 };
@@ -137,6 +147,7 @@ process.stdout.write(
     row('manifest GET p99 ms', (r) => r.p99Ms, 'manifest'),
     row('blob HEAD req/s', (r) => r.requestsPerSecond, 'head'),
     row('blob HEAD p99 ms', (r) => r.p99Ms, 'head'),
+    cells('server CPU µs per request (all processes)', MODES.map((m) => median(samples[m].cpu)) as [number, number, number]),
     '',
     `events delivered: ${received} for ${served} pulls counted by the load generators (plus the image push and the requests in flight when each run ended)`,
     '',

@@ -46,6 +46,8 @@ const PRUNE_EVERY_MS = 60_000;
 const PARKED_SHOWN = 1000;
 /** How long a delivery that emptied the line waits before the next request. */
 const GATHER_MS = 100;
+/** Events in one request at most, unless one outbox entry alone holds more. */
+const MAX_EVENTS = 1000;
 
 /**
  * Delivers the outbox to each configured endpoint, in outbox order, from a position kept in the
@@ -217,10 +219,16 @@ class EndpointDelivery {
     const position = await this.metadata.ensureConsumer(this.consumer);
     await this.prune(position);
     const batchSize = status ? 1 : (this.options.batchSize ?? 500);
-    const entries = await this.metadata.readOutbox(position, batchSize);
-    if (entries.length === 0) return 'idle';
+    const read = await this.metadata.readOutbox(position, batchSize);
+    if (read.length === 0) return 'idle';
+    // Whole entries, up to MAX_EVENTS events a request (a batch of pulls may hold hundreds).
+    const rendered = await this.render(read);
+    const events: NotificationEvent[] = [];
+    let taken = 0;
+    while (taken < read.length && (taken === 0 || events.length + rendered[taken]!.length <= MAX_EVENTS)) events.push(...rendered[taken++]!);
+    const entries = read.slice(0, taken);
+    const full = taken < read.length || read.length >= batchSize;
     const last = entries[entries.length - 1]!.id;
-    const events = await this.render(entries);
     if (events.length === 0) {
       await this.metadata.advanceConsumer(this.consumer, position, last);
       return 'more';
@@ -238,7 +246,7 @@ class EndpointDelivery {
     if (status) await this.metadata.setDeliveryStatus(this.endpoint.name, undefined);
     // Caught up: let entries gather for a moment, so that a busy registry sends full batches
     // (one request and one position write per batch) rather than a request per few pulls.
-    return entries.length >= batchSize ? 'more' : Date.now() + GATHER_MS;
+    return full ? 'more' : Date.now() + GATHER_MS;
   }
 
   private async failed(position: number, head: OutboxEntry, status: DeliveryStatus | undefined, error: unknown): Promise<'more' | number> {
@@ -282,7 +290,8 @@ class EndpointDelivery {
     await this.metadata.pruneOutbox(position);
   }
 
-  private async render(entries: readonly OutboxEntry[]): Promise<NotificationEvent[]> {
+  /** The events of each entry that this endpoint wants, entry by entry. */
+  private async render(entries: readonly OutboxEntry[]): Promise<NotificationEvent[][]> {
     const references = new Map<string, ChangeReference[] | undefined>();
     if (this.options.includeReferences) {
       // Pulls record no references (that would cost every GET); read them now from the manifest.
@@ -311,7 +320,7 @@ class EndpointDelivery {
       endpoint: this.endpoint.name,
       referencesOf: (repository, digest) => references.get(`${repository}@${digest}`),
     };
-    return entries.flatMap((entry) => renderEntry(entry, options)).filter((event) => wanted(event, this.endpoint));
+    return entries.map((entry) => renderEntry(entry, options).filter((event) => wanted(event, this.endpoint)));
   }
 
   /** POSTs the events; throws unless the endpoint answers 2xx or 3xx in time (as registry:2 counts it). */
