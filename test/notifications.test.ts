@@ -220,6 +220,11 @@ describe('notifications', () => {
         [...Array(15).fill('push'), 'pull'],
       );
       assert.equal(new Set(events.map((e) => e.id)).size, events.length);
+      // Every attempt the receiver turned away carried events it then got with the same ids and contents.
+      const byId = new Map(events.map((e) => [e.id, e]));
+      const attempted = receiver.turnedAway.flatMap((r) => r.json.events);
+      assert.ok(attempted.length >= 6);
+      for (const event of attempted) assert.deepEqual(byId.get(event.id), event, 'a resent event is the same event');
     } finally {
       await wharf.dispose();
       await receiver.close();

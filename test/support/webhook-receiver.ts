@@ -14,6 +14,8 @@ export interface WebhookReceiver {
   requests: ReceivedRequest[];
   /** How many requests it turned away (answered with an error status). */
   refused(): number;
+  /** The requests it turned away, as they came (a sender may have to send them again). */
+  turnedAway: ReceivedRequest[];
   /** Every Distribution event received so far, in arrival order. */
   events(): any[];
   /** Waits until `done` holds (checked on every request), or fails after `ms` with what arrived. */
@@ -29,6 +31,7 @@ export async function startReceiver(options: { port?: number } = {}): Promise<We
   const waiters = new Set<() => void>();
   let status = 200;
   let refused = 0;
+  const turnedAway: ReceivedRequest[] = [];
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -38,6 +41,8 @@ export async function startReceiver(options: { port?: number } = {}): Promise<We
         requests.push({ headers: req.headers, body, json: JSON.parse(body.toString('utf8')) });
       } else {
         refused += 1;
+        const body = Buffer.concat(chunks);
+        turnedAway.push({ headers: req.headers, body, json: JSON.parse(body.toString('utf8')) });
       }
       res.statusCode = status;
       res.end();
@@ -54,6 +59,7 @@ export async function startReceiver(options: { port?: number } = {}): Promise<We
     port,
     requests,
     refused: () => refused,
+    turnedAway,
     events: () => requests.flatMap((r) => (Array.isArray(r.json.events) ? r.json.events : [])),
     waitFor(done, ms = 20_000) {
       if (done(receiver)) return Promise.resolve();
