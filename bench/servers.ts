@@ -177,13 +177,13 @@ function launch(name: ServerProcess['name'], command: string, args: string[], en
 /** `wharf serve` from dist/, the embedded default, with delete on and the access log off. */
 export async function startWharf(
   root: string,
-  options: { workers?: number | undefined; nodeArgs?: string[] | undefined; env?: Record<string, string> } = {},
+  options: { workers?: number | undefined; nodeArgs?: string[] | undefined; env?: Record<string, string>; configFile?: string } = {},
 ): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'wharf-bench-'));
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, REGISTRY_LOG_ACCESSLOG_DISABLED: 'true', REGISTRY_LOG_LEVEL: 'warn', ...options.env };
   if (options.workers !== undefined) env.REGISTRY_SERVER_WORKERS = String(options.workers);
-  const args = [...(options.nodeArgs ?? []), join(root, 'dist/cli/main.js'), 'serve', '--addr', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--delete'];
+  const args = [...(options.nodeArgs ?? []), join(root, 'dist/cli/main.js'), 'serve', ...(options.configFile ? [options.configFile] : []), '--addr', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--delete'];
   const { server, ready } = launch('wharf', process.execPath, args, env, dir, port, '/v2/');
   await ready.catch(async (error) => {
     await server.stop();

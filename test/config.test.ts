@@ -32,6 +32,72 @@ describe('loading registry:2 configuration', () => {
     assert.deepEqual(warnings, []);
   });
 
+  it("reads registry:2's notifications section, with Wharf's own endpoint keys, without a warning", () => {
+    const path = file(
+      'notifications.yml',
+      `notifications:
+  events:
+    includereferences: true
+  endpoints:
+    - name: alistener
+      disabled: false
+      url: https://my.listener.com/event
+      headers:
+        Authorization: [Bearer xyz]
+      timeout: 500ms
+      threshold: 5
+      backoff: 1s
+      ignoredmediatypes:
+        - application/octet-stream
+      ignore:
+        mediatypes:
+          - application/vnd.oci.image.index.v1+json
+        actions:
+          - pull
+    - name: signed
+      url: http://127.0.0.1:9000/hook
+      format: cloudevents
+      secret: s3cret
+      signatureheader: X-Signature
+      maxattempts: 7
+`,
+    );
+    const { config, warnings } = loadConfig({ file: path, env: {} });
+    assert.deepEqual(warnings, []);
+    assert.equal(config.notifications.includeReferences, true);
+    assert.deepEqual(config.notifications.endpoints[0], {
+      name: 'alistener',
+      url: 'https://my.listener.com/event',
+      headers: { Authorization: ['Bearer xyz'] },
+      timeoutMs: 500,
+      threshold: 5,
+      backoffMs: 1000,
+      disabled: false,
+      ignoredMediaTypes: ['application/octet-stream', 'application/vnd.oci.image.index.v1+json'],
+      ignoredActions: ['pull'],
+      maxAttempts: 100,
+      format: 'distribution',
+      signatureHeader: 'Wharf-Signature',
+    });
+    const signed = config.notifications.endpoints[1]!;
+    assert.deepEqual([signed.format, signed.secret, signed.signatureHeader, signed.maxAttempts, signed.timeoutMs, signed.threshold], ['cloudevents', 's3cret', 'X-Signature', 7, 1000, 10]);
+    assert.deepEqual(loadConfig({ env: {} }).config.notifications, { endpoints: [], includeReferences: false });
+  });
+
+  it('refuses notification endpoints it cannot use, naming the key', () => {
+    const bad = (endpoint: string) => () => loadConfig({ file: file('bad-endpoint.yml', `notifications:\n  endpoints:\n    - ${endpoint}\n`), env: {} });
+    assert.throws(bad('name: a'), /notifications\.endpoints\[0\]\.url: an http/);
+    assert.throws(bad('url: http://x/'), /notifications\.endpoints\[0\]\.name/);
+    assert.throws(bad('{name: a, url: ftp://x/}'), /\.url: an http/);
+    assert.throws(bad('{name: a, url: http://x/, timeout: soon}'), /\.timeout: "soon" is not a duration/);
+    assert.throws(bad('{name: a, url: http://x/, threshold: -1}'), /\.threshold/);
+    assert.throws(bad('{name: a, url: http://x/, format: xml}'), /\.format/);
+    assert.throws(bad('{name: a, url: http://x/, colour: red}'), /unknown key "colour"/);
+    assert.throws(bad('{name: a, url: http://x/, ignore: {verbs: [pull]}}'), /ignore: unknown key "verbs"/);
+    assert.throws(() => loadConfig({ file: file('twice.yml', 'notifications:\n  endpoints:\n    - {name: a, url: http://x/}\n    - {name: a, url: http://y/}\n'), env: {} }), /"a" names another endpoint/);
+    assert.throws(() => loadConfig({ file: file('notalist.yml', 'notifications:\n  endpoints: {name: a}\n'), env: {} }), ConfigError);
+  });
+
   it('reads the keys it shares with registry:2 from a config file', () => {
     const path = file(
       'full.yml',

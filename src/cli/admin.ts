@@ -33,7 +33,8 @@ const describeQuota = (q: Quota) =>
  * each repository uses, through the admin API. The usage shown is the number quotas enforce.
  */
 export function registerAdmin(program: Command): void {
-  const admin = program.command('admin').description('registry administration through the admin API: quotas and usage');
+  const admin = program.command('admin').description('registry administration through the admin API: quotas, usage and notification events');
+  registerEvents(admin);
   const quota = admin.command('quota').description('storage quotas per repository or namespace (a prefix ending in /)');
 
   addAdminFlags(
@@ -91,6 +92,91 @@ export function registerAdmin(program: Command): void {
         process.stdout.write(`total ${formatByteSize(total)} (${total} bytes) in ${repositories.length} repositories\n`);
       }),
     );
+}
+
+interface EndpointRow {
+  name: string;
+  url: string;
+  disabled: boolean;
+  position: number;
+  pending: number;
+  attempts: number;
+  nextAttemptAt?: number;
+  lastError?: string;
+  parked: number;
+}
+
+interface ParkedRow {
+  id: number;
+  endpoint: string;
+  entry: { id: number; at: number; event: { action: string; repository?: string } };
+  attempts: number;
+  lastError?: string;
+  parkedAt: number;
+  events: Array<{ id: string; action: string; target: { repository?: string; digest?: string; tag?: string } }>;
+}
+
+/** `wharf admin events [ENDPOINT]` and `wharf admin events replay ENDPOINT [ID...]`: notification deliveries. */
+function registerEvents(admin: Command): void {
+  const events = admin.command('events').description('notification deliveries: pending and parked events per endpoint, and replays');
+  addAdminFlags(
+    events
+      .command('list', { isDefault: true })
+      .argument('[endpoint]', 'only this endpoint')
+      .description('each endpoint with its pending and failing deliveries, then the events it parked'),
+  )
+    .option('--json', 'print JSON')
+    .action((endpoint: string | undefined, flags: JsonFlags) =>
+      run(async () => {
+        const client = await AdminClient.fromFlags(flags, stdinReader());
+        const path = endpoint !== undefined ? `events/${encodeURIComponent(endpoint)}` : 'events';
+        const report = (await client.call('GET', path)) as { endpoints: EndpointRow[]; parked: ParkedRow[] };
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          return;
+        }
+        const rows = report.endpoints.map((e) => [
+          e.name,
+          e.disabled ? 'disabled' : e.attempts > 0 ? 'failing' : 'ok',
+          String(e.pending),
+          String(e.attempts),
+          e.nextAttemptAt !== undefined && e.attempts > 0 ? new Date(e.nextAttemptAt).toISOString() : '',
+          String(e.parked),
+          e.lastError ?? '',
+        ]);
+        process.stdout.write(renderTable(['ENDPOINT', 'STATE', 'PENDING', 'ATTEMPTS', 'NEXT ATTEMPT', 'PARKED', 'LAST ERROR'], rows));
+        if (report.parked.length === 0) return;
+        process.stdout.write('\nparked:\n');
+        const parked = report.parked.flatMap((p) =>
+          p.events.map((e) => [String(p.id), p.endpoint, e.action, describeTarget(e.target), String(p.attempts), new Date(p.parkedAt).toISOString(), p.lastError ?? '', e.id]),
+        );
+        process.stdout.write(renderTable(['ID', 'ENDPOINT', 'ACTION', 'TARGET', 'ATTEMPTS', 'PARKED AT', 'LAST ERROR', 'EVENT ID'], parked));
+      }),
+    );
+  addAdminFlags(
+    events
+      .command('replay')
+      .argument('<endpoint>', 'the endpoint whose parked events to send again')
+      .argument('[ids...]', 'parked event ids (from `wharf admin events`); all of them when none')
+      .description('send parked events again, after whatever is pending, with their original event ids'),
+  ).action((endpoint: string, ids: string[], flags: AdminFlags) =>
+    run(async () => {
+      const numbers = ids.map((id) => {
+        const n = Number(id);
+        if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`"${id}" is not a parked event id`);
+        return n;
+      });
+      const client = await AdminClient.fromFlags(flags, stdinReader());
+      const { replayed } = (await client.call('POST', `events/${encodeURIComponent(endpoint)}/replay`, numbers.length > 0 ? { ids: numbers } : {})) as { replayed: number };
+      process.stdout.write(`${replayed} parked event${replayed === 1 ? '' : 's'} of ${endpoint} put back in line\n`);
+    }),
+  );
+}
+
+function describeTarget(target: { repository?: string; digest?: string; tag?: string }): string {
+  if (target.repository === undefined) return '';
+  if (target.tag !== undefined) return `${target.repository}:${target.tag}`;
+  return target.digest !== undefined ? `${target.repository}@${target.digest}` : target.repository;
 }
 
 function percent(usage: number, limit: number): string {

@@ -65,6 +65,38 @@ export interface WharfConfig {
   audit: { enabled: boolean; path: string };
   /** Raw `quotas` list; src/registry/quota-rules.ts validates it and the server stores it in metadata at start. */
   quotas: unknown;
+  /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
+  notifications: NotificationsConfig;
+}
+
+export interface NotificationsConfig {
+  endpoints: EndpointConfig[];
+  /** `events.includereferences`: manifest push and pull events list the manifest's references. */
+  includeReferences: boolean;
+}
+
+/** One `notifications.endpoints[]` entry: registry:2's keys, then Wharf's own. */
+export interface EndpointConfig {
+  /** Unique; names the endpoint's place in the outbox, so renaming one starts it afresh. */
+  name: string;
+  url: string;
+  headers: Record<string, string[]>;
+  timeoutMs: number;
+  /** Failures in a row retried at once before waiting `backoffMs` between attempts. */
+  threshold: number;
+  backoffMs: number;
+  disabled: boolean;
+  /** `ignoredmediatypes` and `ignore.mediatypes` together. */
+  ignoredMediaTypes: string[];
+  ignoredActions: string[];
+  /** Wharf's: failed attempts after which an event is parked (0: never). */
+  maxAttempts: number;
+  /** Wharf's: `distribution` (registry:2's envelope) or `cloudevents` (CloudEvents 1.0, structured). */
+  format: 'distribution' | 'cloudevents';
+  /** Wharf's: HMAC-SHA256 key for the body's signature; absent: unsigned. Never logged. */
+  secret?: string;
+  /** Wharf's: the header that carries the signature. */
+  signatureHeader: string;
 }
 
 /** The debug server: plain HTTP on its own address, /debug/health and (when enabled) Prometheus metrics. */
@@ -488,6 +520,10 @@ function build(raw: Raw): WharfConfig {
     ...buildAuth(raw, rootDirectory),
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
     quotas: value(raw, 'quotas', []),
+    notifications: {
+      endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
+      includeReferences: value(raw, 'notifications.events.includereferences', false),
+    },
   };
 }
 
@@ -549,6 +585,103 @@ function bucketLimit(value: unknown, where: string): BucketLimit {
   const positive = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 1;
   if (!positive(rate) || (burst !== undefined && !positive(burst))) throw new ConfigError(`${where} needs rate (requests a second) and optionally burst, both whole numbers from 1`);
   return { rate: rate as number, burst: (burst ?? rate) as number };
+}
+
+const ENDPOINT_KEYS = new Set([
+  'name', 'url', 'headers', 'timeout', 'threshold', 'backoff', 'disabled', 'ignoredmediatypes', 'ignore',
+  'maxattempts', 'format', 'secret', 'signatureheader',
+]);
+
+/** `notifications.endpoints`: registry:2's list, each entry checked here so that a typo stops the start. */
+function buildEndpoints(list: unknown): EndpointConfig[] {
+  if (list === null || list === undefined) return [];
+  if (!Array.isArray(list)) throw new ConfigError('notifications.endpoints must be a list of endpoints');
+  const names = new Set<string>();
+  return list.map((entry: unknown, i): EndpointConfig => {
+    const where = `notifications.endpoints[${i}]`;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw new ConfigError(`${where} must be a mapping`);
+    const e: Raw = {};
+    for (const [key, v] of Object.entries(entry as Raw)) e[key.toLowerCase()] = v;
+    const unknown = Object.keys(e).find((key) => !ENDPOINT_KEYS.has(key));
+    if (unknown !== undefined) throw new ConfigError(`${where}: unknown key "${unknown}"`);
+    const text = (key: string): string | undefined => {
+      const v = e[key];
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'string' || v === '') throw new ConfigError(`${where}.${key} must be a non-empty string`);
+      return v;
+    };
+    const name = text('name');
+    if (name === undefined || !/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new ConfigError(`${where}.name: letters, digits, ".", "_" or "-" (at most 64) are required`);
+    if (names.has(name)) throw new ConfigError(`${where}.name: "${name}" names another endpoint already`);
+    names.add(name);
+    const url = text('url');
+    let parsed: URL | undefined;
+    try {
+      parsed = url === undefined ? undefined : new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) throw new ConfigError(`${where}.url: an http:// or https:// URL is required`);
+    const duration = (key: string, fallback: number): number => {
+      const v = e[key];
+      if (v === undefined || v === null) return fallback;
+      const ms = typeof v === 'string' || typeof v === 'number' ? parseDuration(v) : undefined;
+      if (ms === undefined) throw new ConfigError(`${where}.${key}: ${JSON.stringify(v)} is not a duration such as 500ms or 5s`);
+      return ms;
+    };
+    const integer = (key: string, fallback: number, max: number): number => {
+      const v = e[key];
+      if (v === undefined || v === null) return fallback;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) throw new ConfigError(`${where}.${key}: ${JSON.stringify(v)} is not an integer from 0 to ${max}`);
+      return v;
+    };
+    const list = (v: unknown, key: string): string[] => {
+      if (v === undefined || v === null) return [];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) throw new ConfigError(`${where}.${key} must be a list of strings`);
+      return v as string[];
+    };
+    const headers: Record<string, string[]> = {};
+    if (e.headers !== undefined && e.headers !== null) {
+      if (typeof e.headers !== 'object' || Array.isArray(e.headers)) throw new ConfigError(`${where}.headers must map header names to lists of values`);
+      for (const [header, values] of Object.entries(e.headers as Raw)) {
+        const all = Array.isArray(values) ? values : [values];
+        if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(header) || all.some((x) => typeof x !== 'string' || /[\r\n]/.test(x))) {
+          throw new ConfigError(`${where}.headers.${header}: values must be strings without line breaks`);
+        }
+        headers[header] = all as string[];
+      }
+    }
+    const ignore = e.ignore;
+    if (ignore !== undefined && ignore !== null && (typeof ignore !== 'object' || Array.isArray(ignore))) throw new ConfigError(`${where}.ignore must be a mapping of mediatypes and actions`);
+    const ignoreSection: Raw = {};
+    for (const [key, v] of Object.entries((ignore ?? {}) as Raw)) ignoreSection[key.toLowerCase()] = v;
+    const extra = Object.keys(ignoreSection).find((key) => key !== 'mediatypes' && key !== 'actions');
+    if (extra !== undefined) throw new ConfigError(`${where}.ignore: unknown key "${extra}"`);
+    const disabled = e.disabled;
+    if (disabled !== undefined && disabled !== null && typeof disabled !== 'boolean') throw new ConfigError(`${where}.disabled must be true or false`);
+    const format = (text('format') ?? 'distribution').toLowerCase();
+    if (format !== 'distribution' && format !== 'cloudevents') throw new ConfigError(`${where}.format: "${format}" is not distribution or cloudevents`);
+    const signatureHeader = text('signatureheader') ?? 'Wharf-Signature';
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(signatureHeader)) throw new ConfigError(`${where}.signatureheader is not a header name`);
+    const secret = e.secret;
+    if (secret !== undefined && secret !== null && (typeof secret !== 'string' || secret === '')) throw new ConfigError(`${where}.secret must be a non-empty string`);
+    return {
+      name,
+      url: parsed.href,
+      headers,
+      // registry:2's defaults.
+      timeoutMs: duration('timeout', 1000),
+      threshold: integer('threshold', 10, 1_000_000),
+      backoffMs: duration('backoff', 1000),
+      disabled: disabled === true,
+      ignoredMediaTypes: [...list(e.ignoredmediatypes, 'ignoredmediatypes'), ...list(ignoreSection.mediatypes, 'ignore.mediatypes')],
+      ignoredActions: list(ignoreSection.actions, 'ignore.actions'),
+      maxAttempts: integer('maxattempts', 100, 1_000_000_000),
+      format,
+      signatureHeader,
+      ...(typeof secret === 'string' ? { secret } : {}),
+    };
+  });
 }
 
 /** The shape only; src/metadata/immutable-tag-rules.ts checks the patterns' characters when the server starts. */

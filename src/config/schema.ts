@@ -150,7 +150,11 @@ export const SCHEMA = {
     overrides: { kind: 'yaml' },
   },
   redis: ignored('Wharf needs no cache service'),
-  notifications: ignored('notifications are not sent'),
+  /** registry:2's notifications (docs/notifications.md): endpoints are a list, checked by config.ts. */
+  notifications: {
+    endpoints: { kind: 'yaml' },
+    events: { includereferences: bool },
+  },
   validation: ignored('manifests are always validated'),
   compatibility: ignored('schema 1 manifests are not accepted, so its signing key is unused'),
   loglevel: ignored('use log.level'),

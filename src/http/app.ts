@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Auth } from '../auth/setup.js';
 import { RegistryError } from '../errors/index.js';
@@ -90,6 +91,9 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.history.restore': { POST: admin.restoreTag },
   healthz: { GET: healthz, HEAD: healthz },
   readyz: { GET: readyz, HEAD: readyz },
+  'admin.events': { GET: admin.listEvents },
+  'admin.events.endpoint': { GET: admin.listEvents },
+  'admin.events.replay': { POST: admin.replayEvents },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
@@ -198,6 +202,7 @@ async function dispatch(
   const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...extras };
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
+    exchange.context.request = describeRequest(req, trace.id);
     if (exchange.context.actor) trace.user = exchange.context.actor;
     for (const check of admitted) await check(exchange);
     if (STREAMING.has(route.kind)) {
@@ -210,6 +215,20 @@ async function dispatch(
     await handler(exchange);
   };
   await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
+}
+
+/** The request as notifications report it (Distribution's `request` block), under the id the access log and X-Request-Id carry. */
+function describeRequest(req: IncomingMessage, id: string): NonNullable<Exchange['context']['request']> {
+  const socket = req.socket;
+  const ip = socket.remoteAddress ?? '';
+  return {
+    id,
+    addr: `${ip.includes(':') ? `[${ip}]` : ip}:${socket.remotePort ?? 0}`,
+    host: req.headers.host ?? '',
+    method: req.method ?? 'GET',
+    useragent: req.headers['user-agent'] ?? '',
+    scheme: (socket as TLSSocket).encrypted ? 'https' : 'http',
+  };
 }
 
 /**

@@ -38,7 +38,10 @@ export type AdminRoute =
   | { kind: 'admin.retention.policy'; subject: string }
   | { kind: 'admin.retention.run' }
   | { kind: 'admin.history' }
-  | { kind: 'admin.history.restore' };
+  | { kind: 'admin.history.restore' }
+  | { kind: 'admin.events' }
+  | { kind: 'admin.events.endpoint'; subject: string }
+  | { kind: 'admin.events.replay'; subject: string };
 
 /** Probes for load balancers and Kubernetes: `healthz` (the process answers), `readyz` (it can serve). */
 export type HealthRoute = { kind: 'healthz' } | { kind: 'readyz' };
@@ -133,6 +136,10 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
     case 'history':
       if (second === undefined) return { kind: 'admin.history' };
       return second === 'restore' && third === undefined ? { kind: 'admin.history.restore' } : undefined;
+    case 'events':
+      if (second === undefined) return { kind: 'admin.events' };
+      if (third === undefined) return { kind: 'admin.events.endpoint', subject: second };
+      return third === 'replay' ? { kind: 'admin.events.replay', subject: second } : undefined;
     default:
       return undefined;
   }

@@ -44,6 +44,10 @@ export interface ManifestPut {
   tags: string[];
   /** Who pushed (for history and audit); absent when anonymous. */
   actor?: string;
+  /** The request that pushed, for notifications. */
+  request?: ChangeRequest;
+  /** The manifest's references as notifications list them. */
+  references?: ChangeReference[];
 }
 
 /** What a manifest push changed, read inside its transaction. */
@@ -152,15 +156,42 @@ export interface TagEvent {
 }
 
 /**
+ * The HTTP request that made a change or a pull, as notifications report it (Distribution's
+ * `request` block, plus the scheme so that target URLs can be built later).
+ */
+export interface ChangeRequest {
+  id: string;
+  addr: string;
+  host: string;
+  method: string;
+  useragent: string;
+  scheme?: 'http' | 'https';
+}
+
+/** A manifest's reference as a push event lists it (Distribution's `target.references`). */
+export interface ChangeReference {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/**
  * A change to the registry, as the outbox records it: written in the transaction that makes the
  * change, so a consumer (notifications, search, metrics) sees every change exactly as committed,
- * crash or not. `actor` is the user or robot who made it (absent when anonymous).
+ * crash or not. `actor` is the user or robot who made it (absent when anonymous); `request` the
+ * HTTP request (absent for background work). Pulls, quota refusals and collections are recorded
+ * too, in batches after the fact (see appendOutbox): they change nothing to commit with.
  */
-export type ChangeEvent =
-  | { action: 'repository.create'; repository: string; actor?: string }
-  | { action: 'blob.push'; repository: string; digest: string; size: number; actor?: string }
-  | { action: 'blob.mount'; repository: string; digest: string; size: number; from?: string; actor?: string }
-  | { action: 'blob.delete'; repository: string; digest: string; actor?: string }
+export type ChangeEvent = ChangeKind & { actor?: string; request?: ChangeRequest };
+
+/** One pull inside a `pull.batch` entry: when it was served (ms since epoch). */
+export type RecordedPull = Extract<ChangeEvent, { action: 'manifest.pull' | 'blob.pull' }> & { at: number };
+
+type ChangeKind =
+  | { action: 'repository.create'; repository: string }
+  | { action: 'blob.push'; repository: string; digest: string; size: number }
+  | { action: 'blob.mount'; repository: string; digest: string; size: number; from?: string }
+  | { action: 'blob.delete'; repository: string; digest: string }
   | {
       action: 'manifest.push';
       repository: string;
@@ -170,14 +201,30 @@ export type ChangeEvent =
       tags: string[];
       subject?: string;
       artifactType?: string;
-      actor?: string;
+      /** The config and layers, or an index's manifests (absent in entries written before notifications). */
+      references?: ChangeReference[];
     }
-  /** A tag pointed at `previous` (absent for a new tag) and now points at `digest`. */
-  | { action: 'tag.move'; repository: string; tag: string; digest: string; previous?: string; actor?: string }
-  | { action: 'manifest.delete'; repository: string; digest: string; tags: string[]; actor?: string }
-  | { action: 'tag.delete'; repository: string; tag: string; digest: string; actor?: string }
+  /** A tag pointed at `previous` (absent for a new tag) and now points at `digest`; `restore` when put back from its history. */
+  | { action: 'tag.move'; repository: string; tag: string; digest: string; previous?: string; restore?: boolean }
+  | { action: 'manifest.delete'; repository: string; digest: string; tags: string[] }
+  | { action: 'tag.delete'; repository: string; tag: string; digest: string }
   /** A collector removed a repository that had nothing left in it. */
-  | { action: 'repository.delete'; repository: string; actor?: string };
+  | { action: 'repository.delete'; repository: string }
+  /** A manifest was served (GET or HEAD), by `tag` when asked by tag. */
+  | { action: 'manifest.pull'; repository: string; digest: string; mediaType: string; size: number; tag?: string }
+  /** A blob was served (GET, HEAD or a range of it). */
+  | { action: 'blob.pull'; repository: string; digest: string; size: number }
+  /**
+   * Pulls served by one process within a few milliseconds, as one entry (one insert for many
+   * pulls keeps recording them off the serving path's bill); each keeps its own time and origin.
+   */
+  | { action: 'pull.batch'; repository?: undefined; pulls: RecordedPull[] }
+  /** A push refused by a quota (nothing was written). */
+  | { action: 'quota.refuse'; repository: string; quota: string; limit: number; usage: number; adds: number; digest?: string }
+  /** A garbage collection finished. */
+  | { action: 'gc.collect'; repository?: undefined; deleted: { blobs: number; manifests: number; repositories: number }; bytesFreed: number; durationMs: number }
+  /** A parked notification put back in line for one endpoint (`wharf admin events replay`). */
+  | { action: 'notification.replay'; repository?: string; endpoint: string; original: OutboxEntry };
 
 export interface OutboxEntry {
   /** Increasing; a consumer remembers the last one it handled. */
@@ -186,9 +233,29 @@ export interface OutboxEntry {
   event: ChangeEvent;
 }
 
-/** Who makes a change, for the outbox and tag history. */
+/** Who makes a change, for the outbox and tag history, and through which request. */
 export interface ChangeOptions {
   actor?: string;
+  request?: ChangeRequest;
+}
+
+/** Where deliveries to one notification endpoint stand after failures (none: all is well). */
+export interface DeliveryStatus {
+  /** Failed attempts at the entry after the endpoint's position. */
+  attempts: number;
+  /** Not before this time (ms since epoch). */
+  nextAttemptAt: number;
+  lastError?: string;
+}
+
+/** An outbox entry one endpoint gave up on after its attempts, kept until replayed. */
+export interface ParkedEvent {
+  id: number;
+  endpoint: string;
+  entry: OutboxEntry;
+  attempts: number;
+  lastError?: string;
+  parkedAt: number;
 }
 
 export type JobState = 'ready' | 'running' | 'done' | 'failed';
@@ -444,6 +511,38 @@ export interface MetadataStore {
   advanceConsumer(consumer: string, from: number, to: number): Promise<boolean>;
   /** Deletes entries up to `upTo` that every consumer has passed; returns how many. */
   pruneOutbox(upTo: number): Promise<number>;
+  /**
+   * Appends entries that record no change of their own (pulls, refusals, collections, replays),
+   * many in one transaction. The store may commit them without waiting for the disk: a power
+   * failure (not a process crash) may lose the last ones.
+   */
+  appendOutbox(entries: ReadonlyArray<{ at: number; event: ChangeEvent }>): Promise<void>;
+  /**
+   * A consumer's position, creating the consumer at the end of the outbox when it is new (so that
+   * a new notification endpoint is told of what happens from now on, not of all history).
+   */
+  ensureConsumer(consumer: string): Promise<number>;
+  /** How many entries come after `after`. */
+  countOutbox(after: number): Promise<number>;
+
+  // --- notification deliveries -------------------------------------------------------------
+  getDeliveryStatus(endpoint: string): Promise<DeliveryStatus | undefined>;
+  /** Records (or, with undefined, clears) an endpoint's failures. */
+  setDeliveryStatus(endpoint: string, status: DeliveryStatus | undefined): Promise<void>;
+  /**
+   * Gives up on `entry` for `endpoint`: keeps it as parked, moves `consumer` from `from` past it
+   * and clears the endpoint's failures, in one transaction; false (nothing changed) when the
+   * consumer was not at `from`.
+   */
+  parkEvent(endpoint: string, consumer: string, from: number, entry: OutboxEntry, failure: { attempts: number; lastError?: string }): Promise<boolean>;
+  /** Parked entries, oldest first, of one endpoint or all, at most `limit`. */
+  listParkedEvents(options: { endpoint?: string; limit: number }): Promise<ParkedEvent[]>;
+  /**
+   * Puts parked entries of `endpoint` (all, or those with `ids`) back in line: each becomes a
+   * `notification.replay` entry at the end of the outbox and leaves the parked list, in one
+   * transaction. Returns how many.
+   */
+  replayParkedEvents(endpoint: string, options: { ids?: readonly number[] }): Promise<number>;
 
   // --- jobs --------------------------------------------------------------------------------
   /**

@@ -254,6 +254,11 @@ function pathOf(open: Container[], duplicate: string): string {
 }
 
 /** Blobs a registry must hold before it accepts the manifest (foreign layers with URLs excepted). */
+/** Everything a manifest points at, in document order: config and layers, or an index's manifests. */
+export function manifestReferences(manifest: ParsedManifest): Descriptor[] {
+  return [...(manifest.config ? [manifest.config] : []), ...manifest.layers, ...manifest.manifests];
+}
+
 export function requiredBlobs(manifest: ParsedManifest): Descriptor[] {
   const blobs = manifest.config ? [manifest.config, ...manifest.layers] : [...manifest.layers];
   return blobs.filter((d) => !(NON_DISTRIBUTABLE_LAYER_TYPES.has(d.mediaType) && d.urls && d.urls.length > 0));

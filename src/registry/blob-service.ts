@@ -4,7 +4,7 @@ import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { isSendable, type ChunkSink } from '../storage/driver.js';
 import { isValidRepositoryName } from '../oci/names.js';
-import type { RequestContext } from './context.js';
+import { changeOptions, type RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import { checkRepositoryName } from './validation.js';
 import type { Digest } from '../oci/digest.js';
@@ -37,7 +37,7 @@ export class BlobService {
   ) {}
 
   /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
-  async stat(repository: string, digest: Digest): Promise<number> {
+  async stat(repository: string, digest: Digest, _context?: RequestContext): Promise<number> {
     checkRepositoryName(repository);
     const size = await this.metadata.repositoryBlobSize(repository, digest);
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
@@ -73,7 +73,7 @@ export class BlobService {
       }
     }
     const actor = context.actor;
-    if (!(await this.metadata.linkBlob(repository, digest, { ...(actor ? { actor } : {}), ...(source !== undefined ? { from: source } : {}) }))) return false;
+    if (!(await this.metadata.linkBlob(repository, digest, { ...changeOptions(context), ...(source !== undefined ? { from: source } : {}) }))) return false;
     this.options.emit?.({ action: 'blob.mount', repository, digest, from: source ?? '', ...(actor ? { actor } : {}) });
     return true;
   }
@@ -83,7 +83,7 @@ export class BlobService {
     if (!this.options.deleteEnabled) throw new RegistryError('UNSUPPORTED', { message: 'deletion is disabled' });
     checkRepositoryName(repository);
     const actor = context.actor ? { actor: context.actor } : {};
-    if (!(await this.metadata.unlinkBlob(repository, digest, actor))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
+    if (!(await this.metadata.unlinkBlob(repository, digest, changeOptions(context)))) throw new RegistryError('BLOB_UNKNOWN', { detail: { digest } });
     this.options.emit?.({ action: 'blob.delete', repository, digest, ...actor });
   }
 }

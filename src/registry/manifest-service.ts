@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isRegistryError, RegistryError } from '../errors/index.js';
 import type { ManifestPut, ManifestPutResult, ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
 import { digestOf, digestParts, type Digest } from '../oci/digest.js';
-import { ManifestFormatError, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
+import { ManifestFormatError, manifestReferences, parseManifest, requiredBlobs, type ParsedManifest } from '../oci/manifest.js';
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
-import type { RequestContext } from './context.js';
+import { changeOptions, type RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import type { PullTimes } from './pull-times.js';
 import { checkRepositoryName, checkTag, type ManifestReference } from './validation.js';
@@ -36,9 +36,10 @@ export class ManifestService {
    * An index asked for by a client that takes only image manifests yields its linux/amd64 child,
    * as Distribution does for old clients. Throws MANIFEST_UNKNOWN.
    */
-  async get(repository: string, ref: ManifestReference, accept: readonly string[] = [], options: { pull?: boolean } = {}): Promise<ManifestRecord> {
+  async get(repository: string, ref: ManifestReference, accept: readonly string[] = [], context?: RequestContext): Promise<ManifestRecord> {
     const record = await this.negotiate(repository, ref, accept);
-    if (options.pull) this.options.pulls?.record(repository, record.digest);
+    // A GET hands the manifest out: a pull, whose time retention keeps (a HEAD only looks).
+    if (context?.request?.method === 'GET') this.options.pulls?.record(repository, record.digest);
     return record;
   }
 
@@ -108,7 +109,8 @@ export class ManifestService {
       blobs: requiredBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })),
       children: manifest.manifests.map((d) => ({ digest: d.digest, size: d.size })),
       tags: [...tags],
-      ...(context.actor ? { actor: context.actor } : {}),
+      references: manifestReferences(manifest).map((d) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size })),
+      ...changeOptions(context),
     });
     const emit = this.options.emit;
     if (emit) {
@@ -143,10 +145,10 @@ export class ManifestService {
     const reference = 'digest' in ref ? ref.digest : ref.tag;
     const actor = context.actor ? { actor: context.actor } : {};
     if ('digest' in ref) {
-      const removed = await this.metadata.deleteManifest(repository, ref.digest, actor);
+      const removed = await this.metadata.deleteManifest(repository, ref.digest, changeOptions(context));
       if (removed === undefined) throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
       this.options.emit?.({ action: 'manifest.delete', repository, digest: ref.digest, tags: removed, ...actor });
-    } else if ((await this.metadata.deleteTag(repository, ref.tag, actor)) === undefined) {
+    } else if ((await this.metadata.deleteTag(repository, ref.tag, changeOptions(context))) === undefined) {
       throw new RegistryError('MANIFEST_UNKNOWN', { detail: { reference } });
     } else {
       this.options.emit?.({ action: 'tag.delete', repository, tag: ref.tag, ...actor });

@@ -4,9 +4,10 @@ import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
 import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.js';
+import { RegistryError } from '../errors/index.js';
 import { PullTimes } from './pull-times.js';
 import { RetentionService } from './retention-service.js';
-import type { Blobs, Discovery, Manifests, Operations, RegistryServices, Retention, Tags, Uploads } from './services.js';
+import type { Blobs, Discovery, Manifests, NotificationAdmin, Operations, RegistryServices, Retention, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
 import { TagService } from './tag-service.js';
 import { UploadService } from './upload-service.js';
@@ -28,6 +29,8 @@ export interface RegistryOptions {
   recordPulls?: boolean;
   /** How often recorded pulls are written (default PULL_FLUSH_MS). */
   pullFlushMs?: number;
+  /** Notification deliveries, for the admin API; absent when none are configured. */
+  notifications?: NotificationAdmin;
 }
 
 /**
@@ -86,6 +89,18 @@ export class Registry implements RegistryServices {
         },
         removeQuota: (name) => metadata.removeQuota(name),
         usage: (query) => metadata.repositoryUsage(query),
+        async notifications({ endpoint }) {
+          const notifier = options.notifications;
+          if (!notifier) return { endpoints: [], parked: [] };
+          const endpoints = (await notifier.report()).filter((e) => endpoint === undefined || e.name === endpoint);
+          if (endpoint !== undefined && endpoints.length === 0) throw unknownEndpoint(endpoint);
+          return { endpoints, parked: await notifier.parked(endpoint) };
+        },
+        async replayNotifications(endpoint, ids) {
+          const replayed = await options.notifications?.replay(endpoint, ids);
+          if (replayed === undefined) throw unknownEndpoint(endpoint);
+          return replayed;
+        },
       },
       retention: {
         policies: () => retention.list(),
@@ -108,4 +123,8 @@ export class Registry implements RegistryServices {
     await this.pulls?.close();
     await this.metadata.close();
   }
+}
+
+function unknownEndpoint(name: string): RegistryError {
+  return new RegistryError('NOT_FOUND', { message: `no notification endpoint is named "${name}"`, detail: { endpoint: name } });
 }

@@ -1,4 +1,4 @@
-import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, QuotaStatus, RepositoryUsage, TagEvent } from '../metadata/metadata-store.js';
+import type { ImmutableTagRule, JobRecord, JobState, ManifestRecord, ParkedEvent, QuotaStatus, RepositoryUsage, TagEvent } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from './blob-service.js';
@@ -19,8 +19,11 @@ import type { ManifestReference } from './validation.js';
 
 /** Reading blobs through a repository's links. */
 export interface BlobReader {
-  /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
-  stat(repository: string, digest: Digest): Promise<number>;
+  /**
+   * The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. With `context`, the
+   * caller is serving the blob to a client (GET or HEAD: once per request), which is a pull.
+   */
+  stat(repository: string, digest: Digest, context?: RequestContext): Promise<number>;
   /** Opens a blob (or a range of it) the repository links. */
   open(repository: string, digest: Digest, range?: BlobRange): Promise<OpenedBlob>;
 }
@@ -44,8 +47,8 @@ export interface Uploads {
 export interface Manifests {
   /** The largest manifest body accepted, so the edge can refuse a bigger one unread. */
   readonly maxManifestBytes: number;
-  /** `pull`: a GET that hands the manifest out (recorded for retention), not a HEAD. */
-  get(repository: string, reference: ManifestReference, accept?: readonly string[], options?: { pull?: boolean }): Promise<ManifestRecord>;
+  /** With `context`, the caller is serving the manifest to a client (a pull, for notifications). */
+  get(repository: string, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ManifestRecord>;
   put(
     repository: string,
     reference: ManifestReference,
@@ -84,6 +87,40 @@ export interface Operations {
   removeQuota(name: string): Promise<boolean>;
   /** Usage per repository whose name starts with `prefix`, largest first. */
   usage(options: { prefix?: string; limit: number }): Promise<RepositoryUsage[]>;
+  /** Notification endpoints and their parked events (of one endpoint, or all). */
+  notifications(options: { endpoint?: string }): Promise<NotificationsReport>;
+  /** Puts an endpoint's parked events (all, or `ids`) back in line; NOT_FOUND for an unknown endpoint. */
+  replayNotifications(endpoint: string, ids?: readonly number[]): Promise<number>;
+}
+
+/** One notification endpoint's deliveries, as operators see them. */
+export interface EndpointReport {
+  name: string;
+  url: string;
+  disabled: boolean;
+  /** The id of the last outbox entry handled. */
+  position: number;
+  /** Outbox entries after the position (some may not concern the endpoint). */
+  pending: number;
+  /** Failed attempts at the next entry. */
+  attempts: number;
+  nextAttemptAt?: number;
+  lastError?: string;
+  parked: number;
+}
+
+export interface NotificationsReport {
+  endpoints: EndpointReport[];
+  /** Parked entries, each with the notification events it stands for. */
+  parked: Array<ParkedEvent & { events: unknown[] }>;
+}
+
+/** What the notifier offers the admin API (src/events/notifier.ts). */
+export interface NotificationAdmin {
+  report(): Promise<EndpointReport[]>;
+  parked(endpoint?: string): Promise<Array<ParkedEvent & { events: unknown[] }>>;
+  /** Undefined when no endpoint has that name. */
+  replay(endpoint: string, ids?: readonly number[]): Promise<number | undefined>;
 }
 
 /** Retention policies (docs/lifecycle.md) and running them, on demand or on a schedule. */

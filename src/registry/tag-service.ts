@@ -7,7 +7,7 @@ import {
 } from '../metadata/immutable-tag-rules.js';
 import type { MetadataStore, TagEvent } from '../metadata/metadata-store.js';
 import { isDigest } from '../oci/digest.js';
-import type { RequestContext } from './context.js';
+import { changeOptions, type RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import { checkRepositoryName, checkTag } from './validation.js';
 
@@ -65,7 +65,7 @@ export class TagService {
       digest = then.digest;
     }
     const actor = context.actor ? { actor: context.actor } : {};
-    const { previous, moved } = await this.metadata.moveTag(repository, tag, digest, actor);
+    const { previous, moved } = await this.metadata.moveTag(repository, tag, digest, changeOptions(context));
     if (moved) this.options.emit?.({ action: 'tag.move', repository, tag, digest, ...(previous ? { previous } : {}), ...actor });
     return { tag, digest, moved, ...(previous !== undefined ? { previous } : {}) };
   }

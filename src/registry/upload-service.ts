@@ -5,7 +5,7 @@ import { quotaExceeded } from '../metadata/quota.js';
 import type { BlobStore, WritePartOptions } from '../storage/blob-store.js';
 import { digestParts, type Digest } from '../oci/digest.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RequestContext } from './context.js';
+import { changeOptions, type RequestContext } from './context.js';
 import type { EventSink } from './events.js';
 import { checkRepositoryName } from './validation.js';
 
@@ -108,7 +108,7 @@ export class UploadService {
         continue;
       }
       if (reservation === 'place') await this.store.placeBlob(upload.id, upload.parts, digest);
-      const outcome = await this.metadata.completeUpload(upload.id, upload.size, digest, context.actor ? { actor: context.actor } : {});
+      const outcome = await this.metadata.completeUpload(upload.id, upload.size, digest, changeOptions(context));
       if (outcome === 'done') break;
       if (outcome === 'gone') {
         throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'another request changed or ended this upload meanwhile', detail: { id: upload.id } });

@@ -1,14 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import type { SecureContextOptions, TLSSocket } from 'node:tls';
 import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { isRegistryError, isStorageFull } from '../errors/index.js';
 import { collectGarbage, type CollectionOptions } from '../gc/garbage-collector.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
+import { Notifier } from '../events/notifier.js';
+import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
 import { createApp, type Admission, type Middleware } from '../http/app.js';
 import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
@@ -111,15 +114,45 @@ function openStorageDriver(config: WharfConfig): StorageDriver {
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config)): Registry {
+export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config), events: NotificationWiring = {}): Registry {
   const { metadata, store } = stores;
+  const { notifier, recorder } = events;
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     historyRetentionMs: config.history.retentionMs,
     recordPulls: config.retention.recordPulls,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
+    ...(notifier ? { notifications: notifier } : {}),
+    ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
   });
+}
+
+/** A serving process's part in notifications: its deliveries and its record of pulls. */
+interface NotificationWiring {
+  notifier?: Notifier;
+  recorder?: PullRecorder;
+}
+
+/** How long a stopping process goes on delivering what is pending before it hands over. */
+const NOTIFICATION_FLUSH_MS = 2_000;
+
+/** The notifier and pull recorder when `notifications.endpoints` names any (none on a full disk). */
+function createNotifications(config: WharfConfig, metadata: MetadataStore, log: Logger): NotificationWiring {
+  const { endpoints, includeReferences } = config.notifications;
+  if (endpoints.length === 0) return {};
+  const scheme = config.http.tls ? 'https' : 'http';
+  const host = config.http.host ?? hostname();
+  const notifier = new Notifier(metadata, {
+    endpoints,
+    includeReferences,
+    // Distribution's source: the machine and port, and an id for this process.
+    source: { addr: `${hostname()}:${config.http.port}`, instanceID: randomUUID() },
+    baseUrl: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`,
+    log,
+  });
+  const recorder = new PullRecorder(metadata, (err, lost) => log.error({ err, lost }, 'pull and refusal events could not be recorded'));
+  return { notifier, recorder };
 }
 
 /** Thrown when the configuration would hand out credentials unsafely. */
@@ -192,6 +225,11 @@ interface ServingStack {
   /** This process's metrics; absent when Prometheus metrics are off. */
   metrics: ServerMetrics | undefined;
   reload(): void;
+  /**
+   * Writes the recorded pulls and delivers pending notifications (where this process delivers)
+   * until caught up, a delivery fails, or `timeoutMs` passes: the outbox flush of a shutdown.
+   */
+  flushEvents(options: { timeoutMs: number }): Promise<void>;
   /** Closes what the stack opened, after the server has stopped. */
   dispose(): Promise<void>;
 }
@@ -208,7 +246,8 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
   const { stores, storageFull } = openStoresForServing(config, log, metrics);
-  const registry = createRegistry(config, audit, stores);
+  const events = storageFull ? {} : createNotifications(config, stores.metadata, log);
+  const registry = createRegistry(config, audit, stores, events);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -219,7 +258,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       throw error;
     }
   }
-  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics);
+  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics, events.recorder);
   const room = new FreeSpaceWatch(config.storage.rootDirectory, {
     minimumBytes: config.storage.freeSpace.minimumBytes,
     intervalMs: config.storage.freeSpace.intervalMs,
@@ -228,6 +267,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     ...(metrics ? { onChange: (low: boolean) => metrics.storageReadOnly.set(low ? 1 : 0) } : {}),
   });
   await room.start();
+  events.notifier?.start();
   let accounts: AccountStore | undefined;
   let auth: Auth | undefined;
   if (config.auth) {
@@ -237,6 +277,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     } catch (error) {
       room.stop();
       await jobs?.stop();
+      await events.notifier?.stop();
       await accounts.close();
       await registry.close();
       await audit.close();
@@ -296,9 +337,12 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       if (tls) (server as HttpsServer).setSecureContext(readTlsFiles(tls));
       auth?.reload();
     },
+    flushEvents: (options) => flushEvents(events, options),
     async dispose() {
       room.stop();
       await jobs?.stop();
+      await flushEvents(events, { timeoutMs: NOTIFICATION_FLUSH_MS });
+      await events.notifier?.stop();
       await accounts?.close();
       await registry.close();
       await audit.close();
@@ -673,6 +717,11 @@ function running(
   };
 }
 
+async function flushEvents(events: NotificationWiring, options: { timeoutMs: number }): Promise<void> {
+  await events.recorder?.flush();
+  await events.notifier?.flush(options);
+}
+
 /** The job that removes abandoned upload sessions (registry:2's storage.maintenance.uploadpurging). */
 const UPLOAD_PURGE_JOB = 'uploads.purge';
 /** registry:2 purges for the first time a while after start (or after one interval, if shorter). */
@@ -682,7 +731,7 @@ const FIRST_PURGE_DELAY_MS = 60_000;
  * This process's runner of background jobs. Every serving process runs one; the job queue's
  * leases make sure that each run of a job happens in exactly one of them (or one replica).
  */
-function startJobs(registry: Registry, config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined): JobRunner {
+function startJobs(registry: Registry, config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined, recorder: PullRecorder | undefined): JobRunner {
   const purging = config.storage.uploadPurging;
   const handlers: Record<string, JobHandler> = {};
   if (purging.enabled) {
@@ -709,6 +758,8 @@ function startJobs(registry: Registry, config: WharfConfig, log: Logger, metrics
         );
         metrics?.gcRuns.inc({ outcome: 'finished' });
         metrics?.gcBytesFreed.inc(report.bytesFreed);
+        const { blobs, manifests, repositories } = report.deleted;
+        recorder?.record({ action: 'gc.collect', deleted: { blobs, manifests, repositories }, bytesFreed: report.bytesFreed, durationMs: report.durationMs });
       } catch (error) {
         // `wharf garbage-collect` is at work: this run has nothing to add.
         if (isRegistryError(error) && error.code === 'UNAVAILABLE' && signal.aborted === false) {

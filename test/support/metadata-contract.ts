@@ -287,6 +287,53 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
+    it('keeps notification deliveries: request origins, batched entries, new consumers at the end, parking and replays', async () => {
+      const store = await create();
+      const request = { id: 'r-1', addr: '127.0.0.1:4000', host: 'registry:5000', method: 'PUT', useragent: 'test/1', scheme: 'http' as const };
+      await store.addBlob('nd', d(50), 5, { actor: 'ann', request });
+      const [pushed] = await store.readOutbox(0, 100);
+      assert.deepEqual(pushed!.event, { action: 'blob.push', repository: 'nd', digest: d(50), size: 5, actor: 'ann', request });
+      await store.appendOutbox([
+        { at: 1000, event: { action: 'blob.pull', repository: 'nd', digest: d(50), size: 5 } },
+        { at: 1001, event: { action: 'gc.collect', deleted: { blobs: 1, manifests: 0, repositories: 0 }, bytesFreed: 5, durationMs: 3 } },
+      ]);
+      const all = await store.readOutbox(0, 100);
+      assert.deepEqual(all.map((e) => [e.event.action, e.at]).slice(1), [['blob.pull', 1000], ['gc.collect', 1001]]);
+      const end = all.at(-1)!.id;
+      assert.equal(await store.countOutbox(pushed!.id), 2);
+      assert.equal(await store.ensureConsumer('notifications/new'), end, 'a new consumer starts at the end');
+      assert.equal(await store.ensureConsumer('notifications/new'), end);
+      assert.equal(await store.advanceConsumer('notifications/new', end, end), true);
+
+      assert.equal(await store.getDeliveryStatus('hook'), undefined);
+      await store.setDeliveryStatus('hook', { attempts: 2, nextAttemptAt: 5000, lastError: 'refused' });
+      assert.deepEqual(await store.getDeliveryStatus('hook'), { attempts: 2, nextAttemptAt: 5000, lastError: 'refused' });
+      await store.advanceConsumer('notifications/hook', 0, pushed!.id - 1);
+      assert.equal(await store.parkEvent('hook', 'notifications/hook', pushed!.id + 5, pushed!, { attempts: 3 }), false, 'only from where the consumer is');
+      assert.equal(await store.parkEvent('hook', 'notifications/hook', pushed!.id - 1, pushed!, { attempts: 3, lastError: 'refused' }), true);
+      assert.equal(await store.consumerPosition('notifications/hook'), pushed!.id);
+      assert.equal(await store.getDeliveryStatus('hook'), undefined, 'parking clears the failures');
+      await store.parkEvent('hook', 'notifications/hook', pushed!.id, all[1]!, { attempts: 3 });
+      const parked = await store.listParkedEvents({ endpoint: 'hook', limit: 10 });
+      assert.deepEqual(parked.map((p) => [p.endpoint, p.entry, p.attempts, p.lastError]), [
+        ['hook', pushed, 3, 'refused'],
+        ['hook', all[1], 3, undefined],
+      ]);
+      assert.deepEqual(await store.listParkedEvents({ endpoint: 'other', limit: 10 }), []);
+      assert.equal(await store.replayParkedEvents('hook', { ids: [parked[1]!.id] }), 1);
+      assert.equal(await store.replayParkedEvents('hook', {}), 1);
+      assert.deepEqual(await store.listParkedEvents({ limit: 10 }), []);
+      const replays = await store.readOutbox(end, 10);
+      assert.deepEqual(
+        replays.map((e) => e.event),
+        [
+          { action: 'notification.replay', endpoint: 'hook', original: all[1], repository: 'nd' },
+          { action: 'notification.replay', endpoint: 'hook', original: pushed, repository: 'nd' },
+        ],
+      );
+      await store.close();
+    });
+
     it('runs each job under one lease at a time, retries with a limit, and repeats recurring jobs', async () => {
       const store = await create();
       const once = await store.enqueueJob({ kind: 'test.once', payload: { n: 1 }, maxAttempts: 2 });
@@ -603,7 +650,7 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
         await assert.rejects(store.moveTag('r', 't', d(1)), (e: unknown) => e instanceof RegistryError && e.code === 'DENIED');
         assert.equal((await store.getTaggedManifest('r', 't'))!.digest, d(2));
         const moves = (await store.readOutbox(0, 100)).filter((e) => e.event.action === 'tag.move');
-        assert.deepEqual(moves.at(-1)!.event, { action: 'tag.move', repository: 'r', tag: 't', digest: d(2) });
+        assert.deepEqual(moves.at(-1)!.event, { action: 'tag.move', repository: 'r', tag: 't', digest: d(2), restore: true });
         await store.close();
       });
     });

@@ -39,6 +39,8 @@ export interface ReferenceRegistryOptions {
   tuned?: boolean;
   /** Another docker-registry binary (default: Debian's). */
   binary?: string;
+  /** More top-level YAML (a `notifications:` section, say), appended to the generated config. */
+  extraConfig?: string;
 }
 
 /** A free loopback TCP port (bound, read, released). */
@@ -147,7 +149,7 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
     lines.push('auth:', '  token:', `    realm: ${token.realm}`, `    service: ${token.service}`, `    issuer: ${token.issuer}`, `    rootcertbundle: ${token.rootCertBundle}`);
   }
   const configFile = join(dir, 'config.yml');
-  writeFileSync(configFile, lines.join('\n') + '\n');
+  writeFileSync(configFile, lines.join('\n') + '\n' + (options.extraConfig ?? ''));
   const binary = options.binary ?? DOCKER_REGISTRY_BIN;
   let child: ChildProcess;
   try {

@@ -215,3 +215,25 @@ export const restoreTag: AdminHandler<'admin.history.restore'> = async (ex) => {
   admin.recordChange('tag.restore', actor, { repository, tag, digest: result.digest });
   sendJson(ex, 200, result);
 };
+
+/**
+ * `GET /admin/v1/events[/ENDPOINT]`: each notification endpoint's position, pending entries and
+ * failures, and the events it parked.
+ */
+export const listEvents: AdminHandler<'admin.events' | 'admin.events.endpoint'> = async (ex) => {
+  adminOf(ex);
+  const endpoint = ex.route.kind === 'admin.events.endpoint' ? ex.route.subject : undefined;
+  sendJson(ex, 200, await ex.registry.operations.notifications(endpoint !== undefined ? { endpoint } : {}));
+};
+
+/** `POST /admin/v1/events/ENDPOINT/replay` with `{}` (all parked) or `{"ids": [1, 2]}`: puts parked events back in line. */
+export const replayEvents: AdminHandler<'admin.events.replay'> = async (ex) => {
+  adminOf(ex);
+  const body = await readJsonBody(ex.req);
+  const ids = body !== null && typeof body === 'object' ? (body as { ids?: unknown }).ids : undefined;
+  if (ids !== undefined && (!Array.isArray(ids) || !ids.every((id) => Number.isSafeInteger(id) && (id as number) > 0))) {
+    throw new RegistryError('INVALID_REQUEST', { message: 'ids must be a list of parked event ids', detail: { ids } });
+  }
+  const replayed = await ex.registry.operations.replayNotifications(ex.route.subject, ids as number[] | undefined);
+  sendJson(ex, 200, { endpoint: ex.route.subject, replayed });
+};

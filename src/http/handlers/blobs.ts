@@ -32,7 +32,7 @@ export function parseRange(header: string | undefined, size: number): { offset: 
 export const getBlob: Handler<BlobRoute> = async (ex) => {
   const { name } = ex.route;
   const digest = requireDigest(ex.route.digest);
-  const size = await ex.registry.blobs.stat(name, digest);
+  const size = await ex.registry.blobs.stat(name, digest, ex.context);
   const etag = `"${digest}"`;
   const headers: Record<string, string | number> = {
     'Content-Type': 'application/octet-stream',

@@ -7,8 +7,7 @@ import { contentLength, send, type Handler } from '../exchange.js';
 type ManifestRoute = { kind: 'manifest'; name: string; reference: string };
 
 export const getManifest: Handler<ManifestRoute> = async (ex) => {
-  const pull = ex.req.method === 'GET';
-  const record = await ex.registry.manifests.get(ex.route.name, classifyReference(ex.route.reference, 'read'), parseAccept(ex.req.headers.accept), { pull });
+  const record = await ex.registry.manifests.get(ex.route.name, classifyReference(ex.route.reference, 'read'), parseAccept(ex.req.headers.accept), ex.context);
   const etag = `"${record.digest}"`;
   const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length };
   if (ex.req.headers['if-none-match'] === etag) {

@@ -261,5 +261,27 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (source, repository)
   ) WITHOUT ROWID;
   `,
+  // 12: notification deliveries (docs/notifications.md): each endpoint's failures on the entry
+  // it is stuck at, and the entries it gave up on (parked) until an operator replays them. The
+  // endpoints' positions are outbox consumers. Only new objects: safe in any order.
+  `
+  CREATE TABLE IF NOT EXISTS notification_status (
+    endpoint TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS notification_parked (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint TEXT NOT NULL,
+    outbox_id INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    parked_at INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS notification_parked_by_endpoint ON notification_parked(endpoint, id);
+  `,
 ];
-

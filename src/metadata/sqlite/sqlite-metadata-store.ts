@@ -9,6 +9,7 @@ import type {
   BlobState,
   ChangeEvent,
   ChangeOptions,
+  DeliveryStatus,
   JobOutcome,
   JobRecord,
   JobState,
@@ -17,6 +18,7 @@ import type {
   ManifestPutResult,
   NewJob,
   OutboxEntry,
+  ParkedEvent,
   ManifestPut,
   ManifestRecord,
   Inventory,
@@ -62,6 +64,8 @@ interface PendingWrite {
   work: () => unknown;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
+  /** May be lost on a power failure (not on a crash): committed without waiting for the disk. */
+  lazy?: boolean;
 }
 
 interface ManifestRow {
@@ -179,8 +183,31 @@ function toRule(row: RuleRow): ImmutableTagRule {
   return rule;
 }
 
-function actorOf(options: ChangeOptions): { actor?: string } {
-  return options.actor !== undefined ? { actor: options.actor } : {};
+/** Who made a change and through which request, as the outbox entry carries them. */
+function actorOf(options: ChangeOptions): Pick<ChangeEvent, 'actor' | 'request'> {
+  return { ...(options.actor !== undefined ? { actor: options.actor } : {}), ...(options.request !== undefined ? { request: options.request } : {}) };
+}
+
+interface ParkedRow {
+  id: number;
+  endpoint: string;
+  outbox_id: number;
+  at: number;
+  event: string;
+  attempts: number;
+  last_error: string | null;
+  parked_at: number;
+}
+
+function toParked(row: ParkedRow): ParkedEvent {
+  return {
+    id: row.id,
+    endpoint: row.endpoint,
+    entry: { id: row.outbox_id, at: row.at, event: JSON.parse(row.event) as ChangeEvent },
+    attempts: row.attempts,
+    ...(row.last_error !== null ? { lastError: row.last_error } : {}),
+    parkedAt: row.parked_at,
+  };
 }
 
 function toRecord(row: ManifestRow): ManifestRecord {
@@ -210,9 +237,12 @@ export class SqliteMetadataStore implements MetadataStore {
   private retrying: NodeJS.Timeout | undefined;
   private busySince: number | undefined;
   private readonly onCommit: SqliteOptions['onCommit'];
+  /** `synchronous` as configured, restored after a lazy commit. */
+  private readonly synchronous: 'NORMAL' | 'FULL';
 
   constructor(options: SqliteOptions) {
     this.onCommit = options.onCommit;
+    this.synchronous = options.synchronous === 'normal' ? 'NORMAL' : 'FULL';
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     try {
@@ -220,7 +250,7 @@ export class SqliteMetadataStore implements MetadataStore {
       if (options.exclusive) this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       this.db.pragma('journal_mode = WAL');
-      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.pragma(`synchronous = ${this.synchronous}`);
       this.db.pragma('foreign_keys = ON');
       this.migrate();
     } catch (error) {
@@ -393,13 +423,32 @@ export class SqliteMetadataStore implements MetadataStore {
       ),
       deleteLease: db.prepare<[string, string]>('DELETE FROM leases WHERE name = ? AND owner = ?'),
       anyManifest: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? LIMIT 1'),
-      appendOutbox: db.prepare<[number, string, string, string]>('INSERT INTO outbox (at, action, repository, event) VALUES (?, ?, ?, ?)'),
+      appendOutbox: db.prepare<[number, string, string | null, string]>('INSERT INTO outbox (at, action, repository, event) VALUES (?, ?, ?, ?)'),
       readOutbox: db.prepare<[number, number], { id: number; at: number; event: string }>('SELECT id, at, event FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
       consumerPosition: db.prepare<[string], { position: number }>('SELECT position FROM outbox_consumers WHERE name = ?'),
       insertConsumer: db.prepare<[string, number, number]>('INSERT INTO outbox_consumers (name, position, updated_at) VALUES (?, ?, ?)'),
       advanceConsumer: db.prepare<[number, number, string, number]>('UPDATE outbox_consumers SET position = ?, updated_at = ? WHERE name = ? AND position = ?'),
       slowestConsumer: db.prepare<[], { position: number | null }>('SELECT min(position) AS position FROM outbox_consumers'),
       pruneOutbox: db.prepare<[number]>('DELETE FROM outbox WHERE id <= ?'),
+      lastOutboxId: db.prepare<[], { id: number | null }>('SELECT max(id) AS id FROM outbox'),
+      countOutbox: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM outbox WHERE id > ?'),
+      getDeliveryStatus: db.prepare<[string], { attempts: number; next_attempt_at: number; last_error: string | null }>(
+        'SELECT attempts, next_attempt_at, last_error FROM notification_status WHERE endpoint = ?',
+      ),
+      putDeliveryStatus: db.prepare<[string, number, number, string | null, number]>(
+        `INSERT INTO notification_status (endpoint, attempts, next_attempt_at, last_error, updated_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(endpoint) DO UPDATE SET attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,
+           last_error = excluded.last_error, updated_at = excluded.updated_at`,
+      ),
+      deleteDeliveryStatus: db.prepare<[string]>('DELETE FROM notification_status WHERE endpoint = ?'),
+      insertParked: db.prepare<[string, number, number, string, number, string | null, number]>(
+        'INSERT INTO notification_parked (endpoint, outbox_id, at, event, attempts, last_error, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+      listParked: db.prepare<{ endpoint: string | null; limit: number }, ParkedRow>(
+        `SELECT id, endpoint, outbox_id, at, event, attempts, last_error, parked_at FROM notification_parked
+         WHERE @endpoint IS NULL OR endpoint = @endpoint ORDER BY id LIMIT @limit`,
+      ),
+      deleteParked: db.prepare<[number]>('DELETE FROM notification_parked WHERE id = ?'),
       jobById: db.prepare<[number], JobRow>('SELECT * FROM jobs WHERE id = ?'),
       jobByKey: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE key = ?'),
       deleteJob: db.prepare<[number]>('DELETE FROM jobs WHERE id = ?'),
@@ -516,9 +565,9 @@ export class SqliteMetadataStore implements MetadataStore {
    * each. Each write runs in its own savepoint, so one that throws rolls back alone; none resolves
    * before the commit is durable.
    */
-  private write<T>(work: () => T): Promise<T> {
+  private write<T>(work: () => T, options: { lazy?: boolean } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ work, resolve: resolve as (value: unknown) => void, reject, ...(options.lazy ? { lazy: true } : {}) });
       if (this.queue.length === 1 && !this.retrying) setImmediate(() => this.flush());
     });
   }
@@ -532,7 +581,21 @@ export class SqliteMetadataStore implements MetadataStore {
    */
   private flush(options: { block?: boolean } = {}): void {
     this.retrying = undefined;
-    if (this.queue.length === 0 || !this.db.open || !this.begin(options.block === true)) return;
+    if (this.queue.length === 0 || !this.db.open) return;
+    // A batch of lazy writes only (recorded pulls) need not wait for the disk: in WAL mode,
+    // NORMAL still survives a crash of the process, and the serving event loop is not held by
+    // an fsync per batch. Any other write in the batch makes the whole commit durable.
+    const lazy = this.synchronous === 'FULL' && this.queue.every((item) => item.lazy === true);
+    if (lazy) this.db.pragma('synchronous = NORMAL');
+    try {
+      if (!this.begin(options.block === true)) return;
+      this.commitQueued();
+    } finally {
+      if (lazy) this.db.pragma(`synchronous = ${this.synchronous}`);
+    }
+  }
+
+  private commitQueued(): void {
     const began = this.onCommit ? performance.now() : 0;
     const batch = this.queue.splice(0);
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
@@ -828,6 +891,7 @@ export class SqliteMetadataStore implements MetadataStore {
           tags: put.tags,
           ...(put.subject ? { subject: put.subject } : {}),
           ...(put.artifactType ? { artifactType: put.artifactType } : {}),
+          ...(put.references ? { references: put.references } : {}),
           ...actor,
         },
         now,
@@ -891,16 +955,20 @@ export class SqliteMetadataStore implements MetadataStore {
       // A restore keeps what it restored from collection like any push does.
       this.statements.touchManifest.run(now, id, digest);
       this.statements.insertTagEvent.run(id, tag, digest, 'push', options.actor ?? null, now, previous ?? null);
-      this.record({ action: 'tag.move', repository, tag, digest, ...(previous !== undefined ? { previous } : {}), ...actorOf(options) }, now);
+      this.record({ action: 'tag.move', repository, tag, digest, ...(previous !== undefined ? { previous } : {}), restore: true, ...actorOf(options) }, now);
       return previous !== undefined ? { previous, moved: true } : { moved: true };
     });
   }
 
   async recordPulls(pulls: ReadonlyArray<{ repository: string; digest: string; at: number }>): Promise<void> {
     if (pulls.length === 0) return;
-    await this.write(() => {
-      for (const pull of pulls) this.statements.recordPull.run(pull.at, pull.repository, pull.digest, pull.at);
-    });
+    // Lazy: pull times need not wait for the disk (see write's `lazy`).
+    await this.write(
+      () => {
+        for (const pull of pulls) this.statements.recordPull.run(pull.at, pull.repository, pull.digest, pull.at);
+      },
+      { lazy: true },
+    );
   }
 
   async listRetentionPolicies(): Promise<RetentionPolicy[]> {
@@ -1317,6 +1385,76 @@ export class SqliteMetadataStore implements MetadataStore {
     });
   }
 
+  async appendOutbox(entries: ReadonlyArray<{ at: number; event: ChangeEvent }>): Promise<void> {
+    if (entries.length === 0) return;
+    return this.write(
+      () => {
+        for (const { at, event } of entries) this.record(event, at);
+      },
+      { lazy: true },
+    );
+  }
+
+  async ensureConsumer(consumer: string): Promise<number> {
+    const existing = this.statements.consumerPosition.get(consumer);
+    if (existing) return existing.position;
+    return this.write(() => {
+      const current = this.statements.consumerPosition.get(consumer);
+      if (current) return current.position;
+      const end = this.statements.lastOutboxId.get()?.id ?? 0;
+      this.statements.insertConsumer.run(consumer, end, Date.now());
+      return end;
+    });
+  }
+
+  async countOutbox(after: number): Promise<number> {
+    return this.statements.countOutbox.get(after)!.n;
+  }
+
+  async getDeliveryStatus(endpoint: string): Promise<DeliveryStatus | undefined> {
+    const row = this.statements.getDeliveryStatus.get(endpoint);
+    if (!row) return undefined;
+    return { attempts: row.attempts, nextAttemptAt: row.next_attempt_at, ...(row.last_error !== null ? { lastError: row.last_error } : {}) };
+  }
+
+  async setDeliveryStatus(endpoint: string, status: DeliveryStatus | undefined): Promise<void> {
+    return this.write(() => {
+      if (status === undefined) this.statements.deleteDeliveryStatus.run(endpoint);
+      else this.statements.putDeliveryStatus.run(endpoint, status.attempts, status.nextAttemptAt, status.lastError ?? null, Date.now());
+    });
+  }
+
+  async parkEvent(endpoint: string, consumer: string, from: number, entry: OutboxEntry, failure: { attempts: number; lastError?: string }): Promise<boolean> {
+    return this.write(() => {
+      const now = Date.now();
+      if (this.statements.advanceConsumer.run(entry.id, now, consumer, from).changes === 0) return false;
+      this.statements.insertParked.run(endpoint, entry.id, entry.at, JSON.stringify(entry.event), failure.attempts, failure.lastError ?? null, now);
+      this.statements.deleteDeliveryStatus.run(endpoint);
+      return true;
+    });
+  }
+
+  async listParkedEvents(options: { endpoint?: string; limit: number }): Promise<ParkedEvent[]> {
+    return this.statements.listParked.all({ endpoint: options.endpoint ?? null, limit: options.limit }).map(toParked);
+  }
+
+  async replayParkedEvents(endpoint: string, options: { ids?: readonly number[] }): Promise<number> {
+    return this.write(() => {
+      const wanted = options.ids ? new Set(options.ids) : undefined;
+      const now = Date.now();
+      let replayed = 0;
+      for (const row of this.statements.listParked.all({ endpoint, limit: Number.MAX_SAFE_INTEGER })) {
+        if (wanted && !wanted.has(row.id)) continue;
+        const parked = toParked(row);
+        const repository = parked.entry.event.repository;
+        this.record({ action: 'notification.replay', endpoint, original: parked.entry, ...(repository !== undefined ? { repository } : {}) }, now);
+        this.statements.deleteParked.run(row.id);
+        replayed += 1;
+      }
+      return replayed;
+    });
+  }
+
   /** Bytes used under a quota name: one repository, or the sum over a namespace. */
   private usageOf(name: string): number {
     return quotaScope(name) === 'namespace'
@@ -1339,7 +1477,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   /** Appends a change to the outbox; called inside the transaction that makes the change. */
   private record(event: ChangeEvent, at: number): void {
-    this.statements.appendOutbox.run(at, event.action, event.repository, JSON.stringify(event));
+    this.statements.appendOutbox.run(at, event.action, event.repository ?? null, JSON.stringify(event));
   }
 
   async getStorageImport(source: string): Promise<StorageImport | undefined> {
