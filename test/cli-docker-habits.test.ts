@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -68,5 +68,78 @@ describe('wharf client habits of docker users', () => {
     });
     assert.equal(shell.stdout, 'v1\n');
     assert.equal(shell.stderr, 'status=0\n');
+  });
+  test('image IDs: images shows config digests; tag, inspect, history and rmi take IDs and unique prefixes; rmi of several names needs -f', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['pull', `${R}/seed/base:v1`]);
+      await me.ok(['tag', `${R}/seed/base:v1`, `${R}/seed/base:v2`]);
+      const id = images.base.configDigest!;
+      const short = id.slice(7, 19);
+      assert.equal((await me.ok(['images', '-q'])).stdout, `${short}\n`);
+      assert.equal((await me.ok(['images', '--no-trunc', '--format', '{{.ID}}'])).stdout, `${id}\n${id}\n`);
+      // tag by a short ID into another repository; inspect and history by prefixes of the ID.
+      await me.ok(['tag', short, `${R}/other/base:x`]);
+      await me.ok(['tag', id, `${R}/other/base:y`]);
+      const inspected = JSON.parse((await me.ok(['inspect', id.slice(7, 15)])).stdout) as Array<{ Id: string; RepoTags: string[] }>;
+      assert.equal(inspected[0]!.Id, id);
+      assert.deepEqual(inspected[0]!.RepoTags, [`${R}/other/base:x`, `${R}/other/base:y`, `${R}/seed/base:v1`, `${R}/seed/base:v2`]);
+      const history = await me.ok(['history', '--format', '{{.ID}}', short]);
+      assert.equal(history.stdout.split('\n')[0], short);
+      // Several repositories name the image: docker refuses to remove it by ID without -f.
+      const refused = await me.run(['rmi', short]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, new RegExp(`unable to delete ${short} \\(must be forced\\) - image is referenced in multiple repositories`));
+      assert.equal((await me.ok(['images', '-q'])).stdout, `${short}\n`, 'nothing was removed');
+      // A name removes that name only.
+      const one = await me.ok(['rmi', `${R}/other/base:y`]);
+      assert.equal(one.stdout, `Untagged: ${R}/other/base:y\n`);
+      const forced = await me.ok(['rmi', '-f', short]);
+      assert.equal(forced.stdout.match(/^Untagged: /gm)?.length, 3, forced.stdout);
+      assert.match(forced.stdout, new RegExp(`Deleted: ${images.base.digest}`));
+      assert.equal((await me.ok(['images', '-q'])).stdout, '');
+      const missing = await me.run(['rmi', short]);
+      assert.match(missing.stderr, new RegExp(`No such image: ${short}`));
+    } finally {
+      me.dispose();
+    }
+  });
+
+  test('a multi-arch image is known by its index digest everywhere; pulling by that digest adds no row', async () => {
+    const me = cliUser();
+    const file = join(work, 'compose.yaml');
+    try {
+      const index = images.multi.digest;
+      const pull = await me.ok(['pull', '--platform', 'linux/amd64', `${R}/seed/multi:v1`]);
+      assert.match(pull.stdout, new RegExp(`Digest: ${index}`));
+      assert.equal((await me.ok(['digest', `${R}/seed/multi:v1`])).stdout.trim(), index);
+      const local = JSON.parse((await me.ok(['inspect', `${R}/seed/multi:v1`])).stdout) as Array<{ RepoDigests: string[] }>;
+      assert.deepEqual(local[0]!.RepoDigests, [`${R}/seed/multi@${index}`]);
+      const remote = JSON.parse((await me.ok(['inspect', '--remote', `${R}/seed/multi:v1`])).stdout) as Array<{ RepoDigests: string[] }>;
+      assert.deepEqual(remote[0]!.RepoDigests, [`${R}/seed/multi@${index}`]);
+      writeFileSync(file, `services:\n  app:\n    image: ${R}/seed/multi:v1\n`);
+      await me.ok(['pin', file]);
+      assert.equal(readFileSync(file, 'utf8'), `services:\n  app:\n    image: ${R}/seed/multi:v1@${index}\n`);
+      const byDigest = await me.ok(['pull', '--platform', 'linux/amd64', `${R}/seed/multi@${index}`]);
+      assert.match(byDigest.stdout, /Status: Image is up to date/);
+      const rows = (await me.ok(['images', '--digests', '--format', '{{.Repository}} {{.Tag}} {{.Digest}}'])).stdout;
+      assert.equal(rows, `${R}/seed/multi v1 ${index}\n`);
+    } finally {
+      me.dispose();
+    }
+  });
+
+  test('pull of a tag new to the local store says "Downloaded newer image" even when every layer is there', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['copy', `${R}/seed/small:v1`, `${R}/seed/small:v2`]);
+      await me.ok(['pull', `${R}/seed/small:v1`]);
+      const second = await me.ok(['pull', `${R}/seed/small:v2`]);
+      assert.match(second.stdout, new RegExp(`Status: Downloaded newer image for ${R}/seed/small:v2`));
+      const again = await me.ok(['pull', `${R}/seed/small:v2`]);
+      assert.match(again.stdout, /Status: Image is up to date/);
+    } finally {
+      me.dispose();
+    }
   });
 });
