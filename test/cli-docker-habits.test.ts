@@ -142,4 +142,24 @@ describe('wharf client habits of docker users', () => {
       me.dispose();
     }
   });
+  test('--format takes Go templates as docker users write them: table, range, if, json, slices and maps', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['pull', `${R}/seed/base:v1`]);
+      await me.ok(['tag', `${R}/seed/base:v1`, `${R}/seed/base:v2`]);
+      const table = await me.ok(['images', '--format', 'table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}']);
+      const width = `${R}/seed/base`.length + 3;
+      assert.equal(
+        table.stdout,
+        `${'REPOSITORY'.padEnd(width)}TAG       IMAGE ID\n${`${R}/seed/base`.padEnd(width)}v1        ${images.base.configDigest!.slice(7, 19)}\n${`${R}/seed/base`.padEnd(width)}v2        ${images.base.configDigest!.slice(7, 19)}\n`,
+      );
+      const inspect = await me.ok(['inspect', '--format', '{{range .RepoTags}}[{{.}}]{{end}} {{if .Config.Labels}}labelled{{else}}bare{{end}} {{json .Config.Cmd}} {{.Config.Cmd}} {{.Config.Labels}}', `${R}/seed/base:v1`]);
+      assert.equal(inspect.stdout, `[${R}/seed/base:v1][${R}/seed/base:v2] labelled ["/bin/sh"] [/bin/sh] map[org.example.test:base]\n`);
+      const bad = await me.run(['inspect', '--format', '{{range .RepoTags}}', `${R}/seed/base:v1`]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /^wharf: template: .*\{\{end\}\}/);
+    } finally {
+      me.dispose();
+    }
+  });
 });

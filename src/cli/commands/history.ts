@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { parsePlatform, resolveImage } from '../../client/index.js';
 import { withContext } from '../context.js';
-import { formatSize, renderTable, renderTemplate, timeAgo, truncate } from '../output.js';
+import { formatSize, renderFormat, renderTable, timeAgo, truncate } from '../output.js';
 import { shortDigest } from '../progress.js';
+
+/** Column headers for `--format 'table …'`, as docker names them. */
+const HISTORY_HEADERS = { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' };
 
 interface HistoryRow {
   ID: string;
@@ -65,7 +68,7 @@ export function registerHistory(program: Command): void {
             ]);
             process.stdout.write(renderTable(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], cells));
           } else {
-            for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+            process.stdout.write(renderFormat(format, rows, HISTORY_HEADERS));
           }
         } finally {
           await source.close();

@@ -5,8 +5,11 @@ import { familiarName, formatReference, parseReference } from '../../oci/referen
 import { LocalStore, type LocalImage } from '../../client/local-store.js';
 import { isImageIdLike } from '../../client/index.js';
 import { withContext } from '../context.js';
-import { formatSize, renderTable, renderTemplate, timeAgo } from '../output.js';
+import { formatSize, renderFormat, renderTable, timeAgo } from '../output.js';
 import { shortDigest } from '../progress.js';
+
+/** Column headers for `--format 'table …'`, as docker names them. */
+const IMAGE_HEADERS = { Repository: 'REPOSITORY', Tag: 'TAG', Digest: 'DIGEST', ID: 'IMAGE ID', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', Size: 'SIZE' };
 
 interface ImageRow {
   Repository: string;
@@ -83,7 +86,7 @@ export function registerImages(program: Command): void {
           const cells = rows.map((r) => [r.Repository, r.Tag, ...(options.digests ? [r.Digest] : []), r.ID, r.CreatedSince, r.Size]);
           process.stdout.write(renderTable(headers, cells));
         } else {
-          for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+          process.stdout.write(renderFormat(format, rows, IMAGE_HEADERS));
         }
       }),
     );

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { LocalStore, parsePlatform, resolveImage } from '../../client/index.js';
 import { familiarName } from '../../oci/reference.js';
 import { withContext } from '../context.js';
-import { renderTemplate } from '../output.js';
+import { renderFormat } from '../output.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -53,7 +53,7 @@ export function registerInspect(program: Command): void {
           }
         }
         if (options.format) {
-          for (const result of results) process.stdout.write(renderTemplate(options.format, result) + '\n');
+          process.stdout.write(renderFormat(options.format, results));
         } else {
           process.stdout.write(JSON.stringify(results, null, 4) + '\n');
         }
