@@ -8,6 +8,8 @@ import { cliUser, type CliUser } from './support/cli.js';
 import { startWharfUnderTest, type RegistryUnderTest } from './support/registries-under-test.js';
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { WHARF_BIN } from './support/wharf-process.js';
+import { runOnTerminal, screenOf } from './support/terminal.js';
+import { ok, requireTool } from './support/tools.js';
 
 /**
  * What a docker, crane, regctl or skopeo user expects of the `wharf` client, item by item
@@ -158,6 +160,34 @@ describe('wharf client habits of docker users', () => {
       const bad = await me.run(['inspect', '--format', '{{range .RepoTags}}', `${R}/seed/base:v1`]);
       assert.equal(bad.code, 1);
       assert.match(bad.stderr, /^wharf: template: .*\{\{end\}\}/);
+    } finally {
+      me.dispose();
+    }
+  });
+  test('on a terminal the final "TAG: digest: … size: N" line of push and copy stays; a Docker-format config is no layer', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['pull', `${R}/seed/base:v1`]);
+      await me.ok(['tag', `${R}/seed/base:v1`, `${R}/onscreen/base:v1`]);
+      const push = await runOnTerminal(['push', `${R}/onscreen/base:v1`], me.env);
+      assert.equal(push.code, 0, push.raw);
+      const screen = screenOf(push.raw);
+      assert.equal(screen.at(-1), `v1: digest: ${images.base.digest} size: ${images.base.size}`, screen.join('\n'));
+      assert.equal(screen.filter((l) => /Mounted from seed\/base/.test(l)).length, 3, screen.join('\n'));
+
+      const copy = await runOnTerminal(['copy', `${R}/seed/small:v1`, `${R}/onscreen/small:v1`], me.env);
+      assert.equal(copy.code, 0, copy.raw);
+      assert.deepEqual(screenOf(copy.raw).slice(-2), [`Copied ${R}/seed/small:v1 to ${R}/onscreen/small:v1`, `Digest: ${images.small.digest}`]);
+
+      // skopeo writes a Docker-format (v2s2) image: its config's media type says nothing of "config".
+      requireTool('skopeo');
+      await ok('skopeo', ['--insecure-policy', 'copy', '--format', 'v2s2', '--dest-tls-verify=false', `oci:${images.dir}:small`, `docker://${R}/docker-format/small:v1`]);
+      const pull = await runOnTerminal(['pull', `${R}/docker-format/small:v1`], me.env);
+      assert.equal(pull.code, 0, pull.raw);
+      const bars = screenOf(pull.raw).filter((l) => /^[0-9a-f]{12}: /.test(l));
+      assert.equal(bars.length, 1, `one layer, no config: ${bars.join('\n')}`);
+      const piped = await me.ok(['pull', `${R}/docker-format/small:v1`, `oci:${join(work, 'docker-format')}`]);
+      assert.equal(piped.stderr.match(/: Pull complete/g)?.length, 1, piped.stderr);
     } finally {
       me.dispose();
     }
