@@ -192,4 +192,13 @@ describe('wharf client habits of docker users', () => {
       me.dispose();
     }
   });
+  test('copy takes a multi-arch image whole by default; --platform copies one and says so', async () => {
+    const whole = await user.ok(['copy', `${R}/seed/multi:v1`, `${R}/copied/multi:whole`]);
+    assert.equal(whole.stdout, `Copied ${R}/seed/multi:v1 to ${R}/copied/multi:whole\nDigest: ${images.multi.digest}\n`);
+    assert.equal((await user.ok(['digest', `${R}/copied/multi:whole`])).stdout.trim(), images.multi.digest);
+    const arm = images.multi.children!.find((c) => c.platform === 'linux/arm64/v8')!;
+    const one = await user.ok(['copy', '--platform', 'linux/arm64', `${R}/seed/multi:v1`, `${R}/copied/multi:arm`]);
+    assert.equal(one.stdout, `Copied ${R}/seed/multi:v1 to ${R}/copied/multi:arm (only linux/arm64/v8 of the multi-arch image ${images.multi.digest})\nDigest: ${arm.digest}\n`);
+    assert.equal((await user.ok(['digest', `${R}/copied/multi:arm`])).stdout.trim(), arm.digest);
+  });
 });
