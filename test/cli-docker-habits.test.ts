@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliUser, type CliUser } from './support/cli.js';
-import { startWharfUnderTest, type RegistryUnderTest } from './support/registries-under-test.js';
+import { startDistributionUnderTest, startWharfUnderTest, type RegistryUnderTest } from './support/registries-under-test.js';
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { WHARF_BIN } from './support/wharf-process.js';
 import { runOnTerminal, screenOf } from './support/terminal.js';
@@ -200,5 +200,48 @@ describe('wharf client habits of docker users', () => {
     const one = await user.ok(['copy', '--platform', 'linux/arm64', `${R}/seed/multi:v1`, `${R}/copied/multi:arm`]);
     assert.equal(one.stdout, `Copied ${R}/seed/multi:v1 to ${R}/copied/multi:arm (only linux/arm64/v8 of the multi-arch image ${images.multi.digest})\nDigest: ${arm.digest}\n`);
     assert.equal((await user.ok(['digest', `${R}/copied/multi:arm`])).stdout.trim(), arm.digest);
+  });
+  test('version and info: the client, and what answers at a registry (Wharf or Distribution)', async () => {
+    const version = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const client = await user.ok(['version']);
+    assert.match(client.stdout, new RegExp(`^Client: Wharf\\n Version: +${version.version.replace(/\./g, '\\.')}\\n`));
+    const server = await user.ok(['version', R]);
+    assert.match(server.stdout, /\nServer: Wharf\n/);
+    assert.match(server.stdout, new RegExp(` URL: +http://${R}/\\n`));
+    assert.match(server.stdout, / API version: +registry\/2\.0\n/);
+    assert.equal(JSON.parse((await user.ok(['--json', 'version', R])).stdout).Server.Version, version.version);
+    const distribution = await startDistributionUnderTest('plain');
+    try {
+      const other = await user.ok(['version', distribution.host]);
+      assert.match(other.stdout, /\nServer: a registry that does not say what it is\n/);
+      const info = await user.ok(['info', distribution.host]);
+      assert.match(info.stdout, new RegExp(` Image store: +${user.wharfHome}/images\\n`));
+      assert.match(info.stdout, / Product: +not Wharf/);
+    } finally {
+      await distribution.stop();
+    }
+    const unreachable = await user.run(['version', '127.0.0.1:1']);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /^wharf: .*127\.0\.0\.1:1/);
+    assert.equal(unreachable.stdout, '', 'nothing half-printed');
+  });
+
+  test('`wharf image …` translates `docker image …` word for word', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['image', 'pull', `${R}/seed/small:v1`]);
+      await me.ok(['image', 'tag', `${R}/seed/small:v1`, `${R}/lab/small:v1`]);
+      const push = await me.ok(['image', 'push', `${R}/lab/small:v1`]);
+      assert.match(push.stdout, new RegExp(`v1: digest: ${images.small.digest}`));
+      const list = await me.ok(['image', 'ls', '--format', '{{.Repository}}:{{.Tag}}']);
+      assert.equal(list.stdout, `${R}/lab/small:v1\n${R}/seed/small:v1\n`);
+      assert.equal((await me.ok(['image', 'inspect', '--format', '{{.Id}}', `${R}/lab/small:v1`])).stdout.trim(), images.small.configDigest);
+      assert.equal((await me.ok(['image', 'history', '--format', '{{.CreatedBy}}', `${R}/lab/small:v1`])).stdout.trim(), 'COPY hello.txt /');
+      await me.ok(['image', 'rm', `${R}/lab/small:v1`]);
+      await me.ok(['image', 'remove', `${R}/seed/small:v1`]);
+      assert.equal((await me.ok(['image', 'list', '-q'])).stdout, '');
+    } finally {
+      me.dispose();
+    }
   });
 });

@@ -123,6 +123,19 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * What the registry says of itself at `/v2/` (authenticated when it asks): its URL, the API
+   * version header, and the Wharf version when it is a Wharf. Throws ClientError on refusal.
+   */
+  async serverInfo(): Promise<{ url: string; apiVersion?: string; wharfVersion?: string }> {
+    const res = await this.request({ method: 'GET', path: '/v2/', scopes: [] });
+    if (res.statusCode !== 200) throw await this.failure(res, `${this.registry}`);
+    discard(res);
+    const apiVersion = header(res, 'docker-distribution-api-version');
+    const wharfVersion = header(res, 'wharf-version');
+    return { url: (await this.baseUrl()).toString(), ...(apiVersion ? { apiVersion } : {}), ...(wharfVersion ? { wharfVersion } : {}) };
+  }
+
   async getManifest(repository: string, reference: string, options: { accept?: string } = {}): Promise<FetchedManifest> {
     const what = `manifest ${this.registry}/${repository}${isDigest(reference) ? '@' : ':'}${reference}`;
     const res = await this.request({
