@@ -8,7 +8,7 @@ import { cliUser, type CliUser } from './support/cli.js';
 import { startDistributionUnderTest, startWharfUnderTest, type RegistryUnderTest } from './support/registries-under-test.js';
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { WHARF_BIN } from './support/wharf-process.js';
-import { runOnTerminal, screenOf } from './support/terminal.js';
+import { runOnTerminal, screenOf, startOnTerminal } from './support/terminal.js';
 import { ok, requireTool } from './support/tools.js';
 
 /**
@@ -240,6 +240,52 @@ describe('wharf client habits of docker users', () => {
       await me.ok(['image', 'rm', `${R}/lab/small:v1`]);
       await me.ok(['image', 'remove', `${R}/seed/small:v1`]);
       assert.equal((await me.ok(['image', 'list', '-q'])).stdout, '');
+    } finally {
+      me.dispose();
+    }
+  });
+});
+
+describe('wharf login as docker users know it', () => {
+  let registry: RegistryUnderTest;
+  before(async () => {
+    registry = await startWharfUnderTest('htpasswd');
+  });
+  after(async () => {
+    await registry?.stop();
+  });
+
+  test('prompts visibly for the username, hides the password, warns that config.json holds it in the clear', async () => {
+    const me = cliUser();
+    try {
+      const session = startOnTerminal(['login', registry.host], me.env);
+      await session.waitFor('Username: ');
+      session.type(`${registry.username}\r`);
+      const typed = session.raw().length;
+      await session.waitFor('Password: ', typed);
+      session.type(`${registry.password}\r`);
+      const { code, raw } = await session.result;
+      assert.equal(code, 0, raw);
+      const screen = screenOf(raw);
+      assert.ok(screen.includes(`Username: ${registry.username}`), screen.join('\n'));
+      assert.ok(screen.includes('Password:'), screen.join('\n'));
+      assert.ok(!raw.includes(registry.password!), 'the password never reaches the screen');
+      const configFile = join(me.dockerConfig, 'config.json');
+      assert.ok(screen.includes(`WARNING! Your credentials are stored unencrypted in ${configFile}.`), screen.join('\n'));
+      assert.equal(screen.at(-1), 'Login Succeeded');
+      assert.ok(readFileSync(configFile, 'utf8').includes(Buffer.from(`${registry.username}:${registry.password}`).toString('base64')));
+    } finally {
+      me.dispose();
+    }
+  });
+
+  test('a wrong password says "incorrect username or password", with no hint to run the command that failed', async () => {
+    const me = cliUser();
+    try {
+      const result = await me.run(['login', '-u', registry.username!, '--password-stdin', registry.host], { input: 'not-the-password\n' });
+      assert.equal(result.code, 1);
+      assert.equal(result.stderr, `wharf: login to ${registry.host} failed: unauthorized: incorrect username or password\n`);
+      assert.equal(result.stdout, '');
     } finally {
       me.dispose();
     }

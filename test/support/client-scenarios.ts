@@ -764,7 +764,7 @@ function tokenScenarios(name: string, start: StartRegistry, shared: Shared): voi
     test('a wrong password fails the login', async () => {
       const result = await user.run(['login', R, '-u', registry.username!, '-p', 'wrong']);
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /refused the credentials/);
+      assert.match(result.stderr, /unauthorized: incorrect username or password/);
     });
 
     test('login, push, mount across repositories, pull, catalog', async () => {

@@ -2,23 +2,62 @@ import { spawn } from 'node:child_process';
 import { WHARF_BIN } from './wharf-process.js';
 import { requireTool } from './tools.js';
 
+/** A `wharf` process on a pseudo-terminal that a test types into, as a person would. */
+export interface TerminalSession {
+  /** Everything the terminal received so far. */
+  raw(): string;
+  /** Resolves once the terminal has received `text` (after `from`, a length of raw() already seen). */
+  waitFor(text: string | RegExp, from?: number): Promise<void>;
+  /** Types `text` (a newline is Enter). */
+  type(text: string): void;
+  result: Promise<{ code: number | null; raw: string }>;
+}
+
 /**
- * Runs `wharf ARGS…` on a pseudo-terminal (util-linux `script`), 200 columns wide, stdout and
- * stderr both on the terminal as a user sees them. Returns the raw bytes the terminal received.
+ * Starts `wharf ARGS…` on a pseudo-terminal (util-linux `script`), 200 columns wide, stdout and
+ * stderr both on the terminal as a user sees them.
  */
-export function runOnTerminal(args: string[], env: Record<string, string>, options: { input?: string } = {}): Promise<{ code: number | null; raw: string }> {
+export function startOnTerminal(args: string[], env: Record<string, string>): TerminalSession {
   requireTool('script');
   const quoted = [process.execPath, WHARF_BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qefc', `stty cols 200 rows 50; exec ${quoted}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let raw = '';
-    child.stdout.on('data', (d: Buffer) => (raw += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (raw += d.toString()));
+  const child = spawn('script', ['-qefc', `stty cols 200 rows 50; exec ${quoted}`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let raw = '';
+  const waiters: Array<() => void> = [];
+  const received = (d: Buffer) => {
+    raw += d.toString();
+    for (const wake of waiters.splice(0)) wake();
+  };
+  child.stdout.on('data', received);
+  child.stderr.on('data', received);
+  child.stdin.on('error', () => {});
+  const result = new Promise<{ code: number | null; raw: string }>((resolve, reject) => {
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, raw }));
-    child.stdin.on('error', () => {});
-    if (options.input !== undefined) child.stdin.write(options.input);
+    child.on('close', (code) => {
+      for (const wake of waiters.splice(0)) wake();
+      resolve({ code, raw });
+    });
   });
+  let closed = false;
+  void result.then(() => (closed = true));
+  return {
+    raw: () => raw,
+    async waitFor(text, from = 0) {
+      const seen = () => (typeof text === 'string' ? raw.indexOf(text, from) >= 0 : text.test(raw.slice(from)));
+      while (!seen()) {
+        if (closed) throw new Error(`the program ended before printing ${String(text)}:\n${raw}`);
+        await new Promise<void>((resolve) => waiters.push(resolve));
+      }
+    },
+    type(text) {
+      child.stdin.write(text);
+    },
+    result,
+  };
+}
+
+/** Runs `wharf ARGS…` on a pseudo-terminal to the end; returns the raw bytes the terminal received. */
+export function runOnTerminal(args: string[], env: Record<string, string>): Promise<{ code: number | null; raw: string }> {
+  return startOnTerminal(args, env).result;
 }
 
 /**
