@@ -291,3 +291,60 @@ describe('wharf login as docker users know it', () => {
     }
   });
 });
+
+describe('wharf pin on references it cannot resolve', () => {
+  let registry: RegistryUnderTest;
+  let images: TestLayout;
+  let work: string;
+  let user: CliUser;
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'wharf-pin-'));
+    images = await writeTestLayout(join(work, 'layout'));
+    registry = await startWharfUnderTest('plain');
+    user = cliUser();
+    await user.ok(['copy', `oci:${images.dir}:small`, `${registry.host}/app/small:v1`]);
+  });
+  after(async () => {
+    user?.dispose();
+    await registry?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('variables and unreachable registries fail, naming the reference, and the file is not written unless told to skip them', async () => {
+    const R = registry.host;
+    const file = join(work, 'compose.yaml');
+    const original = `services:\n  app:\n    image: ${R}/app/small:v1\n  db:\n    image: \${DB_IMAGE}\n  gone:\n    image: 127.0.0.1:1/nowhere/app:v1\n`;
+    writeFileSync(file, original);
+    const failed = await user.run(['pin', file]);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, new RegExp(`${file}:5: \\$\\{DB_IMAGE\\} cannot be resolved: it holds a variable`));
+    assert.match(failed.stderr, new RegExp(`${file}:7: 127\\.0\\.0\\.1:1/nowhere/app:v1 cannot be resolved: .*127\\.0\\.0\\.1:1`));
+    assert.match(failed.stderr, new RegExp(`${file} was not written\\n$`));
+    assert.equal(readFileSync(file, 'utf8'), original, 'not even the reference that resolved was written');
+
+    const check = await user.run(['pin', '--check', file]);
+    assert.equal(check.code, 1);
+    assert.match(check.stderr, /:3: .* is not pinned to a digest/);
+    assert.match(check.stderr, /:5: \$\{DB_IMAGE\} cannot be resolved/);
+    assert.match(check.stderr, /:7: 127\.0\.0\.1:1\/nowhere\/app:v1 is not pinned to a digest/);
+    assert.equal(readFileSync(file, 'utf8'), original);
+
+    const skipped = await user.ok(['pin', '--skip-unresolvable', file]);
+    assert.match(skipped.stderr, /:5: \$\{DB_IMAGE\} skipped: /);
+    assert.match(skipped.stderr, /:7: 127\.0\.0\.1:1\/nowhere\/app:v1 skipped: /);
+    assert.equal(readFileSync(file, 'utf8'), original.replace(`${R}/app/small:v1`, `${R}/app/small:v1@${images.small.digest}`));
+    // Skipping spares the variable; a reference left unpinned still fails the check.
+    const recheck = await user.run(['pin', '--check', '--skip-unresolvable', file]);
+    assert.equal(recheck.code, 1);
+    assert.match(recheck.stderr, /:5: \$\{DB_IMAGE\} skipped: /);
+    assert.equal(recheck.stderr.match(/is not pinned/g)?.length, 1, recheck.stderr);
+
+    // A pinned digest is checked against its registry: absent, or not reachable, fails.
+    const missing = join(work, 'missing.yaml');
+    writeFileSync(missing, `a:\n  image: ${R}/app/small:v1@sha256:${'0'.repeat(64)}\nb:\n  image: 127.0.0.1:1/nowhere/app@sha256:${'1'.repeat(64)}\n`);
+    const absent = await user.run(['pin', '--check', missing]);
+    assert.equal(absent.code, 1);
+    assert.match(absent.stderr, new RegExp(`${missing}:2: .*: no manifest sha256:0{64} in ${R}/app/small`));
+    assert.match(absent.stderr, new RegExp(`${missing}:4: 127\\.0\\.0\\.1:1/nowhere/app@sha256:1{64} cannot be checked: `));
+  });
+});
