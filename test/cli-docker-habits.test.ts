@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { cliUser, type CliUser } from './support/cli.js';
 import { startDistributionUnderTest, startWharfUnderTest, type RegistryUnderTest } from './support/registries-under-test.js';
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { WHARF_BIN } from './support/wharf-process.js';
+import { formatSize } from '../src/cli/output.js';
 import { runOnTerminal, screenOf, startOnTerminal } from './support/terminal.js';
 import { ok, requireTool } from './support/tools.js';
 
@@ -240,6 +242,29 @@ describe('wharf client habits of docker users', () => {
       await me.ok(['image', 'rm', `${R}/lab/small:v1`]);
       await me.ok(['image', 'remove', `${R}/seed/small:v1`]);
       assert.equal((await me.ok(['image', 'list', '-q'])).stdout, '');
+    } finally {
+      me.dispose();
+    }
+  });
+  test('history and images count layers unpacked, as docker and podman do; -H=false prints bytes and ISO dates', async () => {
+    const me = cliUser();
+    try {
+      await me.ok(['pull', `${R}/seed/base:v1`]);
+      const unpacked = images.base.layers!.map((l) => gunzipSync(readFileSync(join(images.dir, 'blobs', 'sha256', l.digest.slice(7)))).length);
+      const total = unpacked.reduce((a, b) => a + b, 0);
+      assert.equal((await me.ok(['images', '--format', '{{.SizeBytes}} {{.Size}}'])).stdout, `${total} ${formatSize(total)}\n`);
+      const local = await me.ok(['history', '--format', '{{.SizeBytes}}', `${R}/seed/base:v1`]);
+      assert.deepEqual(local.stdout.trim().split('\n'), ['0', String(unpacked[2]), String(unpacked[1]), '0', String(unpacked[0])]);
+      // A remote image is not downloaded to count it: its sizes are the stored ones.
+      const remote = await me.ok(['history', '--remote', '--format', '{{.SizeBytes}}', `${R}/seed/base:v1`]);
+      assert.deepEqual(remote.stdout.trim().split('\n'), ['0', ...images.base.layers!.map((l) => String(l.size)).reverse().slice(0, 2), '0', String(images.base.layers![0]!.size)]);
+      for (const flag of [['-H=false'], ['--human=false'], ['-H', 'false']]) {
+        const plain = await me.ok(['history', ...flag, `${R}/seed/base:v1`]);
+        const lines = plain.stdout.trim().split('\n');
+        assert.match(lines[2]!, new RegExp(`^<missing>\\s+2024-01-01T00:00:00Z\\s+COPY random\\.bin /data/ # buildkit\\s+${unpacked[2]}\\s*$`), `${flag.join(' ')}: ${plain.stdout}`);
+      }
+      const human = await me.ok(['history', `${R}/seed/base:v1`]);
+      assert.match(human.stdout.trim().split('\n')[2]!, new RegExp(` years? ago\\s+COPY random\\.bin /data/ # buildkit\\s+${formatSize(unpacked[2]!).replace('.', '\\.')}\\s*$`));
     } finally {
       me.dispose();
     }

@@ -1,4 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
@@ -38,6 +41,41 @@ export class LocalStore {
   constructor(readonly home: string = wharfHome()) {
     this.layout = new OciLayout(join(home, 'images'));
     this.sourcesFile = join(home, 'blob-sources.json');
+    this.sizesFile = join(home, 'layer-sizes.json');
+  }
+
+  private readonly sizesFile: string;
+
+  /**
+   * A layer's size unpacked, as docker and podman count image sizes: gzip layers are read through
+   * once and the answer remembered (`layer-sizes.json`). Undefined for a layer that is not stored
+   * here or is in a compression Node cannot read (zstd): callers fall back to the stored size.
+   */
+  async uncompressedSize(layer: Descriptor): Promise<number | undefined> {
+    if (!this.layout.hasBlob(layer.digest)) return undefined;
+    if (/\.tar$|tar$/.test(layer.mediaType) && !/gzip|zstd/.test(layer.mediaType)) return layer.size;
+    if (!/gzip/.test(layer.mediaType)) return undefined;
+    const known = this.readJson<Record<string, number>>(this.sizesFile)[layer.digest];
+    if (known !== undefined) return known;
+    let size = 0;
+    try {
+      await pipeline(
+        createReadStream(this.layout.blobPath(layer.digest)),
+        createGunzip(),
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            size += chunk.length;
+            done();
+          },
+        }),
+      );
+    } catch {
+      return undefined;
+    }
+    const sizes = this.readJson<Record<string, number>>(this.sizesFile);
+    sizes[layer.digest] = size;
+    this.writeJson(this.sizesFile, sizes);
+    return size;
   }
 
   /** The name an image is stored under: `host/repo:tag`, or `host/repo@digest` without a tag. */
@@ -190,18 +228,27 @@ export class LocalStore {
       changed = true;
     }
     if (!changed) return;
-    mkdirSync(this.home, { recursive: true });
-    const temp = `${this.sourcesFile}.${process.pid}.tmp`;
-    writeFileSync(temp, JSON.stringify(sources));
-    renameSync(temp, this.sourcesFile);
+    this.writeJson(this.sourcesFile, sources);
   }
 
   private readSources(): Record<string, string[]> {
-    if (!existsSync(this.sourcesFile)) return {};
+    return this.readJson<Record<string, string[]>>(this.sourcesFile);
+  }
+
+  private readJson<T extends object>(file: string): T {
+    if (!existsSync(file)) return {} as T;
     try {
-      return JSON.parse(readFileSync(this.sourcesFile, 'utf8')) as Record<string, string[]>;
+      return JSON.parse(readFileSync(file, 'utf8')) as T;
     } catch {
-      return {};
+      return {} as T;
     }
+  }
+
+  /** Written whole and renamed into place, so a reader never sees half a file. */
+  private writeJson(file: string, value: unknown): void {
+    mkdirSync(this.home, { recursive: true });
+    const temp = `${file}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify(value));
+    renameSync(temp, file);
   }
 }

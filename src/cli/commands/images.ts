@@ -22,21 +22,25 @@ interface ImageRow {
   SizeBytes: number;
 }
 
-/** Config digest, creation time and size of a stored image (an index: its first stored child's). */
-function describe(store: LocalStore, digest: string, mediaType: string): { id: string; created?: string; size: number } {
+/**
+ * Creation time and size of a stored image (an index: its stored children's), the size counted
+ * unpacked as docker and podman count it (the stored size for a layer that cannot be unpacked).
+ */
+async function describe(store: LocalStore, digest: string, mediaType: string): Promise<{ id: string; created?: string; size: number }> {
   const parsed = parseManifest(store.layout.readBlob(digest), mediaType);
   if (parsed.kind === 'index') {
     let size = 0;
     let created: string | undefined;
     for (const child of parsed.manifests) {
       if (!store.layout.hasBlob(child.digest)) continue;
-      const inner = describe(store, child.digest, child.mediaType);
+      const inner = await describe(store, child.digest, child.mediaType);
       size += inner.size;
       created ??= inner.created;
     }
     return { id: digest, size, ...(created ? { created } : {}) };
   }
-  const size = parsed.layers.reduce((sum, l) => sum + l.size, 0) + (parsed.config?.size ?? 0);
+  let size = 0;
+  for (const layer of parsed.layers) size += (await store.uncompressedSize(layer)) ?? layer.size;
   let created: string | undefined;
   if (parsed.config && store.layout.hasBlob(parsed.config.digest)) {
     created = (JSON.parse(store.layout.readBlob(parsed.config.digest).toString('utf8')) as ImageConfig).created;
@@ -61,7 +65,7 @@ export function registerImages(program: Command): void {
         for (const image of context.store.listShown()) {
           if (filter && (filter.registry !== image.ref.registry || filter.repository !== image.ref.repository)) continue;
           if (filter?.tag && filter.tag !== image.ref.tag) continue;
-          const info = describe(context.store, image.descriptor.digest, image.descriptor.mediaType);
+          const info = await describe(context.store, image.descriptor.digest, image.descriptor.mediaType);
           info.id = context.store.imageId(image);
           rows.push({
             Repository: familiarName(image.ref),
