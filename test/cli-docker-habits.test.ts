@@ -269,6 +269,41 @@ describe('wharf client habits of docker users', () => {
       me.dispose();
     }
   });
+  test('delete names the other tags it takes along and refuses a manifest an index lists; tag rm removes one tag', async () => {
+    await user.ok(['copy', `${R}/seed/small:v1`, `${R}/del/app:a`]);
+    await user.ok(['tag', `${R}/del/app:a`, `${R}/del/app:b`]);
+    await user.ok(['tag', `${R}/del/app:a`, `${R}/del/app:c`]);
+    const untag = await user.ok(['tag', 'rm', `${R}/del/app:b`]);
+    assert.equal(untag.stdout, `Untagged: ${R}/del/app:b\n`);
+    assert.deepEqual((await user.ok(['tags', `${R}/del/app`])).stdout.trim().split('\n').sort(), ['a', 'c']);
+    assert.equal((await user.ok(['digest', `${R}/del/app:a`])).stdout.trim(), images.small.digest, 'the manifest stays');
+    await user.ok(['untag', `${R}/del/app:c`]);
+    assert.deepEqual((await user.ok(['tags', `${R}/del/app`])).stdout.trim().split('\n'), ['a']);
+    await user.ok(['tag', `${R}/del/app:a`, `${R}/del/app:d`]);
+    const deleted = await user.ok(['delete', `${R}/del/app:a`]);
+    assert.equal(deleted.stdout, `Deleted: ${R}/del/app@${images.small.digest}\nAlso removed with it, the tags: d\n`);
+
+    await user.ok(['copy', `${R}/seed/multi:v1`, `${R}/del/multi:v1`]);
+    const child = images.multi.children![0]!.digest;
+    const refused = await user.run(['delete', `${R}/del/multi@${child}`]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, `wharf: refusing to delete ${R}/del/multi@${child}: the index ${images.multi.digest} (v1) in the repository lists it; --force deletes it anyway\n`);
+    assert.equal((await user.ok(['digest', `${R}/del/multi@${child}`])).stdout.trim(), child, 'still there');
+    await user.ok(['delete', '--force', `${R}/del/multi@${child}`]);
+    assert.notEqual((await user.run(['digest', `${R}/del/multi@${child}`])).code, 0);
+
+    // Distribution deletes manifests, never a tag alone: wharf says so.
+    const distribution = await startDistributionUnderTest('plain');
+    try {
+      const D = distribution.host;
+      await user.ok(['copy', `${R}/seed/small:v1`, `${D}/del/app:a`]);
+      const refusedByDistribution = await user.run(['tag', 'rm', `${D}/del/app:a`]);
+      assert.equal(refusedByDistribution.code, 1);
+      assert.match(refusedByDistribution.stderr, new RegExp(`^wharf: ${D} does not delete a tag alone`));
+    } finally {
+      await distribution.stop();
+    }
+  });
 });
 
 describe('wharf login as docker users know it', () => {

@@ -191,7 +191,31 @@ export class RegistryClient {
     return header(res, 'docker-content-digest') ?? digestOf(bytes);
   }
 
-  /** Deletes a manifest by digest (registries refuse deletes by tag). */
+  /**
+   * Removes one tag, leaving the manifest and its other tags (distribution-spec 1.1 allows
+   * `DELETE /manifests/<tag>`). Throws ClientError('unsupported') on a registry that refuses
+   * deletes by tag (Distribution does), ClientError('manifest-unknown') for an unknown tag.
+   */
+  async deleteTag(repository: string, tag: string): Promise<void> {
+    const res = await this.request({
+      method: 'DELETE',
+      path: `/v2/${repository}/manifests/${tag}`,
+      scopes: [repositoryScope(repository, ['delete', 'pull', 'push'])],
+    });
+    if (res.statusCode === 202 || res.statusCode === 200) {
+      discard(res);
+      return;
+    }
+    const error = await this.failure(res, `tag ${this.registry}/${repository}:${tag}`);
+    if (error.kind === 'manifest-unknown' || error.kind === 'unauthorized' || error.kind === 'denied') throw error;
+    // Distribution answers a delete by tag with 400/405 UNSUPPORTED or a digest error.
+    if (res.statusCode === 400 || res.statusCode === 405 || error.kind === 'unsupported') {
+      throw new ClientError('unsupported', `${this.registry} does not delete a tag alone (it deletes manifests, with every tag on them)`, { registry: this.registry });
+    }
+    throw error;
+  }
+
+  /** Deletes a manifest by digest, and so every tag on it. */
   async deleteManifest(repository: string, digest: string): Promise<void> {
     const res = await this.request({
       method: 'DELETE',

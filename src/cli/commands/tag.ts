@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ClientError, RegistryDestination, RegistrySource, copyImage, parseImageLocation } from '../../client/index.js';
 import { DOCKER_HUB, formatReference } from '../../oci/reference.js';
 import { withContext } from '../context.js';
-import { registerTagHistory } from './tag-history.js';
+import { registerTagHistory, registerUntag } from './tag-history.js';
 
 export function registerTag(program: Command): void {
   const tag = program
@@ -39,4 +39,5 @@ export function registerTag(program: Command): void {
     );
   // `wharf tag history|restore REF`: subcommands; any other first argument is an image to tag.
   registerTagHistory(tag);
+  registerUntag(program.command('untag'));
 }
