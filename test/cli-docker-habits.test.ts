@@ -10,6 +10,7 @@ import { startDistributionUnderTest, startWharfUnderTest, type RegistryUnderTest
 import { writeTestLayout, type TestLayout } from './support/test-images.js';
 import { WHARF_BIN } from './support/wharf-process.js';
 import { formatSize } from '../src/cli/output.js';
+import { startForwardProxy, type ForwardProxy } from './support/forward-proxy.js';
 import { runOnTerminal, screenOf, startOnTerminal } from './support/terminal.js';
 import { ok, requireTool } from './support/tools.js';
 
@@ -406,5 +407,60 @@ describe('wharf pin on references it cannot resolve', () => {
     assert.equal(absent.code, 1);
     assert.match(absent.stderr, new RegExp(`${missing}:2: .*: no manifest sha256:0{64} in ${R}/app/small`));
     assert.match(absent.stderr, new RegExp(`${missing}:4: 127\\.0\\.0\\.1:1/nowhere/app@sha256:1{64} cannot be checked: `));
+  });
+});
+
+describe('wharf through HTTP_PROXY, HTTPS_PROXY and NO_PROXY', () => {
+  let plain: RegistryUnderTest;
+  let tls: RegistryUnderTest;
+  let proxy: ForwardProxy;
+  let user: CliUser;
+  let work: string;
+  // Only the proxy knows this name: reaching it proves the request went through the proxy.
+  const NAME = 'registry.wharf-proxy-test';
+  before(async () => {
+    work = mkdtempSync(join(tmpdir(), 'wharf-proxy-'));
+    const images = await writeTestLayout(join(work, 'layout'));
+    plain = await startWharfUnderTest('plain');
+    tls = await startWharfUnderTest('tls');
+    proxy = await startForwardProxy([NAME]);
+    user = cliUser();
+    await user.ok(['copy', `oci:${images.dir}:small`, `${plain.host}/seed/small:v1`]);
+    await user.ok(['--ca-cert', tls.caFile!, 'copy', `oci:${images.dir}:small`, `${tls.host}/seed/small:v1`]);
+  });
+  after(async () => {
+    user?.dispose();
+    await proxy?.close();
+    await plain?.stop();
+    await tls?.stop();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test('plain HTTP goes through HTTP_PROXY unless NO_PROXY names the host', async () => {
+    const ref = `${NAME}:${plain.host.split(':')[1]}/seed/small`;
+    const direct = await user.run(['--plain-http', 'tags', ref]);
+    assert.equal(direct.code, 1, 'the name does not resolve without the proxy');
+    const proxied = await user.ok(['--plain-http', 'tags', ref], { env: { HTTP_PROXY: proxy.url } });
+    assert.equal(proxied.stdout, 'v1\n');
+    assert.ok(proxy.seen.includes(`GET http://${NAME}:${plain.host.split(':')[1]}/v2/seed/small/tags/list`), proxy.seen.join('\n'));
+    const before = proxy.seen.length;
+    const excluded = await user.run(['--plain-http', 'tags', ref], { env: { http_proxy: proxy.url, NO_PROXY: `localhost,${NAME}` } });
+    assert.equal(excluded.code, 1);
+    assert.equal(proxy.seen.length, before, 'NO_PROXY kept the request off the proxy');
+  });
+
+  test('HTTPS goes through a CONNECT tunnel of HTTPS_PROXY, with TLS end to end', async () => {
+    const ref = `${NAME}:${tls.host.split(':')[1]}/seed/small:v1`;
+    const earlier = proxy.seen.length;
+    const digest = await user.ok(['--insecure', 'digest', ref], { env: { HTTPS_PROXY: proxy.url } });
+    assert.match(digest.stdout, /^sha256:[a-f0-9]{64}\n$/);
+    assert.ok(proxy.seen.includes(`CONNECT ${NAME}:${tls.host.split(':')[1]}`), proxy.seen.join('\n'));
+    assert.ok(!proxy.seen.slice(earlier).some((l) => l.startsWith('GET ')), 'nothing of the TLS traffic is visible to the proxy');
+  });
+
+  test('loopback is never proxied, as Go clients never proxy it', async () => {
+    const dead = 'http://127.0.0.1:1';
+    const result = await user.ok(['tags', `${plain.host}/seed/small`], { env: { HTTP_PROXY: dead, HTTPS_PROXY: dead } });
+    assert.equal(result.stdout, 'v1\n');
   });
 });
