@@ -305,6 +305,40 @@ describe('wharf client habits of docker users', () => {
       await distribution.stop();
     }
   });
+  test('manifest create builds locally, annotate edits, push pushes; imagetools create --dry-run, --append, --annotation', async () => {
+    const me = cliUser();
+    try {
+      const [amd, arm] = images.multi.children!;
+      await me.ok(['copy', `${R}/seed/multi@${amd!.digest}`, `${R}/mparts/app:amd64`]);
+      await me.ok(['copy', `${R}/seed/multi@${arm!.digest}`, `${R}/mparts/app:arm64`]);
+      assert.equal((await me.ok(['manifest', 'create', `${R}/mlist/app:v1`, `${R}/mparts/app:amd64`])).stdout, `Created manifest list ${R}/mlist/app:v1\n`);
+      assert.notEqual((await me.run(['digest', `${R}/mlist/app:v1`])).code, 0, 'nothing was pushed yet');
+      const again = await me.run(['manifest', 'create', `${R}/mlist/app:v1`, `${R}/mparts/app:arm64`]);
+      assert.match(again.stderr, /exists already: --amend adds to it/);
+      await me.ok(['manifest', 'create', '--amend', `${R}/mlist/app:v1`, `${R}/mparts/app:arm64`]);
+      await me.ok(['manifest', 'annotate', '--variant', 'v8', '--os-features', 'sse4', `${R}/mlist/app:v1`, `${R}/mparts/app:arm64`]);
+      const local = JSON.parse((await me.ok(['manifest', 'inspect', `${R}/mlist/app:v1`])).stdout) as { manifests: Array<{ digest: string; platform: Record<string, unknown> }> };
+      assert.deepEqual(local.manifests.map((m) => m.digest), [amd!.digest, arm!.digest]);
+      assert.deepEqual(local.manifests[1]!.platform, { os: 'linux', architecture: 'arm64', variant: 'v8', 'os.features': ['sse4'] });
+      const pushed = (await me.ok(['manifest', 'push', `${R}/mlist/app:v1`])).stdout.trim();
+      assert.equal((await me.ok(['digest', `${R}/mlist/app:v1`])).stdout.trim(), pushed);
+
+      // imagetools: --dry-run pushes nothing; --append keeps what the target lists; --annotation.
+      const dry = await me.ok(['imagetools', 'create', '--dry-run', '--annotation', 'org.opencontainers.image.description=two arches', '-t', `${R}/tools/app:v1`, `${R}/mparts/app:amd64`]);
+      const dryIndex = JSON.parse(dry.stdout) as { manifests: unknown[]; annotations: Record<string, string> };
+      assert.equal(dryIndex.manifests.length, 1);
+      assert.deepEqual(dryIndex.annotations, { 'org.opencontainers.image.description': 'two arches' });
+      assert.notEqual((await me.run(['digest', `${R}/tools/app:v1`])).code, 0, '--dry-run pushed nothing');
+      await me.ok(['imagetools', 'create', '-t', `${R}/tools/app:v1`, `${R}/mparts/app:amd64`]);
+      await me.ok(['imagetools', 'create', '--append', '--annotation', 'index:org.example.k=v', '--annotation', 'manifest-descriptor:org.example.d=e', '-t', `${R}/tools/app:v1`, `${R}/mparts/app:arm64`]);
+      const appended = JSON.parse((await me.ok(['manifest', 'inspect', `${R}/tools/app:v1`])).stdout) as { manifests: Array<{ digest: string; annotations: Record<string, string> }>; annotations: Record<string, string> };
+      assert.deepEqual(appended.manifests.map((m) => m.digest), [amd!.digest, arm!.digest]);
+      assert.deepEqual(appended.annotations, { 'org.example.k': 'v' });
+      assert.deepEqual(appended.manifests[1]!.annotations, { 'org.example.d': 'e' });
+    } finally {
+      me.dispose();
+    }
+  });
 });
 
 describe('wharf login as docker users know it', () => {

@@ -292,8 +292,10 @@ function plainScenarios(name: string, start: StartRegistry, shared: Shared, peer
       const [amd, arm] = images.multi.children!;
       await user.ok(['copy', `${R}/seed/multi@${amd!.digest}`, `${R}/parts/app:amd64`]);
       await user.ok(['copy', `${R}/seed/multi@${arm!.digest}`, `${R}/parts/app:arm64`]);
+      // As docker: create builds the list locally, push sends it.
       const created = await user.ok(['manifest', 'create', `${R}/combined/app:v1`, `${R}/parts/app:amd64`, `${R}/parts/app:arm64`]);
-      const digest = created.stdout.trim();
+      assert.equal(created.stdout, `Created manifest list ${R}/combined/app:v1\n`);
+      const digest = (await user.ok(['manifest', 'push', '--purge', `${R}/combined/app:v1`])).stdout.trim();
       assert.match(digest, /^sha256:[a-f0-9]{64}$/);
       assert.equal((await user.ok(['digest', `${R}/combined/app:v1`])).stdout.trim(), digest);
       const index = JSON.parse((await user.ok(['manifest', 'inspect', `${R}/combined/app:v1`])).stdout) as { manifests: Array<{ digest: string; platform: { architecture: string; variant?: string } }> };
