@@ -6,6 +6,7 @@ packages=(
   skopeo podman buildah containerd uidmap   # real registry clients
   docker-registry                           # the reference registry (CNCF Distribution)
   apache2-utils openssl jq curl             # htpasswd, certificates
+  bsdutils                                  # script(1): CLI tests on a pseudo-terminal
   nginx-light wrk                           # benchmark baselines and load
 )
 missing=()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { WHARF_BIN } from './support/wharf-process.js';
 import { formatSize } from '../src/cli/output.js';
 import { startForwardProxy, type ForwardProxy } from './support/forward-proxy.js';
 import { runOnTerminal, screenOf, startOnTerminal } from './support/terminal.js';
-import { ok, requireTool } from './support/tools.js';
+import { ok, requireTool, run } from './support/tools.js';
 
 /**
  * What a docker, crane, regctl or skopeo user expects of the `wharf` client, item by item
@@ -337,6 +337,55 @@ describe('wharf client habits of docker users', () => {
       assert.deepEqual(appended.manifests[1]!.annotations, { 'org.example.d': 'e' });
     } finally {
       me.dispose();
+    }
+  });
+  test('containers-storage: and oci-archive: — buildah bud -t NAME . && wharf push NAME, podman reads what wharf writes; unknown transports are named', async () => {
+    requireTool('buildah');
+    requireTool('podman');
+    requireTool('skopeo');
+    const context = join(work, 'bud');
+    mkdirSync(context, { recursive: true });
+    writeFileSync(join(context, 'hello.txt'), 'built by buildah\n');
+    writeFileSync(join(context, 'Containerfile'), 'FROM scratch\nCOPY hello.txt /\nCMD ["/hello"]\n');
+    const built = `${R}/bud/app:v1`;
+    const stored = 'localhost/wharf-habits/small:v1';
+    try {
+      await ok('buildah', ['bud', '--isolation', 'chroot', '-q', '-t', built, context]);
+      const push = await user.ok(['push', built]);
+      assert.match(push.stdout, /\(from containers-storage\)/);
+      const pushedDigest = /v1: digest: (sha256:[a-f0-9]{64}) size: \d+/.exec(push.stdout)?.[1];
+      assert.ok(pushedDigest, push.stdout);
+      assert.equal((await user.ok(['digest', built])).stdout.trim(), pushedDigest);
+      assert.equal((await user.ok(['history', '--remote', '--format', '{{.CreatedBy}}', built])).stdout.split('\n')[0], '/bin/sh -c #(nop) CMD ["/hello"]');
+
+      // containers-storage → oci-archive → registry, the archive read by skopeo as well.
+      const archive = join(work, 'app.tar');
+      await user.ok(['copy', `containers-storage:${built}`, `oci-archive:${archive}`]);
+      const inArchive = JSON.parse(await ok('skopeo', ['inspect', `oci-archive:${archive}`])) as { Digest: string; Layers: string[] };
+      assert.equal(inArchive.Layers.length, 1);
+      await user.ok(['copy', `oci-archive:${archive}`, `${R}/from-archive/app:v1`]);
+      assert.equal((await user.ok(['digest', `${R}/from-archive/app:v1`])).stdout.trim(), inArchive.Digest, 'the archive\'s manifest went up unchanged');
+
+      // registry → containers-storage: podman sees the image under its ID (the config digest).
+      await user.ok(['copy', `${R}/seed/small:v1`, `containers-storage:${stored}`]);
+      const id = (await ok('podman', ['image', 'inspect', '--format', '{{.Id}}', stored])).trim();
+      assert.equal(`sha256:${id}`, images.small.configDigest);
+      // podman save's oci-archive is read by wharf.
+      const saved = join(work, 'saved.tar');
+      await ok('podman', ['save', '--format', 'oci-archive', '-o', saved, stored]);
+      await user.ok(['copy', `oci-archive:${saved}`, `${R}/from-podman/small:v1`]);
+      assert.equal((await user.ok(['inspect', '--remote', '--format', '{{.Id}}', `${R}/from-podman/small:v1`])).stdout.trim(), images.small.configDigest);
+
+      const missing = await user.run(['copy', 'containers-storage:localhost/wharf-habits/none:v1', `${R}/x/y:v1`]);
+      assert.equal(missing.code, 1);
+      assert.equal(missing.stderr, 'wharf: containers-storage:localhost/wharf-habits/none:v1: no such image\n');
+      for (const [text, name] of [['dir:/tmp/image', 'dir:'], ['ftp://example.com/image', 'ftp://'], ['docker-daemon:app:v1', 'docker-daemon:']] as const) {
+        const unknown = await user.run(['copy', text, `${R}/x/y:v1`]);
+        assert.equal(unknown.code, 1);
+        assert.match(unknown.stderr, new RegExp(`unknown transport "${name}" \\(wharf knows docker://, local:, oci:, oci-archive:, docker-archive:, containers-storage:\\)`), unknown.stderr);
+      }
+    } finally {
+      await run('buildah', ['rmi', '-f', built, stored]);
     }
   });
 });

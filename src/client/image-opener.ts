@@ -8,6 +8,7 @@ import { LocalStore, type LocalImage } from './local-store.js';
 import { OciLayout, REF_NAME } from './oci-layout.js';
 import type { RegistryConnector } from './registry-connector.js';
 import { RegistryDestination, RegistrySource } from './registry-image.js';
+import { containersStorageDestination, containersStorageSource, ociArchiveDestination, ociArchiveSource } from './staged-layout.js';
 
 export interface ImageOpenerOptions {
   /** Where registry locations get their clients. */
@@ -37,6 +38,10 @@ export class ImageOpener {
         return new LayoutSource(new OciLayout(location.dir), location.refName);
       case 'docker-archive':
         return new DockerArchiveSource(location.file, location.refName);
+      case 'oci-archive':
+        return ociArchiveSource(location.file, location.refName);
+      case 'containers-storage':
+        return containersStorageSource(location.name);
     }
   }
 
@@ -79,6 +84,10 @@ export class ImageOpener {
         const tags = location.refName ? [location.refName] : nameForArchive?.tag ? [familiarTag(nameForArchive)] : [];
         return new DockerArchiveDestination(location.file, tags);
       }
+      case 'oci-archive':
+        return ociArchiveDestination(location.file, location.refName ?? (nameForArchive ? familiarTag(nameForArchive) : undefined));
+      case 'containers-storage':
+        return containersStorageDestination(location.name);
     }
   }
 }

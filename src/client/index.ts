@@ -26,3 +26,4 @@ export * from './platform.js';
 export * from './auth-challenge.js';
 export * from './index-builder.js';
 export * from './manifest-lists.js';
+export * from './staged-layout.js';
