@@ -13,7 +13,7 @@ import { retryAfter } from '../src/client/retry-transport.js';
 import { isLoopbackHost } from '../src/client/registry-host.js';
 import { findImageFields } from '../src/cli/commands/pin.js';
 import { splitSearchTerm } from '../src/cli/commands/search.js';
-import { renderTable, renderTemplate, truncate } from '../src/cli/output.js';
+import { renderFormat, renderTable, truncate } from '../src/cli/output.js';
 import { formatReference, parseReference } from '../src/oci/reference.js';
 
 describe('WWW-Authenticate challenges', () => {
@@ -161,9 +161,9 @@ test('manifest media type from the document, else the header', () => {
 describe('output', () => {
   test('Go-template subset', () => {
     const data = { Id: 'sha256:x', RepoDigests: ['a@1', 'b@2'], Config: { Cmd: ['/bin/sh'] }, Os: 'linux' };
-    assert.equal(renderTemplate('{{.Id}}\\t{{index .RepoDigests 1}}', data), 'sha256:x\tb@2');
-    assert.equal(renderTemplate('{{json .Config.Cmd}} {{upper .Os}} {{join .RepoDigests ","}}', data), '["/bin/sh"] LINUX a@1,b@2');
-    assert.equal(renderTemplate('{{.Missing}}', data), '<no value>');
+    assert.equal(renderFormat('{{.Id}}\\t{{index .RepoDigests 1}}', [data]), 'sha256:x\tb@2\n');
+    assert.equal(renderFormat('{{json .Config.Cmd}} {{upper .Os}} {{join .RepoDigests ","}}', [data]), '["/bin/sh"] LINUX a@1,b@2\n');
+    assert.equal(renderFormat('{{.Missing}}', [data]), '<no value>\n');
   });
 
   test('tables and truncation as docker prints them', () => {

@@ -12,6 +12,15 @@ import { registerServe } from './serve.js';
 import { registerUser } from './user.js';
 import { WHARF_VERSION } from '../version.js';
 
+// A reader that went away (`wharf tags x | head -1`) is the end of the output, not an error:
+// exit quietly with status 0 as other Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
+}
+
 const program = new Command();
 program
   .name('wharf')

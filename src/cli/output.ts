@@ -1,3 +1,5 @@
+import { GoTemplate } from './go-template.js';
+
 /** Prints rows as docker does: columns left-aligned, three spaces apart. */
 export function renderTable(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
@@ -48,59 +50,32 @@ export function timeAgo(iso: string | undefined, now = Date.now()): string {
 }
 
 /**
- * A small subset of Go templates, enough for docker-style `--format`: `{{.Field.Sub}}`,
- * `{{json .X}}`, `{{index .X 0}}`, `{{join .X ","}}`, `{{upper .X}}`, `{{lower .X}}`;
- * `\t` and `\n` in the template are turned into tab and newline.
+ * Renders values with a docker-style `--format`: a Go template run once per value, or with a
+ * leading `table`, a header row (each field's header from `headers`, else its name in capitals)
+ * and the rows aligned in columns at the template's tabs, as docker's tabwriter does. Literal
+ * `\t` and `\n` in the format are a tab and a newline, as docker reads them.
  */
-export function renderTemplate(template: string, data: unknown): string {
-  const text = template.replace(/\\t/g, '\t').replace(/\\n/g, '\n');
-  return text.replace(/\{\{-?\s*(.*?)\s*-?\}\}/g, (_match, expression: string) => {
-    const value = evaluate(expression.trim(), data);
-    if (value === undefined || value === null) return '<no value>';
-    if (typeof value === 'object') return JSON.stringify(value);
-    return String(value);
+export function renderFormat(format: string, values: unknown[], headers: Record<string, string> = {}): string {
+  const text = format.replace(/\\t/g, '\t').replace(/\\n/g, '\n');
+  if (!text.startsWith('table')) {
+    const template = new GoTemplate(text);
+    return values.map((v) => `${template.execute(v)}\n`).join('');
+  }
+  const template = new GoTemplate(text.slice('table'.length).trim());
+  const headerRow = new Proxy(headers, {
+    get: (target, key) => (typeof key === 'string' ? target[key] ?? key.replace(/([a-z])([A-Z])/g, '$1 $2').toUpperCase() : undefined),
   });
+  const lines = [template.execute(headerRow), ...values.map((v) => template.execute(v))].join('\n').split('\n');
+  return alignColumns(lines) + '\n';
 }
 
-function tokens(expression: string): string[] {
-  return expression.match(/"(?:[^"\\]|\\.)*"|\S+/g) ?? [];
-}
-
-function evaluate(expression: string, data: unknown): unknown {
-  const parts = tokens(expression);
-  const arg = (token: string | undefined): unknown => {
-    if (token === undefined) throw new Error(`template: missing argument in "${expression}"`);
-    if (token.startsWith('"')) return JSON.parse(token) as string;
-    if (/^-?\d+$/.test(token)) return Number(token);
-    if (token === '.') return data;
-    if (token.startsWith('.')) return lookup(data, token.slice(1).split('.'));
-    throw new Error(`template: cannot evaluate "${token}"`);
-  };
-  const [head, ...rest] = parts;
-  switch (head) {
-    case 'json':
-      return JSON.stringify(arg(rest[0]));
-    case 'index': {
-      const target = arg(rest[0]) as Record<string | number, unknown> | undefined;
-      return target?.[arg(rest[1]) as string | number];
-    }
-    case 'join':
-      return ((arg(rest[0]) as unknown[] | undefined) ?? []).join(String(arg(rest[1])));
-    case 'upper':
-      return String(arg(rest[0])).toUpperCase();
-    case 'lower':
-      return String(arg(rest[0])).toLowerCase();
-    default:
-      return arg(head);
-  }
-}
-
-function lookup(data: unknown, path: string[]): unknown {
-  let value = data;
-  for (const key of path) {
-    if (key === '') continue;
-    if (value === null || typeof value !== 'object') return undefined;
-    value = (value as Record<string, unknown>)[key];
-  }
-  return value;
+/**
+ * Aligns tab-separated cells as Go's tabwriter does with docker's settings (cells at least 10
+ * wide, 3 spaces of padding); the last cell of a line is not padded.
+ */
+function alignColumns(lines: string[]): string {
+  const cells = lines.map((l) => l.split('\t'));
+  const widths: number[] = [];
+  for (const row of cells) row.slice(0, -1).forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return cells.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(Math.max(10, widths[i]! + 3)))).join('').trimEnd()).join('\n');
 }

@@ -16,10 +16,6 @@ export function shortDigest(digest: string): string {
   return digest.slice(digest.indexOf(':') + 1, digest.indexOf(':') + 13);
 }
 
-function isConfig(mediaType: string): boolean {
-  return /config/.test(mediaType);
-}
-
 /** The words docker prints when a layer is finished. */
 function doneStatus(verb: TransferVerb, event: Extract<CopyEvent, { type: 'blob-done' }>): string {
   const outcome = event.outcome;
@@ -65,17 +61,19 @@ export class TransferProgress {
       return;
     }
     if (event.type === 'manifest') return;
-    if (event.type === 'blob-start' && isConfig(event.mediaType)) this.configs.add(event.digest);
+    // The config is no layer (docker shows none for it), whatever its media type says.
+    if (event.type === 'blob-start' && event.config) this.configs.add(event.digest);
     if (this.configs.has(event.digest)) return;
     const id = shortDigest(event.digest);
     if (this.mode === 'plain') {
       if (event.type === 'blob-done') this.out.write(`${id}: ${doneStatus(this.verb, event)}\n`);
       return;
     }
+    if (!this.multibar) return;
     const bar = this.bars.get(event.digest);
     if (event.type === 'blob-start') {
       const verbing = this.verb === 'pull' ? 'Downloading' : this.verb === 'push' ? 'Pushing' : 'Copying';
-      this.bars.set(event.digest, this.multibar!.create(Math.max(event.size, 1), 0, { id, status: verbing, done: formatSize(0), size: formatSize(event.size) }));
+      this.bars.set(event.digest, this.multibar.create(Math.max(event.size, 1), 0, { id, status: verbing, done: formatSize(0), size: formatSize(event.size) }));
     } else if (event.type === 'blob-progress' && bar) {
       bar.update(event.bytes, { done: formatSize(event.bytes) });
     } else if (event.type === 'blob-done' && bar) {
@@ -83,7 +81,12 @@ export class TransferProgress {
     }
   };
 
+  /**
+   * Draws the bars a last time and leaves them. Safe to call again: a second stop() would move
+   * the cursor back up and redraw the bars over whatever was printed after them.
+   */
   finish(): void {
     this.multibar?.stop();
+    this.multibar = undefined;
   }
 }

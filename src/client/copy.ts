@@ -6,7 +6,7 @@ import type { FetchedManifest } from './registry-client.js';
 
 /** What copy() reports as it goes, for progress bars and `--json`. */
 export type CopyEvent =
-  | { type: 'blob-start'; digest: string; size: number; mediaType: string }
+  | { type: 'blob-start'; digest: string; size: number; mediaType: string; /** the image's config, not a layer */ config: boolean }
   | { type: 'blob-progress'; digest: string; bytes: number; size: number }
   | { type: 'blob-done'; digest: string; size: number; outcome: BlobOutcome }
   | { type: 'manifest'; digest: string; mediaType: string; platform?: Platform; root: boolean };
@@ -88,17 +88,17 @@ async function copyManifestTree(context: Context, manifest: FetchedManifest, roo
     }
   } else {
     const blobs = parsed.config ? [parsed.config, ...parsed.layers] : [...parsed.layers];
-    await runPool(blobs, context.concurrency, (blob) => copyBlob(context, blob));
+    await runPool(blobs, context.concurrency, (blob) => copyBlob(context, blob, blob === parsed.config));
   }
   await context.destination.putManifest(manifest, { root });
   context.emit({ type: 'manifest', digest: manifest.digest, mediaType: manifest.mediaType, root, ...(platform ? { platform } : {}) });
 }
 
-function copyBlob(context: Context, blob: Descriptor): Promise<void> {
+function copyBlob(context: Context, blob: Descriptor, config: boolean): Promise<void> {
   const existing = context.done.get(blob.digest);
   if (existing) return existing;
   const work = (async () => {
-    context.emit({ type: 'blob-start', digest: blob.digest, size: blob.size, mediaType: blob.mediaType });
+    context.emit({ type: 'blob-start', digest: blob.digest, size: blob.size, mediaType: blob.mediaType, config });
     let transferred = 0;
     const outcome = await context.destination.putBlob(blob, (offset) => {
       transferred = offset;

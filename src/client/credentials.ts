@@ -116,8 +116,11 @@ export class CredentialStore {
     return undefined;
   }
 
-  /** Saves credentials with the registry's helper when it has one, else in `auths`. */
-  async store(registry: string, credentials: Credentials): Promise<void> {
+  /**
+   * Saves credentials with the registry's helper when it has one, else in `auths`; says which
+   * file holds them in the clear (base64 is no encryption) when no helper took them.
+   */
+  async store(registry: string, credentials: Credentials): Promise<{ plainFile?: string }> {
     const config = this.read();
     const helper = this.helperFor(config, registry);
     const key = authKey(registry);
@@ -139,6 +142,7 @@ export class CredentialStore {
       config.auths[key] = entry;
     }
     this.write(config);
+    return helper ? {} : { plainFile: this.configPath };
   }
 
   /** Forgets a registry's credentials; returns false when there were none. */

@@ -4,10 +4,11 @@ import { DockerArchiveDestination, DockerArchiveSource } from './docker-archive.
 import { familiarTag, parseImageLocation, type ImageLocation } from './image-location.js';
 import type { ImageDestination, ImageSource } from './image-transport.js';
 import { LayoutDestination, LayoutSource } from './layout-image.js';
-import { LocalStore } from './local-store.js';
+import { LocalStore, type LocalImage } from './local-store.js';
 import { OciLayout, REF_NAME } from './oci-layout.js';
 import type { RegistryConnector } from './registry-connector.js';
 import { RegistryDestination, RegistrySource } from './registry-image.js';
+import { containersStorageDestination, containersStorageSource, ociArchiveDestination, ociArchiveSource } from './staged-layout.js';
 
 export interface ImageOpenerOptions {
   /** Where registry locations get their clients. */
@@ -37,6 +38,10 @@ export class ImageOpener {
         return new LayoutSource(new OciLayout(location.dir), location.refName);
       case 'docker-archive':
         return new DockerArchiveSource(location.file, location.refName);
+      case 'oci-archive':
+        return ociArchiveSource(location.file, location.refName);
+      case 'containers-storage':
+        return containersStorageSource(location.name);
     }
   }
 
@@ -45,12 +50,25 @@ export class ImageOpener {
    * `remote`, or the text says `docker://`), else the registry; `oci:` and `docker-archive:` as written.
    */
   openNamedSource(text: string, options: { remote?: boolean } = {}): { source: ImageSource; location: ImageLocation } {
-    const location = parseImageLocation(text, 'registry');
+    const byId = (): LocalImage | undefined => (options.remote || !isImageIdLike(text) ? undefined : this.options.localStore().findById(text)[0]);
+    let location: ImageLocation;
+    try {
+      location = parseImageLocation(text, 'registry');
+    } catch (error) {
+      // An ID with `sha256:` or upper-case letters is no reference; it may still name a local image.
+      const local = byId();
+      if (local) return this.openLocal(local.ref);
+      throw error;
+    }
     if (location.transport === 'registry' && !options.remote && !text.startsWith('docker://')) {
-      const local = this.options.localStore().find(location.ref);
-      if (local) return { source: this.openSource({ transport: 'local', ref: location.ref }), location: { transport: 'local', ref: location.ref } };
+      const local = this.options.localStore().find(location.ref) ?? byId();
+      if (local) return this.openLocal(local.ref);
     }
     return { source: this.openSource(location), location };
+  }
+
+  private openLocal(ref: ImageReference): { source: ImageSource; location: ImageLocation } {
+    return { source: this.openSource({ transport: 'local', ref }), location: { transport: 'local', ref } };
   }
 
   /** `nameForArchive` is what a docker-archive records as RepoTags when the destination names none. */
@@ -66,6 +84,15 @@ export class ImageOpener {
         const tags = location.refName ? [location.refName] : nameForArchive?.tag ? [familiarTag(nameForArchive)] : [];
         return new DockerArchiveDestination(location.file, tags);
       }
+      case 'oci-archive':
+        return ociArchiveDestination(location.file, location.refName ?? (nameForArchive ? familiarTag(nameForArchive) : undefined));
+      case 'containers-storage':
+        return containersStorageDestination(location.name);
     }
   }
+}
+
+/** Text that could be an image ID or a prefix of one (`3f57d9401f8d`, `sha256:3f57…`). */
+export function isImageIdLike(text: string): boolean {
+  return /^(sha256:)?[a-f0-9]{4,64}$/.test(text);
 }

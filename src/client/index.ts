@@ -25,3 +25,5 @@ export * from './copy.js';
 export * from './platform.js';
 export * from './auth-challenge.js';
 export * from './index-builder.js';
+export * from './manifest-lists.js';
+export * from './staged-layout.js';

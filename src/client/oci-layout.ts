@@ -164,7 +164,7 @@ export class OciLayout {
     if (descriptor.platform) entry.platform = descriptor.platform;
     if (refName !== undefined) {
       index.manifests = index.manifests.filter((m) => m.annotations?.[REF_NAME] !== refName);
-      entry.annotations = { [REF_NAME]: refName };
+      entry.annotations = { ...descriptor.annotations, [REF_NAME]: refName };
     } else if (index.manifests.some((m) => m.digest === descriptor.digest)) {
       return;
     }

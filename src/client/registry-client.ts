@@ -123,6 +123,19 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * What the registry says of itself at `/v2/` (authenticated when it asks): its URL, the API
+   * version header, and the Wharf version when it is a Wharf. Throws ClientError on refusal.
+   */
+  async serverInfo(): Promise<{ url: string; apiVersion?: string; wharfVersion?: string }> {
+    const res = await this.request({ method: 'GET', path: '/v2/', scopes: [] });
+    if (res.statusCode !== 200) throw await this.failure(res, `${this.registry}`);
+    discard(res);
+    const apiVersion = header(res, 'docker-distribution-api-version');
+    const wharfVersion = header(res, 'wharf-version');
+    return { url: (await this.baseUrl()).toString(), ...(apiVersion ? { apiVersion } : {}), ...(wharfVersion ? { wharfVersion } : {}) };
+  }
+
   async getManifest(repository: string, reference: string, options: { accept?: string } = {}): Promise<FetchedManifest> {
     const what = `manifest ${this.registry}/${repository}${isDigest(reference) ? '@' : ':'}${reference}`;
     const res = await this.request({
@@ -178,7 +191,31 @@ export class RegistryClient {
     return header(res, 'docker-content-digest') ?? digestOf(bytes);
   }
 
-  /** Deletes a manifest by digest (registries refuse deletes by tag). */
+  /**
+   * Removes one tag, leaving the manifest and its other tags (distribution-spec 1.1 allows
+   * `DELETE /manifests/<tag>`). Throws ClientError('unsupported') on a registry that refuses
+   * deletes by tag (Distribution does), ClientError('manifest-unknown') for an unknown tag.
+   */
+  async deleteTag(repository: string, tag: string): Promise<void> {
+    const res = await this.request({
+      method: 'DELETE',
+      path: `/v2/${repository}/manifests/${tag}`,
+      scopes: [repositoryScope(repository, ['delete', 'pull', 'push'])],
+    });
+    if (res.statusCode === 202 || res.statusCode === 200) {
+      discard(res);
+      return;
+    }
+    const error = await this.failure(res, `tag ${this.registry}/${repository}:${tag}`);
+    if (error.kind === 'manifest-unknown' || error.kind === 'unauthorized' || error.kind === 'denied') throw error;
+    // Distribution answers a delete by tag with 400/405 UNSUPPORTED or a digest error.
+    if (res.statusCode === 400 || res.statusCode === 405 || error.kind === 'unsupported') {
+      throw new ClientError('unsupported', `${this.registry} does not delete a tag alone (it deletes manifests, with every tag on them)`, { registry: this.registry });
+    }
+    throw error;
+  }
+
+  /** Deletes a manifest by digest, and so every tag on it. */
   async deleteManifest(repository: string, digest: string): Promise<void> {
     const res = await this.request({
       method: 'DELETE',

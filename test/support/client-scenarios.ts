@@ -129,7 +129,9 @@ function plainScenarios(name: string, start: StartRegistry, shared: Shared, peer
       const full = await user.ok(['history', '--no-trunc', '--format', '{{.CreatedBy}}|{{.SizeBytes}}', `${R}/seed/base:v1`]);
       const rows = full.stdout.trim().split('\n');
       assert.equal(rows.length, 5);
-      assert.equal(rows[1], `COPY random.bin /data/ # buildkit|${images.base.layers![2]!.size}`);
+      // A local image's layer sizes are counted unpacked, as docker counts them.
+      const unpacked = gunzipSync(readFileSync(join(images.dir, 'blobs', 'sha256', images.base.layers![2]!.digest.slice(7)))).length;
+      assert.equal(rows[1], `COPY random.bin /data/ # buildkit|${unpacked}`);
     });
 
     test('history works on a remote image without pulling its layers', async () => {
@@ -278,8 +280,9 @@ function plainScenarios(name: string, start: StartRegistry, shared: Shared, peer
       const out = JSON.parse((await user.ok(['inspect', `${R}/seed/base:v1`])).stdout) as Array<Record<string, any>>;
       assert.equal(out.length, 1);
       assert.equal(out[0]!.Id, images.base.configDigest);
-      assert.deepEqual(out[0]!.RepoDigests, [`${R}/seed/base@${images.base.digest}`]);
-      assert.deepEqual(out[0]!.RepoTags, [`${R}/seed/base:v1`]);
+      // Every local name of the image is listed (team/app took its tags from seed/base earlier).
+      assert.ok(out[0]!.RepoDigests.includes(`${R}/seed/base@${images.base.digest}`), out[0]!.RepoDigests);
+      assert.ok(out[0]!.RepoTags.includes(`${R}/seed/base:v1`), out[0]!.RepoTags);
       assert.equal(out[0]!.Os, 'linux');
       assert.deepEqual(out[0]!.Config.Cmd, ['/bin/sh']);
       assert.equal(out[0]!.RootFS.Layers.length, 3);
@@ -289,8 +292,10 @@ function plainScenarios(name: string, start: StartRegistry, shared: Shared, peer
       const [amd, arm] = images.multi.children!;
       await user.ok(['copy', `${R}/seed/multi@${amd!.digest}`, `${R}/parts/app:amd64`]);
       await user.ok(['copy', `${R}/seed/multi@${arm!.digest}`, `${R}/parts/app:arm64`]);
+      // As docker: create builds the list locally, push sends it.
       const created = await user.ok(['manifest', 'create', `${R}/combined/app:v1`, `${R}/parts/app:amd64`, `${R}/parts/app:arm64`]);
-      const digest = created.stdout.trim();
+      assert.equal(created.stdout, `Created manifest list ${R}/combined/app:v1\n`);
+      const digest = (await user.ok(['manifest', 'push', '--purge', `${R}/combined/app:v1`])).stdout.trim();
       assert.match(digest, /^sha256:[a-f0-9]{64}$/);
       assert.equal((await user.ok(['digest', `${R}/combined/app:v1`])).stdout.trim(), digest);
       const index = JSON.parse((await user.ok(['manifest', 'inspect', `${R}/combined/app:v1`])).stdout) as { manifests: Array<{ digest: string; platform: { architecture: string; variant?: string } }> };
@@ -343,15 +348,16 @@ function plainScenarios(name: string, start: StartRegistry, shared: Shared, peer
       assert.match(check.stderr, new RegExp(`compose\\.yaml:4: ${rx(R)}/seed/base:v1 is not pinned`));
       assert.match(check.stderr, /deploy\.yaml:11: /);
       assert.equal((check.stderr.match(/is not pinned/g) ?? []).length, 4);
+      assert.match(check.stderr, /compose\.yaml:9: \$\{DB_IMAGE\} cannot be resolved: it holds a variable/);
 
-      await user.ok(['pin', compose, k8s]);
+      await user.ok(['pin', '--skip-unresolvable', compose, k8s]);
       const pinnedCompose = readFileSync(compose, 'utf8');
       assert.match(pinnedCompose, new RegExp(`image: ${rx(R)}/seed/base:v1@${images.base.digest}   # the app`));
       assert.match(pinnedCompose, new RegExp(`image: "${rx(R)}/seed/small:v1@${images.small.digest}"`));
       assert.match(pinnedCompose, /^# our stack$/m, 'comments are kept');
       assert.match(pinnedCompose, /image: \$\{DB_IMAGE\}/, 'variables are left alone');
       assert.match(readFileSync(k8s, 'utf8'), new RegExp(`image: ${rx(R)}/seed/multi:v1@${images.multi.digest}`));
-      const pinned = await user.run(['pin', '--check', compose, k8s]);
+      const pinned = await user.run(['pin', '--check', '--skip-unresolvable', compose, k8s]);
       assert.equal(pinned.code, 0, pinned.stderr);
     });
 
@@ -493,8 +499,10 @@ function faultScenarios(name: string, start: StartRegistry, shared: Shared): voi
       const startAt = Number(/bytes=(\d+)-/.exec(resumed.headers.range as string)?.[1]);
       assert.ok(startAt >= 512 * 1024 && startAt <= 1024 * 1024, `resumed at ${startAt}`);
       assert.equal(resumed.status, 206);
+      // The whole layer arrived: it unpacks to its full size.
       const history = await user.ok(['history', '--format', '{{.SizeBytes}}', `${proxy.host}/faults/base:v1`]);
-      assert.match(history.stdout, new RegExp(`^${big.size}$`, 'm'));
+      const unpacked = gunzipSync(readFileSync(join(images.dir, 'blobs', 'sha256', big.digest.slice(7)))).length;
+      assert.match(history.stdout, new RegExp(`^${unpacked}$`, 'm'));
     });
 
     test('a stalled download is cut after --timeout and resumed with Range', async () => {
@@ -763,7 +771,7 @@ function tokenScenarios(name: string, start: StartRegistry, shared: Shared): voi
     test('a wrong password fails the login', async () => {
       const result = await user.run(['login', R, '-u', registry.username!, '-p', 'wrong']);
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /refused the credentials/);
+      assert.match(result.stderr, /unauthorized: incorrect username or password/);
     });
 
     test('login, push, mount across repositories, pull, catalog', async () => {

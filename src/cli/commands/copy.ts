@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { copyImage, parseImageLocation, parsePlatform } from '../../client/index.js';
+import { copyImage, formatPlatform, parseImageLocation, parsePlatform } from '../../client/index.js';
 import { withContext } from '../context.js';
 import { TransferProgress, progressMode } from '../progress.js';
 
@@ -10,8 +10,8 @@ export function registerCopy(program: Command): void {
     .description('copy an image between registries, OCI layouts (oci:DIR[:TAG]), docker archives (docker-archive:FILE[:REF]) and the local store (local:REF)')
     .argument('<source>', 'where the image is')
     .argument('<destination>', 'where it goes')
-    .option('--platform <os/arch[/variant]>', 'copy this platform out of a multi-arch image')
-    .option('-a, --all-platforms', 'copy a multi-arch image whole')
+    .option('--platform <os/arch[/variant]>', 'copy only this platform out of a multi-arch image')
+    .option('-a, --all-platforms', 'copy a multi-arch image whole (the default, as crane and regctl do)')
     .action(async (sourceText: string, destinationText: string, options: { platform?: string; allPlatforms?: boolean }, command: Command) =>
       withContext(command, async (context) => {
         const from = parseImageLocation(sourceText, 'registry');
@@ -21,15 +21,21 @@ export function registerCopy(program: Command): void {
         const progress = new TransferProgress(progressMode(context.options), 'copy');
         try {
           const result = await copyImage(source, destination, {
-            ...(options.platform ? { platform: parsePlatform(options.platform) } : {}),
-            ...(options.allPlatforms ? { allPlatforms: true } : {}),
+            // A multi-arch image is copied whole unless one platform is asked for (or the
+            // destination is a docker-archive, which holds one image: the host's, as docker save).
+            ...(options.platform && !options.allPlatforms
+              ? { platform: parsePlatform(options.platform) }
+              : to.transport === 'docker-archive' && !options.allPlatforms
+                ? {}
+                : { allPlatforms: true }),
             onEvent: progress.handle,
           });
           progress.finish();
           if (context.options.json) {
-            process.stdout.write(JSON.stringify({ source: source.description, destination: destination.description, digest: result.manifest.digest, mediaType: result.manifest.mediaType }) + '\n');
+            process.stdout.write(JSON.stringify({ source: source.description, destination: destination.description, digest: result.manifest.digest, mediaType: result.manifest.mediaType, ...(result.platform ? { platform: formatPlatform(result.platform), sourceDigest: result.sourceManifest.digest } : {}) }) + '\n');
           } else if (!context.options.quiet) {
-            process.stdout.write(`Copied ${source.description} to ${destination.description}\nDigest: ${result.manifest.digest}\n`);
+            const picked = result.platform ? ` (only ${formatPlatform(result.platform)} of the multi-arch image ${result.sourceManifest.digest})` : '';
+            process.stdout.write(`Copied ${source.description} to ${destination.description}${picked}\nDigest: ${result.manifest.digest}\n`);
           }
         } finally {
           progress.finish();

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { parsePlatform, resolveImage } from '../../client/index.js';
 import { withContext } from '../context.js';
-import { formatSize, renderTable, renderTemplate, timeAgo, truncate } from '../output.js';
+import { formatSize, renderFormat, renderTable, timeAgo, truncate } from '../output.js';
 import { shortDigest } from '../progress.js';
+
+/** Column headers for `--format 'table …'`, as docker names them. */
+const HISTORY_HEADERS = { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' };
 
 interface HistoryRow {
   ID: string;
@@ -10,7 +13,7 @@ interface HistoryRow {
   CreatedSince: string;
   CreatedBy: string;
   Size: string;
-  /** Bytes of the layer this step added (compressed, as stored in the registry). */
+  /** Bytes of the layer this step added: unpacked for a local image, as stored for a remote one. */
   SizeBytes: number;
   Comment: string;
   EmptyLayer: boolean;
@@ -22,23 +25,27 @@ export function registerHistory(program: Command): void {
     .description("show an image's history (local, or remote without pulling layers)")
     .argument('<image>', 'image reference, oci:DIR[:TAG] or docker-archive:FILE')
     .option('--no-trunc', "don't truncate output")
-    .option('-H, --human [bool]', 'print sizes and dates in human readable format', 'true')
+    // Docker's boolean flag, written -H=false, --human=false or -H false.
+    .option('-H, --human [bool]', 'print sizes and dates in human readable format (-H=false for bytes and ISO dates)', (v: string) => v.replace(/^=/, ''), 'true')
     .option('--format <format>', 'table (default), json, or a Go template per row')
     .option('--platform <os/arch[/variant]>', 'which image of a multi-arch index')
     .option('--remote', 'read the registry even when the image is local')
     .action(async (image: string, options: { trunc: boolean; human: string | boolean; format?: string; platform?: string; remote?: boolean }, command: Command) =>
       withContext(command, async (context) => {
-        const { source } = context.openNamedSource(image, options.remote ? { remote: true } : {});
+        const { source, location } = context.openNamedSource(image, options.remote ? { remote: true } : {});
         try {
           const resolved = await resolveImage(source, options.platform ? { platform: parsePlatform(options.platform) } : {});
-          const human = options.human !== 'false' && options.human !== false;
+          const human = !['false', '0', 'f', 'F', 'FALSE', 'False'].includes(String(options.human));
+          // A local image's layers are counted unpacked, as docker does; a remote one's as stored.
+          const sizeOf = async (layer: (typeof resolved.parsed.layers)[number] | undefined) =>
+            layer === undefined ? 0 : location.transport === 'local' ? ((await context.store.uncompressedSize(layer)) ?? layer.size) : layer.size;
           const layers = [...resolved.parsed.layers];
           const history = resolved.config.history ?? [];
           const rows: HistoryRow[] = [];
           let layerIndex = 0;
           for (const entry of history) {
             const empty = entry.empty_layer === true;
-            const size = empty ? 0 : layers[layerIndex++]?.size ?? 0;
+            const size = empty ? 0 : await sizeOf(layers[layerIndex++]);
             rows.push({
               ID: '<missing>',
               CreatedAt: entry.created ?? '',
@@ -65,7 +72,7 @@ export function registerHistory(program: Command): void {
             ]);
             process.stdout.write(renderTable(['IMAGE', 'CREATED', 'CREATED BY', 'SIZE', 'COMMENT'], cells));
           } else {
-            for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+            process.stdout.write(renderFormat(format, rows, HISTORY_HEADERS));
           }
         } finally {
           await source.close();

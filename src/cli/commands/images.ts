@@ -2,10 +2,14 @@ import type { Command } from 'commander';
 import { ClientError, type ImageConfig } from '../../client/index.js';
 import { parseManifest } from '../../oci/manifest.js';
 import { familiarName, formatReference, parseReference } from '../../oci/reference.js';
-import type { LocalStore } from '../../client/local-store.js';
+import { LocalStore, type LocalImage } from '../../client/local-store.js';
+import { isImageIdLike } from '../../client/index.js';
 import { withContext } from '../context.js';
-import { formatSize, renderTable, renderTemplate, timeAgo } from '../output.js';
+import { formatSize, renderFormat, renderTable, timeAgo } from '../output.js';
 import { shortDigest } from '../progress.js';
+
+/** Column headers for `--format 'table …'`, as docker names them. */
+const IMAGE_HEADERS = { Repository: 'REPOSITORY', Tag: 'TAG', Digest: 'DIGEST', ID: 'IMAGE ID', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', Size: 'SIZE' };
 
 interface ImageRow {
   Repository: string;
@@ -18,21 +22,25 @@ interface ImageRow {
   SizeBytes: number;
 }
 
-/** Config digest, creation time and size of a stored image (an index: its first stored child's). */
-function describe(store: LocalStore, digest: string, mediaType: string): { id: string; created?: string; size: number } {
+/**
+ * Creation time and size of a stored image (an index: its stored children's), the size counted
+ * unpacked as docker and podman count it (the stored size for a layer that cannot be unpacked).
+ */
+async function describe(store: LocalStore, digest: string, mediaType: string): Promise<{ id: string; created?: string; size: number }> {
   const parsed = parseManifest(store.layout.readBlob(digest), mediaType);
   if (parsed.kind === 'index') {
     let size = 0;
     let created: string | undefined;
     for (const child of parsed.manifests) {
       if (!store.layout.hasBlob(child.digest)) continue;
-      const inner = describe(store, child.digest, child.mediaType);
+      const inner = await describe(store, child.digest, child.mediaType);
       size += inner.size;
       created ??= inner.created;
     }
     return { id: digest, size, ...(created ? { created } : {}) };
   }
-  const size = parsed.layers.reduce((sum, l) => sum + l.size, 0) + (parsed.config?.size ?? 0);
+  let size = 0;
+  for (const layer of parsed.layers) size += (await store.uncompressedSize(layer)) ?? layer.size;
   let created: string | undefined;
   if (parsed.config && store.layout.hasBlob(parsed.config.digest)) {
     created = (JSON.parse(store.layout.readBlob(parsed.config.digest).toString('utf8')) as ImageConfig).created;
@@ -54,14 +62,15 @@ export function registerImages(program: Command): void {
       withContext(command, async (context) => {
         const filter = repository ? parseReference(repository, { defaultTag: false }) : undefined;
         const rows: ImageRow[] = [];
-        for (const image of context.store.list()) {
+        for (const image of context.store.listShown()) {
           if (filter && (filter.registry !== image.ref.registry || filter.repository !== image.ref.repository)) continue;
           if (filter?.tag && filter.tag !== image.ref.tag) continue;
-          const info = describe(context.store, image.descriptor.digest, image.descriptor.mediaType);
+          const info = await describe(context.store, image.descriptor.digest, image.descriptor.mediaType);
+          info.id = context.store.imageId(image);
           rows.push({
             Repository: familiarName(image.ref),
             Tag: image.ref.tag ?? '<none>',
-            Digest: image.descriptor.digest,
+            Digest: LocalStore.repoDigest(image),
             ID: options.trunc ? shortDigest(info.id) : info.id,
             CreatedAt: info.created ?? '',
             CreatedSince: timeAgo(info.created),
@@ -81,7 +90,7 @@ export function registerImages(program: Command): void {
           const cells = rows.map((r) => [r.Repository, r.Tag, ...(options.digests ? [r.Digest] : []), r.ID, r.CreatedSince, r.Size]);
           process.stdout.write(renderTable(headers, cells));
         } else {
-          for (const row of rows) process.stdout.write(renderTemplate(format, row) + '\n');
+          process.stdout.write(renderFormat(format, rows, IMAGE_HEADERS));
         }
       }),
     );
@@ -89,25 +98,53 @@ export function registerImages(program: Command): void {
   program
     .command('rmi')
     .description('remove images from the local store (blobs nothing else uses are deleted)')
-    .argument('<images...>', 'references or image IDs')
-    .action(async (images: string[], _options: unknown, command: Command) =>
+    .argument('<images...>', 'references or image IDs (or unique prefixes of them)')
+    .option('-f, --force', 'remove every name of an image given by ID, even across repositories')
+    .action(async (images: string[], options: { force?: boolean }, command: Command) =>
       withContext(command, async (context) => {
         let failed = false;
+        const store = context.store;
         for (const text of images) {
-          const found = context.store.findByNameOrId(text);
-          if (!found) {
-            process.stderr.write(`Error: No such image: ${text}\n`);
-            failed = true;
-            continue;
+          let named: LocalImage | undefined;
+          try {
+            named = store.find(parseReference(text));
+          } catch {
+            named = undefined;
           }
-          const byId = !text.includes(':') && !text.includes('/') && /^[a-f0-9]{6,64}$/.test(text.replace(/^sha256:/, ''));
-          if (byId) {
-            for (const name of context.store.layout.removeDigest(found.descriptor.digest)) process.stdout.write(`Untagged: ${familiarize(name)}\n`);
+          let removed: string[];
+          if (named) {
+            // A name removes that name only, as `docker rmi name:tag` does.
+            store.untag(named.ref);
+            removed = [formatReference(named.ref)];
           } else {
-            context.store.untag(found.ref);
-            process.stdout.write(`Untagged: ${familiarize(formatReference(found.ref))}\n`);
+            let all: LocalImage[];
+            try {
+              all = store.findById(text);
+            } catch (error) {
+              process.stderr.write(`Error: ${(error as Error).message}\n`);
+              failed = true;
+              continue;
+            }
+            if (all.length === 0) {
+              process.stderr.write(`Error: No such image: ${text}\n`);
+              failed = true;
+              continue;
+            }
+            const repositories = new Set(all.map((i) => `${i.ref.registry}/${i.ref.repository}`));
+            if (repositories.size > 1 && !options.force) {
+              const id = shortDigest(store.imageId(all[0]!));
+              process.stderr.write(`Error: conflict: unable to delete ${id} (must be forced) - image is referenced in multiple repositories\n`);
+              failed = true;
+              continue;
+            }
+            removed = [];
+            for (const image of all) {
+              store.untag(image.ref);
+              removed.push(formatReference(image.ref));
+            }
           }
-          for (const digest of context.store.layout.collectGarbage()) process.stdout.write(`Deleted: ${digest}\n`);
+          for (const name of removed) process.stdout.write(`Untagged: ${familiarize(name)}\n`);
+          for (const digest of store.layout.collectGarbage()) process.stdout.write(`Deleted: ${digest}\n`);
         }
         if (failed) throw new ClientError('not-found', 'some images could not be removed');
       }),

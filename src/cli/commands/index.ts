@@ -11,6 +11,7 @@ import { registerPush } from './push.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerSearch } from './search.js';
 import { registerTag } from './tag.js';
+import { registerVersion } from './version.js';
 
 /** Every client command, in the order `wharf --help` lists them. */
 export function registerClientCommands(program: Command): void {
@@ -26,4 +27,24 @@ export function registerClientCommands(program: Command): void {
   registerImages(program);
   registerRegistryCommands(program);
   registerPin(program);
+  registerVersion(program);
+  registerImageGroup(program);
+}
+
+/**
+ * `wharf image ls|pull|push|rm|tag|inspect|history`: the same commands under docker's
+ * management-command names, so `docker image …` lines translate word for word.
+ */
+function registerImageGroup(program: Command): void {
+  const image = program.command('image').description('manage images (docker image …): ls, pull, push, rm, tag, inspect, history');
+  registerImages(image);
+  registerPull(image);
+  registerPush(image);
+  registerTag(image);
+  registerInspect(image);
+  registerHistory(image);
+  for (const sub of image.commands) {
+    if (sub.name() === 'images') sub.alias('list');
+    if (sub.name() === 'rmi') sub.aliases(['rm', 'remove']);
+  }
 }

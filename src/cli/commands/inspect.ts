@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { parsePlatform, resolveImage } from '../../client/index.js';
+import { LocalStore, parsePlatform, resolveImage } from '../../client/index.js';
 import { familiarName } from '../../oci/reference.js';
 import { withContext } from '../context.js';
-import { renderTemplate } from '../output.js';
+import { renderFormat } from '../output.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -20,8 +20,15 @@ export function registerInspect(program: Command): void {
           try {
             const resolved = await resolveImage(source, options.platform ? { platform: parsePlatform(options.platform) } : {});
             const ref = location.transport === 'registry' || location.transport === 'local' ? location.ref : undefined;
-            const repoTags = ref?.tag ? [`${familiarName(ref)}:${ref.tag}`] : [];
-            const repoDigests = ref ? [`${familiarName(ref)}@${resolved.root.digest}`] : [];
+            let repoTags = ref?.tag ? [`${familiarName(ref)}:${ref.tag}`] : [];
+            let repoDigests = ref ? [`${familiarName(ref)}@${resolved.root.digest}`] : [];
+            if (location.transport === 'local') {
+              // Every local name of the image, as docker lists them; digests as the registry knows them.
+              const store = context.store;
+              const names = store.namesOf(store.imageId(store.find(location.ref)!));
+              repoTags = [...new Set(names.filter((n) => n.ref.tag !== undefined).map((n) => `${familiarName(n.ref)}:${n.ref.tag}`))].sort();
+              repoDigests = [...new Set(names.map((n) => `${familiarName(n.ref)}@${LocalStore.repoDigest(n)}`))].sort();
+            }
             const { config } = resolved;
             const size = resolved.parsed.layers.reduce((sum, l) => sum + l.size, 0);
             results.push({
@@ -46,7 +53,7 @@ export function registerInspect(program: Command): void {
           }
         }
         if (options.format) {
-          for (const result of results) process.stdout.write(renderTemplate(options.format, result) + '\n');
+          process.stdout.write(renderFormat(options.format, results));
         } else {
           process.stdout.write(JSON.stringify(results, null, 4) + '\n');
         }

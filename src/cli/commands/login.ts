@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
+import { ClientError, isClientError } from '../../client/index.js';
 import { DOCKER_HUB } from '../../oci/reference.js';
 import { withContext } from '../context.js';
 
@@ -20,14 +21,18 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-/** Asks on the terminal; `secret` keeps the answer off the screen. */
+/**
+ * Asks on the terminal; `secret` keeps the answer off the screen. The question is readline's own
+ * prompt, so that readline's redraws of the line keep it in view.
+ */
 function prompt(question: string, secret: boolean): Promise<string> {
   if (!process.stdin.isTTY) return Promise.reject(new Error(`cannot prompt for ${secret ? 'a password' : 'a username'}: stdin is not a terminal (use -u and --password-stdin)`));
   const muted = new Writable({ write: (_chunk, _encoding, done) => done() });
   const rl = createInterface({ input: process.stdin, output: secret ? muted : process.stderr, terminal: true });
-  process.stderr.write(question);
+  // Asked only now that readline holds the terminal without echo: a password typed at once stays hidden.
+  if (secret) process.stderr.write(question);
   return new Promise((resolve) => {
-    rl.question('', (answer) => {
+    rl.question(secret ? '' : question, (answer) => {
       rl.close();
       if (secret) process.stderr.write('\n');
       resolve(answer);
@@ -60,11 +65,21 @@ export function registerLogin(program: Command): void {
         let identityToken: string | undefined;
         try {
           ({ identityToken } = await client.verifyLogin());
+        } catch (error) {
+          // Say what went wrong, not "run wharf login": that is the command that just failed.
+          if (isClientError(error, 'unauthorized')) throw new ClientError('unauthorized', `login to ${registry} failed: unauthorized: incorrect username or password`);
+          throw error;
         } finally {
           client.close();
         }
         // A registry that hands out an identity token gets that stored instead of the password.
-        await context.credentials.store(registry, identityToken ? { username, identityToken } : { username, password });
+        const where = await context.credentials.store(registry, identityToken ? { username, identityToken } : { username, password });
+        if (where.plainFile) {
+          process.stderr.write(
+            `WARNING! Your credentials are stored unencrypted in ${where.plainFile}.\n` +
+              'Set "credsStore" (or "credHelpers") there to keep them in a credential helper instead, and this warning goes away.\n',
+          );
+        }
         process.stdout.write('Login Succeeded\n');
       }),
     );

@@ -30,6 +30,7 @@ export function registerPull(program: Command): void {
         say(`${ref.tag ?? ref.digest}: Pulling from ${familiarName(ref)}`);
         const source = context.openSource(location);
         const sink = context.openDestination(target, ref);
+        const before = target.transport === 'local' ? context.store.find(ref) : undefined;
         const progress = new TransferProgress(progressMode(context.options), 'pull');
         const pulled: string[] = [];
         let written = 0;
@@ -52,8 +53,13 @@ export function registerPull(program: Command): void {
           await source.close();
           await sink.close();
         }
-        if (target.transport === 'local') context.store.recordBlobSources(pulled, ref.registry, ref.repository);
-        const downloaded = written > 0;
+        if (target.transport === 'local') {
+          context.store.recordBlobSources(pulled, ref.registry, ref.repository);
+          // The registry's digest (the index's, when one platform was picked) is the one docker users compare.
+          context.store.setRepoDigest(ref, result.sourceManifest.digest);
+        }
+        // As docker says: new bytes, or a name new to the store or moved, is a newer image.
+        const downloaded = written > 0 || before?.descriptor.digest !== result.manifest.digest;
         say(`Digest: ${result.sourceManifest.digest}`);
         if (target.transport === 'local') {
           say(downloaded ? `Status: Downloaded newer image for ${formatReference(ref)}` : `Status: Image is up to date for ${formatReference(ref)}`);

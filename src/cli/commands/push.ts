@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { ClientError, LayoutSource, RegistryDestination, copyImage, parseImageLocation, type CopyEvent, type LocalImage } from '../../client/index.js';
+import { ClientError, LayoutSource, RegistryDestination, containersStorageHas, containersStorageSource, copyImage, parseImageLocation, type CopyEvent, type LocalImage } from '../../client/index.js';
+import type { ImageReference } from '../../oci/reference.js';
+import type { CliContext } from '../context.js';
 import { formatReference, parseReference } from '../../oci/reference.js';
 import { REF_NAME } from '../../client/oci-layout.js';
 import { withContext } from '../context.js';
@@ -25,7 +27,12 @@ export function registerPush(program: Command): void {
           if (images.length === 0) throw new ClientError('manifest-unknown', `No such image: no local tags of ${ref.registry}/${ref.repository}`);
         } else {
           const found = context.store.find(ref);
-          if (!found) throw new ClientError('manifest-unknown', `No such image: ${formatReference(ref)}`);
+          if (!found) {
+            // Not ours: podman's or buildah's, then (`buildah bud -t app . && wharf push app`).
+            const name = formatReference(ref);
+            if (location.transport === 'local' && (await containersStorageHas(name))) return pushFromContainersStorage(context, name, ref);
+            throw new ClientError('manifest-unknown', `No such image: ${name}`);
+          }
           images = [found];
         }
         const quiet = context.options.quiet || context.options.json;
@@ -62,4 +69,21 @@ export function registerPush(program: Command): void {
         }
       }),
     );
+}
+
+/** Pushes an image that podman or buildah holds, read through containers-storage. */
+async function pushFromContainersStorage(context: CliContext, name: string, ref: ImageReference): Promise<void> {
+  const quiet = context.options.quiet || context.options.json;
+  if (!quiet) process.stdout.write(`The push refers to repository [${ref.registry}/${ref.repository}] (from containers-storage)\n`);
+  const source = containersStorageSource(name);
+  const progress = new TransferProgress(progressMode(context.options), 'push');
+  try {
+    const result = await copyImage(source, new RegistryDestination(context.client(ref.registry), ref), { allPlatforms: true, onEvent: progress.handle });
+    progress.finish();
+    if (context.options.json) process.stdout.write(JSON.stringify({ reference: name, digest: result.manifest.digest, size: result.manifest.bytes.length }) + '\n');
+    else if (!quiet) process.stdout.write(`${ref.tag ?? ref.digest ?? 'latest'}: digest: ${result.manifest.digest} size: ${result.manifest.bytes.length}\n`);
+  } finally {
+    progress.finish();
+    await source.close();
+  }
 }

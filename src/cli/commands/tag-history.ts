@@ -36,8 +36,26 @@ function withRegistryMessage(error: unknown): unknown {
   });
 }
 
+/** `wharf tag rm REF…` (also `wharf tag untag` and `wharf untag`): one tag off a registry. */
+export function registerUntag(command: Command): void {
+  command
+    .description('remove one tag from a registry, leaving the manifest and its other tags (on registries that allow it)')
+    .argument('<refs...>', 'REGISTRY/REPOSITORY:TAG')
+    .action(async (texts: string[], _options: unknown, command: Command) =>
+      withContext(command, async (context) => {
+        for (const text of texts) {
+          const ref = taggedReference(text);
+          await context.client(ref.registry).deleteTag(ref.repository, ref.tag);
+          if (context.options.json) process.stdout.write(JSON.stringify({ untagged: formatReference(ref) }) + '\n');
+          else process.stdout.write(`Untagged: ${formatReference(ref)}\n`);
+        }
+      }),
+    );
+}
+
 /** `wharf tag history REF` and `wharf tag restore REF --to DIGEST|--at TIME`, on a Wharf registry. */
 export function registerTagHistory(tag: Command): void {
+  registerUntag(tag.command('rm').alias('untag'));
   tag
     .command('history')
     .description("a tag's recorded moves on a Wharf registry, newest first: time, digest, previous digest, who")

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ClientError, RegistryDestination, RegistrySource, copyImage, parseImageLocation } from '../../client/index.js';
 import { DOCKER_HUB, formatReference } from '../../oci/reference.js';
 import { withContext } from '../context.js';
-import { registerTagHistory } from './tag-history.js';
+import { registerTagHistory, registerUntag } from './tag-history.js';
 
 export function registerTag(program: Command): void {
   const tag = program
@@ -13,16 +13,17 @@ export function registerTag(program: Command): void {
     .option('--remote', 'retag on the registry even when the image is also local')
     .action(async (sourceText: string, targetText: string, options: { remote?: boolean }, command: Command) =>
       withContext(command, async (context) => {
-        const source = parseImageLocation(sourceText, 'local');
+        // A local image by name, else by image ID (or a unique prefix), as docker looks it up.
+        const local = options.remote || sourceText.startsWith('docker://') ? undefined : context.store.findByNameOrId(sourceText.replace(/^local:/, ''));
         const target = parseImageLocation(targetText, 'local');
-        if ((source.transport !== 'local' && source.transport !== 'registry') || (target.transport !== 'local' && target.transport !== 'registry')) {
-          throw new Error('tag takes image references; use "wharf copy" for layouts and archives');
-        }
-        const local = options.remote || sourceText.startsWith('docker://') ? undefined : context.store.find(source.ref) ?? context.store.findByNameOrId(sourceText);
-        if (local) {
+        if (local && (target.transport === 'local' || target.transport === 'registry')) {
           context.store.tag(target.ref, local.descriptor);
           if (context.options.json) process.stdout.write(JSON.stringify({ source: formatReference(local.ref), target: formatReference(target.ref), digest: local.descriptor.digest }) + '\n');
           return;
+        }
+        const source = parseImageLocation(sourceText, 'local');
+        if ((source.transport !== 'local' && source.transport !== 'registry') || (target.transport !== 'local' && target.transport !== 'registry')) {
+          throw new Error('tag takes image references; use "wharf copy" for layouts and archives');
         }
         // Without a local image, two names on one registry mean a remote retag; Docker Hub only on
         // request (--remote), so that `wharf tag typo x` says "No such image" as docker does.
@@ -38,4 +39,5 @@ export function registerTag(program: Command): void {
     );
   // `wharf tag history|restore REF`: subcommands; any other first argument is an image to tag.
   registerTagHistory(tag);
+  registerUntag(program.command('untag'));
 }

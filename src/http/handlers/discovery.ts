@@ -3,6 +3,7 @@ import { RegistryError } from '../../errors/index.js';
 import type { ListRequest } from '../../registry/discovery-service.js';
 import { MediaType } from '../../oci/media-types.js';
 import { send, sendJson, type Exchange, type Handler } from '../exchange.js';
+import { WHARF_VERSION } from '../../version.js';
 
 type TagsRoute = { kind: 'tags'; name: string };
 type ReferrersRoute = { kind: 'referrers'; name: string; digest: string };
@@ -74,6 +75,8 @@ export const listReferrers: Handler<ReferrersRoute> = async (ex) => {
   send(ex, 200, headers, JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
 };
 
+/** `/v2/`: also says which Wharf answers (to a caller already let in), for `wharf version REGISTRY`. */
 export const base: Handler = async (ex) => {
+  ex.res.setHeader('Wharf-Version', WHARF_VERSION);
   sendJson(ex, 200, {});
 };
