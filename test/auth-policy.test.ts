@@ -180,8 +180,9 @@ auth:
     const listed = await raw(wharf.url, 'GET', '/admin/v1/jobs?state=ready,running', { headers: root });
     assert.equal(listed.status, 200, listed.body.toString());
     const jobs = listed.json().jobs as Array<{ kind: string; state: string; repeatMs: number }>;
-    assert.deepEqual(jobs.map((job) => job.kind), ['uploads.purge'], 'upload purging is a recurring job');
-    assert.equal(jobs[0]!.repeatMs, 24 * 3_600_000);
+    // Upload purging and the retention policies' runs are recurring jobs, both daily by default.
+    assert.deepEqual(jobs.map((job) => job.kind).sort(), ['retention.apply', 'uploads.purge']);
+    for (const job of jobs) assert.equal(job.repeatMs, 24 * 3_600_000, job.kind);
     assert.equal((await raw(wharf.url, 'GET', '/admin/v1/jobs?state=bogus', { headers: root })).status, 400);
     assert.equal((await raw(wharf.url, 'DELETE', '/admin/v1/jobs', { headers: root })).status, 405);
   });
