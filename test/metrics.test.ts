@@ -9,6 +9,7 @@ import { randomBlob } from './support/oci-fixtures.js';
 import { line, scrape, samples, total } from './support/prometheus.js';
 import { pushImage } from './support/push.js';
 import { waitFor } from './support/tools.js';
+import { startReceiver } from './support/webhook-receiver.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
 describe('Prometheus metrics on the debug address, merged over two worker processes', () => {
@@ -120,5 +121,54 @@ describe('Prometheus metrics on the debug address, merged over two worker proces
     const runs = total(families, 'wharf_gc_runs_total', { outcome: 'finished' });
     assert.ok(runs >= 1, `${runs} collections`);
     assert.equal(total(families, 'wharf_gc_freed_bytes_total'), orphan.data.length);
+  });
+});
+
+describe('notification metrics: events per endpoint and outcome, each endpoint\'s queue', () => {
+  it('counts delivered, failed and parked events and shows pending and parked entries, over two workers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-metrics-notify-'));
+    const receiver = await startReceiver();
+    const down = await startReceiver();
+    down.answer(503);
+    try {
+      writeFileSync(
+        join(dir, 'config.yml'),
+        [
+          'http:',
+          '  debug:',
+          '    addr: 127.0.0.1:0',
+          '    prometheus: {enabled: true}',
+          'notifications:',
+          '  endpoints:',
+          `    - {name: hook, url: "${receiver.url}", timeout: 2s, ignore: {actions: [pull]}}`,
+          `    - {name: down, url: "${down.url}", timeout: 2s, threshold: 1, backoff: 100ms, maxattempts: 2, ignore: {actions: [pull]}}`,
+          'server: {workers: 2}',
+        ].join('\n'),
+      );
+      const wharf = await startWharf({ args: [join(dir, 'config.yml')], dataDir: join(dir, 'data') });
+      try {
+        const metricsUrl = `http://${/"debug":"([^"]+)"/.exec(wharf.output())![1]}/metrics`;
+        await pushImage(wharf.url, 'notify/app', 'v1', {});
+        // Two blob pushes and a manifest push: three events for each endpoint.
+        await receiver.waitFor((r) => r.events().length >= 3, 20_000);
+        await waitFor(async () => total(await scrape(metricsUrl), 'wharf_notification_parked', { endpoint: 'down' }) >= 1, 'the down endpoint parked an entry', 20_000);
+        const families = await scrape(metricsUrl);
+        assert.equal(total(families, 'wharf_notification_events_total', { endpoint: 'hook', outcome: 'delivered' }), receiver.events().length);
+        assert.equal(total(families, 'wharf_notification_events_total', { endpoint: 'hook', outcome: 'failed' }), 0);
+        assert.ok(total(families, 'wharf_notification_events_total', { endpoint: 'down', outcome: 'failed' }) >= 2, 'the down endpoint failed');
+        assert.ok(total(families, 'wharf_notification_events_total', { endpoint: 'down', outcome: 'parked' }) >= 1);
+        assert.equal(total(families, 'wharf_notification_events_total', { endpoint: 'down', outcome: 'delivered' }), 0);
+        assert.equal(total(families, 'wharf_notification_parked', { endpoint: 'hook' }), 0);
+        // Everything was sent to hook: nothing pending; down has a series of its own.
+        assert.equal(total(families, 'wharf_notification_pending', { endpoint: 'hook' }), 0);
+        assert.equal(samples(families, 'wharf_notification_pending', { endpoint: 'down' }).length, 1);
+      } finally {
+        await wharf.stop();
+      }
+    } finally {
+      await receiver.close();
+      await down.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -39,7 +39,12 @@ export interface NotifierOptions {
   pollMs?: number;
   /** Outbox entries per request when all is well (after a failure, one at a time). */
   batchSize?: number;
+  /** Told of each send's outcome with the events it carried (for metrics). */
+  onOutcome?: (endpoint: string, outcome: DeliveryOutcome, events: number) => void;
 }
+
+/** What became of a request to an endpoint: sent, failed (to be retried), or its entry parked. */
+export type DeliveryOutcome = 'delivered' | 'failed' | 'parked';
 
 const LEASE_MIN_MS = 15_000;
 const PRUNE_EVERY_MS = 60_000;
@@ -238,8 +243,9 @@ class EndpointDelivery {
     try {
       await this.send(events);
     } catch (error) {
-      return this.failed(position, entries[0]!, status, error);
+      return this.failed(position, entries[0]!, status, error, events.length);
     }
+    this.options.onOutcome?.(this.endpoint.name, 'delivered', events.length);
     if (!(await this.metadata.advanceConsumer(this.consumer, position, last))) {
       this.options.log?.warn({ endpoint: this.endpoint.name }, 'notification position moved by another process');
     }
@@ -249,11 +255,13 @@ class EndpointDelivery {
     return full ? 'more' : Date.now() + GATHER_MS;
   }
 
-  private async failed(position: number, head: OutboxEntry, status: DeliveryStatus | undefined, error: unknown): Promise<'more' | number> {
+  private async failed(position: number, head: OutboxEntry, status: DeliveryStatus | undefined, error: unknown, events: number): Promise<'more' | number> {
     const attempts = (status?.attempts ?? 0) + 1;
     const lastError = error instanceof Error ? error.message : String(error);
     const name = this.endpoint.name;
+    this.options.onOutcome?.(name, 'failed', events);
     if (this.endpoint.maxAttempts > 0 && attempts >= this.endpoint.maxAttempts) {
+      this.options.onOutcome?.(name, 'parked', events);
       await this.metadata.parkEvent(name, this.consumer, position, head, { attempts, lastError });
       this.options.log?.warn({ endpoint: name, entry: head.id, attempts, error: lastError }, 'notification parked after its attempts');
       return 'more';

@@ -64,6 +64,12 @@ export class ServerMetrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly notificationEvents = new Counter({
+    name: 'wharf_notification_events_total',
+    help: 'Notification events sent to each endpoint, by outcome: delivered, failed (retried later) or parked.',
+    labelNames: ['endpoint', 'outcome'],
+    registers: [this.registry],
+  });
   readonly gcBytesFreed = new Counter({
     name: 'wharf_gc_freed_bytes_total',
     help: 'Blob bytes deleted by scheduled garbage collections.',
@@ -256,6 +262,28 @@ export function registerInventory(registry: Registry, metadata: Pick<MetadataSto
   gauge('wharf_manifests', 'Manifests stored, counted once per repository that holds them.', (i) => i.manifests);
   gauge('wharf_blobs', 'Blobs present in storage (each stored once for the whole registry).', (i) => i.blobs);
   gauge('wharf_blob_bytes', 'Bytes of the blobs present in storage.', (i) => i.blobBytes);
+}
+
+/**
+ * Each notification endpoint's line: outbox entries after its position and parked entries, read
+ * from metadata at scrape time (so one process reports them for all).
+ */
+export function registerNotificationQueue(registry: Registry, report: () => Promise<Array<{ name: string; pending: number; parked: number }>>): void {
+  let pending: ReturnType<typeof report> | undefined;
+  const read = () => (pending ??= report().finally(() => setImmediate(() => (pending = undefined))));
+  const gauge = (name: string, help: string, pick: (endpoint: { pending: number; parked: number }) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['endpoint'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const endpoint of await read()) this.set({ endpoint: endpoint.name }, pick(endpoint));
+      },
+    });
+  gauge('wharf_notification_pending', 'Outbox entries an endpoint has not been sent yet (some may not concern it).', (e) => e.pending);
+  gauge('wharf_notification_parked', 'Entries parked for an endpoint after their attempts, until replayed.', (e) => e.parked);
 }
 
 /** Merges the snapshots of every process into one Prometheus text page. */

@@ -29,7 +29,7 @@ import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { FreeSpaceWatch, StorageDriverCheck, readinessProbes } from './health.js';
-import { ServerMetrics, aggregate, registerInventory, type MetricsSnapshot } from './metrics.js';
+import { ServerMetrics, aggregate, registerInventory, registerNotificationQueue, type MetricsSnapshot } from './metrics.js';
 import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
 
@@ -138,7 +138,7 @@ interface NotificationWiring {
 const NOTIFICATION_FLUSH_MS = 2_000;
 
 /** The notifier and pull recorder when `notifications.endpoints` names any (none on a full disk). */
-function createNotifications(config: WharfConfig, metadata: MetadataStore, log: Logger): NotificationWiring {
+function createNotifications(config: WharfConfig, metadata: MetadataStore, log: Logger, metrics: ServerMetrics | undefined): NotificationWiring {
   const { endpoints, includeReferences } = config.notifications;
   if (endpoints.length === 0) return {};
   const scheme = config.http.tls ? 'https' : 'http';
@@ -150,6 +150,7 @@ function createNotifications(config: WharfConfig, metadata: MetadataStore, log: 
     source: { addr: `${hostname()}:${config.http.port}`, instanceID: randomUUID() },
     baseUrl: `${scheme}://${host.includes(':') ? `[${host}]` : host}:${config.http.port}`,
     log,
+    ...(metrics ? { onOutcome: (endpoint: string, outcome: string, events: number) => metrics.notificationEvents.inc({ endpoint, outcome }, events) } : {}),
   });
   const recorder = new PullRecorder(metadata, (err, lost) => log.error({ err, lost }, 'pull and refusal events could not be recorded'));
   return { notifier, recorder };
@@ -246,7 +247,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
   const { stores, storageFull } = openStoresForServing(config, log, metrics);
-  const events = storageFull ? {} : createNotifications(config, stores.metadata, log);
+  const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
   const registry = createRegistry(config, audit, stores, events);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
@@ -490,6 +491,9 @@ async function startDebugServer(config: WharfConfig, stack: ServingStack, worker
   if (!debug) return undefined;
   const inventory = new MetricsRegistry();
   registerInventory(inventory, stack.registry.metadata);
+  if (config.notifications.endpoints.length > 0) {
+    registerNotificationQueue(inventory, async () => (await stack.registry.operations.notifications({})).endpoints);
+  }
   const storageCheck = config.health.storageDriver.enabled
     ? new StorageDriverCheck(config.storage.rootDirectory, { intervalMs: config.health.storageDriver.intervalMs, threshold: config.health.storageDriver.threshold })
     : undefined;
