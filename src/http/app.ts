@@ -43,6 +43,11 @@ export interface AppOptions {
    */
   middleware?: Middleware[];
   /**
+   * Told of every routed request first, synchronously (metrics): cheaper than a middleware for
+   * what only watches; it sees the answer through the response's events.
+   */
+  observers?: Array<(exchange: Exchange) => void>;
+  /**
    * Run after the access gate, before the handler, in order: checks that need to know who is
    * asking (`exchange.context.actor`), such as limits per user. Each throws to refuse.
    */
@@ -149,6 +154,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
     ...(options.storageRoom ? [roomToWrite(options.storageRoom)] : []),
   ];
   const admitted = options.admitted ?? [];
+  const observers = options.observers ?? [];
   const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}) };
   return (req: IncomingMessage, res: ServerResponse) => {
     const trace: RequestTrace = { id: randomUUID() };
@@ -162,7 +168,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     res.setHeader('X-Request-Id', trace.id);
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    dispatch(req, res, registry, extras, middleware, admitted, trace).catch((error: unknown) => {
+    dispatch(req, res, registry, extras, middleware, admitted, observers, trace).catch((error: unknown) => {
       const code = sendError(req, res, error, log, { requestId: trace.id });
       if (code) trace.code = code;
     });
@@ -185,6 +191,7 @@ async function dispatch(
   extras: { auth?: Auth; health?: HealthProbes },
   middleware: Middleware[],
   admitted: Admission[],
+  observers: ReadonlyArray<(exchange: Exchange) => void>,
   trace: RequestTrace,
 ): Promise<void> {
   const { auth } = extras;
@@ -200,6 +207,7 @@ async function dispatch(
   }
   checkRouteName(route);
   const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...extras };
+  for (const observe of observers) observe(exchange);
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
     exchange.context.request = describeRequest(req, trace.id);
@@ -214,7 +222,8 @@ async function dispatch(
     }
     await handler(exchange);
   };
-  await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
+  if (middleware.length === 0) await handle();
+  else await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
 }
 
 /** The request as notifications report it (Distribution's `request` block), under the id the access log and X-Request-Id carry. */

@@ -12,7 +12,7 @@ import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
 import { Notifier } from '../events/notifier.js';
 import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
-import { createApp, type Admission, type Middleware } from '../http/app.js';
+import { createApp, type Admission } from '../http/app.js';
 import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
 import type { AccountStore } from '../metadata/account-store.js';
@@ -285,7 +285,6 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       throw error;
     }
   }
-  const middleware: Middleware[] = metrics ? [metrics.middleware()] : [];
   const admitted: Admission[] = config.rateLimit && options.rateLimiter ? [rateLimits(options.rateLimiter, metrics && ((family) => metrics.rateLimited.inc({ family })))] : [];
   const app = createApp(registry, {
     log,
@@ -294,7 +293,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     readOnly: storageFull ? 'storage-full' : config.storage.readOnly,
     storageRoom: () => room.refusalNow(),
     health: readinessProbes(config.storage.rootDirectory, registry.metadata, room),
-    middleware,
+    ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
     ...(auth ? { auth } : {}),
   });
