@@ -26,6 +26,10 @@ export function registerGarbageCollect(program: Command): void {
     .option('-m, --delete-untagged', 'also delete manifests that no tag keeps (nor a tagged index, nor a kept referrer)')
     .option('--json', 'print the report as JSON (with the bytes freed) instead of the lines')
     .action(async (file: string | undefined, options: GarbageCollectOptions, command: Command) => {
+      // The sweep deletes blob files many at a time, each waiting on the filesystem's journal;
+      // more threads than libuv's 4 overlap those waits. Read when the pool first starts, which
+      // has not happened yet in this process.
+      process.env.UV_THREADPOOL_SIZE ??= '16';
       const flags: ConfigFlags = {};
       if (options.data !== undefined) flags.data = options.data;
       const { config } = loadServerConfig(file, flags);

@@ -10,9 +10,7 @@ export const COLLECTION_LEASE = 'gc.collect';
 const LEASE_MS = 30_000;
 const PAGE = 200;
 /** Rows per sweep transaction: one commit (one fsync) decides this many blobs or manifests. */
-const BATCH = 500;
-/** Blob files deleted at once. */
-const DELETE_LANES = 16;
+const BATCH = 1000;
 
 export interface CollectionOptions {
   /** Report only: delete nothing, take no lease. */
@@ -296,13 +294,9 @@ function bytesOf(blob: BlobRecord): number {
   return blob.state === 'quarantined' ? 0 : blob.size;
 }
 
-/** Deletes the blobs' bytes, a few files at a time. */
+/** Deletes the blobs' bytes. */
 async function deleteBytes(store: BlobStore, blobs: readonly BlobRecord[]): Promise<void> {
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < blobs.length) await store.deleteBlob(storedDigest(blobs[next++]!.digest));
-  };
-  await Promise.all(Array.from({ length: Math.min(DELETE_LANES, blobs.length) }, lane));
+  await store.deleteBlobs(blobs.map((blob) => storedDigest(blob.digest)));
 }
 
 async function* repositoryGraphs(metadata: MetadataStore): AsyncIterable<RepositoryGraph> {

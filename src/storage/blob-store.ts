@@ -10,6 +10,8 @@ import { HashThread } from './hash-thread.js';
 
 /** Bytes gathered before they go to the hash thread in one message. */
 const HASH_BATCH = 1024 * 1024;
+/** Blob files deleted at once by deleteBlobs on a driver without deleteMany. */
+const DELETE_LANES = 16;
 
 /**
  * One accepted chunk of an upload: a file of its own, written by exactly one request and never
@@ -97,6 +99,20 @@ export class BlobStore {
 
   async deleteBlob(digest: Digest): Promise<void> {
     await this.driver.delete(this.blobPath(digest));
+  }
+
+  /** Deletes many blobs' bytes, in one call where the driver can (see StorageDriver.deleteMany). */
+  async deleteBlobs(digests: readonly Digest[]): Promise<void> {
+    if (digests.length === 0) return;
+    if (this.driver.deleteMany) {
+      await this.driver.deleteMany(digests.map((digest) => this.blobPath(digest)));
+      return;
+    }
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < digests.length) await this.driver.delete(this.blobPath(digests[next++]!));
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_LANES, digests.length) }, lane));
   }
 
   /**

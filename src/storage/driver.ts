@@ -33,6 +33,12 @@ export interface StorageDriver {
   concat(sources: readonly FileRange[], destination: string): Promise<void>;
   /** Deletes a file or a whole directory tree; absent paths are not an error. */
   delete(path: string): Promise<void>;
+  /**
+   * Deletes many files (not directories) at once, as `delete` would one by one; absent paths are
+   * not an error. Optional: object stores delete up to a thousand keys in one request, and the
+   * filesystem saves a thread-pool round trip per file. Without it, callers call `delete`.
+   */
+  deleteMany?(paths: readonly string[]): Promise<void>;
   /** Names (not paths) of the direct children of a directory; empty when there is none. */
   list(path: string): Promise<string[]>;
   /**

@@ -404,6 +404,18 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       assert.equal((await readAll(await driver.reader('nothing', { offset: 0 }))).length, 0);
     });
 
+    it('deleteMany, where a driver has it, deletes each file given, skips absent ones and spares the rest', async () => {
+      const driver = await create();
+      if (!driver.deleteMany) return; // optional: callers fall back to delete
+      const paths = Array.from({ length: 150 }, (_, i) => `many/${(i % 7).toString()}/f${i}`);
+      for (const path of paths) await put(driver, path, Buffer.from(path));
+      await put(driver, 'many/keep', Buffer.from('keep'));
+      await driver.deleteMany([...paths, 'many/absent', 'never/there']);
+      for (const path of paths) assert.equal(await driver.stat(path), undefined, path);
+      assert.equal((await driver.stat('many/keep'))?.size, 4);
+      await driver.deleteMany([]);
+    });
+
     it('a stat and a listing after delete no longer see the file', async () => {
       const driver = await create();
       await put(driver, 'gone/file', Buffer.from('x'));

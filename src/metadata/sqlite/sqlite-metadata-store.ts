@@ -412,9 +412,27 @@ export class SqliteMetadataStore implements MetadataStore {
         "SELECT 1 AS one FROM manifest_references WHERE repository_id = ? AND child_digest = ? AND kind = 'manifest' LIMIT 1",
       ),
       hasReferrer: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? AND subject = ? LIMIT 1'),
-      blobReferenced: db.prepare<[string], { one: number }>("SELECT 1 AS one FROM manifest_references WHERE child_digest = ? AND kind = 'blob' LIMIT 1"),
-      deleteBlobLinks: db.prepare<[string]>('DELETE FROM repository_blobs WHERE digest = ?'),
-      deleteSweptBlob: db.prepare<[string]>("DELETE FROM blobs WHERE digest = ? AND state = 'sweeping'"),
+      // The sweep's steps, set-based: one statement decides a whole batch (given as a JSON array),
+      // each row on its own condition, so a batch costs a few calls instead of a few per blob.
+      markBlobsDeleting: db.prepare<[number, string, number], { digest: string }>(
+        `UPDATE blobs SET state = 'deleting', state_since = ?
+           WHERE digest IN (SELECT value FROM json_each(?)) AND state = 'present' AND touched_at < ?
+             AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child_digest = blobs.digest AND r.kind = 'blob')
+           RETURNING digest`,
+      ),
+      sweepableBlobs: db.prepare<[string, number, number, number], BlobRow>(
+        `SELECT digest, size, state, state_since, touched_at FROM blobs
+           WHERE digest IN (SELECT value FROM json_each(?)) AND touched_at < ?
+             AND ((state = 'deleting' AND state_since <= ?) OR (state = 'pending' AND state_since < ?) OR state = 'quarantined')
+             AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child_digest = blobs.digest AND r.kind = 'blob')`,
+      ),
+      setBlobsSweeping: db.prepare<[number, string]>("UPDATE blobs SET state = 'sweeping', state_since = ? WHERE digest IN (SELECT value FROM json_each(?))"),
+      deleteSweptLinks: db.prepare<[string]>(
+        "DELETE FROM repository_blobs WHERE digest IN (SELECT digest FROM blobs WHERE digest IN (SELECT value FROM json_each(?)) AND state = 'sweeping')",
+      ),
+      deleteSweptBlobs: db.prepare<[string], { digest: string }>(
+        "DELETE FROM blobs WHERE digest IN (SELECT value FROM json_each(?)) AND state = 'sweeping' RETURNING digest",
+      ),
       repositoryRow: db.prepare<[string], { id: number; created_at: number }>('SELECT id, created_at FROM repositories WHERE name = ?'),
       deleteRepository: db.prepare<[number]>('DELETE FROM repositories WHERE id = ?'),
       getLease: db.prepare<[string], { owner: string; until: number }>('SELECT owner, until FROM leases WHERE name = ?'),
@@ -1260,54 +1278,33 @@ export class SqliteMetadataStore implements MetadataStore {
   async markBlobsDeleting(digests: readonly string[], options: { touchedBefore: number }): Promise<string[]> {
     if (digests.length === 0) return [];
     return this.write(() => {
-      const now = Date.now();
-      const marked: string[] = [];
-      for (const digest of digests) {
-        const row = this.statements.getBlob.get(digest);
-        if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) continue;
-        if (this.statements.blobReferenced.get(digest)) continue;
-        this.statements.setBlobState.run('deleting', now, digest);
-        marked.push(digest);
-      }
-      return marked;
+      const marked = new Set(this.statements.markBlobsDeleting.all(Date.now(), JSON.stringify(digests), options.touchedBefore).map((row) => row.digest));
+      return digests.filter((digest) => marked.has(digest));
     });
   }
 
   async beginBlobSweeps(digests: readonly string[], options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord[]> {
     if (digests.length === 0) return [];
     return this.write(() => {
-      const now = Date.now();
-      const taken: BlobRecord[] = [];
-      for (const digest of digests) {
-        const row = this.statements.getBlob.get(digest);
-        if (!row || row.touched_at >= options.touchedBefore) continue;
-        if (row.state === 'deleting') {
-          if (row.state_since > options.markedBefore) continue;
-        } else if (row.state === 'pending') {
-          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
-          if (row.state_since >= options.touchedBefore) continue;
-        } else if (row.state !== 'quarantined') {
-          // present (not marked, or revived since) or already sweeping
-          continue;
-        }
-        if (this.statements.blobReferenced.get(digest)) continue;
-        this.statements.setBlobState.run('sweeping', now, digest);
-        taken.push(toBlob(row));
-      }
-      return taken;
+      // Present rows (not marked, or revived since) and rows already sweeping are left out; a
+      // pending row belongs to a commit moving bytes in, unless that commit died long ago.
+      const rows = this.statements.sweepableBlobs.all(JSON.stringify(digests), options.touchedBefore, options.markedBefore, options.touchedBefore);
+      if (rows.length > 0) this.statements.setBlobsSweeping.run(Date.now(), JSON.stringify(rows.map((row) => row.digest)));
+      const byDigest = new Map(rows.map((row) => [row.digest, row]));
+      return digests.flatMap((digest) => {
+        const row = byDigest.get(digest);
+        return row ? [toBlob(row)] : [];
+      });
     });
   }
 
   async finishBlobSweeps(digests: readonly string[]): Promise<string[]> {
     if (digests.length === 0) return [];
     return this.write(() => {
-      const removed: string[] = [];
-      for (const digest of digests) {
-        if (this.statements.getBlob.get(digest)?.state !== 'sweeping') continue;
-        this.statements.deleteBlobLinks.run(digest);
-        if (this.statements.deleteSweptBlob.run(digest).changes > 0) removed.push(digest);
-      }
-      return removed;
+      const batch = JSON.stringify(digests);
+      this.statements.deleteSweptLinks.run(batch);
+      const removed = new Set(this.statements.deleteSweptBlobs.all(batch).map((row) => row.digest));
+      return digests.filter((digest) => removed.has(digest));
     });
   }
 
