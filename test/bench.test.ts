@@ -107,6 +107,13 @@ test('the bench runs every workload against both servers and writes a results JS
       const figure = byId.get(id);
       assert.ok(figure?.wharf && figure.wharf.median > 0 && figure.wharf.median <= 100, `${id}: no Wharf share`);
     }
+    // The metrics' cost from a profiled server: a share of its busy time, above zero (the observer
+    // runs on every request) and far below the whole.
+    for (const id of ['operations.metrics.cpu.manifest', 'operations.metrics.cpu.head']) {
+      const figure = byId.get(id);
+      assert.ok(figure?.wharf && figure.wharf.median > 0 && figure.wharf.median < 50, `${id}: no plausible share`);
+      assert.equal(figure.distribution, undefined, `${id} is measured on Wharf only`);
+    }
     for (const id of ['tags.large.first', 'catalog.huge.first']) {
       const figure = byId.get(id);
       assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
