@@ -26,13 +26,18 @@ export interface PostgresOptions {
     /** A connection older than this (ms) is closed once released; 0 keeps them. */
     maxLifetimeMs: number;
   };
+  /** How long opening a connection may take (default 10 s). */
+  connectTimeoutMs?: number;
   /** Shown in pg_stat_activity. */
   applicationName?: string;
 }
 
+/** The database cannot be reached (refused, unknown host, bad credentials, timeout). */
+export class DatabaseUnavailableError extends Error {}
+
 /** How long a connection above `maxIdle` stays open idle. */
 const POOL_IDLE_MS = 10_000;
-/** How long getting a connection may take before the request fails. */
+/** How long getting a connection may take before the request fails, unless configured. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Migrations across processes and replicas take this advisory lock, one at a time. */
@@ -119,7 +124,7 @@ export class PostgresDatabase {
       max: options.pool.maxOpen,
       min: Math.min(options.pool.maxIdle, options.pool.maxOpen),
       idleTimeoutMillis: POOL_IDLE_MS,
-      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
       ...(options.pool.maxLifetimeMs > 0 ? { maxLifetimeSeconds: Math.max(1, Math.round(options.pool.maxLifetimeMs / 1000)) } : {}),
       application_name: options.applicationName ?? 'wharf',
       types: TYPES,
@@ -176,7 +181,7 @@ export class PostgresDatabase {
     try {
       return await this.pool.connect();
     } catch (error) {
-      throw new Error(`cannot connect to the metadata database ${describeDatabase(this.options)}: ${(error as Error).message}`, { cause: error });
+      throw new DatabaseUnavailableError(`cannot connect to the metadata database ${describeDatabase(this.options)}: ${(error as Error).message}`, { cause: error });
     }
   }
 
