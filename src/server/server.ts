@@ -380,7 +380,8 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
  * while opening), opens them for this process alone instead, so that pulls keep working.
  */
 function openStoresForServing(config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined): { stores: Stores; storageFull: boolean } {
-  const onCommit = metrics ? (seconds: number) => metrics.commitSeconds.observe(seconds) : undefined;
+  const histogram = config.metadata.kind === 'postgres' ? metrics?.databaseTransactionSeconds : metrics?.commitSeconds;
+  const onCommit = histogram ? (seconds: number) => histogram.observe(seconds) : undefined;
   const full = (err: unknown) =>
     log.error(
       { err, storage: config.storage.rootDirectory },

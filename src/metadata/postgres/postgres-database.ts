@@ -227,7 +227,7 @@ export class PostgresDatabase {
           );
         }
         await client.query('COMMIT');
-        this.hooks.onCommit?.((performance.now() - began) / 1000, 1);
+        if (!options.snapshot) this.hooks.onCommit?.((performance.now() - began) / 1000, 1);
         return result;
       } catch (error) {
         try {
