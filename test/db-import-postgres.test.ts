@@ -110,6 +110,11 @@ describe('wharf db', () => {
     } finally {
       await serving.stop();
     }
+    // The maintenance commands work on the same database and storage.
+    const fsck = await wharf(['fsck', '--data', copied, '--json'], env);
+    assert.equal(fsck.code, 0, `${fsck.stdout}${fsck.stderr}`);
+    const gc = await wharf(['garbage-collect', '--data', copied, '--delete-untagged', '--json'], env);
+    assert.equal(gc.code, 0, `${gc.stdout}${gc.stderr}`);
 
     // Again with --replace, keeping the blobs where they are (the same storage root): same rows.
     const replaced = await wharf(['db', 'import', '--from', embedded, '--data', embedded, '--replace'], env);
