@@ -465,6 +465,7 @@ describe('database: PostgreSQL metadata as GitLab registry configures it', () =>
     maxopen: 20
     maxidle: 5
     maxlifetime: 5m
+    maxidletime: 1m
 `,
     );
     const { config, warnings } = loadConfig({ file: path, env: { REGISTRY_DATABASE_PASSWORD: 'from-env', REGISTRY_DATABASE_POOL_MAXIDLE: '3' } });
@@ -478,7 +479,7 @@ describe('database: PostgreSQL metadata as GitLab registry configures it', () =>
       dbname: 'registry',
       sslmode: 'verify-full',
       connectTimeoutMs: 10_000,
-      pool: { maxOpen: 20, maxIdle: 3, maxLifetimeMs: 300_000 },
+      pool: { maxOpen: 20, maxIdle: 3, maxLifetimeMs: 300_000, maxIdleTimeMs: 60_000 },
     });
     const fromEnv = loadConfig({ env: { REGISTRY_DATABASE_ENABLED: 'true', REGISTRY_DATABASE_HOST: '127.0.0.1', REGISTRY_DATABASE_DBNAME: 'r' } }).config;
     assert.deepEqual([fromEnv.metadata.kind, fromEnv.metadata.postgres?.port, fromEnv.metadata.postgres?.sslmode], ['postgres', 5432, 'prefer']);

@@ -85,7 +85,7 @@ export interface DatabaseConfig {
   sslrootcert?: string;
   connectTimeoutMs: number;
   /** Per process: each worker of `server.workers` and each replica has a pool of its own. */
-  pool: { maxOpen: number; maxIdle: number; maxLifetimeMs: number };
+  pool: { maxOpen: number; maxIdle: number; maxLifetimeMs: number; maxIdleTimeMs: number };
 }
 
 export interface NotificationsConfig {
@@ -570,6 +570,7 @@ function buildDatabase(raw: Raw): DatabaseConfig | undefined {
       maxOpen,
       maxIdle: Math.min(value(raw, 'database.pool.maxidle', 2), maxOpen),
       maxLifetimeMs: value(raw, 'database.pool.maxlifetime', 0),
+      maxIdleTimeMs: value(raw, 'database.pool.maxidletime', 10_000),
     },
   };
 }

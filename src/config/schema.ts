@@ -131,7 +131,8 @@ export const SCHEMA = {
     sslkey: str,
     sslrootcert: str,
     connecttimeout: duration,
-    pool: { maxopen: { kind: 'integer', min: 1, max: 1000 }, maxidle: { kind: 'integer', min: 0, max: 1000 }, maxlifetime: duration },
+    draintimeout: ignored('connections close once the requests in flight have finished (http.draintimeout)'),
+    pool: { maxopen: { kind: 'integer', min: 1, max: 1000 }, maxidle: { kind: 'integer', min: 0, max: 1000 }, maxlifetime: duration, maxidletime: duration },
   },
   catalog: { maxentries: { kind: 'integer', min: 1, max: 100_000 } },
   /** Wharf's own: how long the manifests in a tag's history stay restorable (docs/lifecycle.md). */

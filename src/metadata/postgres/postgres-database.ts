@@ -21,8 +21,10 @@ export interface PostgresOptions {
   pool: {
     /** Connections open at most (per process). */
     maxOpen: number;
-    /** Idle connections kept open; more close after POOL_IDLE_MS idle. */
+    /** Idle connections kept open; more close after `maxIdleTimeMs` idle. */
     maxIdle: number;
+    /** How long a connection beyond `maxIdle` stays open idle (default 10 s). */
+    maxIdleTimeMs?: number;
     /** A connection older than this (ms) is closed once released; 0 keeps them. */
     maxLifetimeMs: number;
   };
@@ -35,7 +37,7 @@ export interface PostgresOptions {
 /** The database cannot be reached (refused, unknown host, bad credentials, timeout). */
 export class DatabaseUnavailableError extends Error {}
 
-/** How long a connection above `maxIdle` stays open idle. */
+/** How long a connection above `maxIdle` stays open idle, unless configured. */
 const POOL_IDLE_MS = 10_000;
 /** How long getting a connection may take before the request fails, unless configured. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -123,7 +125,7 @@ export class PostgresDatabase {
       ssl: sslOptions(options),
       max: options.pool.maxOpen,
       min: Math.min(options.pool.maxIdle, options.pool.maxOpen),
-      idleTimeoutMillis: POOL_IDLE_MS,
+      idleTimeoutMillis: options.pool.maxIdleTimeMs ?? POOL_IDLE_MS,
       connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
       ...(options.pool.maxLifetimeMs > 0 ? { maxLifetimeSeconds: Math.max(1, Math.round(options.pool.maxLifetimeMs / 1000)) } : {}),
       application_name: options.applicationName ?? 'wharf',
