@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { registryErrorForSystemError } from '../src/errors/index.js';
 import { PostgresAccountStore } from '../src/metadata/postgres/postgres-account-store.js';
+import { DatabaseUnavailableError } from '../src/metadata/postgres/postgres-database.js';
 import { PostgresMetadataStore } from '../src/metadata/postgres/postgres-metadata-store.js';
 import { POSTGRES_MIGRATIONS } from '../src/metadata/postgres/schema.js';
 import { accountStoreContract } from './support/account-contract.js';
@@ -62,6 +64,14 @@ describe('PostgreSQL specifics', () => {
       assert.doesNotMatch(error.message, /the-wrong-secret/);
       return true;
     });
+    await store.close();
+  });
+
+  it('a database that cannot be reached is DATABASE_UNAVAILABLE, which the HTTP seam answers 503 UNAVAILABLE', async () => {
+    const store = new PostgresMetadataStore({ ...server.options('postgres'), port: 1, connectTimeoutMs: 2000 });
+    const failure = await store.ready.then(() => undefined, (error: unknown) => error);
+    assert.ok(failure instanceof DatabaseUnavailableError);
+    assert.equal(registryErrorForSystemError(failure)?.code, 'UNAVAILABLE');
     await store.close();
   });
 

@@ -164,6 +164,16 @@ describe('two replicas on one PostgreSQL database', () => {
     assert.equal(purged.reduce((sum, line) => sum + line.sessions, 0), 1, 'purged by one replica, once');
   });
 
+  it('answers 503 UNAVAILABLE, not 500, while the database is down, and is not ready', async () => {
+    await server.stop();
+    const pulled = await raw(a.url, 'GET', '/v2/scale/chunked/manifests/v1', { headers: { Accept: OCI_MANIFEST } });
+    assert.equal(pulled.status, 503, pulled.body.toString());
+    assert.equal(pulled.json().errors[0].code, 'UNAVAILABLE');
+    const pushed = await raw(b.url, 'POST', '/v2/scale/down/blobs/uploads/');
+    assert.equal(pushed.status, 503, pushed.body.toString());
+    assert.equal((await raw(b.url, 'GET', '/readyz')).status, 503);
+  });
+
   it('never logs the database password', () => {
     for (const replica of [a, b]) {
       assert.match(replica.output(), /"metadata":"postgres".*wharf registry listening/);

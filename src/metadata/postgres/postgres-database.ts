@@ -34,8 +34,19 @@ export interface PostgresOptions {
   applicationName?: string;
 }
 
-/** The database cannot be reached (refused, unknown host, bad credentials, timeout). */
-export class DatabaseUnavailableError extends Error {}
+/**
+ * The database cannot be reached (refused, unknown host, bad credentials, timeout) or the
+ * connection was lost mid-query. Its `code` makes the HTTP seam answer 503 UNAVAILABLE.
+ */
+export class DatabaseUnavailableError extends Error {
+  readonly code = 'DATABASE_UNAVAILABLE';
+}
+
+/** Errors from the server carry a SQLSTATE (pg's DatabaseError); anything else from a query is the connection failing. */
+function connectionFailure(error: unknown, what: string): unknown {
+  if (error instanceof pg.DatabaseError || !(error instanceof Error)) return error;
+  return new DatabaseUnavailableError(`${what}: ${error.message}`, { cause: error });
+}
 
 /** How long a connection above `maxIdle` stays open idle, unless configured. */
 const POOL_IDLE_MS = 10_000;
@@ -190,7 +201,11 @@ export class PostgresDatabase {
   /** One statement outside any transaction (reads that need no snapshot with others). */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> {
     await this.ready;
-    return this.pool.query<R>(text, values);
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (error) {
+      throw connectionFailure(error, `the metadata database ${describeDatabase(this.options)} failed`);
+    }
   }
 
   async one<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<R | undefined> {
@@ -210,9 +225,16 @@ export class PostgresDatabase {
       const client = await this.connect();
       const began = performance.now();
       const outbox: unknown[][] = [];
+      const run = async <R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+        try {
+          return (await client.query(text, values)) as pg.QueryResult<R>;
+        } catch (error) {
+          throw connectionFailure(error, `the metadata database ${describeDatabase(this.options)} failed`);
+        }
+      };
       const tx: Transaction = {
-        query: (text, values) => client.query(text, values),
-        one: async (text, values) => (await client.query(text, values)).rows[0],
+        query: run,
+        one: (async (text: string, values?: unknown[]) => (await run(text, values)).rows[0]) as Transaction['one'],
         record: (at, action, repository, event) => void outbox.push([at, action, repository, event]),
       };
       let broken = false;
