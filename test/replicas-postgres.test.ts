@@ -9,7 +9,8 @@ import { pushBlob, putManifest, startUpload, withQuery } from './support/push.js
 import { startPostgres, type PostgresServer } from './support/postgres-server.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 import { startReceiver, type WebhookReceiver } from './support/webhook-receiver.js';
-import { waitFor } from './support/tools.js';
+import { writeTestLayout } from './support/oci-layout.js';
+import { ok, requireTool, waitFor } from './support/tools.js';
 
 // Two `wharf serve` replicas (each with its worker processes) on different ports, sharing one
 // PostgreSQL database and one storage directory, as two hosts behind a load balancer would share
@@ -130,6 +131,20 @@ describe('two replicas on one PostgreSQL database', () => {
     assert.equal(history[0]!.previous, null);
     for (let i = 1; i < history.length; i += 1) assert.equal(history[i]!.previous, history[i - 1]!.digest, 'each move starts where the one before ended');
     assert.equal(history.at(-1)!.digest, onA!.header('docker-content-digest'));
+  });
+
+  it('skopeo pushes an image (with an index) through one replica and copies it back through the other', async () => {
+    requireTool('skopeo');
+    const layout = writeTestLayout(join(dir, 'layout'));
+    const env = { ...process.env, HOME: dir, REGISTRY_AUTH_FILE: join(dir, 'auth.json'), TMPDIR: dir };
+    writeFileSync(join(dir, 'auth.json'), '{"auths":{}}');
+    await ok('skopeo', ['copy', '--all', '--dest-tls-verify=false', `oci:${layout.dir}:multi`, `docker://${a.host}/scale/skopeo:multi`], { env });
+    const back = join(dir, 'back');
+    await ok('skopeo', ['copy', '--all', '--src-tls-verify=false', `docker://${b.host}/scale/skopeo:multi`, `oci:${back}:multi`], { env });
+    const pushed = await ok('skopeo', ['inspect', '--raw', `oci:${layout.dir}:multi`], { env });
+    const copied = await ok('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${b.host}/scale/skopeo:multi`], { env });
+    assert.equal(copied, pushed, 'the other replica serves the exact index bytes');
+    assert.equal(await ok('skopeo', ['inspect', '--raw', `oci:${back}:multi`], { env }), pushed);
   });
 
   it('delivers each notification once, whichever replica made the change; background jobs run once', async () => {
