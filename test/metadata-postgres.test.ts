@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Policy } from '../src/auth/policy.js';
 import { registryErrorForSystemError } from '../src/errors/index.js';
 import { PostgresAccountStore } from '../src/metadata/postgres/postgres-account-store.js';
 import { DatabaseUnavailableError } from '../src/metadata/postgres/postgres-database.js';
@@ -106,6 +107,24 @@ describe('PostgreSQL specifics', () => {
     const moves = (await b.readOutbox(0, 1000)).filter((e) => e.event.action === 'tag.move').map((e) => (e.event as { digest: string }).digest);
     assert.deepEqual(moves, history.map((h) => h.digest), 'the outbox lists the moves in the order they committed');
     await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a rule granted or revoked on one replica binds the policy of another at its next refresh', async () => {
+    const dbname = await freshDatabase();
+    const here = new PostgresAccountStore(server.options(dbname));
+    const there = new PostgresAccountStore(server.options(dbname));
+    const policy = await Policy.create({ admins: [], public: [], rules: [], groups: {}, defaultActions: [] }, here);
+    const erin = { kind: 'user' as const, name: 'erin', groups: [] };
+    assert.equal(policy.can(erin, 'team/app', 'pull'), false);
+    const rule = await there.addRule({ subject: 'user:erin', repository: 'team/**', actions: ['pull'] });
+    await policy.refresh();
+    assert.equal(policy.can(erin, 'team/app', 'pull'), true);
+    assert.equal(await there.deleteRule(rule.id), true);
+    await there.addRule({ subject: 'user:erin', repository: 'other/**', actions: ['pull'] });
+    await policy.refresh();
+    assert.equal(policy.can(erin, 'team/app', 'pull'), false);
+    assert.equal(policy.can(erin, 'other/app', 'pull'), true);
+    await Promise.all([here.close(), there.close()]);
   });
 
   it('two replicas racing for the last bytes of a quota: one wins', async () => {
