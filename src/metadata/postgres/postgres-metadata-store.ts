@@ -242,7 +242,10 @@ export class PostgresMetadataStore implements MetadataStore {
    */
   private async lockRepository(tx: Transaction, name: string, options: { create: boolean }): Promise<number | undefined> {
     if (options.create) await this.ensureRepository(tx, name);
-    return (await tx.one<{ id: number }>('SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE', [name]))?.id;
+    const id = (await tx.one<{ id: number }>('SELECT id FROM repositories WHERE name = $1 FOR NO KEY UPDATE', [name]))?.id;
+    // A collector removed the (empty) repository between the two statements: run again, creating it afresh.
+    if (id === undefined && options.create) throw Object.assign(new Error(`repository ${name} vanished while being written`), { code: '40001' });
+    return id;
   }
 
   private async lockBlob(tx: Transaction, digest: string): Promise<BlobRow | undefined> {
