@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -189,7 +189,8 @@ describe('two replicas on one PostgreSQL database', () => {
     assert.equal((await raw(b.url, 'GET', '/readyz')).status, 503);
   });
 
-  it('never logs the database password', () => {
+  it('never logs the database password, and opens no SQLite file', () => {
+    assert.equal(existsSync(join(dir, 'data', 'wharf.db')), false);
     for (const replica of [a, b]) {
       assert.match(replica.output(), /"metadata":"postgres".*wharf registry listening/);
       assert.ok(!replica.output().includes(server.password));
