@@ -42,9 +42,15 @@ export class DatabaseUnavailableError extends Error {
   readonly code = 'DATABASE_UNAVAILABLE';
 }
 
-/** Errors from the server carry a SQLSTATE (pg's DatabaseError); anything else from a query is the connection failing. */
+/**
+ * Errors from the server carry a SQLSTATE (pg's DatabaseError) and stay as they are; a socket
+ * error (an errno code) or node-postgres saying the connection ended or timed out is the
+ * database being away. Anything else (a bug) stays as it is too.
+ */
 function connectionFailure(error: unknown, what: string): unknown {
   if (error instanceof pg.DatabaseError || !(error instanceof Error)) return error;
+  const errno = typeof (error as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]+$/.test((error as NodeJS.ErrnoException).code!);
+  if (!errno && !/connection|terminated|timeout|not queryable/i.test(error.message)) return error;
   return new DatabaseUnavailableError(`${what}: ${error.message}`, { cause: error });
 }
 
@@ -75,8 +81,6 @@ const RETRIED_CODES = new Set([
   '23503', // foreign_key_violation
 ]);
 const MAX_ATTEMPTS = 5;
-
-export type Queryable = pg.PoolClient | pg.Pool;
 
 /** A transaction in progress: queries, and the outbox entries it will append just before it commits. */
 export interface Transaction {
