@@ -1213,70 +1213,68 @@ export class PostgresMetadataStore implements MetadataStore {
     });
   }
 
-  /** The blobs' rows locked in digest order, for a collector's decisions. */
+  /**
+   * The blobs' rows locked in digest order, for a collector's decisions. A statement of its own:
+   * the statements after it take their snapshot once the locks are held, so they see every
+   * reference a push committed while this waited for it.
+   */
   private async lockBlobs(tx: Transaction, digests: readonly string[]): Promise<Map<string, BlobRow>> {
     const rows = await tx.query<BlobRow>(`SELECT ${BLOB_COLUMNS} FROM blobs WHERE digest = ANY($1::text[]) ORDER BY digest FOR UPDATE`, [sorted(digests)]);
     return new Map(rows.rows.map((row) => [row.digest, row]));
   }
 
-  private async blobReferenced(tx: Transaction, digest: string): Promise<boolean> {
-    return (await tx.one("SELECT 1 FROM manifest_references WHERE child_digest = $1 AND kind = 'blob' LIMIT 1", [digest])) !== undefined;
+  /** `digests` in the order given, once each, keeping those in `chosen`. */
+  private static inOrder(digests: readonly string[], chosen: Iterable<string>): string[] {
+    const keep = new Set(chosen);
+    return [...new Set(digests)].filter((digest) => keep.has(digest));
   }
 
   async markBlobsDeleting(digests: readonly string[], options: { touchedBefore: number }): Promise<string[]> {
     if (digests.length === 0) return [];
     return this.db.transaction(async (tx) => {
-      const now = Date.now();
-      const rows = await this.lockBlobs(tx, digests);
-      const marked: string[] = [];
-      for (const digest of digests) {
-        const row = rows.get(digest);
-        if (!row || row.state !== 'present' || row.touched_at >= options.touchedBefore) continue;
-        if (marked.includes(digest) || (await this.blobReferenced(tx, digest))) continue;
-        await this.setBlobState(tx, digest, 'deleting', now);
-        marked.push(digest);
-      }
-      return marked;
+      const locked = await this.lockBlobs(tx, digests);
+      if (locked.size === 0) return [];
+      // One statement decides the batch, each row on its own condition.
+      const marked = await tx.query<{ digest: string }>(
+        `UPDATE blobs b SET state = 'deleting', state_since = $2
+         WHERE b.digest = ANY($1::text[]) AND b.state = 'present' AND b.touched_at < $3
+           AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child_digest = b.digest AND r.kind = 'blob')
+         RETURNING b.digest`,
+        [[...locked.keys()], Date.now(), options.touchedBefore],
+      );
+      return PostgresMetadataStore.inOrder(digests, marked.rows.map((row) => row.digest));
     });
   }
 
   async beginBlobSweeps(digests: readonly string[], options: { touchedBefore: number; markedBefore: number }): Promise<BlobRecord[]> {
     if (digests.length === 0) return [];
     return this.db.transaction(async (tx) => {
-      const now = Date.now();
-      const rows = await this.lockBlobs(tx, digests);
-      const taken: BlobRecord[] = [];
-      for (const digest of digests) {
-        const row = rows.get(digest);
-        if (!row || row.touched_at >= options.touchedBefore || taken.some((t) => t.digest === digest)) continue;
-        if (row.state === 'deleting') {
-          if (row.state_since > options.markedBefore) continue;
-        } else if (row.state === 'pending') {
-          // A pending row belongs to a commit moving bytes in, unless that commit died long ago.
-          if (row.state_since >= options.touchedBefore) continue;
-        } else if (row.state !== 'quarantined') {
-          continue;
-        }
-        if (await this.blobReferenced(tx, digest)) continue;
-        await this.setBlobState(tx, digest, 'sweeping', now);
-        taken.push(toBlob(row));
-      }
-      return taken;
+      const locked = await this.lockBlobs(tx, digests);
+      if (locked.size === 0) return [];
+      // Present rows (not marked, or revived since) and rows already sweeping are left out; a
+      // pending row belongs to a commit moving bytes in, unless that commit died long ago.
+      const taken = await tx.query<{ digest: string }>(
+        `UPDATE blobs b SET state = 'sweeping', state_since = $2
+         WHERE b.digest = ANY($1::text[]) AND b.touched_at < $3
+           AND ((b.state = 'deleting' AND b.state_since <= $4) OR (b.state = 'pending' AND b.state_since < $3) OR b.state = 'quarantined')
+           AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child_digest = b.digest AND r.kind = 'blob')
+         RETURNING b.digest`,
+        [[...locked.keys()], Date.now(), options.touchedBefore, options.markedBefore],
+      );
+      // The rows as they were before this (locked, so as read above).
+      return PostgresMetadataStore.inOrder(digests, taken.rows.map((row) => row.digest)).map((digest) => toBlob(locked.get(digest)!));
     });
   }
 
   async finishBlobSweeps(digests: readonly string[]): Promise<string[]> {
     if (digests.length === 0) return [];
     return this.db.transaction(async (tx) => {
-      const rows = await this.lockBlobs(tx, digests);
-      const removed: string[] = [];
-      for (const digest of digests) {
-        if (rows.get(digest)?.state !== 'sweeping' || removed.includes(digest)) continue;
-        await tx.query('DELETE FROM repository_blobs WHERE digest = $1', [digest]);
-        const deleted = await tx.query("DELETE FROM blobs WHERE digest = $1 AND state = 'sweeping'", [digest]);
-        if (deleted.rowCount! > 0) removed.push(digest);
-      }
-      return removed;
+      const locked = await this.lockBlobs(tx, digests);
+      const sweeping = [...locked.values()].filter((row) => row.state === 'sweeping').map((row) => row.digest);
+      if (sweeping.length === 0) return [];
+      await tx.query('DELETE FROM repository_blobs WHERE digest = ANY($1::text[])', [sweeping]);
+      const removed = await tx.query<{ digest: string }>("DELETE FROM blobs WHERE digest = ANY($1::text[]) AND state = 'sweeping' RETURNING digest", [sweeping]);
+      return PostgresMetadataStore.inOrder(digests, removed.rows.map((row) => row.digest));
     });
   }
 
