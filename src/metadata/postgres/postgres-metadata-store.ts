@@ -618,10 +618,13 @@ export class PostgresMetadataStore implements MetadataStore {
       );
       const previousOf = new Map(put.tags.map((tag) => [tag, current.get(tag)]));
       await this.refuseImmutable(tx, put.repository, [...previousOf].filter(([, previous]) => previous !== undefined && previous !== put.digest).map(([tag]) => tag), 'move');
-      const existed = await this.hasManifest(tx, id, put.digest);
+      const held = (await tx.one<{ existed: boolean; any: boolean }>(
+        'SELECT EXISTS (SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2) AS existed, EXISTS (SELECT 1 FROM manifests WHERE repository_id = $1) AS any',
+        [id, put.digest],
+      ))!;
       // Last of the checks: a reference error tells the client more than a quota would.
-      await this.enforceQuota(tx, put.repository, existed ? 0 : put.content.length);
-      const firstManifest = (await tx.one('SELECT 1 FROM manifests WHERE repository_id = $1 LIMIT 1', [id])) === undefined;
+      await this.enforceQuota(tx, put.repository, held.existed ? 0 : put.content.length);
+      const firstManifest = !held.any;
       const inserted = await tx.query(
         `INSERT INTO manifests (repository_id, digest, media_type, content, size, total_size, subject, artifact_type, annotations, created_at, touched_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT DO NOTHING`,
@@ -658,16 +661,23 @@ export class PostgresMetadataStore implements MetadataStore {
         },
         now,
       );
-      const moved: ManifestPutResult['moved'] = [];
-      for (const tag of put.tags) {
-        const previous = previousOf.get(tag);
-        if (previous === put.digest) continue;
+      // Every tag that moves, in two statements whatever their number: the tags, then their history in order.
+      const moving = [...new Set(put.tags)].filter((tag) => previousOf.get(tag) !== put.digest);
+      if (moving.length > 0) {
         await tx.query(
-          `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+          `INSERT INTO tags (repository_id, name, digest, updated_at) SELECT $1, name, $2, $3 FROM unnest($4::text[]) AS t(name)
            ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
-          [id, tag, put.digest, now],
+          [id, put.digest, now, moving],
         );
-        await this.insertTagEvent(tx, id, tag, put.digest, 'push', put.actor, now, previous);
+        await tx.query(
+          `INSERT INTO tag_history (repository_id, tag, digest, action, actor, at, previous)
+           SELECT $1, tag, $2, 'push', $3, $4, previous FROM unnest($5::text[], $6::text[]) WITH ORDINALITY AS h(tag, previous, n) ORDER BY n`,
+          [id, put.digest, put.actor ?? null, now, moving, moving.map((tag) => previousOf.get(tag) ?? null)],
+        );
+      }
+      const moved: ManifestPutResult['moved'] = [];
+      for (const tag of moving) {
+        const previous = previousOf.get(tag);
         moved.push(previous === undefined ? { tag } : { tag, previous });
         this.record(tx, { action: 'tag.move', repository: put.repository, tag, digest: put.digest, ...(previous !== undefined ? { previous } : {}), ...actor }, now);
       }
