@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -71,6 +72,13 @@ describe('wharf db', () => {
       await source.stop();
     }
 
+    // The outbox pruned (as it is once every consumer has passed its entries): ids carry on after
+    // the pruned ones in PostgreSQL too, or a consumer's position would hide new entries.
+    const sqlite = new Database(join(embedded, 'wharf.db'));
+    const lastOutboxId = sqlite.prepare<[], { id: number }>('SELECT max(id) AS id FROM outbox').get()!.id;
+    sqlite.prepare('DELETE FROM outbox').run();
+    sqlite.close();
+
     const dbname = await server.createDatabase();
     const env = databaseEnv(server, dbname);
     const copied = join(dir, 'copied');
@@ -107,6 +115,8 @@ describe('wharf db', () => {
       assert.equal((await raw(serving.url, 'HEAD', '/v2/team/app/manifests/v1', { headers: { Accept: OCI_MANIFEST } })).header('docker-content-digest'), next.manifest.digest);
       const history = await server.sql<{ n: number }>(dbname, "SELECT count(*)::int AS n FROM tag_history WHERE tag = 'v1'");
       assert.equal(history[0]!.n, 3);
+      const [outbox] = await server.sql<{ first: number }>(dbname, 'SELECT min(id)::int AS first FROM outbox');
+      assert.ok(outbox!.first > lastOutboxId, `new outbox entries come after the pruned ones (${outbox!.first} > ${lastOutboxId})`);
     } finally {
       await serving.stop();
     }

@@ -61,6 +61,7 @@ export async function importSqliteIntoPostgres(
       .map((row) => row.name)
       .filter((name) => !known.has(name) && !skipped.has(name));
     if (unknown.length > 0) throw new Error(`the SQLite database has tables this Wharf's PostgreSQL schema lacks: ${unknown.join(', ')}`);
+    const hasSequences = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").get() !== undefined;
     // One snapshot of the source for the whole copy.
     db.prepare('BEGIN').run();
     try {
@@ -99,7 +100,10 @@ export async function importSqliteIntoPostgres(
           }
           await flush();
           if (identity) {
-            await tx.query(`SELECT setval(pg_get_serial_sequence('${table}', '${identity}'), coalesce((SELECT max(${identity}) FROM ${table}), 0) + 1, false)`);
+            // Past every id SQLite ever gave (AUTOINCREMENT remembers ids of pruned rows: outbox
+            // consumers' positions may point beyond the rows left), not just the highest copied.
+            const given = hasSequences ? (db.prepare<[string], { seq: number }>('SELECT seq FROM sqlite_sequence WHERE name = ?').get(table)?.seq ?? 0) : 0;
+            await tx.query(`SELECT setval(pg_get_serial_sequence('${table}', '${identity}'), greatest(coalesce((SELECT max(${identity}) FROM ${table}), 0), $1::bigint) + 1, false)`, [given]);
           }
           tables[table] = count;
           options.onTable?.(table, count);
