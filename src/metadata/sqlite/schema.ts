@@ -284,4 +284,33 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX IF NOT EXISTS notification_parked_by_endpoint ON notification_parked(endpoint, id);
   `,
+  // 13: search, stars and READMEs (docs/search.md). A full-text index over each repository's
+  // name and description (rowid = repository id), kept by triggers for names and by the store for
+  // descriptions; the description the newest tagged manifest gave, the owner's README, and who
+  // starred what. Only new objects: safe in any order with other migrations.
+  `
+  CREATE TABLE IF NOT EXISTS repository_profiles (
+    repository_id INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    image_description TEXT,
+    readme TEXT,
+    readme_updated_at INTEGER,
+    readme_updated_by TEXT
+  );
+  CREATE TABLE IF NOT EXISTS repository_stars (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, user)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS repository_stars_by_user ON repository_stars(user, repository_id);
+  CREATE VIRTUAL TABLE IF NOT EXISTS repository_search USING fts5(name, description, tokenize = 'unicode61 remove_diacritics 2');
+  INSERT INTO repository_search (rowid, name, description) SELECT id, name, '' FROM repositories WHERE id NOT IN (SELECT rowid FROM repository_search);
+  CREATE TRIGGER IF NOT EXISTS repository_search_add AFTER INSERT ON repositories BEGIN
+    INSERT INTO repository_search (rowid, name, description) VALUES (new.id, new.name, '');
+  END;
+  CREATE TRIGGER IF NOT EXISTS repository_search_remove AFTER DELETE ON repositories BEGIN
+    DELETE FROM repository_search WHERE rowid = old.id;
+  END;
+  CREATE INDEX IF NOT EXISTS tags_by_update ON tags(repository_id, updated_at);
+  `,
 ];
