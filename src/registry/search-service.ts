@@ -10,7 +10,7 @@ import { checkRepositoryName } from './validation.js';
  * The most matches one search considers (best first), like Docker Hub's cap: a query that
  * matches more is refined, not paged through to the end.
  */
-export const MAX_SEARCH_RESULTS = 1000;
+export const MAX_SEARCH_RESULTS = 500;
 export const DEFAULT_SEARCH_PAGE_SIZE = 25;
 export const MAX_SEARCH_PAGE_SIZE = 100;
 

@@ -303,7 +303,7 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (repository_id, user)
   ) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS repository_stars_by_user ON repository_stars(user, repository_id);
-  CREATE VIRTUAL TABLE IF NOT EXISTS repository_search USING fts5(name, description, tokenize = 'unicode61 remove_diacritics 2');
+  CREATE VIRTUAL TABLE IF NOT EXISTS repository_search USING fts5(name, description, tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3');
   INSERT INTO repository_search (rowid, name, description) SELECT id, name, '' FROM repositories WHERE id NOT IN (SELECT rowid FROM repository_search);
   CREATE TRIGGER IF NOT EXISTS repository_search_add AFTER INSERT ON repositories BEGIN
     INSERT INTO repository_search (rowid, name, description) VALUES (new.id, new.name, '');

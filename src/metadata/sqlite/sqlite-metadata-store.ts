@@ -43,6 +43,34 @@ import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { normalizeDescription, readmeSummary, searchWords } from '../repository-profile.js';
 import { MIGRATIONS } from './schema.js';
 
+/** The most candidates one search reads from the index, per pass (names, then descriptions). */
+const SEARCH_CANDIDATES = 1000;
+
+/** Byte order, as SQLite's BINARY collation sorts names. */
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Best name match first: the exact name, then a last component that is the query, then names
+ * that start with it, then names whose components are the words; shorter names before longer.
+ */
+function rankByName<T extends { name: string }>(rows: T[], text: string, words: string[]): T[] {
+  const score = (name: string): number => {
+    const lower = name.toLowerCase();
+    if (lower === text) return 0;
+    const last = lower.slice(lower.lastIndexOf('/') + 1);
+    if (last === text || (words.length === 1 && last === words[0])) return 1;
+    if (lower.startsWith(text) || last.startsWith(text)) return 2;
+    const components = lower.split(/[^\p{L}\p{N}]+/u);
+    return words.every((word) => components.includes(word)) ? 3 : 4;
+  };
+  return rows
+    .map((row) => ({ row, score: score(row.name) }))
+    .sort((a, b) => a.score - b.score || a.row.name.length - b.row.name.length || compareText(a.row.name, b.row.name))
+    .map((entry) => entry.row);
+}
+
 export interface SqliteOptions {
   /** Database file; `:memory:` for tests. */
   path: string;
@@ -524,11 +552,12 @@ export class SqliteMetadataStore implements MetadataStore {
          ON CONFLICT(repository_id) DO UPDATE SET readme = excluded.readme, readme_updated_at = excluded.readme_updated_at, readme_updated_by = excluded.readme_updated_by`,
       ),
       indexDescription: db.prepare<[string, number]>('UPDATE repository_search SET description = ? WHERE rowid = ?'),
-      search: db.prepare<{ match: string; exact: string; limit: number; offset: number }, { id: number; name: string; description: string }>(
-        `SELECT r.id, r.name, s.description FROM repository_search s JOIN repositories r ON r.id = s.rowid
-         WHERE repository_search MATCH @match AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
-         ORDER BY r.name = @exact DESC, bm25(repository_search, 10.0, 1.0), r.name LIMIT @limit OFFSET @offset`,
+      // Candidates in index order, no ranking in SQL: bounded work however common the words are
+      // (ranking every match of a word that 100,000 repositories share would not be).
+      search: db.prepare<{ match: string; limit: number }, { id: number; name: string; description: string }>(
+        'SELECT rowid AS id, name, description FROM repository_search WHERE repository_search MATCH @match LIMIT @limit',
       ),
+      hasManifests: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? LIMIT 1'),
       listAll: db.prepare<{ limit: number; offset: number }, { id: number; name: string; description: string }>(
         `SELECT r.id, r.name, s.description FROM repositories r JOIN repository_search s ON s.rowid = r.id
          WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT @limit OFFSET @offset`,
@@ -1555,18 +1584,29 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async searchRepositories(query: { text: string; offset: number; limit: number }): Promise<RepositorySummary[]> {
     const words = searchWords(query.text);
-    const page = { limit: query.limit, offset: query.offset };
-    const rows =
-      words.length === 0
-        ? query.text.trim() === ''
-          ? this.profiles.listAll.all(page)
-          : []
-        : this.profiles.search.all({ match: words.map((word) => `"${word}"*`).join(' AND '), exact: query.text.trim().toLowerCase(), ...page });
-    return rows.map((row) => ({
-      name: row.name,
-      ...(row.description !== '' ? { description: row.description } : {}),
-      stars: this.profiles.starCount.get(row.id)!.n,
-    }));
+    const wanted = query.offset + query.limit;
+    let rows: Array<{ id: number; name: string; description: string }>;
+    if (words.length === 0) {
+      rows = query.text.trim() === '' ? this.profiles.listAll.all({ limit: query.limit, offset: query.offset }) : [];
+      return rows.map((row) => this.summary(row));
+    }
+    const terms = words.map((word) => `"${word}"*`).join(' AND ');
+    // Name matches first, ranked here; then matches through the description, by name.
+    const byName = this.profiles.search.all({ match: `{name} : (${terms})`, limit: SEARCH_CANDIDATES }).filter((row) => this.profiles.hasManifests.get(row.id));
+    rows = rankByName(byName, query.text.trim().toLowerCase(), words);
+    if (rows.length < wanted) {
+      const seen = new Set(rows.map((row) => row.id));
+      const byDescription = this.profiles.search
+        .all({ match: terms, limit: SEARCH_CANDIDATES })
+        .filter((row) => !seen.has(row.id) && this.profiles.hasManifests.get(row.id));
+      byDescription.sort((a, b) => compareText(a.name, b.name));
+      rows = rows.concat(byDescription);
+    }
+    return rows.slice(query.offset, wanted).map((row) => this.summary(row));
+  }
+
+  private summary(row: { id: number; name: string; description: string }): RepositorySummary {
+    return { name: row.name, ...(row.description !== '' ? { description: row.description } : {}), stars: this.profiles.starCount.get(row.id)!.n };
   }
 
   async repositoryProfile(repository: string): Promise<RepositoryProfile | undefined> {
