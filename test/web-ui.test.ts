@@ -118,11 +118,16 @@ immutable:
     await pushImage(url, 'library/redis', 'stable');
     amd64 = await pushImage(url, 'library/multi', amd64Digest(), { arch: 'amd64' });
     const arm64 = await pushImage(url, 'library/multi', 'arm64-only', { arch: 'arm64' });
-    index = imageIndex([
+    index = imageIndex(
+      [
       { digest: amd64.digest, size: amd64.data.length, platform: { os: 'linux', architecture: 'amd64' } },
-      { digest: arm64.digest, size: arm64.data.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-    ]);
+        { digest: arm64.digest, size: arm64.data.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      ],
+      { annotations: { 'org.opencontainers.image.description': 'A multi-platform example image' } },
+    );
     await putManifest(url, 'library/multi', 'latest', index, 'application/vnd.oci.image.index.v1+json');
+    const readme = '# multi\n\nA small **multi-platform** image for `linux/amd64` and `linux/arm64`.\n\n## Use\n\n```\ndocker run --rm library/multi\n```\n\nSee [the guide](https://example.com/guide).\n';
+    assert.equal((await raw(url, 'PUT', '/v2/library/multi/_wharf/readme', { headers: ALICE, body: readme })).status, 204);
     const sbom = blob('{"spdxVersion":"SPDX-2.3"}');
     const empty = blob('{}');
     await pushBlobs(url, 'library/multi', [sbom, empty]);
