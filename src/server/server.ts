@@ -112,7 +112,7 @@ export function openStores(config: WharfConfig, options: { exclusive?: boolean; 
  * The registry's listener with the web UI in front of it: paths under `ui.path` that are none of
  * the registry's endpoints (which always win) go to the UI.
  */
-function withUi(app: (req: IncomingMessage, res: ServerResponse) => void, registry: Registry, config: WharfConfig, auth: Auth | undefined, log: Logger) {
+function withUi(app: (req: IncomingMessage, res: ServerResponse) => void, registry: Registry, config: WharfConfig, auth: Auth | undefined, log: Logger, mode: { readOnly: boolean }) {
   let sessionKeys: SessionKeys;
   try {
     sessionKeys = SessionKeys.load(`${config.storage.rootDirectory}/ui/session.key`);
@@ -121,7 +121,7 @@ function withUi(app: (req: IncomingMessage, res: ServerResponse) => void, regist
     sessionKeys = SessionKeys.ephemeral();
   }
   const base = config.ui.path;
-  const ui = createUi(registry, { basePath: base, deleteEnabled: config.storage.deleteEnabled, sessionKeys, log, ...(auth ? { auth } : {}) });
+  const ui = createUi(registry, { basePath: base, deleteEnabled: config.storage.deleteEnabled, readOnly: mode.readOnly, sessionKeys, log, ...(auth ? { auth } : {}) });
   const routeOptions = { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined };
   return (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';
@@ -335,7 +335,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     admitted,
     ...(auth ? { auth } : {}),
   });
-  const listener = config.ui.enabled ? withUi(app, registry, config, auth, log) : app;
+  const listener = config.ui.enabled ? withUi(app, registry, config, auth, log, { readOnly: storageFull || config.storage.readOnly }) : app;
   const serverOptions = {
     // Uploads of many gigabytes take as long as they take; slow headers do not.
     requestTimeout: 0,

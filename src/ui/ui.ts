@@ -34,6 +34,8 @@ export interface UiOptions {
   /** Access control; without it every repository is shown and there is no signing in. */
   auth?: Auth;
   deleteEnabled: boolean;
+  /** Registry writes are refused (maintenance.readonly, or started on a full disk): so are the UI's changes. */
+  readOnly?: boolean;
   sessionKeys: SessionKeys;
   log: Logger;
 }
@@ -152,6 +154,7 @@ async function post(req: IncomingMessage, res: ServerResponse, rest: string, for
   }
   const target = repositoryPath(rest);
   if (!target || target.argument !== undefined || !viewer.canPull(target.name)) throw new RegistryError('NAME_UNKNOWN');
+  if (options.readOnly) throw new RegistryError('UNSUPPORTED', { message: 'the registry is in read-only mode' });
   const { name } = target;
   const back = `${viewer.base}r/${name}`;
   switch (target.action) {
