@@ -44,6 +44,7 @@ const TAGS_PER_PAGE = 50;
 const REPOSITORIES_PER_PAGE = 25;
 const MAX_CONFIG_BYTES = 1024 * 1024;
 const MAX_FORM_BYTES = 300 * 1024;
+const MAX_SHOWN_MANIFEST_CHARS = 30_000;
 
 /** Who is looking, resolved from the session cookie on every request. */
 interface Viewer extends PageViewer {
@@ -330,6 +331,8 @@ async function manifestView(res: ServerResponse, viewer: Viewer, registry: Regis
   } catch {
     pretty = record.content.toString('utf8');
   }
+  // Pages stay small: a manifest of many megabytes is shown in part.
+  if (pretty.length > MAX_SHOWN_MANIFEST_CHARS) pretty = `${pretty.slice(0, MAX_SHOWN_MANIFEST_CHARS)}\n… (${record.content.length} bytes in all; the rest is not shown)`;
   sendPage(
     res,
     viewer,
