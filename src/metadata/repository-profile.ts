@@ -39,9 +39,35 @@ function clip(text: string): string {
 }
 
 /**
- * The FTS query for what a user typed: every word as a quoted prefix, all required. Undefined
- * when nothing searchable is left (only punctuation).
+ * The words of what a user typed, lower-cased, at most 16; each must match the start of a word of
+ * a name or description. Empty when only punctuation is left. Shared by every MetadataStore, as
+ * is the ranking below, so that SQLite and PostgreSQL answer a search alike.
  */
 export function searchWords(text: string): string[] {
   return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((word) => word !== '').slice(0, 16);
+}
+
+/** Byte order, as SQLite's BINARY collation sorts names. */
+export function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Best name match first: the exact name, then a last component that is the query, then names
+ * that start with it, then names whose components are the words; shorter names before longer.
+ */
+export function rankByName<T extends { name: string }>(rows: T[], text: string, words: string[]): T[] {
+  const score = (name: string): number => {
+    const lower = name.toLowerCase();
+    if (lower === text) return 0;
+    const last = lower.slice(lower.lastIndexOf('/') + 1);
+    if (last === text || (words.length === 1 && last === words[0])) return 1;
+    if (lower.startsWith(text) || last.startsWith(text)) return 2;
+    const components = lower.split(/[^\p{L}\p{N}]+/u);
+    return words.every((word) => components.includes(word)) ? 3 : 4;
+  };
+  return rows
+    .map((row) => ({ row, score: score(row.name) }))
+    .sort((a, b) => a.score - b.score || a.row.name.length - b.row.name.length || compareText(a.row.name, b.row.name))
+    .map((entry) => entry.row);
 }

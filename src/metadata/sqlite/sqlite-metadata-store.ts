@@ -40,36 +40,11 @@ import type {
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
-import { normalizeDescription, readmeSummary, searchWords } from '../repository-profile.js';
+import { compareText, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
 import { MIGRATIONS } from './schema.js';
 
 /** The most candidates one search reads from the index, per pass (names, then descriptions). */
 const SEARCH_CANDIDATES = 1000;
-
-/** Byte order, as SQLite's BINARY collation sorts names. */
-function compareText(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * Best name match first: the exact name, then a last component that is the query, then names
- * that start with it, then names whose components are the words; shorter names before longer.
- */
-function rankByName<T extends { name: string }>(rows: T[], text: string, words: string[]): T[] {
-  const score = (name: string): number => {
-    const lower = name.toLowerCase();
-    if (lower === text) return 0;
-    const last = lower.slice(lower.lastIndexOf('/') + 1);
-    if (last === text || (words.length === 1 && last === words[0])) return 1;
-    if (lower.startsWith(text) || last.startsWith(text)) return 2;
-    const components = lower.split(/[^\p{L}\p{N}]+/u);
-    return words.every((word) => components.includes(word)) ? 3 : 4;
-  };
-  return rows
-    .map((row) => ({ row, score: score(row.name) }))
-    .sort((a, b) => a.score - b.score || a.row.name.length - b.row.name.length || compareText(a.row.name, b.row.name))
-    .map((entry) => entry.row);
-}
 
 export interface SqliteOptions {
   /** Database file; `:memory:` for tests. */
