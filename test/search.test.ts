@@ -9,6 +9,7 @@ import { errorCode, raw } from './support/http.js';
 import { OCI_MANIFEST, blob, configBlob, imageManifest } from './support/oci-fixtures.js';
 import { ok, requireTool } from './support/tools.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
+import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-store.js';
 
 const ALICE = { Authorization: basic('alice', 'alice-secret') };
 
@@ -125,5 +126,41 @@ search:
     assert.ok(rows.includes(`${wharf.host}/library/redis|1|[OK]|In-memory data store`), out);
     assert.ok(rows.some((row) => row.startsWith(`${wharf.host}/public/redis-tools|0||`)), out);
     assert.ok(!out.includes('redis-secret'), 'podman asks without credentials: private repositories stay hidden');
+  });
+});
+
+describe('search behind bearer tokens (what docker search asks for: registry:catalog:search)', () => {
+  test('a token from the built-in issuer shows its subject the repositories they may pull', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-search-token-'));
+    writeHtpasswd(join(dir, 'htpasswd'), { alice: 'alice-secret' });
+    writeFileSync(
+      join(dir, 'config.yml'),
+      `auth:
+  htpasswd: { path: ${join(dir, 'htpasswd')} }
+  token: { service: search-test, issuer: search-test-issuer }
+  policy:
+    public: ["library/**"]
+    rules:
+      - { subject: user:alice, repository: "team/**", actions: [pull] }
+`,
+    );
+    const wharf = await startWharf({ args: [join(dir, 'config.yml')] });
+    try {
+      const store = new SqliteMetadataStore({ path: join(wharf.dataDir, 'wharf.db') });
+      const content = Buffer.from('{"schemaVersion":2}');
+      await store.putManifest({ repository: 'team/app', digest: `sha256:${'1'.repeat(64)}`, mediaType: OCI_MANIFEST, content, blobs: [], children: [], tags: ['v1'] });
+      await store.putManifest({ repository: 'library/app', digest: `sha256:${'2'.repeat(64)}`, mediaType: OCI_MANIFEST, content, blobs: [], children: [], tags: ['v1'] });
+      await store.close();
+      const query = new URLSearchParams({ service: 'search-test', scope: 'registry:catalog:search' });
+      const issued = await raw(wharf.url, 'GET', `/auth/token?${query}`, { headers: { Authorization: basic('alice', 'alice-secret') } });
+      assert.equal(issued.status, 200, issued.body.toString());
+      const names = async (headers: Record<string, string>) => (await raw(wharf.url, 'GET', '/v1/search?q=app', { headers })).json().results.map((r: { name: string }) => r.name);
+      assert.deepEqual(await names({ Authorization: `Bearer ${issued.json().token}` }), ['team/app', 'library/app']);
+      assert.deepEqual(await names({}), ['library/app']);
+      assert.equal((await raw(wharf.url, 'GET', '/v1/search?q=app', { headers: { Authorization: 'Bearer not-a-token' } })).status, 401);
+    } finally {
+      await wharf.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
