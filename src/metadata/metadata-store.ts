@@ -740,11 +740,13 @@ export interface MetadataStore {
   /** Repositories with at least one manifest, in lexical order. */
   listRepositories(page: Page): Promise<string[]>;
   /**
-   * Repositories holding manifests whose name or description matches every word of `text`
-   * (each as a word prefix, case-insensitive), best first: an exact name first, then by
-   * relevance with name matches weighing more, then by name. An empty `text` lists all by name.
+   * Repositories holding manifests whose name or description matches `text` (every word, the last
+   * one as a prefix, case-insensitive), best first (see rankByName in repository-profile.ts): name
+   * matches before description matches. An empty `text` lists all by name. Only names `visible`
+   * accepts count. At most SEARCH_RESULT_CAP matches are considered: `total` counts the visible
+   * ones among them, and `repositories` is the page `offset`..`offset + limit` of those, with stars.
    */
-  searchRepositories(query: { text: string; offset: number; limit: number }): Promise<RepositorySummary[]>;
+  searchRepositories(query: { text: string; offset: number; limit: number; visible?: (repository: string) => boolean }): Promise<{ total: number; repositories: RepositorySummary[] }>;
   /** Undefined when the repository does not exist. */
   repositoryProfile(repository: string): Promise<RepositoryProfile | undefined>;
   /** Sets (or with undefined, removes) the README; false when the repository does not exist. */

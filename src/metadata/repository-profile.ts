@@ -1,6 +1,9 @@
 /** The longest description search shows (Docker Hub's short descriptions are about this long). */
 export const MAX_DESCRIPTION_CHARS = 200;
 
+/** The most matches one search considers (Docker Hub caps its results too). */
+export const SEARCH_RESULT_CAP = 500;
+
 /** The largest README accepted, in bytes of UTF-8 (Docker Hub allows 25,000 characters): pages stay under 100 KB. */
 export const MAX_README_BYTES = 25_000;
 
@@ -45,6 +48,11 @@ function clip(text: string): string {
  */
 export function searchWords(text: string): string[] {
   return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((word) => word !== '').slice(0, 16);
+}
+
+/** The full-text query for the words: every word required, the last one as a prefix (search as you type). */
+export function ftsQuery(words: readonly string[]): string {
+  return words.map((word, i) => (i === words.length - 1 ? `"${word}"*` : `"${word}"`)).join(' AND ');
 }
 
 /** Byte order, as SQLite's BINARY collation sorts names. */

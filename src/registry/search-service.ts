@@ -6,11 +6,6 @@ export { MAX_README_BYTES };
 import { changeOptions, type RequestContext } from './context.js';
 import { checkRepositoryName } from './validation.js';
 
-/**
- * The most matches one search considers (best first), like Docker Hub's cap: a query that
- * matches more is refined, not paged through to the end.
- */
-export const MAX_SEARCH_RESULTS = 500;
 export const DEFAULT_SEARCH_PAGE_SIZE = 25;
 export const MAX_SEARCH_PAGE_SIZE = 100;
 
@@ -58,16 +53,19 @@ export class SearchService {
     const pageSize = Math.min(Math.max(1, request.pageSize ?? DEFAULT_SEARCH_PAGE_SIZE), MAX_SEARCH_PAGE_SIZE);
     const page = Math.max(1, request.page ?? 1);
     const query = request.query.trim();
-    let matches: RepositorySummary[] = await this.metadata.searchRepositories({ text: query, offset: 0, limit: MAX_SEARCH_RESULTS });
-    if (request.visible) matches = matches.filter((match) => request.visible!(match.name));
-    const start = (page - 1) * pageSize;
+    const found = await this.metadata.searchRepositories({
+      text: query,
+      offset: (page - 1) * pageSize,
+      limit: pageSize,
+      ...(request.visible ? { visible: request.visible } : {}),
+    });
     return {
       query,
-      num_results: matches.length,
-      num_pages: Math.ceil(matches.length / pageSize),
+      num_results: found.total,
+      num_pages: Math.ceil(found.total / pageSize),
       page,
       page_size: pageSize,
-      results: matches.slice(start, start + pageSize).map((match) => ({
+      results: found.repositories.map((match: RepositorySummary) => ({
         name: match.name,
         description: match.description ?? '',
         star_count: match.stars,

@@ -166,7 +166,7 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.putManifest(manifest('tools/builder', d(3), { tags: ['1.0'], description: 'Builds things for the web' }));
       await store.putManifest(manifest('tools/untagged', d(4), { description: 'ignored: pushed without a tag' }));
       await store.addBlob('empty/repo', d(90), 1);
-      const names = async (text: string) => (await store.searchRepositories({ text, offset: 0, limit: 10 })).map((r) => r.name);
+      const names = async (text: string) => (await store.searchRepositories({ text, offset: 0, limit: 10 })).repositories.map((r) => r.name);
       assert.deepEqual(await names('web'), ['library/webapp', 'team/web-server', 'tools/builder'], 'name matches weigh more; prefixes match');
       assert.deepEqual(await names('HTTP serv'), ['team/web-server'], 'every word, any case');
       assert.deepEqual(await names('tools/builder'), ['tools/builder']);
@@ -174,8 +174,11 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       assert.deepEqual(await names('repo'), [], 'a repository without manifests is not listed');
       assert.deepEqual(await names('"*'), []);
       assert.deepEqual(await names(''), ['library/webapp', 'team/web-server', 'tools/builder', 'tools/untagged']);
-      assert.deepEqual(await store.searchRepositories({ text: '', offset: 1, limit: 2 }).then((r) => r.map((x) => x.name)), ['team/web-server', 'tools/builder']);
-      const [server] = await store.searchRepositories({ text: 'server', offset: 0, limit: 1 });
+      const paged = await store.searchRepositories({ text: '', offset: 1, limit: 2 });
+      assert.deepEqual([paged.total, paged.repositories.map((x) => x.name)], [4, ['team/web-server', 'tools/builder']]);
+      const filtered = await store.searchRepositories({ text: 'web', offset: 0, limit: 10, visible: (name) => !name.startsWith('library/') });
+      assert.deepEqual([filtered.total, filtered.repositories.map((x) => x.name)], [2, ['team/web-server', 'tools/builder']]);
+      const [server] = (await store.searchRepositories({ text: 'server', offset: 0, limit: 1 })).repositories;
       assert.deepEqual(server, { name: 'team/web-server', description: 'A small HTTP server', stars: 0 });
 
       // The newest tagged manifest sets the description; one without clears it; the README stands in.
@@ -199,7 +202,7 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       assert.equal(await store.setStar('no/such', 'bob', true), undefined);
       assert.equal((await store.repositoryProfile('team/web-server'))!.stars, 1);
       assert.deepEqual([...(await store.starredBy('alice', ['team/web-server', 'tools/builder']))], ['team/web-server']);
-      assert.equal((await store.searchRepositories({ text: 'web-server', offset: 0, limit: 1 }))[0]!.stars, 1);
+      assert.equal((await store.searchRepositories({ text: 'web-server', offset: 0, limit: 1 })).repositories[0]!.stars, 1);
 
       const page = (await store.listTagDetails('team/web-server', { sort: 'name', descending: true, offset: 0, limit: 1 }))!;
       assert.equal(page.total, 2);

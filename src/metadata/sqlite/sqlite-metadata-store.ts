@@ -40,7 +40,7 @@ import type {
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
-import { compareText, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
+import { SEARCH_RESULT_CAP, compareText, ftsQuery, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
 import { MIGRATIONS } from './schema.js';
 
 /** The most candidates one search reads from the index, per pass (names, then descriptions). */
@@ -530,12 +530,12 @@ export class SqliteMetadataStore implements MetadataStore {
       // Candidates in index order, no ranking in SQL: bounded work however common the words are
       // (ranking every match of a word that 100,000 repositories share would not be).
       search: db.prepare<{ match: string; limit: number }, { id: number; name: string; description: string }>(
-        'SELECT rowid AS id, name, description FROM repository_search WHERE repository_search MATCH @match LIMIT @limit',
+        `SELECT rowid AS id, name, description FROM repository_search
+         WHERE repository_search MATCH @match AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repository_search.rowid) LIMIT @limit`,
       ),
-      hasManifests: db.prepare<[number], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? LIMIT 1'),
-      listAll: db.prepare<{ limit: number; offset: number }, { id: number; name: string; description: string }>(
+      listNames: db.prepare<{ after: string; limit: number }, { id: number; name: string; description: string }>(
         `SELECT r.id, r.name, s.description FROM repositories r JOIN repository_search s ON s.rowid = r.id
-         WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT @limit OFFSET @offset`,
+         WHERE r.name > @after AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT @limit`,
       ),
       starCount: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM repository_stars WHERE repository_id = ?'),
       addStar: db.prepare<[number, string, number]>('INSERT INTO repository_stars (repository_id, user, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
@@ -1557,27 +1557,33 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.statements.listRepositories.all(page.after ?? '', page.limit).map((row) => row.name);
   }
 
-  async searchRepositories(query: { text: string; offset: number; limit: number }): Promise<RepositorySummary[]> {
+  async searchRepositories(query: { text: string; offset: number; limit: number; visible?: (repository: string) => boolean }): Promise<{ total: number; repositories: RepositorySummary[] }> {
+    const visible = query.visible ?? (() => true);
     const words = searchWords(query.text);
-    const wanted = query.offset + query.limit;
-    let rows: Array<{ id: number; name: string; description: string }>;
-    if (words.length === 0) {
-      rows = query.text.trim() === '' ? this.profiles.listAll.all({ limit: query.limit, offset: query.offset }) : [];
-      return rows.map((row) => this.summary(row));
+    let rows: Array<{ id: number; name: string; description: string }> = [];
+    if (words.length === 0 && query.text.trim() === '') {
+      // Every repository by name, read in batches until the cap is reached (the caller may see few).
+      let after = '';
+      for (;;) {
+        const batch = this.profiles.listNames.all({ after, limit: SEARCH_CANDIDATES });
+        for (const row of batch) if (rows.length < SEARCH_RESULT_CAP && visible(row.name)) rows.push(row);
+        if (batch.length < SEARCH_CANDIDATES || rows.length >= SEARCH_RESULT_CAP) break;
+        after = batch[batch.length - 1]!.name;
+      }
+    } else if (words.length > 0) {
+      const terms = ftsQuery(words);
+      // Name matches first, ranked; then matches through the description, by name.
+      const byName = this.profiles.search.all({ match: `{name} : (${terms})`, limit: SEARCH_CANDIDATES }).filter((row) => visible(row.name));
+      rows = rankByName(byName, query.text.trim().toLowerCase(), words);
+      if (rows.length < SEARCH_RESULT_CAP) {
+        const seen = new Set(rows.map((row) => row.id));
+        const byDescription = this.profiles.search.all({ match: terms, limit: SEARCH_CANDIDATES }).filter((row) => !seen.has(row.id) && visible(row.name));
+        byDescription.sort((a, b) => compareText(a.name, b.name));
+        rows = rows.concat(byDescription);
+      }
+      rows = rows.slice(0, SEARCH_RESULT_CAP);
     }
-    const terms = words.map((word) => `"${word}"*`).join(' AND ');
-    // Name matches first, ranked here; then matches through the description, by name.
-    const byName = this.profiles.search.all({ match: `{name} : (${terms})`, limit: SEARCH_CANDIDATES }).filter((row) => this.profiles.hasManifests.get(row.id));
-    rows = rankByName(byName, query.text.trim().toLowerCase(), words);
-    if (rows.length < wanted) {
-      const seen = new Set(rows.map((row) => row.id));
-      const byDescription = this.profiles.search
-        .all({ match: terms, limit: SEARCH_CANDIDATES })
-        .filter((row) => !seen.has(row.id) && this.profiles.hasManifests.get(row.id));
-      byDescription.sort((a, b) => compareText(a.name, b.name));
-      rows = rows.concat(byDescription);
-    }
-    return rows.slice(query.offset, wanted).map((row) => this.summary(row));
+    return { total: rows.length, repositories: rows.slice(query.offset, query.offset + query.limit).map((row) => this.summary(row)) };
   }
 
   private summary(row: { id: number; name: string; description: string }): RepositorySummary {
