@@ -10,6 +10,7 @@ import { isDigest, type Digest } from '../oci/digest.js';
 import { parseManifest, type ParsedManifest } from '../oci/manifest.js';
 import { isValidRepositoryName, isValidTag } from '../oci/names.js';
 import type { RequestContext } from '../registry/context.js';
+import type { TagDetail } from '../metadata/metadata-store.js';
 import type { RegistryServices } from '../registry/services.js';
 import { SCRIPT, STYLESHEET } from './assets.js';
 import type { Html } from './html.js';
@@ -243,8 +244,15 @@ async function repositoryView(res: ServerResponse, url: URL, viewer: Viewer, reg
   const page = Math.min(positiveInt(url.searchParams.get('page'), 1), pages);
   const details = await registry.search.tagDetails(name, { sort, descending, offset: (page - 1) * TAGS_PER_PAGE, limit: TAGS_PER_PAGE });
   const rules = await registry.tags.listImmutableRules();
+  // Tags often share a manifest: read each one's platforms once per page.
+  const platforms = new Map<string, Promise<string[]>>();
+  const platformsOnce = (tag: TagDetail) => {
+    let known = platforms.get(tag.digest);
+    if (!known) platforms.set(tag.digest, (known = platformsOf(registry, name, tag.content, tag.mediaType)));
+    return known;
+  };
   const rows: TagRow[] = await Promise.all(
-    details.tags.map(async (tag) => ({ ...tag, platforms: await platformsOf(registry, name, tag.content, tag.mediaType), immutable: immutableRuleFor(rules, name, tag.name) !== undefined })),
+    details.tags.map(async (tag) => ({ ...tag, platforms: await platformsOnce(tag), immutable: immutableRuleFor(rules, name, tag.name) !== undefined })),
   );
   const starred = viewer.user !== undefined && (await registry.search.starredBy(viewer.user, [name])).has(name);
   const readme = profile.readme !== undefined ? renderMarkdown(profile.readme) : undefined;
