@@ -44,7 +44,7 @@ import { SEARCH_RESULT_CAP, compareText, ftsQuery, normalizeDescription, rankByN
 import { MIGRATIONS } from './schema.js';
 
 /** The most candidates one search reads from the index, per pass (names, then descriptions). */
-const SEARCH_CANDIDATES = 1000;
+const SEARCH_CANDIDATES = 600;
 
 export interface SqliteOptions {
   /** Database file; `:memory:` for tests. */
