@@ -19,12 +19,13 @@ const ALLOWED: Record<string, string[]> = {
   proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   jobs: ['oci', 'errors', 'metadata'],
+  scan: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   events: ['oci', 'errors', 'metadata', 'registry'],
   migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   config: ['log', 'oci'],
-  http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate'],
-  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],
+  http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events', 'scan'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'scan'],
+  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate', 'scan'],
 };
 
 function files(dir: string): string[] {
