@@ -19,7 +19,7 @@ export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: Buffer) => chunks.push(c));
+    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
@@ -27,9 +27,11 @@ export async function layerTar(entries: LayerEntry[]): Promise<Buffer> {
     const type = entry.type ?? 'file';
     const data = entry.data === undefined ? undefined : Buffer.isBuffer(entry.data) ? entry.data : Buffer.from(entry.data);
     await new Promise<void>((resolve, reject) => {
-      const header: tar.Headers = { name: entry.name, type, mode: entry.mode ?? (type === 'directory' ? 0o755 : 0o644), mtime: new Date(0) };
+      const header: Partial<tar.Header> & { name: string } = { name: entry.name, type, mode: entry.mode ?? (type === 'directory' ? 0o755 : 0o644), mtime: new Date(0) };
       if (entry.linkname) header.linkname = entry.linkname;
-      pack.entry(header, type === 'file' ? (data ?? Buffer.alloc(0)) : undefined, (error) => (error ? reject(error) : resolve()));
+      const done = (error?: Error | null): void => (error ? reject(error) : resolve());
+      if (type === 'file') pack.entry(header, data ?? Buffer.alloc(0), done);
+      else pack.entry(header, done);
     });
   }
   pack.finalize();
