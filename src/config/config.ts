@@ -67,6 +67,13 @@ export interface WharfConfig {
   quotas: unknown;
   /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
   notifications: NotificationsConfig;
+  /**
+   * `security`: image scanning (docs/scanning.md). `scanning.enabled` attaches an SBOM to each
+   * pushed image and matches it (`onPush`); `databasePath` is the offline OSV database; `rescan`
+   * rescans the images a database import affects. `policies` and `scanners` are the raw lists
+   * (src/scan/scan-config.ts reads them when the server starts).
+   */
+  security: { scanning: { enabled: boolean; onPush: boolean; databasePath: string; rescan: boolean }; policies: unknown; scanners: unknown };
 }
 
 export interface NotificationsConfig {
@@ -523,6 +530,16 @@ function build(raw: Raw): WharfConfig {
     notifications: {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),
+    },
+    security: {
+      scanning: {
+        enabled: value(raw, 'security.scanning.enabled', true),
+        onPush: value(raw, 'security.scanning.onpush', true),
+        databasePath: resolve(rootDirectory, value(raw, 'security.scanning.database', 'vulndb.sqlite')),
+        rescan: value(raw, 'security.scanning.rescan', true),
+      },
+      policies: value(raw, 'security.vulnerabilities.policies', []),
+      scanners: value(raw, 'security.scanners', []),
     },
   };
 }

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
@@ -57,4 +59,56 @@ export function memoryLayers(blobs: Buffer[]): LayerBlob[] {
     size: blob.length,
     open: async () => Readable.from([blob]),
   }));
+}
+
+/** One platform of a test image: its compressed layers, bottom first. */
+export interface LayoutPlatform {
+  layers: Buffer[];
+  platform?: { os: string; architecture: string; variant?: string };
+  /** Layer media type; gzip by default. */
+  layerMediaType?: string;
+}
+
+/**
+ * Writes an OCI image layout at `dir` holding `ref`: one image, or (with several platforms) an
+ * index of them. Returns the top manifest's digest and each platform manifest's digest.
+ */
+export function writeScanLayout(dir: string, ref: string, platforms: LayoutPlatform[]): { digest: string; children: string[] } {
+  const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const put = (data: Buffer): { digest: string; size: number } => {
+    const hex = sha(data);
+    writeFileSync(join(dir, 'blobs', 'sha256', hex), data);
+    return { digest: `sha256:${hex}`, size: data.length };
+  };
+  const manifests = platforms.map((p) => {
+    const platform = p.platform ?? { os: 'linux', architecture: 'amd64' };
+    const config = put(Buffer.from(JSON.stringify({ ...platform, rootfs: { type: 'layers', diff_ids: [] }, config: {} })));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: p.layers.map((l) => ({ mediaType: p.layerMediaType ?? 'application/vnd.oci.image.layer.v1.tar+gzip', ...put(l) })),
+      }),
+    );
+    return { ...put(manifest), platform };
+  });
+  let top: { digest: string; size: number; mediaType: string };
+  if (manifests.length === 1) {
+    top = { ...manifests[0]!, mediaType: 'application/vnd.oci.image.manifest.v1+json' };
+    delete (top as { platform?: unknown }).platform;
+  } else {
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: manifests.map((m) => ({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: m.digest, size: m.size, platform: m.platform })),
+      }),
+    );
+    top = { ...put(index), mediaType: 'application/vnd.oci.image.index.v1+json' };
+  }
+  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': ref } }] }));
+  return { digest: top.digest, children: manifests.map((m) => m.digest) };
 }
