@@ -4,16 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import { cliUser, type CliUser } from './support/cli.js';
 import { writeOsvDirectory } from './support/osv-fixtures.js';
 import { startReferenceRegistry, type ReferenceRegistry } from './support/reference-registry.js';
-import { gzip, layerTar, writeScanLayout } from './support/scan-images.js';
+import { DEBIAN_IMAGE_FILES, gzip, layerTar, writeScanLayout } from './support/scan-images.js';
 
-export const DEBIAN_IMAGE_FILES = [
-  { name: 'etc/os-release', data: 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n' },
-  {
-    name: 'var/lib/dpkg/status',
-    data: 'Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\n',
-  },
-  { name: 'app/package-lock.json', data: JSON.stringify({ lockfileVersion: 3, packages: { 'node_modules/lodash': { version: '4.17.20' } } }) },
-];
 
 /** `wharf scan` works client-side against any registry: here Distribution (docker-registry). */
 describe('wharf scan and wharf vulndb (client-side, against Distribution)', () => {

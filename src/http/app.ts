@@ -17,6 +17,7 @@ import { exchangeToken, issueToken } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { getTagHistory, restoreTag } from './handlers/tags.js';
 import { matchRoute, type Route } from './router.js';
+import type { ScanAdmin } from '../scan/scan-service.js';
 
 export interface AppOptions {
   log: Logger;
@@ -52,6 +53,8 @@ export interface AppOptions {
    * asking (`exchange.context.actor`), such as limits per user. Each throws to refuse.
    */
   admitted?: Admission[];
+  /** Image scanning (SBOMs, vulnerability reports) for the admin API; absent when scanning is off. */
+  scans?: ScanAdmin;
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
@@ -99,6 +102,8 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.events': { GET: admin.listEvents },
   'admin.events.endpoint': { GET: admin.listEvents },
   'admin.events.replay': { POST: admin.replayEvents },
+  'admin.scans': { GET: admin.listScans, POST: admin.scanNow },
+  'admin.scans.report': { GET: admin.scanReport },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
@@ -155,7 +160,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
   ];
   const admitted = options.admitted ?? [];
   const observers = options.observers ?? [];
-  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}) };
+  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}), ...(options.scans ? { scans: options.scans } : {}) };
   return (req: IncomingMessage, res: ServerResponse) => {
     const trace: RequestTrace = { id: randomUUID() };
     if (options.accessLog) {
@@ -188,7 +193,7 @@ async function dispatch(
   req: IncomingMessage,
   res: ServerResponse,
   registry: RegistryServices,
-  extras: { auth?: Auth; health?: HealthProbes },
+  extras: { auth?: Auth; health?: HealthProbes; scans?: ScanAdmin },
   middleware: Middleware[],
   admitted: Admission[],
   observers: ReadonlyArray<(exchange: Exchange) => void>,

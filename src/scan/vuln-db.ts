@@ -64,6 +64,8 @@ CREATE INDEX IF NOT EXISTS affected_by_package ON affected (base, name);
 CREATE INDEX IF NOT EXISTS affected_by_advisory ON affected (advisory);
 CREATE TABLE IF NOT EXISTS ecosystem (base TEXT PRIMARY KEY, imported_at INTEGER NOT NULL, newest_modified TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS change (generation INTEGER NOT NULL, base TEXT NOT NULL, name TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS change_by_generation ON change (generation);
 `;
 
 /** Largest single OSV record read (the biggest real ones are a few hundred KiB). */
@@ -124,6 +126,12 @@ export class VulnerabilityDatabase {
     const status: DatabaseStatus = { path: this.path, generation: this.generation, ecosystems };
     if (updated) status.updatedAt = Number(updated.value);
     return status;
+  }
+
+  /** The packages (`Ecosystem/name`) whose advisories changed after `generation`. */
+  changedSince(generation: number): string[] {
+    const rows = this.db.prepare('SELECT DISTINCT base, name FROM change WHERE generation > ?').all(generation) as Array<{ base: string; name: string }>;
+    return rows.map((r) => `${r.base}/${r.name}`);
   }
 
   /** Advisories naming a package of an ecosystem (the base name: `Debian`, `npm`). */
@@ -210,6 +218,9 @@ export class VulnerabilityDatabase {
         const setState = this.db.prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
         setState.run('generation', String(result.generation));
         setState.run('updated_at', String(now));
+        // The registry's rescans read which packages each generation touched.
+        const addChange = this.db.prepare('INSERT INTO change (generation, base, name) VALUES (?, ?, ?)');
+        for (const { ecosystem, name } of changed.values()) addChange.run(result.generation, ecosystem, name);
       }
       this.db.exec('COMMIT');
     } catch (error) {

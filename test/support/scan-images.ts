@@ -112,3 +112,13 @@ export function writeScanLayout(dir: string, ref: string, platforms: LayoutPlatf
   writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...top, annotations: { 'org.opencontainers.image.ref.name': ref } }] }));
   return { digest: top.digest, children: manifests.map((m) => m.digest) };
 }
+
+/** A small Debian 12 image's files: two dpkg packages (by source zlib and glibc) and an npm lock. */
+export const DEBIAN_IMAGE_FILES: LayerEntry[] = [
+  { name: 'etc/os-release', data: 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n' },
+  {
+    name: 'var/lib/dpkg/status',
+    data: 'Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: amd64\nSource: glibc\nVersion: 2.36-9+deb12u4\n\n',
+  },
+  { name: 'app/package-lock.json', data: JSON.stringify({ lockfileVersion: 3, packages: { 'node_modules/lodash': { version: '4.17.20' } } }) },
+];
