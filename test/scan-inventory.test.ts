@@ -3,6 +3,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Readable } from 'node:stream';
+import { createGzip } from 'node:zlib';
+import tar from 'tar-stream';
 import yazl from 'yazl';
 import { inventoryToCycloneDx } from '../src/scan/cyclonedx.js';
 import { inventoryLayers } from '../src/scan/inventory.js';
@@ -198,6 +201,38 @@ describe('inventory from layers', () => {
   });
 });
 
+describe('bounded memory', () => {
+  it('streams a 512 MiB layer without holding it: memory grows by far less than the layer', async () => {
+    // The layer is made on the fly (tar, then gzip) as the scanner reads it: neither side holds it.
+    const SIZE = 512 * 1024 ** 2;
+    const makeLayer = () => {
+      const pack = tar.pack();
+      void (async () => {
+        pack.entry({ name: 'var/lib/dpkg/status', mode: 0o644 }, 'Package: x\nStatus: install ok installed\nVersion: 1.0\n\n');
+        const entry = pack.entry({ name: 'opt/big.bin', size: SIZE, mode: 0o755 }) as unknown as NodeJS.WritableStream;
+        const chunk = Buffer.alloc(1024 ** 2, 0x41);
+        for (let written = 0; written < SIZE; written += chunk.length) {
+          if (!entry.write(chunk)) await new Promise<void>((resolve) => entry.once('drain', () => resolve()));
+        }
+        entry.end();
+        pack.finalize();
+      })();
+      return pack.pipe(createGzip({ level: 1 }));
+    };
+    global.gc?.();
+    const before = process.memoryUsage().rss;
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    try {
+      const inventory = await inventoryLayers([{ digest: 'sha256:big', size: 1024 ** 2, open: async () => makeLayer() }], { digest: 'sha256:big' });
+      assert.deepEqual(inventory.packages.map((p) => p.name), ['x']);
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(peak - before < 128 * 1024 ** 2, `RSS grew by ${Math.round((peak - before) / 1024 ** 2)} MiB while scanning a 512 MiB layer`);
+  });
+});
+
 describe('hostile layers fail cleanly with a reason', () => {
   const small = { ...DEFAULT_SCAN_LIMITS, maxLayerBytes: 8 * 1024 ** 2, ratioFloorBytes: 1024 ** 2, maxPackageDbBytes: 1024 ** 2, maxArchiveExpandedBytes: 1024 ** 2 };
 
@@ -238,6 +273,24 @@ describe('hostile layers fail cleanly with a reason', () => {
     const inventory = await inventoryLayers(memoryLayers([gzip(layer)]), { digest: 'sha256:t' });
     assert.equal(inventory.os, undefined);
     assert.equal(inventory.packages.length, 2);
+  });
+
+  it('fails on a truncated layer and on a source that breaks mid-way, without hanging', async () => {
+    const whole = gzip(await layerTar([{ name: 'lib/apk/db/installed', data: ALPINE_INSTALLED }, { name: 'opt/pad', data: Buffer.alloc(256 * 1024, 1) }]));
+    const truncated = whole.subarray(0, Math.floor(whole.length / 2));
+    await assert.rejects(inventoryLayers(memoryLayers([truncated]), { digest: 'sha256:t' }), (e: Error) => e instanceof ScanError && /cannot be read/.test(e.message));
+    const breaking = {
+      digest: 'sha256:broken',
+      size: whole.length,
+      open: async () =>
+        Readable.from(
+          (async function* () {
+            yield whole.subarray(0, 1000);
+            throw new Error('connection reset');
+          })(),
+        ),
+    };
+    await assert.rejects(inventoryLayers([breaking], { digest: 'sha256:t' }), (e: Error) => e instanceof ScanError && /connection reset/.test(e.message));
   });
 
   it('fails on a layer that is not an archive', async () => {

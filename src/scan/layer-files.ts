@@ -207,8 +207,11 @@ async function* decompress(source: Readable, layer: LayerBlob, limits: ScanLimit
   };
   if (head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = createGunzip();
-    const feeding = Readable.from(rest()).pipe(gunzip);
-    for await (const chunk of feeding as AsyncIterable<Buffer>) {
+    const compressed = Readable.from(rest());
+    // pipe() does not pass a source's failure on: without this, gunzip would wait forever.
+    compressed.on('error', (error) => gunzip.destroy(error));
+    compressed.pipe(gunzip);
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       count(chunk.length);
       yield chunk;
     }
