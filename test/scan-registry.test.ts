@@ -202,6 +202,10 @@ describe('scanning inside the registry', () => {
     const now = await raw(wharf.url, 'POST', '/admin/v1/scans', { headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ repository: 'dev/alpine', reference: 'v1' }) });
     assert.equal(now.status, 200);
     assert.deepEqual(now.json<{ scans: Array<{ digest: string; state: string }> }>().scans.map((s) => [s.digest, s.state]), [[digests.alpine, 'done']]);
+    const cli = await user.ok(['admin', 'scans', 'prod/app', '--registry', wharf.url, '-u', 'admin', '--password-stdin'], { input: 'secret\n' });
+    assert.match(cli.stdout, /^REPOSITORY\s+DIGEST\s+PLATFORM\s+STATE\s+PACKAGES\s+DB\s+SCANNED\s+VULNERABILITIES\nprod\/app\s+sha256:\S+\s+linux\/amd64\s+done\s+3\s+1\s+.+C:1 H:1 M:0 L:2 U:0\n$/);
+    const cliReport = await user.ok(['admin', 'scan-report', 'prod/app', digests.prod!, '--registry', wharf.url, '-u', 'admin', '--password-stdin'], { input: 'secret\n' });
+    assert.equal(JSON.parse(cliReport.stdout).summary.total, 4);
     const bad = await raw(wharf.url, 'POST', '/admin/v1/scans', { headers: { ...auth, 'Content-Type': 'application/json' }, body: '{"repository": 1}' });
     assert.equal(bad.status, 400);
   });
