@@ -293,6 +293,19 @@ describe('hostile layers fail cleanly with a reason', () => {
     await assert.rejects(inventoryLayers([breaking], { digest: 'sha256:t' }), (e: Error) => e instanceof ScanError && /connection reset/.test(e.message));
   });
 
+  it('skips, with a warning, packages no purl can name and files that do not parse', async () => {
+    const layer = await layerTar([
+      { name: 'app/node_modules/empty/package.json', data: JSON.stringify({ name: '', version: '1.0.0' }) },
+      { name: 'app/node_modules/broken/package.json', data: '{not json' },
+      { name: 'app/node_modules/fine/package.json', data: JSON.stringify({ name: 'fine', version: '2.0.0' }) },
+    ]);
+    const inventory = await inventoryLayers(memoryLayers([gzip(layer)]), { digest: 'sha256:t' });
+    assert.deepEqual(inventory.packages.map((p) => p.purl), ['pkg:npm/fine@2.0.0']);
+    assert.equal(inventory.warnings.length, 2);
+    assert.match(inventory.warnings.join('\n'), /broken\/package\.json could not be read/);
+    assert.match(inventory.warnings.join('\n'), /empty\/package\.json: package "" skipped/);
+  });
+
   it('fails on a layer that is not an archive', async () => {
     await assert.rejects(inventoryLayers(memoryLayers([gzip(Buffer.from('not a tar archive at all'.repeat(100)))]), { digest: 'sha256:t' }), (e: Error) => e instanceof ScanError && /cannot be read/.test(e.message));
   });

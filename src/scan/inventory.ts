@@ -90,7 +90,14 @@ export async function inventoryLayers(layers: readonly LayerBlob[], target: Scan
     if (file.kind !== 'findings') continue;
     warnings.push(...(file.findings.warnings ?? []));
     for (const raw of file.findings.packages ?? []) {
-      const pkg = withPurl(raw, os);
+      let pkg: InstalledPackage;
+      try {
+        pkg = withPurl(raw, os);
+      } catch (error) {
+        // A name no purl can carry (a hostile or broken package database): listed as a warning.
+        warnings.push(`${raw.location}: package ${JSON.stringify(raw.name).slice(0, 200)} skipped: ${error instanceof Error ? error.message : String(error)}`);
+        continue;
+      }
       // The same package found twice (a lock file and node_modules) is listed once.
       if (seen.has(pkg.purl)) continue;
       seen.add(pkg.purl);

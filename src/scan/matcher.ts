@@ -197,9 +197,9 @@ export function matchInventory(inventory: ImageInventory, db: VulnerabilityDatab
     }
   }
   findings.sort((a, b) => severityRank(b.severity) - severityRank(a.severity) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) || (a.package.name < b.package.name ? -1 : 1));
-  const status = db.status();
-  const database: VulnerabilityReport['database'] = { generation: status.generation };
-  if (status.updatedAt) database.updatedAt = new Date(status.updatedAt).toISOString();
+  const version = db.version();
+  const database: VulnerabilityReport['database'] = { generation: version.generation };
+  if (version.updatedAt) database.updatedAt = new Date(version.updatedAt).toISOString();
   return buildReport(inventory, findings, { scannerVersion: options.scannerVersion, database, source: 'wharf' });
 }
 

@@ -114,6 +114,12 @@ export class VulnerabilityDatabase {
     return row ? Number(row.value) : 0;
   }
 
+  /** The generation and when it was made, cheaply (a report names them). */
+  version(): { generation: number; updatedAt?: number } {
+    const updated = this.db.prepare("SELECT value FROM state WHERE key = 'updated_at'").pluck().get() as string | undefined;
+    return { generation: this.generation, ...(updated ? { updatedAt: Number(updated) } : {}) };
+  }
+
   status(): DatabaseStatus {
     const ecosystems = this.db
       .prepare(
