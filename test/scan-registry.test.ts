@@ -243,3 +243,26 @@ describe('scanning inside the registry', () => {
     assert.deepEqual(archs, ['pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.18.4', 'pkg:apk/alpine/musl@1.2.4-r2?arch=aarch64&distro=alpine-3.18.4']);
   });
 });
+
+describe('scanning configuration', () => {
+  it('is on by default, off with REGISTRY_SECURITY_SCANNING_ENABLED=false, with the database under the root', async () => {
+    const { loadConfig } = await import('../src/config/config.js');
+    const on = loadConfig({ env: {}, flags: { data: '/srv/wharf' } }).config.security;
+    assert.deepEqual(on.scanning, { enabled: true, onPush: true, databasePath: '/srv/wharf/vulndb.sqlite', rescan: true });
+    const off = loadConfig({ env: { REGISTRY_SECURITY_SCANNING_ENABLED: 'false' }, flags: { data: '/srv/wharf' } }).config.security;
+    assert.equal(off.scanning.enabled, false);
+  });
+
+  it('refuses to start with a policy or scanner it cannot read, naming the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wharf-scan-config-'));
+    try {
+      const config = join(dir, 'config.yml');
+      writeFileSync(config, 'version: 0.1\nsecurity:\n  vulnerabilities:\n    policies:\n      - {repository: "prod/*", severity: severe}\n');
+      await assert.rejects(startWharf({ args: [config], dataDir: join(dir, 'data') }), /cannot start the registry: security\.vulnerabilities\.policies\[0\]\.severity: \\"severe\\" is not one of low, medium, high, critical/);
+      writeFileSync(config, 'version: 0.1\nsecurity:\n  scanners:\n    - {name: trivy, url: "ftp://x"}\n');
+      await assert.rejects(startWharf({ args: [config], dataDir: join(dir, 'data') }), /security\.scanners\[0\]\.url: an http\(s\) URL is required/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
