@@ -210,6 +210,9 @@ export async function scanWorkloads(ctx: BenchContext, root: string): Promise<vo
         }
       }
     }
+  } catch (error) {
+    for (const server of [off, on]) log(`${server === on ? 'scanning' : 'non-scanning'} wharf output (tail):\n${server.output().slice(-4000)}`);
+    throw error;
   } finally {
     await off.stop();
     await on.stop();

@@ -63,6 +63,11 @@ export class ScanService implements ScanAdmin {
     return this.scan(repository, record.digest, options);
   }
 
+  /** Whether the manifest was scanned already (successfully or not). */
+  scanned(repository: string, digest: string): boolean {
+    return this.index.get(repository, digest) !== undefined;
+  }
+
   list(options: { repository?: string; limit: number }): ScanRecord[] {
     return this.index.list(options);
   }

@@ -66,6 +66,8 @@ export function scanJobHandlers(metadata: MetadataStore, scans: ScanService, con
   const handlers: Record<string, JobHandler> = {
     [SCAN_IMAGE_JOB]: async ({ job, signal }) => {
       const { repository, digest } = job.payload as { repository: string; digest: string };
+      // Pushed again (another tag, the same bytes): its scan stands; rescans follow the database.
+      if (scans.scanned(repository, digest)) return;
       try {
         await scans.scan(repository, digest, { signal });
       } catch (error) {
