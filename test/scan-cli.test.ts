@@ -34,6 +34,15 @@ describe('wharf scan and wharf vulndb (client-side, against Distribution)', () =
     assert.deepEqual(report.vulnerabilities, []);
   });
 
+  it('reads images from an OCI layout too, and --sbom needs no database', async () => {
+    const result = await user.ok(['scan', `oci:${join(user.home, 'layout')}:app`, '--sbom', '--format', 'cyclonedx']);
+    assert.equal(result.stderr, '');
+    const bom = JSON.parse(result.stdout) as { specVersion: string; components: Array<{ purl?: string }>; vulnerabilities?: unknown[] };
+    assert.equal(bom.specVersion, '1.5');
+    assert.deepEqual(bom.components.map((c) => c.purl).filter(Boolean).length, 3);
+    assert.deepEqual(bom.vulnerabilities, []);
+  });
+
   it('imports OSV data into the client database and tells its age per ecosystem', async () => {
     const imported = await user.ok(['vulndb', 'import', writeOsvDirectory(join(user.home, 'osv'))]);
     assert.match(imported.stdout, /10 added, 0 updated, 0 withdrawn, 0 unchanged \(generation 1/);
