@@ -15,6 +15,7 @@ import { pushSmallImage, smallImage } from './registry-ops.js';
 import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
+import { renderScan, scanWorkloads, type ScanResult } from './scan.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import { searchWorkloads } from './search.js';
 import {
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
     if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'search')) await searchWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'scan')) await scanWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);
@@ -158,6 +160,7 @@ async function main(): Promise<void> {
     ...(details.operations
       ? ['Cost of metrics and rate limits (three fresh Wharf servers, one setting apart; medians, (min–max), ratio to off):', '', renderOperations(details.operations as OperationsResult[]), '']
       : []),
+    ...(details.scan ? ['Scanning (Wharf only; fresh servers with scanning off and on):', '', renderScan(details.scan as ScanResult), ''] : []),
     `Results: ${file}`,
   ];
   process.stdout.write(`${out.join('\n')}\n`);

@@ -181,7 +181,8 @@ export async function startWharf(
 ): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'wharf-bench-'));
   const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...process.env, REGISTRY_LOG_ACCESSLOG_DISABLED: 'true', REGISTRY_LOG_LEVEL: 'warn', ...options.env };
+  // Scanning is off unless a workload asks (the scan group): Distribution does not scan.
+  const env: NodeJS.ProcessEnv = { ...process.env, REGISTRY_LOG_ACCESSLOG_DISABLED: 'true', REGISTRY_LOG_LEVEL: 'warn', REGISTRY_SECURITY_SCANNING_ENABLED: 'false', ...options.env };
   if (options.workers !== undefined) env.REGISTRY_SERVER_WORKERS = String(options.workers);
   const args = [...(options.nodeArgs ?? []), join(root, 'dist/cli/main.js'), 'serve', ...(options.configFile ? [options.configFile] : []), '--addr', `127.0.0.1:${port}`, '--data', join(dir, 'data'), '--delete'];
   const { server, ready } = launch('wharf', process.execPath, args, env, dir, port, '/v2/');

@@ -19,14 +19,15 @@ const ALLOWED: Record<string, string[]> = {
   proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
   gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   jobs: ['oci', 'errors', 'metadata'],
+  scan: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   events: ['oci', 'errors', 'metadata', 'registry'],
   migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   config: ['log', 'oci'],
-  http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
+  http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events', 'scan'],
   // The web UI: pages over the registry services, behind the same access control; no HTTP layer of its own.
   ui: ['oci', 'errors', 'metadata', 'registry', 'auth', 'log'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'ui'],
-  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'ui', 'scan'],
+  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate', 'scan'],
 };
 
 function files(dir: string): string[] {

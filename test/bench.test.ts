@@ -18,6 +18,7 @@ interface Report {
   limits: Array<{ label: string; summary: Summary }>;
   figures: Array<{ id: string; wharf?: Summary; distribution?: Summary; ratio?: number }>;
   soak: Array<{ server: string; requests: number; processes: Array<{ role: string; rssEndMiB: number; cpuShare: number }>; series: unknown[] }>;
+  scan: { packages: number; inventoryAndMatchMs: Summary; pushOffSeconds: Summary; pushOnSeconds: Summary; sbomAfterSeconds: Summary };
 }
 
 /** Runs the bench at tiny sizes; resolves with its exit code and output. */
@@ -119,6 +120,9 @@ test('the bench runs every workload against both servers and writes a results JS
       assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
       assert.equal(figure.distribution, undefined, `${id} is measured on Wharf only`);
     }
+    // Scanning: the 500-package image was inventoried and matched; the push was timed both ways.
+    assert.equal(report.scan.packages, 500);
+    for (const key of ['inventoryAndMatchMs', 'pushOffSeconds', 'pushOnSeconds', 'sbomAfterSeconds'] as const) assert.ok(report.scan[key].median > 0, `scan.${key}`);
     // The machine's own limits come from the same run.
     assert.ok(report.limits.some((l) => /openssl/.test(l.label) && l.summary.median > 0));
     assert.ok(report.limits.some((l) => /nginx, same-size file/.test(l.label) && l.summary.median > 0));

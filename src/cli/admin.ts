@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatByteSize } from '../oci/byte-size.js';
 import { AdminClient, addAdminFlags, run, stdinReader, type AdminFlags } from './admin-client.js';
+import { registerAdminScans } from './admin-scans.js';
 import { renderTable } from './output.js';
 
 interface JsonFlags extends AdminFlags {
@@ -35,6 +36,7 @@ const describeQuota = (q: Quota) =>
 export function registerAdmin(program: Command): void {
   const admin = program.command('admin').description('registry administration through the admin API: quotas, usage and notification events');
   registerEvents(admin);
+  registerAdminScans(admin);
   const quota = admin.command('quota').description('storage quotas per repository or namespace (a prefix ending in /)');
 
   addAdminFlags(

@@ -9,8 +9,10 @@ import { registerGarbageCollect } from './garbage-collect.js';
 import { registerMigrate } from './migrate.js';
 import { registerPolicy } from './policy.js';
 import { registerRobot } from './robot.js';
+import { registerScan } from './scan.js';
 import { registerServe } from './serve.js';
 import { registerUser } from './user.js';
+import { registerVulnDb } from './vulndb.js';
 import { WHARF_VERSION } from '../version.js';
 
 // A reader that went away (`wharf tags x | head -1`) is the end of the output, not an error:
@@ -48,6 +50,8 @@ registerRobot(program);
 registerPolicy(program);
 registerAdmin(program);
 registerClientCommands(program);
+registerScan(program);
+registerVulnDb(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -74,6 +74,13 @@ export interface WharfConfig {
   search: { official: string[] };
   /** `ui.enabled`, `ui.path`: the web UI (docs/web-ui.md). */
   ui: { enabled: boolean; path: string };
+  /**
+   * `security`: image scanning (docs/scanning.md). `scanning.enabled` attaches an SBOM to each
+   * pushed image and matches it (`onPush`); `databasePath` is the offline OSV database; `rescan`
+   * rescans the images a database import affects. `policies` and `scanners` are the raw lists
+   * (src/scan/scan-config.ts reads them when the server starts).
+   */
+  security: { scanning: { enabled: boolean; onPush: boolean; databasePath: string; rescan: boolean }; policies: unknown; scanners: unknown };
 }
 
 /** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
@@ -550,6 +557,16 @@ function build(raw: Raw): WharfConfig {
     },
     search: { official: value(raw, 'search.official', ['library/']) },
     ui: { enabled: value(raw, 'ui.enabled', true), path: uiPath(value(raw, 'ui.path', '/')) },
+    security: {
+      scanning: {
+        enabled: value(raw, 'security.scanning.enabled', true),
+        onPush: value(raw, 'security.scanning.onpush', true),
+        databasePath: resolve(rootDirectory, value(raw, 'security.scanning.database', 'vulndb.sqlite')),
+        rescan: value(raw, 'security.scanning.rescan', true),
+      },
+      policies: value(raw, 'security.vulnerabilities.policies', []),
+      scanners: value(raw, 'security.scanners', []),
+    },
   };
 }
 

@@ -175,6 +175,15 @@ export const SCHEMA = {
     endpoints: { kind: 'yaml' },
     events: { includereferences: bool },
   },
+  /**
+   * Wharf's own: image scanning (docs/scanning.md). SBOMs and vulnerability reports are attached as
+   * referrers; `vulnerabilities.policies` and `scanners` are lists checked by src/scan/scan-config.ts.
+   */
+  security: {
+    scanning: { enabled: bool, onpush: bool, database: str, rescan: bool },
+    vulnerabilities: { policies: { kind: 'yaml' } },
+    scanners: { kind: 'yaml' },
+  },
   validation: ignored('manifests are always validated'),
   compatibility: ignored('schema 1 manifests are not accepted, so its signing key is unused'),
   loglevel: ignored('use log.level'),

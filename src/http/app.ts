@@ -18,6 +18,7 @@ import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } fr
 import { getTagHistory, restoreTag } from './handlers/tags.js';
 import { getRepositoryProfile, pingV1, putReadme, putStar, search } from './handlers/search.js';
 import { matchRoute, type Route } from './router.js';
+import type { ScanAdmin } from '../scan/scan-service.js';
 
 export interface AppOptions {
   log: Logger;
@@ -53,6 +54,8 @@ export interface AppOptions {
    * asking (`exchange.context.actor`), such as limits per user. Each throws to refuse.
    */
   admitted?: Admission[];
+  /** Image scanning (SBOMs, vulnerability reports) for the admin API; absent when scanning is off. */
+  scans?: ScanAdmin;
 }
 
 const WRITE_METHODS = new Set(['PUT', 'POST', 'PATCH', 'DELETE']);
@@ -105,6 +108,8 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   'admin.events': { GET: admin.listEvents },
   'admin.events.endpoint': { GET: admin.listEvents },
   'admin.events.replay': { POST: admin.replayEvents },
+  'admin.scans': { GET: admin.listScans, POST: admin.scanNow },
+  'admin.scans.report': { GET: admin.scanReport },
 };
 
 /** Routes whose handlers stream request bodies and want to know when the client leaves. */
@@ -161,7 +166,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
   ];
   const admitted = options.admitted ?? [];
   const observers = options.observers ?? [];
-  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}) };
+  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}), ...(options.scans ? { scans: options.scans } : {}) };
   return (req: IncomingMessage, res: ServerResponse) => {
     const trace: RequestTrace = { id: randomUUID() };
     if (options.accessLog) {
@@ -194,7 +199,7 @@ async function dispatch(
   req: IncomingMessage,
   res: ServerResponse,
   registry: RegistryServices,
-  extras: { auth?: Auth; health?: HealthProbes },
+  extras: { auth?: Auth; health?: HealthProbes; scans?: ScanAdmin },
   middleware: Middleware[],
   admitted: Admission[],
   observers: ReadonlyArray<(exchange: Exchange) => void>,

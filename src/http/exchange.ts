@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Auth } from '../auth/setup.js';
 import type { RegistryServices } from '../registry/services.js';
 import type { RequestContext } from '../registry/context.js';
+import type { ScanAdmin } from '../scan/scan-service.js';
 import type { HealthProbes } from './handlers/health.js';
 import type { Route } from './router.js';
 
@@ -18,6 +19,8 @@ export interface Exchange<R extends Route = Route> {
   auth?: Auth;
   /** The serving process's readiness checks (the /readyz handler uses them). */
   health?: HealthProbes;
+  /** Image scanning, when on (the admin scan handlers use it). */
+  scans?: ScanAdmin;
 }
 
 export type Handler<R extends Route = Route> = (exchange: Exchange<R>) => Promise<void>;

@@ -48,7 +48,9 @@ export type AdminRoute =
   | { kind: 'admin.history.restore' }
   | { kind: 'admin.events' }
   | { kind: 'admin.events.endpoint'; subject: string }
-  | { kind: 'admin.events.replay'; subject: string };
+  | { kind: 'admin.events.replay'; subject: string }
+  | { kind: 'admin.scans' }
+  | { kind: 'admin.scans.report' };
 
 /** Probes for load balancers and Kubernetes: `healthz` (the process answers), `readyz` (it can serve). */
 export type HealthRoute = { kind: 'healthz' } | { kind: 'readyz' };
@@ -151,6 +153,9 @@ function matchAdminRoute(rest: string): AdminRoute | undefined {
       if (second === undefined) return { kind: 'admin.events' };
       if (third === undefined) return { kind: 'admin.events.endpoint', subject: second };
       return third === 'replay' ? { kind: 'admin.events.replay', subject: second } : undefined;
+    case 'scans':
+      if (second === undefined) return { kind: 'admin.scans' };
+      return second === 'report' && third === undefined ? { kind: 'admin.scans.report' } : undefined;
     default:
       return undefined;
   }

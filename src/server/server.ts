@@ -24,6 +24,7 @@ import { PostgresAccountStore } from '../metadata/postgres/postgres-account-stor
 import { PostgresMetadataStore } from '../metadata/postgres/postgres-metadata-store.js';
 import { parseConfigQuotas } from '../registry/quota-rules.js';
 import { Registry } from '../registry/registry.js';
+import type { RegistryServices } from '../registry/services.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
@@ -32,6 +33,7 @@ import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { FreeSpaceWatch, StorageDriverCheck, readinessProbes } from './health.js';
+import { checkScanConfig, createScanService, openScanning, ScanConfigError, scanJobHandlers, scheduleScanJobs, withScanPolicies, type ScanWiring } from './scanning.js';
 import { ServerMetrics, aggregate, registerInventory, registerNotificationQueue, type MetricsSnapshot } from './metrics.js';
 import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
@@ -167,9 +169,17 @@ export function openStorageDriver(config: WharfConfig): StorageDriver {
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config), events: NotificationWiring = {}): Registry {
+export function createRegistry(
+  config: WharfConfig,
+  audit: AuditSink = NO_AUDIT,
+  stores: Stores = openStores(config),
+  events: NotificationWiring = {},
+  scanning?: ScanWiring,
+): Registry {
   const { metadata, store } = stores;
   const { notifier, recorder } = events;
+  // Pull policies judge first, so that a refused pull is not recorded as one.
+  const judged = (local: RegistryServices) => withScanPolicies(local, scanning);
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     historyRetentionMs: config.history.retentionMs,
@@ -178,7 +188,11 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
     officialPrefixes: config.search.official,
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
-    ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
+    ...(recorder
+      ? { wrap: (local) => recordingServices(judged(local), recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) }
+      : scanning
+        ? { wrap: judged }
+        : {}),
   });
 }
 
@@ -311,7 +325,9 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     throw error;
   }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
-  const registry = createRegistry(config, audit, stores, events);
+  const scanning = storageFull ? undefined : openScanning(config);
+  const registry = createRegistry(config, audit, stores, events, scanning);
+  const scans = scanning ? createScanService(registry, config, scanning, log) : undefined;
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -319,10 +335,12 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     } catch (error) {
       await registry.close();
       await audit.close();
+      scanning?.index.close();
       throw error;
     }
   }
-  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics, events.recorder);
+  const scanHandlers = scans ? scanJobHandlers(registry.metadata, scans, config) : {};
+  const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics, events.recorder, scanHandlers);
   const room = new FreeSpaceWatch(config.storage.rootDirectory, {
     minimumBytes: config.storage.freeSpace.minimumBytes,
     intervalMs: config.storage.freeSpace.intervalMs,
@@ -345,6 +363,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       await accounts.close();
       await registry.close();
       await audit.close();
+      scanning?.index.close();
       throw error;
     }
   }
@@ -359,6 +378,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
     ...(auth ? { auth } : {}),
+    ...(scans ? { scans } : {}),
   });
   const listener = config.ui.enabled ? withUi(app, registry, config, auth, log, { readOnly: storageFull || config.storage.readOnly }) : app;
   const serverOptions = {
@@ -410,6 +430,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       await accounts?.close();
       await registry.close();
       await audit.close();
+      scanning?.index.close();
     },
   };
 }
@@ -462,6 +483,11 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   }
   const configQuotas = parseConfigQuotas(config.quotas);
   const configRetention = parseConfigRetentionPolicies(config.retention.policies);
+  try {
+    checkScanConfig(config);
+  } catch (error) {
+    throw error instanceof ScanConfigError ? new StartupError(error.message) : error;
+  }
   // The rate limits' buckets live here, for this process and every worker.
   const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.
@@ -494,7 +520,10 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   const target = { port: config.http.port, host: config.http.host };
   // A full disk leaves the database to this process alone (see openStoresForServing).
   const workers = stack.storageFull ? 1 : workerCount(config);
-  if (!stack.storageFull && !config.storage.readOnly) await scheduleRecurringJobs(stack.registry, config);
+  if (!stack.storageFull && !config.storage.readOnly) {
+    await scheduleRecurringJobs(stack.registry, config);
+    await scheduleScanJobs(stack.registry.metadata, config);
+  }
   if (workers === 1) {
     // Over TLS, connections come through `accept`, which answers plain HTTP as Go's server does.
     const listener = stack.tls ? createNetServer((socket) => serving.accept(socket)) : stack.server;
@@ -799,9 +828,16 @@ const FIRST_PURGE_DELAY_MS = 60_000;
  * This process's runner of background jobs. Every serving process runs one; the job queue's
  * leases make sure that each run of a job happens in exactly one of them (or one replica).
  */
-function startJobs(registry: Registry, config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined, recorder: PullRecorder | undefined): JobRunner {
+function startJobs(
+  registry: Registry,
+  config: WharfConfig,
+  log: Logger,
+  metrics: ServerMetrics | undefined,
+  recorder: PullRecorder | undefined,
+  extraHandlers: Record<string, JobHandler> = {},
+): JobRunner {
   const purging = config.storage.uploadPurging;
-  const handlers: Record<string, JobHandler> = {};
+  const handlers: Record<string, JobHandler> = { ...extraHandlers };
   if (purging.enabled) {
     handlers[UPLOAD_PURGE_JOB] = async () => {
       const purged = await registry.localUploads.purgeStale(Date.now() - purging.ageMs, { dryRun: purging.dryRun });

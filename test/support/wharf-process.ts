@@ -37,6 +37,11 @@ export interface WharfOptions {
   noFlags?: boolean;
   /** The server was configured for HTTPS: `url` says https. */
   tls?: boolean;
+  /**
+   * Image scanning on push (on by default in the product). Off unless asked, so that other tests'
+   * repositories hold only what they pushed (no SBOM or report referrers).
+   */
+  scanning?: boolean;
 }
 
 /** Starts `wharf serve` as a child process and resolves when it is listening. */
@@ -46,7 +51,7 @@ export async function startWharf(options: WharfOptions = {}): Promise<WharfProce
   const args = [WHARF_BIN, 'serve', ...(options.args ?? [])];
   if (!options.noFlags) args.push('--addr', options.addr ?? '127.0.0.1:0', '--data', dataDir);
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, REGISTRY_SECURITY_SCANNING_ENABLED: options.scanning ? 'true' : 'false', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -237,3 +237,40 @@ export const replayEvents: AdminHandler<'admin.events.replay'> = async (ex) => {
   const replayed = await ex.registry.operations.replayNotifications(ex.route.subject, ids as number[] | undefined);
   sendJson(ex, 200, { endpoint: ex.route.subject, replayed });
 };
+
+/** Scanning, when on; NOT_FOUND otherwise (the endpoints do not exist then). */
+function scansOf(ex: Exchange): NonNullable<Exchange['scans']> {
+  adminOf(ex);
+  if (!ex.scans) throw new RegistryError('NOT_FOUND', { message: 'image scanning is off (security.scanning.enabled)' });
+  return ex.scans;
+}
+
+/** `GET /admin/v1/scans?repository=R&n=100`: the last scan of each image, newest first. */
+export const listScans: AdminHandler<'admin.scans'> = async (ex) => {
+  const scans = scansOf(ex);
+  const limit = Number(ex.query.get('n') ?? 100);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new RegistryError('PAGINATION_NUMBER_INVALID', { detail: { n: ex.query.get('n') } });
+  const repository = ex.query.get('repository');
+  sendJson(ex, 200, { scans: scans.list({ limit, ...(repository !== null ? { repository } : {}) }) });
+};
+
+/** `POST /admin/v1/scans` with `{"repository": "team/app", "reference": "v1"}`: scans now and answers with the outcome. */
+export const scanNow: AdminHandler<'admin.scans'> = async (ex) => {
+  const scans = scansOf(ex);
+  const body = (await readJsonBody(ex.req)) as { repository?: unknown; reference?: unknown } | null;
+  if (!body || typeof body.repository !== 'string' || typeof body.reference !== 'string') {
+    throw new RegistryError('INVALID_REQUEST', { message: 'expected {"repository": "...", "reference": "tag or digest"}' });
+  }
+  sendJson(ex, 200, { scans: await scans.scanNow(body.repository, body.reference) });
+};
+
+/** `GET /admin/v1/scans/report?repository=R&digest=D`: the image's vulnerability report. */
+export const scanReport: AdminHandler<'admin.scans.report'> = async (ex) => {
+  const scans = scansOf(ex);
+  const repository = ex.query.get('repository');
+  const digest = ex.query.get('digest');
+  if (!repository || !digest) throw new RegistryError('PARAMETER_INVALID', { message: 'repository and digest are required', detail: { repository, digest } });
+  const report = await scans.report(repository, digest);
+  if (!report) throw new RegistryError('NOT_FOUND', { message: 'no vulnerability report for this image yet', detail: { repository, digest } });
+  sendJson(ex, 200, report);
+};
