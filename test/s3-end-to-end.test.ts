@@ -9,7 +9,7 @@ import { raw } from './support/http.js';
 import { blob, configBlob, imageManifest, OCI_MANIFEST } from './support/oci-fixtures.js';
 import { seededBytes, writeTestLayout, type TestLayout } from './support/oci-layout.js';
 import { startS3Server, type S3Server } from './support/rgw-server.js';
-import { ok, requireTool } from './support/tools.js';
+import { ok, requireTool, run } from './support/tools.js';
 import { startWharf, WHARF_BIN, type WharfProcess } from './support/wharf-process.js';
 
 /**
@@ -181,6 +181,22 @@ describe('Wharf on S3 with redirects (registry:2 default)', () => {
     // The first process comes back over the same bucket and metadata and serves it too.
     first = await startWharf({ args: [redirectingConfig], dataDir: sharedData });
     assert.equal((await raw(first.url, 'HEAD', `/v2/s3/chunked/blobs/${digest}`)).status, 200);
+  });
+});
+
+describe('Wharf on S3: health and start', () => {
+  it('/readyz checks the bucket', async () => {
+    const res = await raw(second.url, 'GET', '/readyz');
+    assert.equal(res.status, 200);
+    assert.equal(res.json().checks.storage, 'ok');
+  });
+
+  it('a bucket that does not exist stops the start with one line naming it', async () => {
+    const config = s3Config('missing-bucket', 'x');
+    writeFileSync(config, readFileSync(config, 'utf8').replace(`bucket: ${bucket}`, 'bucket: no-such-bucket'));
+    const result = await run(process.execPath, [WHARF_BIN, 'serve', config, '--addr', '127.0.0.1:0', '--data', join(work, 'missing-bucket-data')], { env, timeoutMs: 30_000 });
+    assert.notEqual(result.code, 0);
+    assert.match(result.stdout + result.stderr, /storage\.s3: cannot list bucket no-such-bucket at http:\/\/127\.0\.0\.1:\d+: the bucket does not exist/);
   });
 });
 
