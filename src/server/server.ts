@@ -24,7 +24,7 @@ import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite, probeWrite } from '../storage/filesystem-driver.js';
-import { S3Driver } from '../storage/s3-driver.js';
+import { DeferredDriver } from '../storage/deferred-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
@@ -111,8 +111,10 @@ function openStorageDriver(config: WharfConfig): StorageDriver {
   switch (config.storage.driver) {
     case 'filesystem':
       return new FilesystemDriver(config.storage.rootDirectory);
-    case 's3':
-      return new S3Driver(config.storage.s3!);
+    case 's3': {
+      const options = config.storage.s3!;
+      return new DeferredDriver('s3', async () => new (await import('../storage/s3-driver.js')).S3Driver(options));
+    }
   }
 }
 
@@ -121,7 +123,7 @@ const REDIRECT_EXPIRY_SECONDS = 20 * 60;
 
 /** How the storage is checked for /readyz and /debug/health: a file written under the root, or a listing of the bucket. */
 function storageProbe(config: WharfConfig, driver: StorageDriver): () => Promise<void> {
-  if (driver instanceof S3Driver) return () => driver.probe();
+  if (driver.probe) return () => driver.probe!();
   return () => probeWrite(config.storage.rootDirectory);
 }
 
@@ -556,7 +558,7 @@ async function startDebugServer(config: WharfConfig, stack: ServingStack, worker
 /** With S3, a bucket that is missing or refuses the credentials stops the start with one line, not every push later. */
 async function checkObjectStore(stack: ServingStack, config: WharfConfig): Promise<void> {
   const driver = stack.registry.store.driver;
-  if (!(driver instanceof S3Driver) || !config.storage.s3) return;
+  if (!driver.probe || !config.storage.s3) return;
   const { bucket, endpoint } = config.storage.s3;
   try {
     await driver.probe();
