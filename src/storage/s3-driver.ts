@@ -324,6 +324,10 @@ function clientConfig(options: S3DriverOptions): S3ClientConfig {
     requestHandler: {
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent({ ...agentOptions, rejectUnauthorized: !options.skipVerify }),
+      // A store that stops answering fails the request (and the client's) instead of holding it
+      // forever; the idle limit is generous because a large server-side copy answers only when done.
+      connectionTimeout: 10_000,
+      requestTimeout: 5 * 60_000,
     },
   };
 }
