@@ -12,6 +12,7 @@ packages=(
   postgresql                                # PostgreSQL 15 (Debian 12): tests start throwaway clusters with initdb
   chromium fonts-dejavu-core                # the web UI tests drive Debian's browser (playwright-core)
   zstd rpm golang-go                        # image scanning: zstd layers, an rpmdb.sqlite, a Go binary
+  ceph radosgw                              # a real S3 endpoint (scripts/start-rgw.sh)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

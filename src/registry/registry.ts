@@ -36,6 +36,8 @@ export interface RegistryOptions {
   notifications?: NotificationAdmin;
   /** Repositories under these prefixes are flagged official in search (`search.official`); default `library/`. */
   officialPrefixes?: readonly string[];
+  /** Blob GETs redirect to storage URLs valid this long (`storage.redirect.disable: false`); absent: served through. */
+  blobRedirect?: { expiresInSeconds: number };
 }
 
 /**
@@ -72,7 +74,11 @@ export class Registry implements RegistryServices {
     this.pulls = options.recordPulls === false ? undefined : new PullTimes(metadata, options.pullFlushMs !== undefined ? { flushMs: options.pullFlushMs } : {});
     const retention = this.localRetention;
     const local: RegistryServices = {
-      blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),
+      blobs: new BlobService(metadata, store, {
+        deleteEnabled: options.deleteEnabled,
+        ...(emit ? { emit } : {}),
+        ...(options.blobRedirect ? { redirect: options.blobRedirect } : {}),
+      }),
       uploads: this.localUploads,
       manifests: new ManifestService(metadata, {
         deleteEnabled: options.deleteEnabled,

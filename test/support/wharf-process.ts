@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI that users run; tests drive the same binary. */
@@ -44,6 +44,25 @@ export interface WharfOptions {
   scanning?: boolean;
 }
 
+/**
+ * With WHARF_TEST_S3_ENDPOINT (and _ACCESS_KEY, _SECRET_KEY, _BUCKET) set, as scripts/test-on-s3.sh
+ * sets them, every server keeps its blobs in that bucket, under a root directory of its own.
+ */
+function s3Environment(dataDir: string): Record<string, string> {
+  const endpoint = process.env.WHARF_TEST_S3_ENDPOINT;
+  if (!endpoint) return {};
+  return {
+    REGISTRY_STORAGE_S3_REGIONENDPOINT: endpoint,
+    REGISTRY_STORAGE_S3_FORCEPATHSTYLE: 'true',
+    REGISTRY_STORAGE_S3_ACCESSKEY: process.env.WHARF_TEST_S3_ACCESS_KEY ?? '',
+    REGISTRY_STORAGE_S3_SECRETKEY: process.env.WHARF_TEST_S3_SECRET_KEY ?? '',
+    REGISTRY_STORAGE_S3_BUCKET: process.env.WHARF_TEST_S3_BUCKET ?? '',
+    REGISTRY_STORAGE_S3_ROOTDIRECTORY: basename(dataDir),
+    // The tests read blobs with plain requests and expect their bytes; WHARF_TEST_S3_REDIRECT=true tests the redirects instead.
+    REGISTRY_STORAGE_REDIRECT_DISABLE: process.env.WHARF_TEST_S3_REDIRECT === 'true' ? 'false' : 'true',
+  };
+}
+
 /** Starts `wharf serve` as a child process and resolves when it is listening. */
 export async function startWharf(options: WharfOptions = {}): Promise<WharfProcess> {
   const ownData = options.dataDir === undefined;
@@ -51,7 +70,7 @@ export async function startWharf(options: WharfOptions = {}): Promise<WharfProce
   const args = [WHARF_BIN, 'serve', ...(options.args ?? [])];
   if (!options.noFlags) args.push('--addr', options.addr ?? '127.0.0.1:0', '--data', dataDir);
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, REGISTRY_SECURITY_SCANNING_ENABLED: options.scanning ? 'true' : 'false', ...options.env },
+    env: { ...process.env, REGISTRY_SECURITY_SCANNING_ENABLED: options.scanning ? 'true' : 'false', ...s3Environment(dataDir), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
