@@ -43,6 +43,12 @@ export class DeferredDriver implements StorageDriver {
     return (await this.loaded).delete(path);
   }
 
+  async deleteMany(paths: readonly string[]): Promise<void> {
+    const driver = await this.loaded;
+    if (driver.deleteMany) return driver.deleteMany(paths);
+    for (const path of paths) await driver.delete(path);
+  }
+
   async list(path: string): Promise<string[]> {
     return (await this.loaded).list(path);
   }

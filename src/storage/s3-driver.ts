@@ -258,6 +258,22 @@ export class S3Driver implements StorageDriver {
     if (batch.length > 0) await send();
   }
 
+  /** Files only, a thousand keys per DeleteObjects request, a few requests at once. */
+  async deleteMany(paths: readonly string[]): Promise<void> {
+    const batches: string[][] = [];
+    for (let at = 0; at < paths.length; at += DELETE_BATCH) batches.push(paths.slice(at, at + DELETE_BATCH).map((path) => this.key(path)));
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < batches.length) {
+        const keys = batches[next++]!;
+        const result = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true } }));
+        const failed = (result.Errors ?? []).filter((error) => error.Code !== 'NoSuchKey');
+        if (failed.length > 0) throw new Error(`S3 could not delete ${failed.length} of ${keys.length} objects: ${failed[0]!.Code ?? ''} ${failed[0]!.Message ?? ''}`);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, batches.length) }, lane));
+  }
+
   async list(path: string): Promise<string[]> {
     const prefix = this.directoryPrefix(path);
     const names: string[] = [];
