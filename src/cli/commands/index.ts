@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerCopy } from './copy.js';
+import { registerGenerateKeyPair } from './generate-key-pair.js';
 import { registerHistory } from './history.js';
 import { registerImages } from './images.js';
 import { registerInspect } from './inspect.js';
@@ -10,7 +11,9 @@ import { registerPull } from './pull.js';
 import { registerPush } from './push.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerSearch } from './search.js';
+import { registerSign } from './sign.js';
 import { registerTag } from './tag.js';
+import { registerVerify } from './verify.js';
 import { registerVersion } from './version.js';
 
 /** Every client command, in the order `wharf --help` lists them. */
@@ -27,6 +30,9 @@ export function registerClientCommands(program: Command): void {
   registerImages(program);
   registerRegistryCommands(program);
   registerPin(program);
+  registerGenerateKeyPair(program);
+  registerSign(program);
+  registerVerify(program);
   registerVersion(program);
   registerImageGroup(program);
 }
