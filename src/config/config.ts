@@ -67,6 +67,8 @@ export interface WharfConfig {
   quotas: unknown;
   /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
   notifications: NotificationsConfig;
+  /** Raw `security.signatures` list; src/registry/signature-policy.ts reads it (and its key files) when the server starts. */
+  security: { signatures: unknown };
 }
 
 export interface NotificationsConfig {
@@ -520,6 +522,7 @@ function build(raw: Raw): WharfConfig {
     ...buildAuth(raw, rootDirectory),
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
     quotas: value(raw, 'quotas', []),
+    security: { signatures: value(raw, 'security.signatures', []) },
     notifications: {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),
