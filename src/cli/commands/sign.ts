@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { signImage, type SignatureAttachment } from '../../client/index.js';
+import { isClientError, signImage, type ManifestHead, type SignatureAttachment } from '../../client/index.js';
 import { parseReference } from '../../oci/reference.js';
 import { withContext } from '../context.js';
 import { collect, parseAnnotations, signerFromFile } from '../signing-keys.js';
@@ -21,7 +21,18 @@ export function registerSign(program: Command): void {
         const signer = await signerFromFile(options.key);
         const client = context.client(ref.registry);
         const reference = ref.digest ?? ref.tag ?? 'latest';
-        const head = await client.headManifest(ref.repository, reference);
+        let head: ManifestHead | undefined;
+        try {
+          head = await client.headManifest(ref.repository, reference);
+        } catch (error) {
+          // A registry enforcing signatures will not show an unsigned manifest, even to its signer:
+          // the tag form needs only the digest, which the signer names.
+          if (!isClientError(error, 'denied') || !ref.digest || options.attach !== 'tag' || options.recursive) {
+            if (isClientError(error, 'denied')) throw new Error(`${error.message}\nhint: if the registry refuses unsigned images, sign by digest (IMAGE@sha256:…) without --recursive or --attach referrers`);
+            throw error;
+          }
+          head = { digest: ref.digest, mediaType: '', size: 0 };
+        }
         if (!head) throw new Error(`${image}: manifest unknown`);
         if (!ref.digest && !context.options.quiet) {
           process.stderr.write(`Signing ${ref.registry}/${ref.repository}@${head.digest} (what the tag ${reference} points at now)\n`);
