@@ -60,6 +60,15 @@ for (const [name, start, referrers] of [
       assert.match(again.stderr, /cosign\.key exists/);
     });
 
+    test('an encrypted key without COSIGN_PASSWORD and no terminal is refused with what to do', async () => {
+      const result = await user.run(['sign', '--key', join(work, 'cosign.key'), `${R}/prod/app:v1`]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /set COSIGN_PASSWORD/);
+      const wrong = await user.run(['sign', '--key', join(work, 'cosign.key'), `${R}/prod/app:v1`], { env: { COSIGN_PASSWORD: 'wrong' } });
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.stderr, /wrong password/);
+    });
+
     test('verify fails with "no signatures" before anything is signed', async () => {
       const result = await user.run(['verify', '--key', join(work, 'cosign.pub'), `${R}/prod/app:v1`]);
       assert.equal(result.code, 1);

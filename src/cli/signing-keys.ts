@@ -9,7 +9,8 @@ import { prompt } from './commands/login.js';
 export async function keyPassword(options: { confirm: boolean }): Promise<string> {
   const fromEnv = process.env.COSIGN_PASSWORD;
   if (fromEnv !== undefined) return fromEnv;
-  const first = await prompt(options.confirm ? 'Enter password for private key: ' : 'Enter password for private key: ', true);
+  if (!process.stdin.isTTY) throw new Error('the private key needs a password: set COSIGN_PASSWORD, or run on a terminal to be asked for it');
+  const first = await prompt('Enter password for private key: ', true);
   if (!options.confirm) return first;
   const again = await prompt('Enter password for private key again: ', true);
   if (first !== again) throw new Error('passwords do not match');
