@@ -144,6 +144,25 @@ describe('enforce', () => {
   test('repositories outside every policy are served as before', async () => {
     assert.equal((await manifestStatus('open/app/manifests/v1')).status, 200);
   });
+
+  test('tags/list?signed=true lists the tags whose image a trusted key signed, a page at a time', async () => {
+    const tags = async (path: string) => {
+      const res = await fetch(`${wharf.url}/v2/${path}`);
+      return { status: res.status, link: res.headers.get('link'), body: (await res.json()) as { tags?: string[] } };
+    };
+    assert.deepEqual((await tags('prod/app/tags/list?signed=true')).body.tags, ['signed']);
+    assert.deepEqual((await tags('prod/multi/tags/list?signed=true')).body.tags, ['v1']);
+    await user.ok(['copy', `oci:${images.dir}:small`, `${R}/prod/app:signed-too`]);
+    const first = await tags('prod/app/tags/list?signed=true&n=1');
+    assert.deepEqual(first.body.tags, ['signed']);
+    assert.match(first.link ?? '', /signed=true/);
+    assert.deepEqual((await tags('prod/app/tags/list?signed=true&n=1&last=signed')).body.tags, ['signed-too']);
+    // Outside every policy, "signed" means a signature is stored (the registry has no keys to check it).
+    assert.deepEqual((await tags('open/app/tags/list?signed=true')).body.tags, []);
+    await user.ok(['sign', '--key', join(work, 'other.key'), `${R}/open/app:v1`], { env: PASSWORD });
+    assert.deepEqual((await tags('open/app/tags/list?signed=true')).body.tags, ['v1']);
+    assert.equal((await tags('open/app/tags/list?signed=maybe')).status, 400);
+  });
 });
 
 describe('warn', () => {

@@ -14,6 +14,7 @@ import {
   type SignatureCandidate,
 } from '../signing/index.js';
 import type { RequestContext } from './context.js';
+import { filterTags } from './discovery-service.js';
 import type { Blobs, Discovery, Manifests, RegistryServices, ServedManifest } from './services.js';
 import type { ManifestReference } from './validation.js';
 
@@ -88,7 +89,24 @@ const CACHE_LIMIT = 50_000;
  */
 export function signaturePolicyServices(inner: RegistryServices, policies: readonly SignaturePolicy[], options: SignaturePolicyOptions): RegistryServices {
   if (policies.length === 0) return inner;
-  return { ...inner, manifests: new SignaturePolicyManifests(inner.manifests, inner.discovery, inner.blobs, policies, options) };
+  const manifests = new SignaturePolicyManifests(inner.manifests, inner.discovery, inner.blobs, policies, options);
+  const discovery = inner.discovery;
+  return {
+    ...inner,
+    manifests,
+    discovery: {
+      // `?signed=true` under a policy lists the tags whose image its keys verify.
+      async tags(repository, request) {
+        if (!request.signed || !manifests.covers(repository)) return discovery.tags(repository, request);
+        const { signed: _signed, ...plain } = request;
+        const limit = request.limit ?? Number.MAX_SAFE_INTEGER;
+        return filterTags((r) => discovery.tags(repository, r), plain, limit, (tag) => manifests.isTagSigned(repository, tag));
+      },
+      allTags: (repository, after) => discovery.allTags(repository, after),
+      catalog: (request, visible) => discovery.catalog(request, visible),
+      referrers: (repository, digest, artifactType) => discovery.referrers(repository, digest, artifactType),
+    },
+  };
 }
 
 class SignaturePolicyManifests implements Manifests {
@@ -127,6 +145,24 @@ class SignaturePolicyManifests implements Manifests {
 
   delete(...args: Parameters<Manifests['delete']>): ReturnType<Manifests['delete']> {
     return this.inner.delete(...args);
+  }
+
+  covers(repository: string): boolean {
+    return this.policies.some((p) => globMatches(p.repository, repository));
+  }
+
+  /** Whether the image under `tag` is signed by a key of the policy covering the repository (never a signature tag itself). */
+  async isTagSigned(repository: string, tag: string): Promise<boolean> {
+    const policy = this.policies.find((p) => globMatches(p.repository, repository));
+    if (!policy || signedDigestOfTag(tag) !== undefined) return false;
+    let record: ManifestRecord;
+    try {
+      record = await this.inner.get(repository, { tag });
+    } catch (error) {
+      if (isRegistryError(error) && error.code === 'MANIFEST_UNKNOWN') return false;
+      throw error;
+    }
+    return (await this.judge(repository, record.digest as Digest, policy)).signed;
   }
 
   /** Signed by its own signatures, or a platform image of an index that is. */
