@@ -22,6 +22,7 @@ import {
   verifySignatures,
   type SignatureCandidate,
 } from '../src/signing/index.js';
+import { parseSignaturePolicies } from '../src/registry/signature-policy.js';
 
 /**
  * Signatures checked against vectors made outside this code: a payload written to cosign's
@@ -155,5 +156,35 @@ describe('cosign formats', () => {
     assert.equal(repositoryPath('localhost:5000/prod/app'), 'prod/app');
     assert.equal(repositoryPath('index.docker.io/library/nginx'), 'nginx');
     assert.equal(repositoryPath('prod/app'), 'prod/app');
+  });
+});
+
+describe('security.signatures entries', () => {
+  const pem = OPENSSL_PUBLIC_KEY;
+  const read = (path: string) => {
+    if (path === '/keys/release.pub') return pem;
+    throw new Error(`cannot read the key file ${path}`);
+  };
+
+  it('reads PEM text and key files, enforce by default', () => {
+    const policies = parseSignaturePolicies(
+      [
+        { repository: 'prod/**', keys: ['/keys/release.pub'] },
+        { repository: 'staging/*', keys: [pem], mode: 'warn' },
+      ],
+      read,
+    );
+    assert.deepEqual(policies.map((p) => [p.repository, p.mode, p.verifiers.length]), [['prod/**', 'enforce', 1], ['staging/*', 'warn', 1]]);
+    assert.deepEqual(parseSignaturePolicies(undefined, read), []);
+  });
+
+  it('names the entry that is wrong', () => {
+    assert.throws(() => parseSignaturePolicies({ repository: 'x' }, read), /expected a list/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'prod/**', keys: [] }], read), /security\.signatures\[0\]\.keys/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'prod/**', keys: [pem], mode: 'audit' }], read), /security\.signatures\[0\]\.mode: expected enforce or warn/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'Prod', keys: [pem] }], read), /security\.signatures\[0\]\.repository/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'prod/**', keys: ['/missing.pub'] }], read), /cannot read the key file \/missing\.pub/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'prod/**', keys: ['-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n'] }], read), /security\.signatures\[0\]\.keys\[0\]/);
+    assert.throws(() => parseSignaturePolicies([{ repository: 'prod/**', keys: [pem], mod: 'warn' }], read), /unknown key mod/);
   });
 });
