@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { digestOf } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { INDEX_MANIFEST_TYPES } from '../oci/media-types.js';
+import { INDEX_MANIFEST_TYPES, MediaType } from '../oci/media-types.js';
 import {
   SIGNATURE_ARTIFACT_TYPE,
   buildSignatureManifest,
@@ -18,7 +18,7 @@ import {
 } from '../signing/index.js';
 import { isClientError } from './client-error.js';
 import { readBody } from './http-message.js';
-import type { ManifestHead, RegistryClient } from './registry-client.js';
+import { referrersTag, type ManifestHead, type RegistryClient } from './registry-client.js';
 
 /** Where a signature goes: the `sha256-HEX.sig` tag (cosign's default, any registry) or an OCI 1.1 referrer. */
 export type SignatureAttachment = 'tag' | 'referrers';
@@ -72,6 +72,7 @@ async function signOne(client: RegistryClient, registry: string, repository: str
     await client.uploadBlob(repository, built.config, () => Readable.from([built.config.bytes]));
     const digest = digestOf(built.bytes);
     await client.putManifest(repository, digest, built.bytes, built.mediaType);
+    await ensureListedAsReferrer(client, repository, target.digest, { mediaType: built.mediaType, digest, size: built.bytes.length, artifactType: SIGNATURE_ARTIFACT_TYPE });
     return { digest: target.digest, signatureManifest: digest };
   }
 
@@ -86,6 +87,25 @@ async function signOne(client: RegistryClient, registry: string, repository: str
   await client.uploadBlob(repository, built.config, () => Readable.from([built.config.bytes]));
   const digest = await client.putManifest(repository, tag, built.bytes, built.mediaType);
   return { digest: target.digest, signatureManifest: digest, tag };
+}
+
+/**
+ * On a registry without the referrers API, a referrer is found through the index under the
+ * `sha256-HEX` tag (distribution-spec 1.1, "referrers tag schema"), which the pusher keeps:
+ * when the new referrer is not listed, it is added there.
+ */
+async function ensureListedAsReferrer(client: RegistryClient, repository: string, subject: string, referrer: Descriptor): Promise<void> {
+  for await (const listed of client.referrers(repository, subject)) if (listed.digest === referrer.digest) return;
+  const tag = referrersTag(subject);
+  let index: { schemaVersion: number; mediaType: string; manifests: Descriptor[] } = { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] };
+  try {
+    const existing = JSON.parse((await client.getManifest(repository, tag, { accept: MediaType.OciIndex })).bytes.toString('utf8')) as typeof index;
+    if (Array.isArray(existing.manifests)) index = { ...index, manifests: existing.manifests };
+  } catch (error) {
+    if (!isClientError(error, 'manifest-unknown')) throw error;
+  }
+  index.manifests.push(referrer);
+  await client.putManifest(repository, tag, Buffer.from(JSON.stringify(index), 'utf8'), MediaType.OciIndex);
 }
 
 /**

@@ -5,23 +5,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import { connectRegistry, type RegistryClient } from '../src/client/index.js';
-import { digestOf } from '../src/oci/digest.js';
-import { cliUser, type CliUser } from './support/cli.js';
-import { startDistributionUnderTest, startWharfUnderTest, type RegistryUnderTest, type StartRegistry } from './support/registries-under-test.js';
-import { writeTestLayout, type TestLayout } from './support/test-images.js';
+import { connectRegistry, type RegistryClient } from '../../src/client/index.js';
+import { digestOf } from '../../src/oci/digest.js';
+import { cliUser, type CliUser } from './cli.js';
+import type { RegistryUnderTest, StartRegistry } from './registries-under-test.js';
+import { writeTestLayout, type TestLayout } from './test-images.js';
 
 /**
- * `wharf generate-key-pair`, `sign` and `verify` end to end against Wharf and Distribution:
+ * `wharf generate-key-pair`, `sign` and `verify` end to end against a registry (Wharf or Distribution):
  * single- and multi-arch images, appended signatures, plain PEM keys, and every reason a
  * verification fails (signatures rearranged by hand through the client library).
  */
 const PASSWORD = { COSIGN_PASSWORD: 'correct horse' };
 
-for (const [name, start, referrers] of [
-  ['wharf serve', startWharfUnderTest, true],
-  ['Distribution', startDistributionUnderTest, false],
-] as Array<[string, StartRegistry, boolean]>) {
+/** The signing scenarios against the registry `start` starts; `referrers` when it has the OCI 1.1 referrers API. */
+export function signingScenarios(name: string, start: StartRegistry, referrers: boolean): void {
   describe(`signing against ${name}`, () => {
     let registry: RegistryUnderTest;
     let user: CliUser;
@@ -178,8 +176,8 @@ for (const [name, start, referrers] of [
       assert.match(history.stderr, /signed by key [0-9a-f]{16}/);
     });
 
-    if (referrers) {
-      test('--attach referrers stores an OCI 1.1 referrer with cosign\'s artifact type, and verify finds it', async () => {
+    {
+      test(`--attach referrers stores an OCI 1.1 referrer with cosign's artifact type${referrers ? '' : ' (in the sha256-HEX fallback index)'}, and verify finds it`, async () => {
         await user.ok(['copy', `oci:${images.dir}:small`, `${R}/prod/ref:v1`]);
         const head = (await client.headManifest('prod/ref', 'v1'))!;
         await user.ok(['sign', '--attach', 'referrers', '--key', join(work, 'cosign.key'), `${R}/prod/ref:v1`], { env: PASSWORD });
@@ -188,6 +186,7 @@ for (const [name, start, referrers] of [
         assert.equal(found.length, 1);
         assert.equal(found[0]!.artifactType, 'application/vnd.dev.cosign.artifact.sig.v1+json');
         assert.equal(await client.headManifest('prod/ref', `${head.digest.replace(':', '-')}.sig`), undefined);
+        if (!referrers) assert.ok(await client.headManifest('prod/ref', head.digest.replace(':', '-')), 'no fallback referrers index');
         const verified = await user.ok(['verify', '--key', join(work, 'cosign.pub'), `${R}/prod/ref:v1`]);
         assert.match(verified.stdout, /referrer sha256:/);
       });
