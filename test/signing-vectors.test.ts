@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, createPrivateKey, generateKeyPairSync, sign as signBytes } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as signBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import {
   KeyFormatError,
@@ -28,7 +28,7 @@ import { parseSignaturePolicies } from '../src/registry/signature-policy.js';
  * Signatures checked against vectors made outside this code: a payload written to cosign's
  * SIGNATURE_SPEC.md by hand, signed once with `openssl dgst -sha256 -sign` on a P-256 key from
  * `openssl ecparam`; the encrypted-key vector of go-securesystemslib (the library cosign seals
- * its keys with); and signatures made here with node:crypto directly.
+ * its keys with) and a key cosign itself generated; and signatures made here with node:crypto.
  */
 const DIGEST = 'sha256:1111111111111111111111111111111111111111111111111111111111111111';
 const OPENSSL_PAYLOAD =
@@ -48,6 +48,20 @@ aRhqHU40StVsZoBcI6I93QJvNyJRahNOaw==
 /** go-securesystemslib encrypted/encrypted_test.go: "reallyimportant" sealed with "supersecret" (scrypt N=32768, nacl/secretbox). */
 const SEALED_VECTOR =
   '{"kdf":{"name":"scrypt","params":{"N":32768,"r":8,"p":1},"salt":"N9a7x5JFGbrtB2uBR81jPwp0eiLR4A7FV3mjVAQrg1g="},"cipher":{"name":"nacl/secretbox","nonce":"2h8HxMmgRfuYdpswZBQaU3xJ1nkA/5Ik"},"ciphertext":"SEW6sUh0jf2wfdjJGPNS9+bkk2uB+Cxamf32zR8XkQ=="}';
+
+/** A key cosign generated (sigstore/cosign pkg/cosign/keys_test.go, password "hello"): PKCS#8 P-256 sealed with scrypt N=32768. */
+const COSIGN_GENERATED_KEY = `-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjozMjc2OCwiciI6
+OCwicCI6MX0sInNhbHQiOiI3T3VGd2VsbWZZNXVId2NoaURSc210anNwZ2ZlZjFG
+Mk5lOGFDTjVLYVpZPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJQNHk4OGhCb3ZTa09MbXN0bFVBaGJwdDJ0K2xTNUxQSCJ9LCJj
+aXBoZXJ0ZXh0IjoiMnB1QzdyZldJOWh3bnJlQ2s4aUZDRlVwQlRrSzRJNlIvbFBF
+cnBDekpXUGpJWXl4eGVIL1A2VW52cFJHdVhla1NNb3JMdGhLamdoQ1JlNy82NDVH
+QWtoVm1LRC92eEF0S2EvbE1abENSQ3FlekJGUFd1dzNpeFRtZ2xhb2J1ZFVSbUVs
+bmNGOGlZbzBTMVl6Y1ZOMVFwY2J2c0dNcUlYRzVlbmdteGp5dCtBcXlyZTF0Q0Y0
+V01tU1BlaEljNlBqd2h1Q2xHaVpJUWRvTGc9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+`;
 
 function sha256(bytes: Buffer): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -92,6 +106,15 @@ describe('fixed vectors', () => {
     const { signature } = await new KeySigner(key).sign(payload);
     assert.equal(new KeyVerifier(readPublicKey(OPENSSL_PUBLIC_KEY)).verify(payload, signature), true);
     assert.equal(keyIdOf(key), keyIdOf(readPublicKey(OPENSSL_PUBLIC_KEY)));
+  });
+
+  it('reads a private key that cosign generated, and signs what its public half verifies', async () => {
+    const key = await readPrivateKey(COSIGN_GENERATED_KEY, async () => 'hello');
+    assert.equal(key.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+    const payload = createPayload('registry.example/prod/app', DIGEST);
+    const { signature } = await new KeySigner(key).sign(payload);
+    assert.equal(new KeyVerifier(createPublicKey(key)).verify(payload, signature), true);
+    await assert.rejects(readPrivateKey(COSIGN_GENERATED_KEY, async () => 'wrong'), /wrong password/);
   });
 
   it('opens go-securesystemslib\'s sealed vector, and refuses a wrong password', async () => {
