@@ -93,6 +93,21 @@ describe('signatures and garbage collection', () => {
     assert.equal(report.deleted.manifests, 2);
   });
 
+  it('an image under a tag that only looks like a signature tag is kept', async () => {
+    const f = await fixture();
+    const layer = randomBlob(32);
+    const config = configBlob({ disguised: true });
+    await pushBlob(f.url, 'odd', layer);
+    await pushBlob(f.url, 'odd', config);
+    const manifest = imageManifest(config, [layer]);
+    await putManifest(f.url, 'odd', `sha256-${'b'.repeat(64)}.sig`, manifest, OCI_MANIFEST);
+    for (const deleteUntagged of [false, true]) {
+      const report = await f.collect(deleteUntagged);
+      assert.equal(report.deleted.manifests, 0);
+    }
+    assert.ok(await f.registry.metadata.getManifest('odd', manifest.digest));
+  });
+
   it('a signature of an image that is kept is never collected, however old', async () => {
     const f = await fixture();
     const image = await f.pushSigned('keep', 'v1');

@@ -112,6 +112,10 @@ describe('enforce', () => {
     const sigDigest = (await fetch(`${wharf.url}/v2/prod/app/manifests/${signed.replace(':', '-')}.sig`, { method: 'HEAD', headers: { accept: ACCEPT } })).headers.get('docker-content-digest')!;
     assert.equal((await manifestStatus(`prod/app/manifests/${sigDigest}`)).status, 200);
     assert.equal(sig.layers[0].mediaType, 'application/vnd.dev.cosign.simplesigning.v1+json');
+    // A tag that only looks like a signature's does not make an image readable.
+    const disguised = `sha256-${'a'.repeat(64)}.sig`;
+    await user.ok(['copy', `oci:${images.dir}:base`, `${R}/prod/app:${disguised}`]);
+    assert.equal((await manifestStatus(`prod/app/manifests/${disguised}`)).status, 403);
   });
 
   test('a signed index serves its platform images: podman pulls the multi-arch image', async () => {

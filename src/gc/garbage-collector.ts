@@ -4,7 +4,7 @@ import { RegistryError } from '../errors/index.js';
 import type { BlobRecord, MetadataStore, RepositoryGraph } from '../metadata/metadata-store.js';
 import { storedDigest } from '../oci/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { signedDigestOfTag } from '../signing/signature-manifest.js';
+import { isSignatureManifest, signedDigestOfTag } from '../signing/signature-manifest.js';
 
 /** The lease every collector takes first, so that one collection runs at a time (CLI, job, replica). */
 export const COLLECTION_LEASE = 'gc.collect';
@@ -348,7 +348,7 @@ interface DoomedSignature {
 /**
  * Deletes signature manifests whose images are gone: once the image sweep is done, and only
  * when no image they sign is in the repository any more (an image rescued by a new tag keeps
- * its signatures), their `.sig` tags first (each only while it still points at the signature),
+ * its signatures) and the manifest is truly a signature manifest, their `.sig` tags first (each only while it still points at the signature),
  * then the manifest as any untagged one. No tag history is kept for them: a signature of an
  * image that no longer exists has nothing to restore. Returns how many went.
  */
@@ -359,6 +359,9 @@ async function deleteSignaturesOfGoneImages(metadata: MetadataStore, doomed: Doo
     const { repository, digest } = signature;
     const imagesLeft = await Promise.all(signature.signs.map((d) => metadata.getManifest(repository, d)));
     if (imagesLeft.some((m) => m !== undefined)) continue;
+    // An image pushed under a tag that only looks like a signature's is kept as any tagged image.
+    const manifest = await metadata.getManifest(repository, digest);
+    if (!manifest || !isSignatureManifest(manifest.content)) continue;
     for (const tag of signature.tags) {
       if ((await metadata.getTaggedManifest(repository, tag))?.digest === digest) await metadata.deleteTag(repository, tag);
     }

@@ -5,6 +5,7 @@ import type { Digest } from '../oci/digest.js';
 import {
   KeyVerifier,
   SIGNATURE_ARTIFACT_TYPE,
+  isSignatureManifest,
   readPublicKey,
   signatureLayers,
   signatureTag,
@@ -127,10 +128,11 @@ class SignaturePolicyManifests implements Manifests {
   async get(repository: string, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ServedManifest> {
     const record = await this.inner.get(repository, reference, accept, context);
     const policy = this.policies.find((p) => globMatches(p.repository, repository));
-    // Signatures must stay readable for clients to verify anything.
-    if (!policy || ('tag' in reference && signedDigestOfTag(reference.tag) !== undefined)) return record;
+    if (!policy) return record;
     const verdict = await this.judge(repository, record.digest as Digest, policy);
-    if (verdict.signed || isSignatureManifest(record)) return record;
+    // Signatures must stay readable for clients to verify anything. Known by their content, not
+    // by a `.sig` tag name, which anyone who can push could give to an image.
+    if (verdict.signed || isSignatureManifest(record.content)) return record;
     const reason = `manifest ${record.digest} in ${repository} is not signed by a key that security.signatures trusts for ${policy.repository} (${verdict.reason})`;
     if (policy.mode === 'warn') {
       this.options.onWarning?.({ repository, digest: record.digest, reason: verdict.reason });
@@ -240,7 +242,3 @@ class SignaturePolicyManifests implements Manifests {
   }
 }
 
-/** A cosign signature manifest (tag or referrer form), which stays readable under any policy. */
-function isSignatureManifest(record: ManifestRecord): boolean {
-  return record.artifactType === SIGNATURE_ARTIFACT_TYPE || signatureLayers(record.content).length > 0;
-}

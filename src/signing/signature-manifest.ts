@@ -111,3 +111,17 @@ export function signatureLayers(manifestBytes: Buffer): SignatureLayer[] {
   }
   return found;
 }
+
+/**
+ * Whether a manifest is only signatures: at least one layer, every one a signed payload, so that
+ * nothing in it can be run as an image (a `.sig` tag name alone proves nothing).
+ */
+export function isSignatureManifest(manifestBytes: Buffer): boolean {
+  let layers: unknown;
+  try {
+    layers = (JSON.parse(manifestBytes.toString('utf8')) as { layers?: unknown }).layers;
+  } catch {
+    return false;
+  }
+  return Array.isArray(layers) && layers.length > 0 && layers.length === signatureLayers(manifestBytes).length;
+}
