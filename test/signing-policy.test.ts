@@ -93,6 +93,9 @@ describe('enforce', () => {
     const pull = await run('podman', [...podman(), 'pull', '--tls-verify=false', `${R}/prod/app:unsigned`], { env });
     assert.notEqual(pull.code, 0);
     assert.match(pull.stderr, /denied|not signed/i);
+    const inspect = await user.run(['inspect', '--remote', `${R}/prod/app:unsigned`]);
+    assert.equal(inspect.code, 1);
+    assert.match(inspect.stderr, /denied: .*\(manifest sha256:[0-9a-f]{64} in prod\/app is not signed by a key that security\.signatures trusts for prod\/\*\* \(no signatures\)\)/);
   });
 
   test('GET and HEAD by tag or digest answer 403 DENIED saying why; signatures stay readable', async () => {
