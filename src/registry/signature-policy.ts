@@ -126,17 +126,19 @@ class SignaturePolicyManifests implements Manifests {
   }
 
   async get(repository: string, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ServedManifest> {
-    const record = await this.inner.get(repository, reference, accept, context);
     const policy = this.policies.find((p) => globMatches(p.repository, repository));
-    if (!policy) return record;
+    if (!policy) return this.inner.get(repository, reference, accept, context);
+    // Looked at without the request first: a refused GET is not a pull (retention reads pull times).
+    const record = await this.inner.get(repository, reference, accept);
     const verdict = await this.judge(repository, record.digest as Digest, policy);
+    const served = async (): Promise<ServedManifest> => (context ? this.inner.get(repository, { digest: record.digest as Digest }, [], context) : record);
     // Signatures must stay readable for clients to verify anything. Known by their content, not
     // by a `.sig` tag name, which anyone who can push could give to an image.
-    if (verdict.signed || isSignatureManifest(record.content)) return record;
+    if (verdict.signed || isSignatureManifest(record.content)) return served();
     const reason = `manifest ${record.digest} in ${repository} is not signed by a key that security.signatures trusts for ${policy.repository} (${verdict.reason})`;
     if (policy.mode === 'warn') {
       this.options.onWarning?.({ repository, digest: record.digest, reason: verdict.reason });
-      return { ...record, warning: reason };
+      return { ...(await served()), warning: reason };
     }
     throw new RegistryError('DENIED', { message: reason, detail: { repository, digest: record.digest, policy: policy.repository, reason: verdict.reason } });
   }
