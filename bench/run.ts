@@ -19,6 +19,7 @@ import { renderScan, scanWorkloads, type ScanResult } from './scan.js';
 import { s3Workloads } from './s3.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import { searchWorkloads } from './search.js';
+import { signingWorkloads } from './signing.js';
 import {
   blobWorkloads,
   figureSpecs,
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'search')) await searchWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'scan')) await scanWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 's3')) await s3Workloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'signing')) await signingWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

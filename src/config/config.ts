@@ -88,7 +88,7 @@ export interface WharfConfig {
    * rescans the images a database import affects. `policies` and `scanners` are the raw lists
    * (src/scan/scan-config.ts reads them when the server starts).
    */
-  security: { scanning: { enabled: boolean; onPush: boolean; databasePath: string; rescan: boolean }; policies: unknown; scanners: unknown };
+  security: { scanning: { enabled: boolean; onPush: boolean; databasePath: string; rescan: boolean }; policies: unknown; scanners: unknown; signatures: unknown };
 }
 
 /** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
@@ -598,6 +598,7 @@ function build(raw: Raw): WharfConfig {
       },
       policies: value(raw, 'security.vulnerabilities.policies', []),
       scanners: value(raw, 'security.scanners', []),
+      signatures: value(raw, 'security.signatures', []),
     },
   };
 }

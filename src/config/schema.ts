@@ -210,6 +210,8 @@ export const SCHEMA = {
     scanning: { enabled: bool, onpush: bool, database: str, rescan: bool },
     vulnerabilities: { policies: { kind: 'yaml' } },
     scanners: { kind: 'yaml' },
+    /** `[{repository, keys, mode}]`: signature policies (docs/signing.md; read by src/registry/signature-policy.ts). */
+    signatures: { kind: 'yaml' },
   },
   validation: ignored('manifests are always validated'),
   compatibility: ignored('schema 1 manifests are not accepted, so its signing key is unused'),

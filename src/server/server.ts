@@ -23,6 +23,7 @@ import { DatabaseUnavailableError } from '../metadata/postgres/postgres-database
 import { PostgresAccountStore } from '../metadata/postgres/postgres-account-store.js';
 import { PostgresMetadataStore } from '../metadata/postgres/postgres-metadata-store.js';
 import { parseConfigQuotas } from '../registry/quota-rules.js';
+import { parseSignaturePolicies, signaturePolicyServices } from '../registry/signature-policy.js';
 import { Registry } from '../registry/registry.js';
 import type { RegistryServices } from '../registry/services.js';
 import { BlobStore } from '../storage/blob-store.js';
@@ -189,11 +190,20 @@ export function createRegistry(
   stores: Stores = openStores(config),
   events: NotificationWiring = {},
   scanning?: ScanWiring,
+  log?: Logger,
 ): Registry {
   const { metadata, store } = stores;
   const { notifier, recorder } = events;
-  // Pull policies judge first, so that a refused pull is not recorded as one.
-  const judged = (local: RegistryServices) => withScanPolicies(local, scanning);
+  const signaturePolicies = readSignaturePolicies(config);
+  // Pull policies (vulnerabilities, then signatures) judge first, so that a refused pull is not
+  // recorded as one; notifications record what they let through.
+  const wrap = (local: RegistryServices): RegistryServices => {
+    const guarded = signaturePolicyServices(withScanPolicies(local, scanning), signaturePolicies, {
+      parents: metadata,
+      ...(log ? { onWarning: (fields) => log.warn(fields, 'served a manifest that no trusted key signed (security.signatures warn mode)') } : {}),
+    });
+    return recorder ? recordingServices(guarded, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) : guarded;
+  };
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     historyRetentionMs: config.history.retentionMs,
@@ -203,12 +213,23 @@ export function createRegistry(
     ...(config.storage.redirectDisabled ? {} : { blobRedirect: { expiresInSeconds: REDIRECT_EXPIRY_SECONDS } }),
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
-    ...(recorder
-      ? { wrap: (local) => recordingServices(judged(local), recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) }
-      : scanning
-        ? { wrap: judged }
-        : {}),
+    ...(recorder || scanning || signaturePolicies.length > 0 ? { wrap } : {}),
   });
+}
+
+/** `security.signatures` with its key files read; a StartupError naming the entry when one is wrong. */
+function readSignaturePolicies(config: WharfConfig) {
+  try {
+    return parseSignaturePolicies(config.security.signatures, (path) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch (error) {
+        throw new Error(`cannot read the key file ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      }
+    });
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
 }
 
 /** A serving process's part in notifications: its deliveries and its record of pulls. */
@@ -341,7 +362,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
   const scanning = storageFull ? undefined : openScanning(config);
-  const registry = createRegistry(config, audit, stores, events, scanning);
+  const registry = createRegistry(config, audit, stores, events, scanning, log);
   const scans = scanning ? createScanService(registry, config, scanning, log) : undefined;
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
@@ -503,6 +524,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   } catch (error) {
     throw error instanceof ScanConfigError ? new StartupError(error.message) : error;
   }
+  readSignaturePolicies(config);
   // The rate limits' buckets live here, for this process and every worker.
   const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.
