@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
 import { parseByteSize } from '../oci/byte-size.js';
 import { parseDuration } from './duration.js';
+import { buildProxyConfig, type ProxyConfig } from './proxy-config.js';
 import { SCHEMA, isLeaf, type ConfigPath, type ConfigValue, type Leaf, type Section } from './schema.js';
 import { closestName } from './spelling.js';
 import { unsupportedKey, unsupportedMessage } from './unsupported.js';
@@ -67,6 +68,8 @@ export interface WharfConfig {
   quotas: unknown;
   /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
   notifications: NotificationsConfig;
+  /** The pull-through cache (`proxy`); absent when the registry mirrors nothing. */
+  proxy?: ProxyConfig;
 }
 
 export interface NotificationsConfig {
@@ -524,7 +527,18 @@ function build(raw: Raw): WharfConfig {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),
     },
+    ...optional('proxy', buildProxy(raw)),
   };
+}
+
+function buildProxy(raw: Raw): ProxyConfig | undefined {
+  const section = at(raw, 'proxy');
+  if (section === undefined || section === null) return undefined;
+  try {
+    return buildProxyConfig(section as Raw);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }
 
 /** Pushes stop while less than this is free: room for SQLite's journal and for pulls' bookkeeping. */

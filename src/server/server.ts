@@ -12,6 +12,10 @@ import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
 import { Notifier } from '../events/notifier.js';
 import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
+import type { RegistryServices } from '../registry/services.js';
+import type { Digest } from '../oci/digest.js';
+import type { PullThroughCache } from '../proxy/pull-through-cache.js';
+import { createPullThroughCache, mirrorNamespaces, proxyTtlPolicies } from './pull-through.js';
 import { createApp, type Admission } from '../http/app.js';
 import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
@@ -114,9 +118,20 @@ function openStorageDriver(config: WharfConfig): StorageDriver {
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config), events: NotificationWiring = {}): Registry {
+export function createRegistry(
+  config: WharfConfig,
+  audit: AuditSink = NO_AUDIT,
+  stores: Stores = openStores(config),
+  events: NotificationWiring = {},
+  cache?: PullThroughCache,
+): Registry {
   const { metadata, store } = stores;
   const { notifier, recorder } = events;
+  // The cache wraps the local services; the pull recorder wraps that, so pulls are told under the name asked.
+  const wrappers = [
+    ...(cache ? [(local: RegistryServices) => cache.wrap(local)] : []),
+    ...(recorder ? [(local: RegistryServices) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) })] : []),
+  ];
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     historyRetentionMs: config.history.retentionMs,
@@ -124,7 +139,7 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
-    ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
+    ...(wrappers.length > 0 ? { wrap: (local) => wrappers.reduce((services, wrap) => wrap(services), local) } : {}),
   });
 }
 
@@ -248,7 +263,22 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
   const { stores, storageFull } = openStoresForServing(config, log, metrics);
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
-  const registry = createRegistry(config, audit, stores, events);
+  let ingest: ((repository: string, digest: Digest, path: string) => Promise<void>) | undefined;
+  const cache = config.proxy
+    ? createPullThroughCache(config.proxy, {
+        rootDirectory: config.storage.rootDirectory,
+        log,
+        metrics,
+        ingest: async (repository, digest, path) => {
+          if (!ingest) throw new Error('the registry is not ready');
+          await ingest(repository, digest, path);
+        },
+      })
+    : undefined;
+  const registry = createRegistry(config, audit, stores, events, cache);
+  ingest = async (repository, digest, path) => {
+    await registry.localUploads.importFile(repository, digest, path);
+  };
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -295,6 +325,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     health: readinessProbes(config.storage.rootDirectory, registry.metadata, room),
     ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
+    ...(cache ? { middleware: [mirrorNamespaces(cache)] } : {}),
     ...(auth ? { auth } : {}),
   });
   const serverOptions = {
@@ -340,6 +371,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     flushEvents: (options) => flushEvents(events, options),
     async dispose() {
       room.stop();
+      cache?.close();
       await jobs?.stop();
       await flushEvents(events, { timeoutMs: NOTIFICATION_FLUSH_MS });
       await events.notifier?.stop();
@@ -396,7 +428,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   const configQuotas = parseConfigQuotas(config.quotas);
-  const configRetention = parseConfigRetentionPolicies(config.retention.policies);
+  const configRetention = parseConfigRetentionPolicies([...((config.retention.policies as unknown[] | null) ?? []), ...proxyTtlPolicies(config.proxy)]);
   // The rate limits' buckets live here, for this process and every worker.
   const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.
