@@ -1,3 +1,6 @@
+import { rmSync } from 'node:fs';
+import { unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { isRegistryError, RegistryError } from '../errors/index.js';
 import type { ManifestRecord } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
@@ -88,6 +91,13 @@ export class PullThroughCache {
       client: new Upstream(settings, { request: (name, kind) => kind !== 'ping' && observer?.request?.(name, kind) }),
     }));
     this.fetches = new BlobFetches(options.fetchDirectory);
+  }
+
+  /** Forgets outages told by an earlier run (the server starts before any request is served). */
+  forgetOutages(): void {
+    for (const upstream of this.upstreams) {
+      rmSync(join(this.options.fetchDirectory, `outage-${upstream.client.name.replace(/[^a-zA-Z0-9.-]/g, '_')}`), { force: true });
+    }
   }
 
   /**
@@ -423,20 +433,28 @@ export class PullThroughCache {
     }
   }
 
-  /** Runs an upstream request; the first failure of an outage is logged once, and its end too. */
+  /**
+   * Runs an upstream request. The first failure of an outage is logged once, however many
+   * requests and server processes see it (a marker file next to the downloads says who told),
+   * and so is its end.
+   */
   private async upstreamCall<T>(at: Location, call: () => Promise<T>): Promise<T> {
     const upstream = at.upstream;
+    const marker = join(this.options.fetchDirectory, `outage-${upstream.client.name.replace(/[^a-zA-Z0-9.-]/g, '_')}`);
     try {
       const result = await call();
       if (upstream.downSince !== undefined) {
-        this.options.log.info({ upstream: upstream.client.name, downForMs: Date.now() - upstream.downSince }, 'upstream registry answers again');
+        const since = upstream.downSince;
         upstream.downSince = undefined;
+        const told = await unlink(marker).then(() => true, () => false);
+        if (told) this.options.log.info({ upstream: upstream.client.name, downForMs: Date.now() - since }, 'upstream registry answers again');
       }
       return result;
     } catch (error) {
       if (isRegistryError(error) && error.code === 'UNAVAILABLE' && upstream.downSince === undefined) {
         upstream.downSince = Date.now();
-        this.options.log.warn({ upstream: upstream.client.name, reason: error.message }, 'upstream registry unavailable: serving cached content only until it answers');
+        const first = await writeFile(marker, String(Date.now()), { flag: 'wx' }).then(() => true, () => false);
+        if (first) this.options.log.warn({ upstream: upstream.client.name, reason: error.message }, 'upstream registry unavailable: serving cached content only until it answers');
       }
       throw error;
     }

@@ -275,6 +275,8 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
         },
       })
     : undefined;
+  // The listening process starts first: outages an earlier run told of are over as far as it knows.
+  if (options.announce) cache?.forgetOutages();
   const registry = createRegistry(config, audit, stores, events, cache);
   ingest = async (repository, digest, path) => {
     await registry.localUploads.importFile(repository, digest, path);
