@@ -73,6 +73,11 @@ proxy:
       username: ${upstream.username}
       password: ${upstream.password}
       tagttl: 3s
+    - prefix: small.example
+      remoteurl: http://${fault.host}
+      username: ${upstream.username}
+      password: ${upstream.password}
+      maxsize: 3MiB
     - prefix: liar.example
       remoteurl: http://127.0.0.1:${liarPort}
 `,
@@ -185,6 +190,27 @@ proxy:
     assert.ok(lie.error || lie.size < 4096 || lie.status !== 200, JSON.stringify(lie));
     const head = await raw(wharf.url, 'GET', `/v2/liar.example/some/image/blobs/${wanted}`);
     assert.notEqual(sha256(head.body), sha256(Buffer.alloc(4096, 1)), 'wrong bytes are never served whole');
+  });
+
+  test('maxsize: the least recently pulled content is evicted first', async () => {
+    const pull = async (repository: string) => {
+      const m = await raw(wharf.url, 'GET', `/v2/small.example/${repository}/manifests/v1`, { headers: { Accept: OCI_MANIFEST } });
+      assert.equal(m.status, 200);
+      for (const d of [m.json().config.digest, ...m.json().layers.map((l: { digest: string }) => l.digest)]) {
+        assert.equal((await raw(wharf.url, 'GET', `/v2/small.example/${repository}/blobs/${d}`)).status, 200);
+      }
+    };
+    const tagsOf = async (repository: string) => (await raw(wharf.url, 'GET', `/v2/small.example/${repository}/tags/list`)).json().tags ?? [];
+    await pushImage(upstream.url, 'team/one', 'v1', auth, blob(pseudoRandomBytes(2 * 1024 * 1024 + 1)));
+    await pushImage(upstream.url, 'team/two', 'v1', auth, blob(pseudoRandomBytes(2 * 1024 * 1024 + 2)));
+    await pull('team/one');
+    for (let i = 0; i < 100 && (await tagsOf('team/one')).length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await tagsOf('team/one'), ['v1']);
+    await pull('team/two');
+    for (let i = 0; i < 100 && (await tagsOf('team/one')).length > 0; i += 1) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await tagsOf('team/one'), [], 'the older image was evicted');
+    for (let i = 0; i < 100 && (await tagsOf('team/two')).length === 0; i += 1) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await tagsOf('team/two'), ['v1']);
   });
 
   test('the upstream stopped: cached tags and digests still pull (marked stale), uncached ones fail cleanly', async () => {

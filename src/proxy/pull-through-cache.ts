@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isRegistryError, RegistryError } from '../errors/index.js';
-import type { ManifestRecord } from '../metadata/metadata-store.js';
+import type { ManifestRecord, MetadataStore } from '../metadata/metadata-store.js';
 import type { Digest } from '../oci/digest.js';
 import { parseManifest, requiredBlobs } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from '../registry/blob-service.js';
@@ -10,6 +10,7 @@ import type { RequestContext } from '../registry/context.js';
 import type { Blobs, Manifests, RegistryServices, Tags, Uploads } from '../registry/services.js';
 import type { ManifestReference } from '../registry/validation.js';
 import { BlobFetches, type BlobSource } from './blob-fetches.js';
+import { evictOverLimit } from './size-limit.js';
 import { Upstream, type UpstreamManifest, type UpstreamSettings } from './upstream.js';
 
 /** The response header that says how the cache answered: hit, miss, revalidated or stale. */
@@ -19,6 +20,8 @@ export const CACHE_STATUS_HEADER = 'Wharf-Proxy-Cache';
 export interface CachedUpstream extends UpstreamSettings {
   /** A cached tag older than this is revalidated with the upstream (a HEAD); 0 asks every time. */
   tagTtlMs: number;
+  /** Bytes its cached content may take (`maxsize`); the least recently pulled goes first. */
+  maxSizeBytes?: number;
 }
 
 export interface PullThroughOptions {
@@ -33,6 +36,8 @@ export interface PullThroughOptions {
    */
   ingest(repository: string, digest: Digest, path: string): Promise<void>;
   log: { warn(fields: object, message: string): void; info(fields: object, message: string): void };
+  /** For the size limits (`maxsize`): the store whose content is evicted. */
+  metadata?: MetadataStore;
   /** Counts upstream requests and cache outcomes, per upstream (metrics). */
   observer?: {
     request?(upstream: string, kind: 'manifest' | 'blob'): void;
@@ -52,6 +57,8 @@ interface Location {
 interface MirroredUpstream {
   client: Upstream;
   settings: CachedUpstream;
+  /** The size limit's check under way in this process, if any (one at a time). */
+  evicting?: Promise<void>;
   /** When the upstream stopped answering; undefined while it answers (the log says so once per outage). */
   downSince?: number;
 }
@@ -264,8 +271,24 @@ export class PullThroughCache {
       keep: async (path) => {
         await this.options.ingest(at.local, digest, path);
         await this.retryPending(at.local);
+        this.enforceSizeLimit(at.upstream);
       },
     };
+  }
+
+  /** Starts the size limit's check for an upstream with `maxsize`, unless one is under way. */
+  private enforceSizeLimit(upstream: MirroredUpstream): void {
+    const { maxSizeBytes } = upstream.settings;
+    const metadata = this.options.metadata;
+    if (maxSizeBytes === undefined || !metadata || upstream.evicting) return;
+    upstream.evicting = evictOverLimit(metadata, { prefix: upstream.settings.prefix, maxBytes: maxSizeBytes })
+      .then(
+        (evicted) => {
+          if (evicted > 0) this.options.log.info({ upstream: upstream.client.name, evicted, maxsize: maxSizeBytes }, 'evicted the least recently pulled manifests to stay within maxsize');
+        },
+        (error: unknown) => this.options.log.warn({ upstream: upstream.client.name, reason: (error as Error).message }, 'could not enforce maxsize'),
+      )
+      .finally(() => (upstream.evicting = undefined));
   }
 
   // --- manifests -----------------------------------------------------------------------------

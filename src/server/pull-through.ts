@@ -4,6 +4,7 @@ import type { ProxyConfig } from '../config/proxy-config.js';
 import type { Middleware } from '../http/app.js';
 import { PullThroughCache } from '../proxy/pull-through-cache.js';
 import type { Digest } from '../oci/digest.js';
+import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { ServerMetrics } from './metrics.js';
 
 /**
@@ -13,7 +14,7 @@ import type { ServerMetrics } from './metrics.js';
  */
 export function createPullThroughCache(
   proxy: ProxyConfig,
-  options: { rootDirectory: string; log: Logger; metrics: ServerMetrics | undefined; ingest: (repository: string, digest: Digest, path: string) => Promise<void> },
+  options: { rootDirectory: string; metadata: MetadataStore; log: Logger; metrics: ServerMetrics | undefined; ingest: (repository: string, digest: Digest, path: string) => Promise<void> },
 ): PullThroughCache {
   const { metrics } = options;
   return new PullThroughCache({
@@ -22,11 +23,13 @@ export function createPullThroughCache(
       prefix: u.prefix,
       remoteUrl: u.remoteUrl,
       tagTtlMs: u.tagTtlMs,
+      ...(u.maxSizeBytes !== undefined ? { maxSizeBytes: u.maxSizeBytes } : {}),
       ...(u.username !== undefined && u.password !== undefined ? { username: u.username, password: u.password } : {}),
       ...(u.caCerts ? { caCerts: u.caCerts } : {}),
     })),
     fetchDirectory: join(options.rootDirectory, 'proxy-fetches'),
     ingest: options.ingest,
+    metadata: options.metadata,
     log: options.log.child({ component: 'proxy' }),
     ...(metrics
       ? {

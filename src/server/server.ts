@@ -267,6 +267,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   const cache = config.proxy
     ? createPullThroughCache(config.proxy, {
         rootDirectory: config.storage.rootDirectory,
+        metadata: stores.metadata,
         log,
         metrics,
         ingest: async (repository, digest, path) => {
