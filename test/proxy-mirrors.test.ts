@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +8,7 @@ import { PullThroughCache } from '../src/proxy/pull-through-cache.js';
 import { basic, writeHtpasswd } from './support/auth-fixtures.js';
 import { runnableLayout } from './support/client-scenarios.js';
 import { raw } from './support/http.js';
+import { scrape, total } from './support/prometheus.js';
 import { background, ok, requireTool, run, waitFor } from './support/tools.js';
 import { startWharf, type WharfProcess } from './support/wharf-process.js';
 
@@ -130,6 +131,53 @@ describe("Wharf's multi-upstream form as a podman and containerd mirror", () => 
     const tags = await raw(cache.url, 'GET', '/v2/upstream.test/team/hello/tags/list');
     assert.deepEqual(tags.json().tags, ['1']);
     assert.equal((await raw(cache.url, 'GET', '/v2/upstream.test/team/hello/manifests/1', { headers: { Authorization: basic('x', 'y') } })).status, 200);
+  });
+});
+
+describe('ttl, garbage collection and metrics', () => {
+  let cache: WharfProcess;
+  before(async () => {
+    writeFileSync(
+      join(work, 'ttl.yml'),
+      [
+        'http:',
+        '  debug:',
+        '    addr: 127.0.0.1:0',
+        '    prometheus: {enabled: true, path: /metrics}',
+        'proxy:',
+        '  upstreams:',
+        '    - prefix: upstream.test',
+        `      remoteurl: ${upstream.url}`,
+        '      username: puller',
+        `      password: ${PASSWORD}`,
+        '      ttl: 2s',
+        // Retention (which applies ttl) and collection every second, with no safety delay.
+        'retention: {interval: 1s}',
+        'storage:',
+        '  gc: {enabled: true, interval: 1s, delay: 0s, deleteuntagged: true}',
+        'history: {retention: 0s}',
+      ].join('\n'),
+    );
+    cache = await startWharf({ args: [join(work, 'ttl.yml')] });
+  });
+  after(async () => cache?.dispose());
+
+  test('upstream requests and cache hits are counted per upstream; content nobody pulled within ttl is expired and collected', async () => {
+    await ok('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${cache.host}/upstream.test/team/hello:1`, `dir:${join(work, 'ttl-copy')}`]);
+    await ok('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${cache.host}/upstream.test/team/hello@${digest}`]);
+    const debug = /"debug":"([^"]+)"/.exec(cache.output());
+    assert.ok(debug, 'the debug address');
+    const families = await scrape(`http://${debug[1]}/metrics`);
+    assert.ok(total(families, 'wharf_proxy_upstream_requests_total', { upstream: 'upstream.test', kind: 'blob' }) >= 2, families.text);
+    assert.ok(total(families, 'wharf_proxy_upstream_requests_total', { upstream: 'upstream.test', kind: 'manifest' }) >= 1, 'manifest requests');
+    assert.ok(total(families, 'wharf_proxy_cache_requests_total', { upstream: 'upstream.test', kind: 'manifest', outcome: 'hit' }) >= 1, families.text.split('\n').filter((l) => l.includes('proxy')).join('\n'));
+    const blobFiles = () => readdirSync(join(cache.dataDir, 'blobs', 'sha256'), { recursive: true }).filter((name) => /(^|\/)[0-9a-f]{64}$/.test(String(name)));
+    await waitFor(async () => (await raw(cache.url, 'GET', '/v2/_catalog')).json().repositories.length > 0, 'the image cached', 10_000);
+    assert.ok(blobFiles().length >= 2, `blob files: ${blobFiles().join(' ')}`);
+    // Nobody pulls it again: after ttl, retention removes the tag, collection the manifest and blobs.
+    await waitFor(async () => blobFiles().length === 0, 'the expired image collected', 30_000);
+    const tags = await raw(cache.url, 'GET', '/v2/upstream.test/team/hello/tags/list');
+    assert.deepEqual(tags.json().tags ?? [], []);
   });
 });
 
