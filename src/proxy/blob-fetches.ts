@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegistryError } from '../errors/index.js';
 import { digestParts, type Digest } from '../oci/digest.js';
@@ -21,7 +22,9 @@ const READ_CHUNK = 1024 * 1024;
 export interface BlobSource {
   /** Opens the upstream's bytes; undefined when the upstream does not have the blob. */
   open(signal: AbortSignal): Promise<{ size: number; body: AsyncIterable<Buffer> & { destroy(): void } } | undefined>;
-  /** Makes the verified file the cached blob (it may be hard-linked away; it is removed after). */
+  /**
+   * Makes the verified file the cached blob (it may be hard-linked away; it is removed after).
+   */
   keep(path: string): Promise<void>;
 }
 
@@ -48,6 +51,10 @@ interface Outcome {
 export class BlobFetches {
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
+  }
+
+  async close(): Promise<void> {
+    // Downloads under way finish on their own; nothing is held open between them.
   }
 
   private path(digest: Digest, ext: 'lock' | 'size' | 'data' | 'outcome'): string {
@@ -174,17 +181,23 @@ export class BlobFetches {
       const { algorithm, hex } = digestParts(digest);
       const hash = createHash(algorithm);
       let written = 0;
-      try {
-        for await (const chunk of opened.body) {
-          if (written + chunk.length > opened.size) throw new Error('the upstream sent more bytes than it announced');
+      // Streamed as a pipeline (socket, hash, file) so that receiving, hashing and writing overlap.
+      const measure = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          if (written + chunk.length > opened.size) {
+            done(new Error('the upstream sent more bytes than it announced'));
+            return;
+          }
           hash.update(chunk);
-          await handle.write(chunk, 0, chunk.length, written);
           written += chunk.length;
-        }
-      } catch (error) {
+          done(null, chunk);
+        },
+      });
+      try {
+        await pipeline(opened.body, measure, createWriteStream(dataPath, { flags: 'r+', highWaterMark: 1024 * 1024 }));
+      } catch {
         opened.body.destroy();
         await fail({ ok: false, code: 'UNAVAILABLE', message: `the upstream transfer failed after ${written} of ${opened.size} bytes` });
-        void error;
         return;
       }
       if (written !== opened.size) {

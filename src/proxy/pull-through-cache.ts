@@ -155,6 +155,7 @@ export class PullThroughCache {
 
   close(): void {
     for (const upstream of this.upstreams) upstream.client.close();
+    void this.fetches.close();
   }
 
   private refuse(repository: string): never {
