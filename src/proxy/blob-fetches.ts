@@ -208,12 +208,13 @@ export class BlobFetches {
         await fail({ ok: false, code: 'UNAVAILABLE', message: 'the upstream sent bytes that do not match the digest; nothing was cached' });
         return;
       }
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
-      // Readers may send their last bytes now: the bytes are verified.
+      // Readers may send their last bytes now: the bytes are verified. Making them durable is
+      // the cache's business (keeping them), not the readers'.
       await writeAtomically(this.path(digest, 'outcome'), JSON.stringify({ ok: true } satisfies Outcome));
       try {
+        await handle.sync();
+        await handle.close();
+        handle = undefined;
         await source.keep(dataPath);
       } finally {
         await this.cleanUp(digest, { keepOutcome: true });
