@@ -214,6 +214,15 @@ describe('names: Docker Hub official images with and without library/, container
       assert.equal(whole.locate('alpine')?.remote, 'library/alpine');
       assert.equal(whole.locate('library/alpine')?.local, 'library/alpine');
       whole.close();
+      const hubMirror = new PullThroughCache({
+        wholeRegistry: false,
+        upstreams: [{ prefix: 'docker.io', remoteUrl: 'https://hub-mirror.internal.example', tagTtlMs: 60_000 }],
+        fetchDirectory: dir,
+        ingest: async () => undefined,
+        log: { warn: () => undefined, info: () => undefined },
+      });
+      assert.equal(hubMirror.locate('docker.io/alpine')?.remote, 'library/alpine', 'a mirror of Docker Hub under docker.io names images as Docker Hub does');
+      hubMirror.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

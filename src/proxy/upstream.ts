@@ -86,9 +86,12 @@ export class Upstream {
     return new URL(this.settings.remoteUrl).host;
   }
 
-  /** True when the upstream is Docker Hub, whose one-component names live under `library/`. */
+  /**
+   * True when the upstream is Docker Hub, or mirrored as `docker.io` (a mirror of Docker Hub
+   * names images as Docker Hub does): one-component names live under `library/`.
+   */
   get isDockerHub(): boolean {
-    return ['registry-1.docker.io', 'index.docker.io', 'docker.io', 'registry.hub.docker.com'].includes(this.host);
+    return this.settings.prefix === 'docker.io' || ['registry-1.docker.io', 'index.docker.io', 'docker.io', 'registry.hub.docker.com'].includes(this.host);
   }
 
   /** HEAD of a manifest: its digest, or undefined when the upstream does not have it. */
