@@ -7,7 +7,7 @@ import type { Digest } from '../oci/digest.js';
 import { parseManifest, requiredBlobs } from '../oci/manifest.js';
 import type { BlobRange, OpenedBlob } from '../registry/blob-service.js';
 import type { RequestContext } from '../registry/context.js';
-import type { Blobs, Manifests, RegistryServices, Tags, Uploads } from '../registry/services.js';
+import type { Blobs, Discovery, Manifests, RegistryServices, Tags, Uploads } from '../registry/services.js';
 import type { ManifestReference } from '../registry/validation.js';
 import { BlobFetches, type BlobSource } from './blob-fetches.js';
 import { evictOverLimit } from './size-limit.js';
@@ -150,6 +150,18 @@ export class PullThroughCache {
       uploads: this.uploads(local.uploads),
       manifests: this.manifests(local.manifests, local.blobs),
       tags: this.tags(local.tags),
+      discovery: this.discovery(local.discovery),
+    };
+  }
+
+  /** Listings under the name the cache keeps (`docker.io/alpine` lists `docker.io/library/alpine`). */
+  private discovery(local: Discovery): Discovery {
+    const name = (repository: string) => this.locate(repository)?.local ?? repository;
+    return {
+      tags: (repository, request) => local.tags(name(repository), request),
+      allTags: (repository, after) => local.allTags(name(repository), after),
+      catalog: (request, visible) => local.catalog(request, visible),
+      referrers: (repository, digest, artifactType) => local.referrers(name(repository), digest, artifactType),
     };
   }
 
