@@ -258,12 +258,15 @@ export class BlobFetches {
     try {
       let position = start;
       let idleSince = Date.now();
+      // Reused while reads find nothing new: a reader waiting on the download makes no garbage.
+      let buffer: Buffer | undefined;
       while (position < end) {
-        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, end - position));
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+        buffer ??= Buffer.allocUnsafe(READ_CHUNK);
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, end - position), position);
         if (bytesRead > 0) {
           idleSince = Date.now();
           const chunk = buffer.subarray(0, bytesRead);
+          buffer = undefined;
           if (position + bytesRead >= end) {
             // The last bytes of this read wait for the verdict on the whole blob.
             await this.awaitVerified(digest, handle, size);

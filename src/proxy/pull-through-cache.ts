@@ -327,14 +327,21 @@ export class PullThroughCache {
     };
   }
 
+  /**
+   * The cached manifest for a tag or digest, undefined when there is none. A manifest fetched by
+   * this process but not storable yet (its blobs are on the way) is newer than the stored one
+   * for its tag, so it comes first.
+   */
   private async cachedManifest(local: Manifests, at: Location, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ManifestRecord | undefined> {
+    const pendingDigest = 'digest' in reference ? reference.digest : this.pendingTags.get(`${at.local}:${reference.tag}`);
+    const pending = pendingDigest === undefined ? undefined : this.pending.get(`${at.local}@${pendingDigest}`)?.record;
+    if (pending) return pending;
     try {
       return await local.get(at.local, reference, accept, context);
     } catch (error) {
       if (!isRegistryError(error) || error.code !== 'MANIFEST_UNKNOWN') throw error;
     }
-    const digest = 'digest' in reference ? reference.digest : this.pendingTags.get(`${at.local}:${reference.tag}`);
-    return digest === undefined ? undefined : this.pending.get(`${at.local}@${digest}`)?.record;
+    return undefined;
   }
 
   private async manifestByDigest(
