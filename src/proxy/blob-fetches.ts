@@ -14,8 +14,11 @@ const FOLLOW_POLL_MS = 4;
 const STALLED_MS = 60_000;
 /** How long a reader waits for the upstream to answer a fetch another request started. */
 const ANSWER_PATIENCE_MS = 60_000;
-/** How long the outcome of a finished fetch stays readable for late readers. */
-const OUTCOME_KEPT_MS = 60_000;
+/**
+ * How long the outcome of a finished fetch stays readable for readers still sending it (a slow
+ * client on a large blob); after that a reader asks the cache instead (`isKept`).
+ */
+const OUTCOME_KEPT_MS = 15 * 60_000;
 const READ_CHUNK = 1024 * 1024;
 
 /** What the process that fetches a blob does with it: the upstream response, then keeping it. */
@@ -82,7 +85,7 @@ export class BlobFetches {
    * with an error when the download fails or does not match the digest. Undefined when the
    * download has finished already (read the cache instead).
    */
-  async read(digest: Digest, size: number, range?: { offset: number; length: number }): Promise<Readable | undefined> {
+  async read(digest: Digest, size: number, range?: { offset: number; length: number }, isKept?: () => Promise<boolean>): Promise<Readable | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(this.path(digest, 'data'), 'r');
@@ -93,7 +96,7 @@ export class BlobFetches {
     }
     const start = range?.offset ?? 0;
     const end = range ? range.offset + range.length : size;
-    return Readable.from(this.follow(digest, handle, size, start, end), { objectMode: false });
+    return Readable.from(this.follow(digest, handle, size, start, end, isKept), { objectMode: false });
   }
 
   /** The size of a download under way, without starting one; undefined when none is. */
@@ -254,7 +257,7 @@ export class BlobFetches {
    * Reads bytes [start, end) of the data file as they arrive. The file descriptor stays valid when
    * the downloader removes the file after keeping it, so a reader that opened it reads to the end.
    */
-  private async *follow(digest: Digest, handle: FileHandle, size: number, start: number, end: number): AsyncGenerator<Buffer> {
+  private async *follow(digest: Digest, handle: FileHandle, size: number, start: number, end: number, isKept?: () => Promise<boolean>): AsyncGenerator<Buffer> {
     try {
       let position = start;
       let idleSince = Date.now();
@@ -269,7 +272,7 @@ export class BlobFetches {
           buffer = undefined;
           if (position + bytesRead >= end) {
             // The last bytes of this read wait for the verdict on the whole blob.
-            await this.awaitVerified(digest, handle, size);
+            await this.awaitVerified(digest, handle, size, isKept);
           }
           position += bytesRead;
           yield chunk;
@@ -286,15 +289,17 @@ export class BlobFetches {
   }
 
   /** Waits until the download is verified; throws when it failed. */
-  private async awaitVerified(digest: Digest, handle: FileHandle, size: number): Promise<void> {
+  private async awaitVerified(digest: Digest, handle: FileHandle, size: number, isKept?: () => Promise<boolean>): Promise<void> {
     const started = Date.now();
     for (;;) {
       const outcome = await this.outcome(digest);
       if (outcome?.ok) return;
       if (outcome && !outcome.ok) throw failure(outcome);
-      // No outcome and no claim: the downloader died after writing everything.
-      const { nlink, size: have } = await handle.stat();
-      if (nlink === 0 && have === size && !(await stat(this.path(digest, 'lock')).then(() => true, () => false))) {
+      // No outcome and no claim: the cache has the blob (kept, its outcome since removed), or the
+      // downloader died after writing everything.
+      const { size: have } = await handle.stat();
+      if (have === size && !(await stat(this.path(digest, 'lock')).then(() => true, () => false))) {
+        if (isKept && (await isKept())) return;
         throw new RegistryError('UNAVAILABLE', { message: 'the download ended without a verdict; try again' });
       }
       if (Date.now() - started > STALLED_MS) throw new RegistryError('UNAVAILABLE', { message: 'the upstream transfer stalled' });

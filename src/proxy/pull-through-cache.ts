@@ -269,7 +269,9 @@ export class PullThroughCache {
       }
       const size = await this.upstreamCall(at, () => this.fetches.size(digest, this.blobSource(at, digest)));
       if (size === undefined) continue;
-      const stream = await this.fetches.read(digest, size, range);
+      // Only verified bytes are kept: a blob in the cache vouches for the bytes being followed.
+      const isKept = () => local.stat(at.local, digest).then(() => true, () => false);
+      const stream = await this.fetches.read(digest, size, range, isKept);
       if (stream) return { size, stream };
     }
     throw new RegistryError('UNAVAILABLE', { message: 'the blob could not be fetched from the upstream; try again' });
