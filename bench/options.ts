@@ -65,7 +65,7 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search', 'scan', 'signing', 's3'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search', 'scan', 'signing', 'proxy', 's3'] as const;
 /** Groups that run only when named in --only (they start engines of their own and take long). */
 export const OPT_IN_GROUPS: readonly string[] = ['s3'];
 

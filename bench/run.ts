@@ -17,6 +17,7 @@ import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
 import { renderScan, scanWorkloads, type ScanResult } from './scan.js';
 import { s3Workloads } from './s3.js';
+import { proxyWorkloads } from './proxy.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import { searchWorkloads } from './search.js';
 import { signingWorkloads } from './signing.js';
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'scan')) await scanWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 's3')) await s3Workloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'signing')) await signingWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'proxy')) await proxyWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

@@ -75,6 +75,7 @@ test('the bench runs every workload against both servers and writes a results JS
       'catalog.small.first', 'catalog.small.pages', 'catalog.large.pages', 'parallel.push', 'rss.peak',
       'soak.rate', 'soak.rss.warm', 'soak.rss.end', 'soak.rss.idle', 'soak.pss.end', 'soak.cpu.busiest',
       'gc.time', 'gc.rate', 'gc.deleted',
+      'proxy.upstream.direct', 'proxy.cold', 'proxy.cold.ttfb', 'proxy.warm', 'proxy.fanout.upstream', 'proxy.fanout.time',
     ];
     for (const id of both) {
       const figure = byId.get(id);

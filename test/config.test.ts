@@ -263,7 +263,6 @@ catalog:
 
   it('stops on registry:2 sections that change behaviour and that Wharf does not implement yet, naming the key', () => {
     const cases: Array<[string, RegExp]> = [
-      ['proxy:\n  remoteurl: https://registry-1.docker.io\n', /^proxy: not supported yet \(the pull-through cache/],
       ['storage:\n  s3-aws:\n    bucket: images\n', /^storage\.s3-aws: not supported yet/],
       ['storage:\n  gcs:\n    bucket: images\n', /^storage\.gcs: not supported yet/],
       ['storage:\n  azure:\n    accountname: a\n', /^storage\.azure: not supported yet/],
@@ -285,7 +284,6 @@ catalog:
       assert.throws(() => loadConfig({ file: file('unsupported.yml', text), env: {} }), (e: unknown) => e instanceof ConfigError && message.test(e.message), text);
     }
     const fromEnv: Array<[NodeJS.ProcessEnv, RegExp]> = [
-      [{ REGISTRY_PROXY_REMOTEURL: 'https://registry-1.docker.io' }, /^REGISTRY_PROXY_REMOTEURL: not supported yet \(the pull-through cache/],
       [{ REGISTRY_STORAGE: 'gcs' }, /^REGISTRY_STORAGE=gcs: not supported yet/],
       [{ REGISTRY_STORAGE_GCS_BUCKET: 'images' }, /^REGISTRY_STORAGE_GCS_BUCKET: not supported yet/],
       [{ REGISTRY_AUTH: 'silly' }, /^REGISTRY_AUTH=silly: not supported yet/],
@@ -295,13 +293,31 @@ catalog:
     }
   });
 
-  it('wharf serve with proxy.remoteurl stops with one line naming the key, not an empty writable registry', () => {
-    const path = file('proxy.yml', 'version: 0.1\nproxy:\n  remoteurl: https://registry-1.docker.io\nhttp:\n  addr: 127.0.0.1:0\n');
-    const result = spawnSync(process.execPath, [WHARF_BIN, 'serve', path, '--data', join(dir, 'proxy-data')], { encoding: 'utf8', timeout: 30_000 });
-    assert.equal(result.status, 2);
-    assert.equal(result.stdout, '');
-    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
-    assert.match(result.stderr, /^wharf: invalid configuration: proxy: not supported yet/);
+  it('reads the proxy section: registry:2 remoteurl and REGISTRY_PROXY_*, or Wharf\'s upstreams, checked', () => {
+    const single = loadConfig({ env: { REGISTRY_PROXY_REMOTEURL: 'https://registry-1.docker.io', REGISTRY_PROXY_USERNAME: 'u', REGISTRY_PROXY_PASSWORD: 'p', REGISTRY_PROXY_TTL: '0' } }).config.proxy;
+    assert.deepEqual(single, {
+      wholeRegistry: true,
+      upstreams: [{ prefix: '', remoteUrl: 'https://registry-1.docker.io', username: 'u', password: 'p', ttlMs: 0, tagTtlMs: 300_000 }],
+    });
+    const multi = loadConfig({
+      file: file('upstreams.yml', 'proxy:\n  upstreams:\n    - prefix: docker.io\n      remoteurl: https://registry-1.docker.io\n      tagttl: 1m\n      maxsize: 10GiB\n    - prefix: ghcr.io\n      remoteurl: https://ghcr.io\n'),
+      env: {},
+    }).config.proxy;
+    assert.equal(multi?.wholeRegistry, false);
+    assert.deepEqual(multi?.upstreams.map((u) => [u.prefix, u.remoteUrl, u.ttlMs, u.tagTtlMs, u.maxSizeBytes]), [
+      ['docker.io', 'https://registry-1.docker.io', 168 * 3_600_000, 60_000, 10 * 2 ** 30],
+      ['ghcr.io', 'https://ghcr.io', 168 * 3_600_000, 300_000, undefined],
+    ]);
+    const bad: Array<[string, RegExp]> = [
+      ['proxy:\n  upstreams:\n    - prefix: docker.io\n      remoteurl: ftp://x\n', /proxy\.upstreams\[0\]\.remoteurl/],
+      ['proxy:\n  upstreams:\n    - prefix: Docker.io\n      remoteurl: https://x\n', /proxy\.upstreams\[0\]\.prefix/],
+      ['proxy:\n  upstreams:\n    - prefix: a\n      remoteurl: https://x\n      tagtl: 1m\n', /unknown key "tagtl"/],
+      ['proxy:\n  upstreams:\n    - prefix: a\n      remoteurl: https://x\n    - prefix: a/b\n      remoteurl: https://y\n', /overlaps/],
+      ['proxy:\n  remoteurl: https://x\n  upstreams: []\n', /not both/],
+    ];
+    for (const [text, message] of bad) {
+      assert.throws(() => loadConfig({ file: file('bad-proxy.yml', text), env: {} }), (e: unknown) => e instanceof ConfigError && message.test(e.message), text);
+    }
   });
 
   it('keeps truly irrelevant registry:2 keys as warnings, none pointing at a feature that does not exist', () => {

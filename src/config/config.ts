@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import type { LogLevel } from '../log/logger.js';
 import { parseByteSize } from '../oci/byte-size.js';
 import { parseDuration } from './duration.js';
+import { buildProxyConfig, type ProxyConfig } from './proxy-config.js';
 import { SCHEMA, isLeaf, type ConfigPath, type ConfigValue, type Leaf, type Section } from './schema.js';
 import { closestName } from './spelling.js';
 import { unsupportedKey, unsupportedMessage } from './unsupported.js';
@@ -89,6 +90,8 @@ export interface WharfConfig {
    * (src/scan/scan-config.ts reads them when the server starts).
    */
   security: { scanning: { enabled: boolean; onPush: boolean; databasePath: string; rescan: boolean }; policies: unknown; scanners: unknown; signatures: unknown };
+  /** The pull-through cache (`proxy`); absent when the registry mirrors nothing. */
+  proxy?: ProxyConfig;
 }
 
 /** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
@@ -600,6 +603,7 @@ function build(raw: Raw): WharfConfig {
       scanners: value(raw, 'security.scanners', []),
       signatures: value(raw, 'security.signatures', []),
     },
+    ...optional('proxy', buildProxy(raw)),
   };
 }
 
@@ -676,6 +680,16 @@ function uiPath(path: string): string {
     throw new ConfigError(`ui.path: "${path}" must be a path such as / or /ui/, outside /v2/, /v1/, /admin/ and /auth/`);
   }
   return normalized;
+}
+
+function buildProxy(raw: Raw): ProxyConfig | undefined {
+  const section = at(raw, 'proxy');
+  if (section === undefined || section === null) return undefined;
+  try {
+    return buildProxyConfig(section as Raw);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }
 
 /** Pushes stop while less than this is free: room for SQLite's journal and for pulls' bookkeeping. */

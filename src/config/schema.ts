@@ -196,6 +196,11 @@ export const SCHEMA = {
     /** `[{user, pulls?, pushes?, auth?}]`: limits of their own for named users and robots. */
     overrides: { kind: 'yaml' },
   },
+  /**
+   * The pull-through cache (docs/pull-through-cache.md): registry:2's one upstream for the whole
+   * registry (`remoteurl`...), or Wharf's `upstreams` list beside pushable repositories.
+   */
+  proxy: { remoteurl: str, username: str, password: str, ttl: duration, tagttl: duration, upstreams: { kind: 'yaml' } },
   redis: ignored('Wharf needs no cache service'),
   /** registry:2's notifications (docs/notifications.md): endpoints are a list, checked by config.ts. */
   notifications: {

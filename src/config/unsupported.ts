@@ -25,7 +25,6 @@ const STORAGE_DRIVER = (name: string): UnsupportedKey => ({
 const isTrue = (value: unknown) => value === true || (typeof value === 'string' && /^(true|1|yes|on)$/i.test(value));
 
 export const UNSUPPORTED_KEYS: readonly UnsupportedKey[] = [
-  { path: 'proxy', what: 'the pull-through cache (proxy.remoteurl); without it Wharf would be an empty, writable registry' },
   ...['s3-aws', 'gcs', 'azure', 'swift', 'oss', 'inmemory', 'cloudfront'].map(STORAGE_DRIVER),
   { path: 'middleware', what: 'registry, repository and storage middleware (such as CloudFront or redirect middleware)' },
   { path: 'auth.silly', what: 'the "silly" authenticator; without it the registry would be open to everyone' },

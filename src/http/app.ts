@@ -222,6 +222,9 @@ async function dispatch(
   const handle = async () => {
     exchange.context = await guard(auth, req, route);
     exchange.context.request = describeRequest(req, trace.id);
+    exchange.context.setResponseHeader = (name, value) => {
+      if (!res.headersSent) res.setHeader(name, value);
+    };
     if (exchange.context.actor) trace.user = exchange.context.actor;
     for (const check of admitted) await check(exchange);
     if (STREAMING.has(route.kind)) {

@@ -15,6 +15,11 @@ export interface RequestContext {
   canRead?: (repository: string) => boolean;
   /** Which repositories the catalog shows the caller; absent: all of them. */
   canList?: (repository: string) => boolean;
+  /**
+   * Adds a header to the answer (a wrapper saying how it answered, such as the pull-through
+   * cache's status); absent outside HTTP.
+   */
+  setResponseHeader?: (name: string, value: string) => void;
 }
 
 /** What a metadata write records of who asked and through which request. */

@@ -76,6 +76,18 @@ export class ServerMetrics {
     labelNames: ['endpoint', 'outcome'],
     registers: [this.registry],
   });
+  readonly proxyUpstreamRequests = new Counter({
+    name: 'wharf_proxy_upstream_requests_total',
+    help: 'Requests the pull-through cache sent to each upstream registry, by kind (manifest, blob).',
+    labelNames: ['upstream', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly proxyCache = new Counter({
+    name: 'wharf_proxy_cache_requests_total',
+    help: 'Pull-through cache lookups per upstream, by kind (manifest, blob) and outcome (hit, miss, stale).',
+    labelNames: ['upstream', 'kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly gcBytesFreed = new Counter({
     name: 'wharf_gc_freed_bytes_total',
     help: 'Blob bytes deleted by scheduled garbage collections.',

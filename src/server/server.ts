@@ -12,6 +12,9 @@ import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
 import { createAuth, type Auth } from '../auth/setup.js';
 import { Notifier } from '../events/notifier.js';
 import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
+import type { Digest } from '../oci/digest.js';
+import type { PullThroughCache } from '../proxy/pull-through-cache.js';
+import { createPullThroughCache, mirrorNamespaces, proxyTtlPolicies } from './pull-through.js';
 import { createApp, type Admission } from '../http/app.js';
 import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
@@ -191,14 +194,17 @@ export function createRegistry(
   events: NotificationWiring = {},
   scanning?: ScanWiring,
   log?: Logger,
+  cache?: PullThroughCache,
 ): Registry {
   const { metadata, store } = stores;
   const { notifier, recorder } = events;
   const signaturePolicies = readSignaturePolicies(config);
-  // Pull policies (vulnerabilities, then signatures) judge first, so that a refused pull is not
-  // recorded as one; notifications record what they let through.
+  // The pull-through cache wraps the local services; pull policies (vulnerabilities, then
+  // signatures) judge what either serves, first, so that a refused pull is not recorded as one;
+  // notifications record what they let through, under the name asked.
   const wrap = (local: RegistryServices): RegistryServices => {
-    const guarded = signaturePolicyServices(withScanPolicies(local, scanning), signaturePolicies, {
+    const served = cache ? cache.wrap(local) : local;
+    const guarded = signaturePolicyServices(withScanPolicies(served, scanning), signaturePolicies, {
       parents: metadata,
       ...(log ? { onWarning: (fields) => log.warn(fields, 'served a manifest that no trusted key signed (security.signatures warn mode)') } : {}),
     });
@@ -213,7 +219,7 @@ export function createRegistry(
     ...(config.storage.redirectDisabled ? {} : { blobRedirect: { expiresInSeconds: REDIRECT_EXPIRY_SECONDS } }),
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
-    ...(recorder || scanning || signaturePolicies.length > 0 ? { wrap } : {}),
+    ...(recorder || scanning || cache || signaturePolicies.length > 0 ? { wrap } : {}),
   });
 }
 
@@ -361,9 +367,27 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     throw error;
   }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
+  let ingest: ((repository: string, digest: Digest, path: string) => Promise<void>) | undefined;
+  const cache = config.proxy
+    ? createPullThroughCache(config.proxy, {
+        rootDirectory: config.storage.rootDirectory,
+        metadata: stores.metadata,
+        log,
+        metrics,
+        ingest: async (repository, digest, path) => {
+          if (!ingest) throw new Error('the registry is not ready');
+          await ingest(repository, digest, path);
+        },
+      })
+    : undefined;
+  // The listening process starts first: outages an earlier run told of are over as far as it knows.
+  if (options.announce) cache?.forgetOutages();
   const scanning = storageFull ? undefined : openScanning(config);
-  const registry = createRegistry(config, audit, stores, events, scanning, log);
+  const registry = createRegistry(config, audit, stores, events, scanning, log, cache);
   const scans = scanning ? createScanService(registry, config, scanning, log) : undefined;
+  ingest = async (repository, digest, path) => {
+    await registry.localUploads.importFile(repository, digest, path);
+  };
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -413,6 +437,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     health: readinessProbes(storageProbe(config, registry.store.driver), registry.metadata, room),
     ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
+    ...(cache ? { middleware: [mirrorNamespaces(cache)] } : {}),
     ...(auth ? { auth } : {}),
     ...(scans ? { scans } : {}),
   });
@@ -460,6 +485,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     flushEvents: (options) => flushEvents(events, options),
     async dispose() {
       room.stop();
+      cache?.close();
       await jobs?.stop();
       await flushEvents(events, { timeoutMs: NOTIFICATION_FLUSH_MS });
       await events.notifier?.stop();
@@ -518,7 +544,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   const configQuotas = parseConfigQuotas(config.quotas);
-  const configRetention = parseConfigRetentionPolicies(config.retention.policies);
+  const configRetention = parseConfigRetentionPolicies([...((config.retention.policies as unknown[] | null) ?? []), ...proxyTtlPolicies(config.proxy)]);
   try {
     checkScanConfig(config);
   } catch (error) {
