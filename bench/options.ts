@@ -47,6 +47,8 @@ export interface BenchOptions {
   gcBlobsPerRepo: number;
   /** gc: clients reading manifests in a closed loop during Wharf's collection (0: the collector alone). */
   gcGetClients: number;
+  /** search: repositories in the metadata store searched (filled directly, not pushed). */
+  searchRepos: number;
   /** Wharf's server.workers for this run; undefined keeps its default. */
   wharfWorkers: number | undefined;
   /** The Wharf checkout whose dist/ is benchmarked (to compare builds); this one by default. */
@@ -61,7 +63,7 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search'] as const;
 
 const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,
@@ -87,6 +89,7 @@ const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNo
   gcRepos: 10_000,
   gcBlobsPerRepo: 10,
   gcGetClients: 8,
+  searchRepos: 100_000,
 };
 
 const QUICK: typeof FULL = {
@@ -113,6 +116,7 @@ const QUICK: typeof FULL = {
   gcRepos: 200,
   gcBlobsPerRepo: 10,
   gcGetClients: 8,
+  searchRepos: 2000,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [flags]
@@ -142,6 +146,7 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --gc-repos N            gc: repositories (default 10000)
   --gc-blobs-per-repo N   gc: small blobs in each, half of them garbage (default 10)
   --gc-get-clients N      gc: clients reading manifests during Wharf's collection, 0 for none (default 8)
+  --search-repos N        search: repositories filled into the metadata store (default 100000)
   --wharf-workers N       Wharf's server.workers (default: Wharf's own default)
   --wharf-root DIR        benchmark the built Wharf in another checkout (default: this one)
   --wharf-node-args="A B" Node.js flags for Wharf, e.g. --wharf-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
@@ -184,6 +189,7 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
         'gc-repos': { type: 'string' },
         'gc-blobs-per-repo': { type: 'string' },
         'gc-get-clients': { type: 'string' },
+        'search-repos': { type: 'string' },
         'wharf-workers': { type: 'string' },
         'wharf-root': { type: 'string' },
         'wharf-node-args': { type: 'string' },
@@ -250,6 +256,7 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
     gcRepos: int('gc-repos', v['gc-repos'], base.gcRepos, 1),
     gcBlobsPerRepo: int('gc-blobs-per-repo', v['gc-blobs-per-repo'], base.gcBlobsPerRepo, 2),
     gcGetClients: int('gc-get-clients', v['gc-get-clients'], base.gcGetClients, 0),
+    searchRepos: int('search-repos', v['search-repos'], base.searchRepos, 1),
     soakServers: soakServers as BenchOptions['soakServers'],
     wharfWorkers: v['wharf-workers'] === undefined ? undefined : int('wharf-workers', v['wharf-workers'], 0, 0),
     wharfRoot: v['wharf-root'],

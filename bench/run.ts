@@ -16,6 +16,7 @@ import { RssSampler, startDistribution, startNginx, startWharf, type ServerName,
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
+import { searchWorkloads } from './search.js';
 import {
   blobWorkloads,
   figureSpecs,
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'pulls')) await pullRecordingWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
     if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'search')) await searchWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

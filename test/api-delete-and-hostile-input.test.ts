@@ -113,8 +113,13 @@ describe('hostile names, paths and methods', () => {
     const notFound = await raw(wharf.url, 'GET', '/v2/victim/nothing/here');
     assert.equal(notFound.status, 404);
     assert.ok(errorCode(notFound));
+    // `/` is the web UI's (docs/web-ui.md); other methods there are no endpoint.
     const root = await raw(wharf.url, 'GET', '/');
-    assert.equal(root.status, 404);
+    assert.equal(root.status, 200);
+    assert.match(root.header('content-type') ?? '', /^text\/html/);
+    const elsewhere = await raw(wharf.url, 'PUT', '/');
+    assert.equal(elsewhere.status, 404);
+    assert.equal(errorCode(elsewhere), 'NOT_FOUND');
     const wrong = await raw(wharf.url, 'PATCH', '/v2/victim/manifests/v1');
     assert.equal(wrong.status, 405);
     assert.ok(wrong.header('allow')?.includes('GET'));

@@ -23,7 +23,9 @@ const ALLOWED: Record<string, string[]> = {
   migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
   config: ['log', 'oci'],
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate'],
+  // The web UI: pages over the registry services, behind the same access control; no HTTP layer of its own.
+  ui: ['oci', 'errors', 'metadata', 'registry', 'auth', 'log'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'ui'],
   cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],
 };
 

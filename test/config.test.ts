@@ -84,6 +84,16 @@ describe('loading registry:2 configuration', () => {
     assert.deepEqual(loadConfig({ env: {} }).config.notifications, { endpoints: [], includeReferences: false });
   });
 
+  it('reads search.official and ui.enabled/ui.path, refusing a UI path that would shadow the registry', () => {
+    const defaults = loadConfig({ env: {} }).config;
+    assert.deepEqual([defaults.search.official, defaults.ui.enabled, defaults.ui.path], [['library/'], true, '/']);
+    const set = loadConfig({ file: file('ui.yml', 'search:\n  official: [base/, library/]\nui:\n  path: /ui\n'), env: { REGISTRY_UI_ENABLED: 'false' } }).config;
+    assert.deepEqual([set.search.official, set.ui.enabled, set.ui.path], [['base/', 'library/'], false, '/ui/']);
+    for (const path of ['/v2/', '/admin/x', 'ui', '/a/../b/']) {
+      assert.throws(() => loadConfig({ file: file('bad-ui.yml', `ui:\n  path: ${path}\n`), env: {} }), /ui\.path/, path);
+    }
+  });
+
   it('refuses notification endpoints it cannot use, naming the key', () => {
     const bad = (endpoint: string) => () => loadConfig({ file: file('bad-endpoint.yml', `notifications:\n  endpoints:\n    - ${endpoint}\n`), env: {} });
     assert.throws(bad('name: a'), /notifications\.endpoints\[0\]\.url: an http/);

@@ -428,6 +428,30 @@ export class RegistryClient {
     return JSON.parse((await readBody(res)).toString('utf8')) as TagRestoreResult;
   }
 
+  /** Wharf's extension: stars (or unstars) a repository for the signed-in user; returns its star count. */
+  async star(repository: string, starred: boolean): Promise<number> {
+    const res = await this.request({
+      method: starred ? 'PUT' : 'DELETE',
+      path: `/v2/${repository}/_wharf/star`,
+      scopes: [repositoryScope(repository, ['pull'])],
+    });
+    if (res.statusCode !== 200) throw await this.failure(res, `${starred ? 'starring' : 'unstarring'} ${this.registry}/${repository}`);
+    const doc = JSON.parse((await readBody(res)).toString('utf8')) as { stars?: number };
+    return doc.stars ?? 0;
+  }
+
+  /** Wharf's extension: sets a repository's README (markdown); an empty text removes it. Needs push rights. */
+  async setReadme(repository: string, markdown: string): Promise<void> {
+    const res = await this.request({
+      method: markdown === '' ? 'DELETE' : 'PUT',
+      path: `/v2/${repository}/_wharf/readme`,
+      scopes: [repositoryScope(repository, ['pull', 'push'])],
+      ...(markdown === '' ? {} : { headers: { 'content-type': 'text/markdown; charset=utf-8' }, body: Buffer.from(markdown) }),
+    });
+    if (res.statusCode !== 204 && res.statusCode !== 200) throw await this.failure(res, `setting the README of ${this.registry}/${repository}`);
+    discard(res);
+  }
+
   /** Docker's `/v1/search`; undefined when the registry has no such endpoint. */
   async search(term: string, limit = 25): Promise<SearchResult[] | undefined> {
     const query = new URLSearchParams({ q: term, n: String(limit) });

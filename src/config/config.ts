@@ -70,6 +70,10 @@ export interface WharfConfig {
   quotas: unknown;
   /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
   notifications: NotificationsConfig;
+  /** `search.official`: repository name prefixes flagged official in search. */
+  search: { official: string[] };
+  /** `ui.enabled`, `ui.path`: the web UI (docs/web-ui.md). */
+  ui: { enabled: boolean; path: string };
 }
 
 /** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
@@ -544,6 +548,8 @@ function build(raw: Raw): WharfConfig {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),
     },
+    search: { official: value(raw, 'search.official', ['library/']) },
+    ui: { enabled: value(raw, 'ui.enabled', true), path: uiPath(value(raw, 'ui.path', '/')) },
   };
 }
 
@@ -573,6 +579,15 @@ function buildDatabase(raw: Raw): DatabaseConfig | undefined {
       maxIdleTimeMs: value(raw, 'database.pool.maxidletime', 10_000),
     },
   };
+}
+
+/** `ui.path`: a path prefix ending in `/` that cannot shadow the registry's own endpoints. */
+function uiPath(path: string): string {
+  const normalized = path.endsWith('/') ? path : `${path}/`;
+  if (!normalized.startsWith('/') || /\/\/|\/\.\.?\//.test(normalized) || /^\/(v1|v2|admin|auth|healthz|readyz)\//.test(normalized)) {
+    throw new ConfigError(`ui.path: "${path}" must be a path such as / or /ui/, outside /v2/, /v1/, /admin/ and /auth/`);
+  }
+  return normalized;
 }
 
 /** Pushes stop while less than this is free: room for SQLite's journal and for pulls' bookkeeping. */

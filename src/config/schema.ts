@@ -149,6 +149,10 @@ export const SCHEMA = {
   },
   /** Wharf's own: storage quotas, `[{repository|prefix, limit}]` (docs/quotas.md; read by src/registry/quota-rules.ts). */
   quotas: { kind: 'yaml' },
+  /** Wharf's own: `/v1/search` (docs/search.md): repositories under these prefixes are official. */
+  search: { official: strings },
+  /** Wharf's own: the web UI (docs/web-ui.md), served at `path` unless disabled. */
+  ui: { enabled: bool, path: str },
   /** registry:2's health checks, served at /debug/health on the debug address. */
   health: {
     storagedriver: { enabled: bool, interval: duration, threshold: { kind: 'integer', min: 1, max: 1000 } },

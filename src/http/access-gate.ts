@@ -20,6 +20,10 @@ const REQUIRED: Record<Exclude<RegistryRoute['kind'], 'base' | 'catalog'>, Parti
   // Reading a tag's history is reading the repository; a restore moves a tag as a push does.
   'tag.history': { GET: 'pull' },
   'tag.restore': { POST: 'push' },
+  // The README is the owner's to write: push rights. A star is a reader's opinion: pull rights.
+  'repository.profile': { GET: 'pull', HEAD: 'pull' },
+  'repository.readme': { PUT: 'push', DELETE: 'push' },
+  'repository.star': { PUT: 'pull', DELETE: 'pull' },
 };
 
 export function accessRequestOf(req: IncomingMessage): AccessRequest {
@@ -52,7 +56,13 @@ export async function guard(auth: Auth | undefined, req: IncomingMessage, route:
     return {};
   }
   // Probes answer anyone: they say whether the process can serve, nothing about its content.
-  if (route.kind === 'healthz' || route.kind === 'readyz') return {};
+  if (route.kind === 'healthz' || route.kind === 'readyz' || route.kind === 'ping.v1') return {};
+  // Search answers anyone (podman asks without credentials); it shows only what the caller may pull.
+  if (route.kind === 'search') {
+    if (!auth) return {};
+    const identity = await auth.access.identify(accessRequestOf(req));
+    return contextFor(auth, identity);
+  }
   if (route.kind.startsWith('admin.')) {
     if (!auth) throw new RegistryError('NOT_FOUND');
     const request = accessRequestOf(req);
@@ -76,7 +86,7 @@ function targetOf(route: RegistryRoute, method: string): AccessTarget {
   return { kind: 'repository', name: route.name, action };
 }
 
-function contextFor(auth: Auth, identity: Identity): RequestContext {
+export function contextFor(auth: Auth, identity: Identity): RequestContext {
   const context: RequestContext = {
     canRead: (repository) => auth.access.canPull(identity, repository),
   };

@@ -16,6 +16,7 @@ import { healthz, readyz, type HealthProbes } from './handlers/health.js';
 import { exchangeToken, issueToken } from './handlers/token.js';
 import { cancelUpload, getUploadStatus, patchUpload, putUpload, startUpload } from './handlers/uploads.js';
 import { getTagHistory, restoreTag } from './handlers/tags.js';
+import { getRepositoryProfile, pingV1, putReadme, putStar, search } from './handlers/search.js';
 import { matchRoute, type Route } from './router.js';
 
 export interface AppOptions {
@@ -73,6 +74,11 @@ const ROUTES: Record<Route['kind'], MethodTable> = {
   referrers: { GET: listReferrers },
   'tag.history': { GET: getTagHistory },
   'tag.restore': { POST: restoreTag },
+  'repository.profile': { GET: getRepositoryProfile },
+  'repository.readme': { PUT: putReadme, DELETE: putReadme },
+  'repository.star': { PUT: putStar, DELETE: putStar },
+  search: { GET: search },
+  'ping.v1': { GET: pingV1, HEAD: pingV1 },
   token: { GET: issueToken, POST: exchangeToken },
   'admin.users': { GET: admin.listUsers, POST: admin.addUser },
   'admin.user': { DELETE: admin.removeUser },

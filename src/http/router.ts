@@ -14,7 +14,14 @@ export type RegistryRoute =
   | { kind: 'referrers'; name: string; digest: string }
   /** Wharf's extension: a tag's recorded moves (`GET`) and putting it back (`POST .../restore`). */
   | { kind: 'tag.history'; name: string; tag: string }
-  | { kind: 'tag.restore'; name: string; tag: string };
+  | { kind: 'tag.restore'; name: string; tag: string }
+  /** Wharf's extension: a repository's description, README and stars (`GET`), its README (`PUT`, `DELETE`), the caller's star (`PUT`, `DELETE`). */
+  | { kind: 'repository.profile'; name: string }
+  | { kind: 'repository.readme'; name: string }
+  | { kind: 'repository.star'; name: string };
+
+/** Docker Hub's v1 search API and ping, which `docker search` and `podman search` use. */
+export type SearchRoute = { kind: 'search' } | { kind: 'ping.v1' };
 
 /** The admin API (`/admin/v1/...`): `subject` is the user or robot name, or the rule id. */
 export type AdminRoute =
@@ -47,7 +54,7 @@ export type AdminRoute =
 export type HealthRoute = { kind: 'healthz' } | { kind: 'readyz' };
 
 /** Every endpoint the server answers: the registry API, the built-in token issuer, the admin API, the probes. */
-export type Route = RegistryRoute | AdminRoute | HealthRoute | { kind: 'token' };
+export type Route = RegistryRoute | AdminRoute | HealthRoute | SearchRoute | { kind: 'token' };
 
 export const ADMIN_PREFIX = '/admin/v1/';
 
@@ -61,6 +68,7 @@ const REFERRERS = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 // `_wharf` cannot be a name component (components start with a letter or digit), so these never
 // collide with a repository's own paths.
 const TAG_HISTORY = /^\/v2\/(.+)\/_wharf\/tags\/([^/]+)\/(history|restore)$/;
+const REPOSITORY_EXTRAS = /^\/v2\/(.+)\/_wharf\/(repository|readme|star)$/;
 
 /** Decodes one path segment that is not a name (a tag, digest or id); `%3A` is common in digests. */
 function segment(raw: string): string {
@@ -82,10 +90,13 @@ export function matchRoute(path: string, options: { tokenPath?: string; admin?: 
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
   if (path === '/healthz') return { kind: 'healthz' };
   if (path === '/readyz') return { kind: 'readyz' };
+  if (path === '/v1/search') return { kind: 'search' };
+  if (path === '/v1/_ping') return { kind: 'ping.v1' };
   if (!path.startsWith('/v2/')) return undefined;
   if (path === '/v2/_catalog') return { kind: 'catalog' };
   let m: RegExpExecArray | null;
   if ((m = TAG_HISTORY.exec(path))) return { kind: m[3] === 'history' ? 'tag.history' : 'tag.restore', name: m[1]!, tag: segment(m[2]!) };
+  if ((m = REPOSITORY_EXTRAS.exec(path))) return { kind: `repository.${m[2] === 'repository' ? 'profile' : (m[2] as 'readme' | 'star')}`, name: m[1]! };
   if ((m = MANIFEST.exec(path))) return { kind: 'manifest', name: m[1]!, reference: segment(m[2]!) };
   if ((m = UPLOADS.exec(path))) return { kind: 'uploads', name: m[1]! };
   if ((m = UPLOAD.exec(path))) return { kind: 'upload', name: m[1]!, id: segment(m[2]!) };

@@ -48,6 +48,11 @@ export interface ManifestPut {
   request?: ChangeRequest;
   /** The manifest's references as notifications list them. */
   references?: ChangeReference[];
+  /**
+   * What the image says of itself (`org.opencontainers.image.description`), when pushed with a
+   * tag: the newest tagged manifest sets the repository's description (null clears it).
+   */
+  description?: string | null;
 }
 
 /** What a manifest push changed, read inside its transaction. */
@@ -395,6 +400,50 @@ export interface Inventory {
   blobBytes: number;
 }
 
+/** A repository as search and listings show it. */
+export interface RepositorySummary {
+  name: string;
+  /** The newest tagged manifest's description, else the README's first paragraph; absent when neither says anything. */
+  description?: string;
+  stars: number;
+}
+
+/** A repository's page: what it says of itself, its stars, its size and when it last changed. */
+export interface RepositoryProfile extends RepositorySummary {
+  /** Markdown set by the owner; absent when none. */
+  readme?: string;
+  readmeUpdatedAt?: number;
+  readmeUpdatedBy?: string;
+  createdAt: number;
+  /** When a tag last moved (ms since epoch); absent without tags. */
+  lastPushedAt?: number;
+  tagCount: number;
+  /** Bytes, as quotas count them (see RepositoryUsage). */
+  bytes: number;
+}
+
+/** One tag as the web UI lists it, with what its manifest says. */
+export interface TagDetail {
+  name: string;
+  digest: string;
+  mediaType: string;
+  /** Bytes of the manifest and everything it references. */
+  totalSize: number;
+  /** When the tag was last moved here (ms since epoch). */
+  pushedAt: number;
+  /** When its manifest was last pulled; absent if never (or pull recording is off). */
+  pulledAt?: number;
+  /** The manifest's exact bytes (an index lists its platforms). */
+  content: Buffer;
+}
+
+export interface TagDetailQuery {
+  sort: 'name' | 'pushed' | 'size';
+  descending: boolean;
+  offset: number;
+  limit: number;
+}
+
 export interface MetadataStore {
   readonly name: string;
   close(): Promise<void>;
@@ -690,5 +739,23 @@ export interface MetadataStore {
   // --- repositories ------------------------------------------------------------------------
   /** Repositories with at least one manifest, in lexical order. */
   listRepositories(page: Page): Promise<string[]>;
+  /**
+   * Repositories holding manifests whose name or description matches `text` (every word, the last
+   * one as a prefix, case-insensitive), best first (see rankByName in repository-profile.ts): name
+   * matches before description matches. An empty `text` lists all by name. Only names `visible`
+   * accepts count. At most SEARCH_RESULT_CAP matches are considered: `total` counts the visible
+   * ones among them, and `repositories` is the page `offset`..`offset + limit` of those, with stars.
+   */
+  searchRepositories(query: { text: string; offset: number; limit: number; visible?: (repository: string) => boolean }): Promise<{ total: number; repositories: RepositorySummary[] }>;
+  /** Undefined when the repository does not exist. */
+  repositoryProfile(repository: string): Promise<RepositoryProfile | undefined>;
+  /** Sets (or with undefined, removes) the README; false when the repository does not exist. */
+  setReadme(repository: string, readme: string | undefined, options?: ChangeOptions): Promise<boolean>;
+  /** Stars or unstars a repository for a user; undefined when the repository does not exist, else whether it is starred now. */
+  setStar(repository: string, user: string, starred: boolean): Promise<boolean | undefined>;
+  /** Which of `repositories` the user starred. */
+  starredBy(user: string, repositories: readonly string[]): Promise<Set<string>>;
+  /** One page of a repository's tags with their manifests; undefined when the repository does not exist. */
+  listTagDetails(repository: string, query: TagDetailQuery): Promise<{ total: number; tags: TagDetail[] } | undefined>;
   repositoryExists(repository: string): Promise<boolean>;
 }

@@ -6,6 +6,7 @@ import { ManifestFormatError, manifestReferences, parseManifest, requiredBlobs, 
 import { IMAGE_MANIFEST_TYPES, INDEX_MANIFEST_TYPES, MANIFEST_TYPES } from '../oci/media-types.js';
 import { changeOptions, type RequestContext } from './context.js';
 import type { EventSink } from './events.js';
+import { imageDescription, type BlobText } from './image-description.js';
 import type { PullTimes } from './pull-times.js';
 import { checkRepositoryName, checkTag, type ManifestReference } from './validation.js';
 
@@ -24,7 +25,7 @@ export interface PutManifestResult {
 export class ManifestService {
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink; pulls?: PullTimes },
+    private readonly options: { deleteEnabled: boolean; maxManifestBytes: number; emit?: EventSink; pulls?: PullTimes; readBlob?: BlobText },
   ) {}
 
   get maxManifestBytes(): number {
@@ -97,6 +98,11 @@ export class ManifestService {
     }
     const tags = new Set(extraTags);
     if ('tag' in ref) tags.add(ref.tag);
+    // Only a tagged push describes the repository (the newest tagged manifest's description).
+    const description =
+      tags.size > 0 && !manifest.subject
+        ? await imageDescription(repository, manifest, { metadata: this.metadata, ...(this.options.readBlob ? { readBlob: this.options.readBlob } : {}) })
+        : undefined;
     // The store checks the references and reads the old tag targets in the transaction that writes.
     const result = await this.putWaitingForSweeps({
       repository,
@@ -109,6 +115,7 @@ export class ManifestService {
       blobs: requiredBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })),
       children: manifest.manifests.map((d) => ({ digest: d.digest, size: d.size })),
       tags: [...tags],
+      ...(description !== undefined ? { description } : {}),
       references: manifestReferences(manifest).map((d) => ({ mediaType: d.mediaType, digest: d.digest, size: d.size })),
       ...changeOptions(context),
     });

@@ -1,5 +1,6 @@
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import type { Digest } from '../oci/digest.js';
 import { BlobService } from './blob-service.js';
 import { DiscoveryService, type PaginationLimits } from './discovery-service.js';
 import type { EventSink } from './events.js';
@@ -7,9 +8,11 @@ import { DEFAULT_MAX_MANIFEST_BYTES, ManifestService } from './manifest-service.
 import { RegistryError } from '../errors/index.js';
 import { PullTimes } from './pull-times.js';
 import { RetentionService } from './retention-service.js';
-import type { Blobs, Discovery, Manifests, NotificationAdmin, Operations, RegistryServices, Retention, Tags, Uploads } from './services.js';
+import type { Blobs, Discovery, Manifests, NotificationAdmin, Operations, RegistryServices, Retention, Search, Tags, Uploads } from './services.js';
 import { requireQuotaLimit, requireQuotaName } from './quota-rules.js';
 import { TagService } from './tag-service.js';
+import { SearchService } from './search-service.js';
+import type { BlobText } from './image-description.js';
 import { UploadService } from './upload-service.js';
 
 export interface RegistryOptions {
@@ -31,6 +34,8 @@ export interface RegistryOptions {
   pullFlushMs?: number;
   /** Notification deliveries, for the admin API; absent when none are configured. */
   notifications?: NotificationAdmin;
+  /** Repositories under these prefixes are flagged official in search (`search.official`); default `library/`. */
+  officialPrefixes?: readonly string[];
 }
 
 /**
@@ -45,6 +50,7 @@ export class Registry implements RegistryServices {
   readonly tags: Tags;
   readonly operations: Operations;
   readonly retention: Retention;
+  readonly search: Search;
   /** Retention over this registry's own metadata (for the config policies and scheduled runs). */
   readonly localRetention: RetentionService;
   /** Batches manifest pull times into metadata; absent when `recordPulls` is off. */
@@ -73,6 +79,7 @@ export class Registry implements RegistryServices {
         maxManifestBytes: options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES,
         ...(emit ? { emit } : {}),
         ...(this.pulls ? { pulls: this.pulls } : {}),
+        readBlob: configReader(store),
       }),
       discovery: new DiscoveryService(metadata, {
         maxPage: options.pagination?.maxPage ?? 10_000,
@@ -102,6 +109,7 @@ export class Registry implements RegistryServices {
           return replayed;
         },
       },
+      search: new SearchService(metadata, { officialPrefixes: options.officialPrefixes ?? ['library/'] }),
       retention: {
         policies: () => retention.list(),
         addPolicy: (input, context) => retention.add(input, context),
@@ -117,12 +125,26 @@ export class Registry implements RegistryServices {
     this.tags = services.tags;
     this.operations = services.operations;
     this.retention = services.retention;
+    this.search = services.search;
   }
 
   async close(): Promise<void> {
     await this.pulls?.close();
     await this.metadata.close();
   }
+}
+
+/** Reads a small blob whole (an image config, for its labels); undefined when storage lacks it. */
+function configReader(store: BlobStore): BlobText {
+  return async (digest, size) => {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.reader(digest as Digest, { length: size })) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    } catch {
+      return undefined;
+    }
+  };
 }
 
 function unknownEndpoint(name: string): RegistryError {

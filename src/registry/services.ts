@@ -7,6 +7,7 @@ import type { ListPage, ListRequest } from './discovery-service.js';
 import type { PutManifestResult } from './manifest-service.js';
 import type { RetentionPolicyView, RetentionReport, RetentionRunOptions } from './retention-service.js';
 import type { RestoreResult, RestoreTarget } from './tag-service.js';
+import type { SearchService } from './search-service.js';
 import type { Chunk, UploadState } from './upload-service.js';
 import type { ManifestReference } from './validation.js';
 
@@ -136,6 +137,9 @@ export interface Retention {
 export type { RetentionPolicyView, RetentionReport, RetentionRunOptions };
 export type { Digest, ImmutableTagRule, JobRecord, JobState, ManifestReference, QuotaStatus, RepositoryUsage, RestoreResult, RestoreTarget, TagEvent };
 
+/** Search, stars, READMEs and the tag listings of the web UI (search-service.ts). */
+export type Search = Pick<SearchService, 'isOfficial' | 'search' | 'profile' | 'setReadme' | 'star' | 'starredBy' | 'tagDetails'>;
+
 /** The registry as its fronts see it. */
 export interface RegistryServices {
   readonly blobs: Blobs;
@@ -145,4 +149,5 @@ export interface RegistryServices {
   readonly tags: Tags;
   readonly operations: Operations;
   readonly retention: Retention;
+  readonly search: Search;
 }

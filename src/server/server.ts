@@ -35,6 +35,9 @@ import { FreeSpaceWatch, StorageDriverCheck, readinessProbes } from './health.js
 import { ServerMetrics, aggregate, registerInventory, registerNotificationQueue, type MetricsSnapshot } from './metrics.js';
 import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
+import { matchRoute } from '../http/router.js';
+import { createUi } from '../ui/ui.js';
+import { SessionKeys } from '../ui/session.js';
 
 /** Inactivity after which a connection is dropped, even mid-request. */
 const SOCKET_IDLE_TIMEOUT_MS = 5 * 60_000;
@@ -121,6 +124,40 @@ export function openStores(config: WharfConfig, options: { exclusive?: boolean; 
   }
 }
 
+/**
+ * The registry's listener with the web UI in front of it: paths under `ui.path` that are none of
+ * the registry's endpoints (which always win) go to the UI.
+ */
+function withUi(app: (req: IncomingMessage, res: ServerResponse) => void, registry: Registry, config: WharfConfig, auth: Auth | undefined, log: Logger, mode: { readOnly: boolean }) {
+  let sessionKeys: SessionKeys;
+  try {
+    sessionKeys = SessionKeys.load(`${config.storage.rootDirectory}/ui/session.key`);
+  } catch (error) {
+    log.warn({ err: error }, 'cannot keep the web UI session key in the storage root: sign-ins hold only on the process that made them');
+    sessionKeys = SessionKeys.ephemeral();
+  }
+  const base = config.ui.path;
+  const ui = createUi(registry, { basePath: base, deleteEnabled: config.storage.deleteEnabled, readOnly: mode.readOnly, sessionKeys, log, ...(auth ? { auth } : {}) });
+  const routeOptions = { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined };
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q >= 0 ? url.slice(0, q) : url;
+    const method = req.method ?? 'GET';
+    const forUi = (path.startsWith(base) || `${path}/` === base) && !/^\/(v1|v2)(\/|$)/.test(path) && !path.startsWith('/admin/') && matchRoute(path, routeOptions) === undefined;
+    if (forUi && (method === 'GET' || method === 'HEAD' || method === 'POST')) {
+      if (`${path}/` === base) {
+        res.writeHead(308, { Location: base, 'Content-Length': 0 });
+        res.end();
+        return;
+      }
+      ui(req, res);
+      return;
+    }
+    app(req, res);
+  };
+}
+
 /** The storage driver configuration names (the filesystem today; S3 will be another). */
 export function openStorageDriver(config: WharfConfig): StorageDriver {
   switch (config.storage.driver) {
@@ -138,6 +175,7 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
     historyRetentionMs: config.history.retentionMs,
     recordPulls: config.retention.recordPulls,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
+    officialPrefixes: config.search.official,
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
     ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
@@ -322,6 +360,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     admitted,
     ...(auth ? { auth } : {}),
   });
+  const listener = config.ui.enabled ? withUi(app, registry, config, auth, log, { readOnly: storageFull || config.storage.readOnly }) : app;
   const serverOptions = {
     // Uploads of many gigabytes take as long as they take; slow headers do not.
     requestTimeout: 0,
@@ -337,9 +376,9 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
           requestCert: tls.clientCas.length > 0,
           rejectUnauthorized: tls.clientCas.length > 0 && tls.clientAuth === 'require-and-verify-client-cert',
         },
-        app,
+        listener,
       )
-    : createServer(serverOptions, app);
+    : createServer(serverOptions, listener);
   if (tls && tls.clientCas.length > 0 && tls.clientAuth === 'verify-client-cert-if-given') {
     // Node can ask for a certificate without demanding one only by accepting any certificate at
     // all (rejectUnauthorized: false). Go's VerifyClientCertIfGiven refuses one that does not

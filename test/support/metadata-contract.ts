@@ -159,6 +159,59 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
+    it('searches names and descriptions best first; keeps READMEs, stars and tag details', async () => {
+      const store = await create();
+      await store.putManifest(manifest('team/web-server', d(1), { tags: ['v1'], description: 'A small HTTP server' }));
+      await store.putManifest(manifest('library/webapp', d(2), { tags: ['latest'] }));
+      await store.putManifest(manifest('tools/builder', d(3), { tags: ['1.0'], description: 'Builds things for the web' }));
+      await store.putManifest(manifest('tools/untagged', d(4), { description: 'ignored: pushed without a tag' }));
+      await store.addBlob('empty/repo', d(90), 1);
+      const names = async (text: string) => (await store.searchRepositories({ text, offset: 0, limit: 10 })).repositories.map((r) => r.name);
+      assert.deepEqual(await names('web'), ['library/webapp', 'team/web-server', 'tools/builder'], 'name matches weigh more; prefixes match');
+      assert.deepEqual(await names('HTTP serv'), ['team/web-server'], 'every word, any case');
+      assert.deepEqual(await names('tools/builder'), ['tools/builder']);
+      assert.deepEqual(await names('ignored'), []);
+      assert.deepEqual(await names('repo'), [], 'a repository without manifests is not listed');
+      assert.deepEqual(await names('"*'), []);
+      assert.deepEqual(await names(''), ['library/webapp', 'team/web-server', 'tools/builder', 'tools/untagged']);
+      const paged = await store.searchRepositories({ text: '', offset: 1, limit: 2 });
+      assert.deepEqual([paged.total, paged.repositories.map((x) => x.name)], [4, ['team/web-server', 'tools/builder']]);
+      const filtered = await store.searchRepositories({ text: 'web', offset: 0, limit: 10, visible: (name) => !name.startsWith('library/') });
+      assert.deepEqual([filtered.total, filtered.repositories.map((x) => x.name)], [2, ['team/web-server', 'tools/builder']]);
+      const [server] = (await store.searchRepositories({ text: 'server', offset: 0, limit: 1 })).repositories;
+      assert.deepEqual(server, { name: 'team/web-server', description: 'A small HTTP server', stars: 0 });
+
+      // The newest tagged manifest sets the description; one without clears it; the README stands in.
+      await store.putManifest(manifest('team/web-server', d(5), { tags: ['v2'], description: null }));
+      assert.equal((await store.repositoryProfile('team/web-server'))!.description, undefined);
+      assert.equal(await store.setReadme('team/web-server', '# Web server\n\nServes *static* files. [Docs](https://example.com)\n', { actor: 'alice' }), true);
+      const profile = (await store.repositoryProfile('team/web-server'))!;
+      assert.equal(profile.description, 'Serves static files. Docs');
+      assert.match(profile.readme!, /^# Web server/);
+      assert.equal(profile.readmeUpdatedBy, 'alice');
+      assert.equal(profile.tagCount, 2);
+      assert.ok(profile.lastPushedAt! > 0);
+      assert.deepEqual(await names('static'), ['team/web-server']);
+      assert.equal(await store.setReadme('no/such', 'x'), false);
+      assert.equal(await store.repositoryProfile('no/such'), undefined);
+
+      assert.equal(await store.setStar('team/web-server', 'alice', true), true);
+      assert.equal(await store.setStar('team/web-server', 'alice', true), true, 'starring twice counts once');
+      assert.equal(await store.setStar('team/web-server', 'bob', true), true);
+      assert.equal(await store.setStar('team/web-server', 'bob', false), false);
+      assert.equal(await store.setStar('no/such', 'bob', true), undefined);
+      assert.equal((await store.repositoryProfile('team/web-server'))!.stars, 1);
+      assert.deepEqual([...(await store.starredBy('alice', ['team/web-server', 'tools/builder']))], ['team/web-server']);
+      assert.equal((await store.searchRepositories({ text: 'web-server', offset: 0, limit: 1 })).repositories[0]!.stars, 1);
+
+      const page = (await store.listTagDetails('team/web-server', { sort: 'name', descending: true, offset: 0, limit: 1 }))!;
+      assert.equal(page.total, 2);
+      assert.deepEqual(page.tags.map((t) => [t.name, t.digest]), [['v2', d(5)]]);
+      assert.ok(page.tags[0]!.content.length > 0);
+      assert.equal(await store.listTagDetails('no/such', { sort: 'pushed', descending: false, offset: 0, limit: 5 }), undefined);
+      await store.close();
+    });
+
     it('moves tags and keeps their history', async () => {
       const store = await create();
       await store.putManifest(manifest('h', d(1), { tags: ['v'], actor: 'alice' }));

@@ -10,6 +10,7 @@ import { registerPull } from './pull.js';
 import { registerPush } from './push.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerSearch } from './search.js';
+import { registerRepositoryCommands } from './repository.js';
 import { registerTag } from './tag.js';
 import { registerVersion } from './version.js';
 
@@ -17,6 +18,7 @@ import { registerVersion } from './version.js';
 export function registerClientCommands(program: Command): void {
   registerLogin(program);
   registerSearch(program);
+  registerRepositoryCommands(program);
   registerPull(program);
   registerPush(program);
   registerTag(program);

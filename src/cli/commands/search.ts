@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { SearchResult } from '../../client/index.js';
 import { DOCKER_HUB } from '../../oci/reference.js';
 import { withContext } from '../context.js';
-import { renderTable, truncate } from '../output.js';
+import { renderFormat, renderTable, truncate } from '../output.js';
 
 /** `[REGISTRY/]TERM`: a first component with `.` or `:`, or `localhost`, is a registry. */
 export function splitSearchTerm(text: string): { registry: string; term: string } {
@@ -38,7 +38,7 @@ export function registerSearch(program: Command): void {
     .option('--limit <n>', 'at most this many results', (v) => Number.parseInt(v, 10), 25)
     .option('-f, --filter <filter>', 'stars=N or is-official=true (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--no-trunc', "don't truncate descriptions")
-    .option('--format <format>', 'table (default) or json')
+    .option('--format <format>', "json, or a Go template as docker's: '{{.Name}}\\t{{.StarCount}}', 'table {{.Name}}\\t{{.IsOfficial}}'")
     .action(async (text: string, options: { limit: number; filter: string[]; trunc: boolean; format?: string }, command: Command) =>
       withContext(command, async (context) => {
         const { registry, term } = splitSearchTerm(text);
@@ -65,6 +65,18 @@ export function registerSearch(program: Command): void {
         const format = options.format ?? (context.options.json ? 'json' : 'table');
         if (format === 'json') {
           process.stdout.write(JSON.stringify(shown.map((r) => ({ ...r, source })), null, 2) + '\n');
+          return;
+        }
+        if (format !== 'table') {
+          // docker search's template fields: Name, Description, StarCount, IsOfficial, IsAutomated.
+          const values = shown.map((r) => ({
+            Name: r.name,
+            Description: options.trunc ? truncate((r.description ?? '').replace(/\s+/g, ' '), 45) : (r.description ?? ''),
+            StarCount: r.star_count ?? 0,
+            IsOfficial: Boolean(r.is_official),
+            IsAutomated: Boolean(r.is_automated),
+          }));
+          process.stdout.write(renderFormat(format, values, { Name: 'NAME', Description: 'DESCRIPTION', StarCount: 'STARS', IsOfficial: 'OFFICIAL', IsAutomated: 'AUTOMATED' }));
           return;
         }
         const rows = shown.map((r) => [

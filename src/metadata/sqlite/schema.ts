@@ -284,4 +284,44 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX IF NOT EXISTS notification_parked_by_endpoint ON notification_parked(endpoint, id);
   `,
+  // 13: search, stars and READMEs (docs/search.md). A full-text index over each repository's
+  // name and description (rowid = repository id), kept by triggers for names and by the store for
+  // descriptions; the description the newest tagged manifest gave, the owner's README, and who
+  // starred what; existing repositories get the description their newest tagged manifest's
+  // annotation gives (config labels wait for the next push). Only new objects: safe in any order.
+  `
+  CREATE TABLE IF NOT EXISTS repository_profiles (
+    repository_id INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    image_description TEXT,
+    readme TEXT,
+    readme_updated_at INTEGER,
+    readme_updated_by TEXT
+  );
+  CREATE TABLE IF NOT EXISTS repository_stars (
+    repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    user TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (repository_id, user)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS repository_stars_by_user ON repository_stars(user, repository_id);
+  CREATE VIRTUAL TABLE IF NOT EXISTS repository_search USING fts5(name, description, tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3');
+  INSERT INTO repository_search (rowid, name, description) SELECT id, name, '' FROM repositories WHERE id NOT IN (SELECT rowid FROM repository_search);
+  CREATE TRIGGER IF NOT EXISTS repository_search_add AFTER INSERT ON repositories BEGIN
+    INSERT INTO repository_search (rowid, name, description) VALUES (new.id, new.name, '');
+  END;
+  CREATE TRIGGER IF NOT EXISTS repository_search_remove AFTER DELETE ON repositories BEGIN
+    DELETE FROM repository_search WHERE rowid = old.id;
+  END;
+  CREATE INDEX IF NOT EXISTS tags_by_update ON tags(repository_id, updated_at);
+  INSERT OR IGNORE INTO repository_profiles (repository_id, image_description)
+    SELECT id, description FROM (
+      SELECT r.id AS id, (
+        SELECT json_extract(m.annotations, '$."org.opencontainers.image.description"')
+          FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+         WHERE t.repository_id = r.id ORDER BY t.updated_at DESC LIMIT 1) AS description
+      FROM repositories r)
+    WHERE description IS NOT NULL AND trim(description) <> '';
+  UPDATE repository_search SET description = (SELECT substr(image_description, 1, 200) FROM repository_profiles p WHERE p.repository_id = repository_search.rowid)
+    WHERE rowid IN (SELECT repository_id FROM repository_profiles WHERE image_description IS NOT NULL);
+  `,
 ];

@@ -28,7 +28,11 @@ import type {
   QuotaStatus,
   QuotaViolation,
   RepositoryGraph,
+  RepositoryProfile,
+  RepositorySummary,
   RepositoryUsage,
+  TagDetail,
+  TagDetailQuery,
   TagEvent,
   UploadAdvance,
   UploadRecord,
@@ -36,7 +40,11 @@ import type {
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
+import { SEARCH_RESULT_CAP, compareText, ftsQuery, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
 import { MIGRATIONS } from './schema.js';
+
+/** The most candidates one search reads from the index, per pass (names, then descriptions). */
+const SEARCH_CANDIDATES = 600;
 
 export interface SqliteOptions {
   /** Database file; `:memory:` for tests. */
@@ -231,6 +239,7 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly name = 'sqlite';
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly profiles;
   /** Writes waiting for the next group commit. */
   private queue: PendingWrite[] = [];
   /** Set while a commit waits for another process to release the write lock. */
@@ -522,6 +531,38 @@ export class SqliteMetadataStore implements MetadataStore {
          WHERE name > ? AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)
          ORDER BY name LIMIT ?`,
       ),
+    };
+    this.profiles = {
+      profile: db.prepare<[number], { image_description: string | null; readme: string | null; readme_updated_at: number | null; readme_updated_by: string | null }>(
+        'SELECT image_description, readme, readme_updated_at, readme_updated_by FROM repository_profiles WHERE repository_id = ?',
+      ),
+      setImageDescription: db.prepare<[number, string | null]>(
+        `INSERT INTO repository_profiles (repository_id, image_description) VALUES (?, ?)
+         ON CONFLICT(repository_id) DO UPDATE SET image_description = excluded.image_description`,
+      ),
+      setReadme: db.prepare<[number, string | null, number, string | null]>(
+        `INSERT INTO repository_profiles (repository_id, readme, readme_updated_at, readme_updated_by) VALUES (?, ?, ?, ?)
+         ON CONFLICT(repository_id) DO UPDATE SET readme = excluded.readme, readme_updated_at = excluded.readme_updated_at, readme_updated_by = excluded.readme_updated_by`,
+      ),
+      indexDescription: db.prepare<[string, number]>('UPDATE repository_search SET description = ? WHERE rowid = ?'),
+      // Candidates in index order, no ranking in SQL: bounded work however common the words are
+      // (ranking every match of a word that 100,000 repositories share would not be).
+      search: db.prepare<{ match: string; limit: number }, { id: number; name: string; description: string }>(
+        `SELECT rowid AS id, name, description FROM repository_search
+         WHERE repository_search MATCH @match AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = repository_search.rowid) LIMIT @limit`,
+      ),
+      listNames: db.prepare<{ after: string; limit: number }, { id: number; name: string; description: string }>(
+        `SELECT r.id, r.name, s.description FROM repositories r JOIN repository_search s ON s.rowid = r.id
+         WHERE r.name > @after AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT @limit`,
+      ),
+      starCount: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM repository_stars WHERE repository_id = ?'),
+      addStar: db.prepare<[number, string, number]>('INSERT INTO repository_stars (repository_id, user, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      removeStar: db.prepare<[number, string]>('DELETE FROM repository_stars WHERE repository_id = ? AND user = ?'),
+      starred: db.prepare<[string, string], { one: number }>(
+        'SELECT 1 AS one FROM repository_stars WHERE user = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)',
+      ),
+      tagSummary: db.prepare<[number], { n: number; last: number | null }>('SELECT count(*) AS n, max(updated_at) AS last FROM tags WHERE repository_id = ?'),
+      usage: db.prepare<[number], { bytes: number }>('SELECT bytes FROM repository_usage WHERE repository_id = ?'),
     };
   }
 
@@ -914,6 +955,7 @@ export class SqliteMetadataStore implements MetadataStore {
         },
         now,
       );
+      if (put.tags.length > 0 && put.description !== undefined) this.setImageDescription(id, put.description);
       const moved: ManifestPutResult['moved'] = [];
       for (const tag of put.tags) {
         const previous = previousOf.get(tag);
@@ -1510,6 +1552,121 @@ export class SqliteMetadataStore implements MetadataStore {
 
   async listRepositories(page: Page): Promise<string[]> {
     return this.statements.listRepositories.all(page.after ?? '', page.limit).map((row) => row.name);
+  }
+
+  async searchRepositories(query: { text: string; offset: number; limit: number; visible?: (repository: string) => boolean }): Promise<{ total: number; repositories: RepositorySummary[] }> {
+    const visible = query.visible ?? (() => true);
+    const words = searchWords(query.text);
+    let rows: Array<{ id: number; name: string; description: string }> = [];
+    if (words.length === 0 && query.text.trim() === '') {
+      // Every repository by name, read in batches until the cap is reached (the caller may see few).
+      let after = '';
+      for (;;) {
+        const batch = this.profiles.listNames.all({ after, limit: SEARCH_CANDIDATES });
+        for (const row of batch) if (rows.length < SEARCH_RESULT_CAP && visible(row.name)) rows.push(row);
+        if (batch.length < SEARCH_CANDIDATES || rows.length >= SEARCH_RESULT_CAP) break;
+        after = batch[batch.length - 1]!.name;
+      }
+    } else if (words.length > 0) {
+      const terms = ftsQuery(words);
+      // Name matches first, ranked; then matches through the description, by name.
+      const byName = this.profiles.search.all({ match: `{name} : (${terms})`, limit: SEARCH_CANDIDATES }).filter((row) => visible(row.name));
+      rows = rankByName(byName, query.text.trim().toLowerCase(), words);
+      if (rows.length < SEARCH_RESULT_CAP) {
+        const seen = new Set(rows.map((row) => row.id));
+        const byDescription = this.profiles.search.all({ match: terms, limit: SEARCH_CANDIDATES }).filter((row) => !seen.has(row.id) && visible(row.name));
+        byDescription.sort((a, b) => compareText(a.name, b.name));
+        rows = rows.concat(byDescription);
+      }
+      rows = rows.slice(0, SEARCH_RESULT_CAP);
+    }
+    return { total: rows.length, repositories: rows.slice(query.offset, query.offset + query.limit).map((row) => this.summary(row)) };
+  }
+
+  private summary(row: { id: number; name: string; description: string }): RepositorySummary {
+    return { name: row.name, ...(row.description !== '' ? { description: row.description } : {}), stars: this.profiles.starCount.get(row.id)!.n };
+  }
+
+  async repositoryProfile(repository: string): Promise<RepositoryProfile | undefined> {
+    const row = this.statements.repositoryRow.get(repository);
+    if (!row) return undefined;
+    const stored = this.profiles.profile.get(row.id);
+    const tags = this.profiles.tagSummary.get(row.id)!;
+    const description = this.descriptionOf(stored);
+    return {
+      name: repository,
+      ...(description !== undefined ? { description } : {}),
+      stars: this.profiles.starCount.get(row.id)!.n,
+      ...(stored?.readme != null ? { readme: stored.readme } : {}),
+      ...(stored?.readme_updated_at != null ? { readmeUpdatedAt: stored.readme_updated_at } : {}),
+      ...(stored?.readme_updated_by != null ? { readmeUpdatedBy: stored.readme_updated_by } : {}),
+      createdAt: row.created_at,
+      ...(tags.last !== null ? { lastPushedAt: tags.last } : {}),
+      tagCount: tags.n,
+      bytes: this.profiles.usage.get(row.id)?.bytes ?? 0,
+    };
+  }
+
+  async setReadme(repository: string, readme: string | undefined, options: ChangeOptions = {}): Promise<boolean> {
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined) return false;
+      this.profiles.setReadme.run(id, readme ?? null, Date.now(), options.actor ?? null);
+      this.profiles.indexDescription.run(this.descriptionOf(this.profiles.profile.get(id)) ?? '', id);
+      return true;
+    });
+  }
+
+  async setStar(repository: string, user: string, starred: boolean): Promise<boolean | undefined> {
+    return this.write(() => {
+      const id = this.repositoryId(repository);
+      if (id === undefined) return undefined;
+      if (starred) this.profiles.addStar.run(id, user, Date.now());
+      else this.profiles.removeStar.run(id, user);
+      return starred;
+    });
+  }
+
+  async starredBy(user: string, repositories: readonly string[]): Promise<Set<string>> {
+    return new Set(repositories.filter((name) => this.profiles.starred.get(user, name) !== undefined));
+  }
+
+  async listTagDetails(repository: string, query: TagDetailQuery): Promise<{ total: number; tags: TagDetail[] } | undefined> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return undefined;
+    // The sort column comes from a closed set, never from the caller's text.
+    const column = { name: 't.name', pushed: 't.updated_at', size: 'm.total_size' }[query.sort];
+    const direction = query.descending ? 'DESC' : 'ASC';
+    const rows = this.db
+      .prepare<[number, number, number], { name: string; digest: string; media_type: string; total_size: number; updated_at: number; pulled_at: number | null; content: Buffer }>(
+        `SELECT t.name, t.digest, m.media_type, m.total_size, t.updated_at, m.pulled_at, m.content
+           FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+          WHERE t.repository_id = ? ORDER BY ${column} ${direction}, t.name ${direction} LIMIT ? OFFSET ?`,
+      )
+      .all(id, query.limit, query.offset);
+    return {
+      total: this.profiles.tagSummary.get(id)!.n,
+      tags: rows.map((row) => ({
+        name: row.name,
+        digest: row.digest,
+        mediaType: row.media_type,
+        totalSize: row.total_size,
+        pushedAt: row.updated_at,
+        ...(row.pulled_at !== null ? { pulledAt: row.pulled_at } : {}),
+        content: row.content,
+      })),
+    };
+  }
+
+  /** Inside a write: the newest tagged manifest's description, indexed for search. */
+  private setImageDescription(id: number, description: string | null): void {
+    this.profiles.setImageDescription.run(id, normalizeDescription(description) ?? null);
+    this.profiles.indexDescription.run(this.descriptionOf(this.profiles.profile.get(id)) ?? '', id);
+  }
+
+  private descriptionOf(stored: { image_description: string | null; readme: string | null } | undefined): string | undefined {
+    if (!stored) return undefined;
+    return stored.image_description ?? (stored.readme !== null ? readmeSummary(stored.readme) : undefined);
   }
 
   async repositoryExists(repository: string): Promise<boolean> {
