@@ -63,7 +63,7 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search', 'signing'] as const;
 
 const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,

@@ -17,6 +17,7 @@ import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import { searchWorkloads } from './search.js';
+import { signingWorkloads } from './signing.js';
 import {
   blobWorkloads,
   figureSpecs,
@@ -90,6 +91,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
     if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'search')) await searchWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'signing')) await signingWorkloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

@@ -13,11 +13,12 @@ const ALLOWED: Record<string, string[]> = {
   log: [],
   storage: ['oci', 'errors'],
   metadata: ['oci', 'errors'],
-  registry: ['oci', 'errors', 'storage', 'metadata'],
+  signing: ['oci', 'errors'],
+  registry: ['oci', 'errors', 'storage', 'metadata', 'signing'],
   auth: ['oci', 'errors', 'metadata', 'registry', 'log', 'config'],
-  client: ['oci', 'errors'],
+  client: ['oci', 'errors', 'signing'],
   proxy: ['oci', 'errors', 'storage', 'metadata', 'registry', 'client'],
-  gc: ['oci', 'errors', 'storage', 'metadata', 'registry'],
+  gc: ['oci', 'errors', 'storage', 'metadata', 'registry', 'signing'],
   jobs: ['oci', 'errors', 'metadata'],
   events: ['oci', 'errors', 'metadata', 'registry'],
   migrate: ['oci', 'errors', 'storage', 'metadata', 'registry'],
@@ -25,8 +26,8 @@ const ALLOWED: Record<string, string[]> = {
   http: ['oci', 'errors', 'registry', 'auth', 'log', 'proxy', 'events'],
   // The web UI: pages over the registry services, behind the same access control; no HTTP layer of its own.
   ui: ['oci', 'errors', 'metadata', 'registry', 'auth', 'log'],
-  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'ui'],
-  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate'],
+  server: ['oci', 'errors', 'storage', 'metadata', 'registry', 'auth', 'http', 'config', 'log', 'proxy', 'gc', 'events', 'client', 'jobs', 'migrate', 'ui', 'signing'],
+  cli: ['oci', 'errors', 'client', 'config', 'log', 'server', 'auth', 'migrate', 'signing'],
 };
 
 function files(dir: string): string[] {

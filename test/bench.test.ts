@@ -119,6 +119,12 @@ test('the bench runs every workload against both servers and writes a results JS
       assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
       assert.equal(figure.distribution, undefined, `${id} is measured on Wharf only`);
     }
+    // Signing: local cost and the enforced pull's overhead, on Wharf only.
+    for (const id of ['signing.local', 'signing.client', 'signing.enforced.p50', 'signing.plain.p50']) {
+      const figure = byId.get(id);
+      assert.ok(figure?.wharf && figure.wharf.median > 0, `${id}: no Wharf figure`);
+    }
+    assert.ok(byId.get('signing.enforced.overhead')?.wharf, 'no enforced pull overhead figure');
     // The machine's own limits come from the same run.
     assert.ok(report.limits.some((l) => /openssl/.test(l.label) && l.summary.median > 0));
     assert.ok(report.limits.some((l) => /nginx, same-size file/.test(l.label) && l.summary.median > 0));

@@ -93,6 +93,9 @@ export async function responseError(res: IncomingMessage, what: string, registry
   } else if (status === 403 || codes.has('DENIED')) {
     kind = 'denied';
     message = `denied: requested access to ${what} is denied`;
+    // A registry that says why (a signature policy, a quota) is worth quoting; the stock text is not.
+    const said = errors.find((e) => e.code === 'DENIED')?.message;
+    if (said && !/^requested access to the resource is denied$/i.test(said)) message += ` (${said})`;
   } else if (codes.has('MANIFEST_UNKNOWN') || (status === 404 && what.startsWith('manifest'))) {
     kind = 'manifest-unknown';
     message = `manifest unknown: ${what.replace(/^manifest /, '')}`;

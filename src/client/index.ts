@@ -27,3 +27,4 @@ export * from './auth-challenge.js';
 export * from './index-builder.js';
 export * from './manifest-lists.js';
 export * from './staged-layout.js';
+export * from './image-signing.js';

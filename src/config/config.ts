@@ -74,6 +74,8 @@ export interface WharfConfig {
   search: { official: string[] };
   /** `ui.enabled`, `ui.path`: the web UI (docs/web-ui.md). */
   ui: { enabled: boolean; path: string };
+  /** Raw `security.signatures` list; src/registry/signature-policy.ts reads it (and its key files) when the server starts. */
+  security: { signatures: unknown };
 }
 
 /** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
@@ -544,6 +546,7 @@ function build(raw: Raw): WharfConfig {
     ...buildAuth(raw, rootDirectory),
     audit: { enabled: value(raw, 'audit.enabled', true), path: resolve(rootDirectory, value(raw, 'audit.path', 'audit.log')) },
     quotas: value(raw, 'quotas', []),
+    security: { signatures: value(raw, 'security.signatures', []) },
     notifications: {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),

@@ -147,6 +147,8 @@ export const SCHEMA = {
   server: {
     workers: { kind: 'integer', min: 0, max: 64 },
   },
+  /** Wharf's own: signature policies `[{repository, keys, mode}]` (docs/signing.md; read by src/registry/signature-policy.ts). */
+  security: { signatures: { kind: 'yaml' } },
   /** Wharf's own: storage quotas, `[{repository|prefix, limit}]` (docs/quotas.md; read by src/registry/quota-rules.ts). */
   quotas: { kind: 'yaml' },
   /** Wharf's own: `/v1/search` (docs/search.md): repositories under these prefixes are official. */

@@ -4,6 +4,7 @@ import { RegistryError } from '../errors/index.js';
 import type { BlobRecord, MetadataStore, RepositoryGraph } from '../metadata/metadata-store.js';
 import { storedDigest } from '../oci/digest.js';
 import type { BlobStore } from '../storage/blob-store.js';
+import { isSignatureManifest, signedDigestOfTag } from '../signing/signature-manifest.js';
 
 /** The lease every collector takes first, so that one collection runs at a time (CLI, job, replica). */
 export const COLLECTION_LEASE = 'gc.collect';
@@ -122,11 +123,19 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
     // --- mark ---------------------------------------------------------------------------------
     const marked = new Set<string>();
     const doomedManifests: Array<{ repository: string; digest: string; size: number }> = [];
+    const doomedSignatures: DoomedSignature[] = [];
     const emptied: RepositoryGraph[] = [];
     for await (const repo of repositoryGraphs(metadata)) {
       emit(repo.name);
       const kept = keptManifests(repo, { deleteUntagged: options.deleteUntagged, cutoff, historySince }, report);
       for (const node of repo.manifests) {
+        const signedDigests = signatureTagTargets(node.tags);
+        if (!kept.has(node.digest) && signedDigests !== undefined) {
+          // Kept by its .sig tags alone, and its image is going or gone: it goes after the image.
+          emit(`signature manifest eligible for deletion with its image: ${node.digest}`);
+          doomedSignatures.push({ repository: repo.name, digest: node.digest, size: node.size, tags: node.tags, signs: signedDigests });
+          continue;
+        }
         if (!kept.has(node.digest)) {
           emit(`manifest eligible for deletion: ${node.digest}`);
           doomedManifests.push({ repository: repo.name, digest: node.digest, size: node.size });
@@ -180,8 +189,16 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       if (left.length === pending.length) break;
       pending = left;
     }
-    if (!options.dryRun) report.rescued.manifests = doomedManifests.length - report.deleted.manifests;
-    else report.bytesFreed += doomedManifests.reduce((sum, m) => sum + m.size, 0);
+    const signaturesDeleted = options.dryRun ? 0 : await deleteSignaturesOfGoneImages(metadata, doomedSignatures, cutoff, signal);
+    report.deleted.manifests += signaturesDeleted;
+    for (const m of doomedSignatures) {
+      report.eligibleManifests.push({ repository: m.repository, digest: m.digest });
+      if (options.dryRun) report.bytesFreed += m.size;
+    }
+    if (!options.dryRun) {
+      report.bytesFreed += doomedSignatures.filter((m) => m.deleted).reduce((sum, m) => sum + m.size, 0);
+      report.rescued.manifests = doomedManifests.length + doomedSignatures.length - report.deleted.manifests;
+    } else report.bytesFreed += doomedManifests.reduce((sum, m) => sum + m.size, 0);
 
     const rows = new Map([...eligible, ...unfinished].map((blob) => [blob.digest, blob]));
     const swept = new Set<string>();
@@ -256,15 +273,25 @@ function keptManifests(
   { deleteUntagged, cutoff, historySince }: { deleteUntagged: boolean; cutoff: number; historySince: number | undefined },
   report: CollectionReport,
 ): Set<string> {
-  if (!deleteUntagged) return new Set(repo.manifests.map((m) => m.digest));
+  const present = new Set(repo.manifests.map((m) => m.digest));
+  if (!deleteUntagged) {
+    // Everything stays, as in Distribution, except signatures whose image was deleted.
+    const orphans = repo.manifests.filter((m) => m.touchedAt < cutoff && signatureTagTargets(m.tags)?.every((d) => !present.has(d)));
+    for (const m of orphans) present.delete(m.digest);
+    return present;
+  }
   const byDigest = new Map(repo.manifests.map((m) => [m.digest, m]));
   const referrers = new Map<string, string[]>();
   for (const node of repo.manifests) {
     if (node.subject !== undefined) referrers.set(node.subject, [...(referrers.get(node.subject) ?? []), node.digest]);
   }
   const queue: string[] = [];
+  // Manifests that only `sha256-HEX.sig` tags hold are kept with the image they sign (below).
+  const signatures = repo.manifests.filter((node) => node.touchedAt < cutoff && signatureTagTargets(node.tags) !== undefined);
+  const signatureDigests = new Set(signatures.map((node) => node.digest));
   for (const node of repo.manifests) {
-    if (node.tags.length > 0) queue.push(node.digest);
+    if (node.tags.length > 0 && !signatureDigests.has(node.digest)) queue.push(node.digest);
+    else if (node.tags.length > 0) continue;
     else if (node.touchedAt >= cutoff) {
       report.young.manifests += 1;
       queue.push(node.digest);
@@ -275,15 +302,74 @@ function keptManifests(
     }
   }
   const kept = new Set<string>();
-  while (queue.length > 0) {
-    const digest = queue.pop()!;
-    const node = byDigest.get(digest);
-    if (!node || kept.has(digest)) continue;
-    kept.add(digest);
-    queue.push(...node.children, ...(referrers.get(digest) ?? []));
-    if (node.subject !== undefined) queue.push(node.subject);
+  const close = () => {
+    while (queue.length > 0) {
+      const digest = queue.pop()!;
+      const node = byDigest.get(digest);
+      if (!node || kept.has(digest)) continue;
+      kept.add(digest);
+      queue.push(...node.children, ...(referrers.get(digest) ?? []));
+      if (node.subject !== undefined) queue.push(node.subject);
+    }
+  };
+  close();
+  // A signature of a signature (rare) waits for the pass that keeps what it signs.
+  for (let added = true; added; ) {
+    added = false;
+    for (const node of signatures) {
+      if (kept.has(node.digest) || !signatureTagTargets(node.tags)!.some((d) => kept.has(d))) continue;
+      queue.push(node.digest);
+      added = true;
+    }
+    close();
   }
   return kept;
+}
+
+/** The digests a manifest's tags sign when every tag is a cosign `sha256-HEX.sig` tag; undefined otherwise (or untagged). */
+function signatureTagTargets(tags: readonly string[]): string[] | undefined {
+  if (tags.length === 0) return undefined;
+  const digests = tags.map(signedDigestOfTag);
+  return digests.every((d) => d !== undefined) ? (digests as string[]) : undefined;
+}
+
+interface DoomedSignature {
+  repository: string;
+  digest: string;
+  size: number;
+  tags: string[];
+  /** The images its tags name. */
+  signs: string[];
+  deleted?: boolean;
+}
+
+/**
+ * Deletes signature manifests whose images are gone: once the image sweep is done, and only
+ * when no image they sign is in the repository any more (an image rescued by a new tag keeps
+ * its signatures) and the manifest is truly a signature manifest, their `.sig` tags first (each only while it still points at the signature),
+ * then the manifest as any untagged one. No tag history is kept for them: a signature of an
+ * image that no longer exists has nothing to restore. Returns how many went.
+ */
+async function deleteSignaturesOfGoneImages(metadata: MetadataStore, doomed: DoomedSignature[], cutoff: number, signal: AbortSignal | undefined): Promise<number> {
+  let deleted = 0;
+  for (const signature of doomed) {
+    signal?.throwIfAborted();
+    const { repository, digest } = signature;
+    const imagesLeft = await Promise.all(signature.signs.map((d) => metadata.getManifest(repository, d)));
+    if (imagesLeft.some((m) => m !== undefined)) continue;
+    // An image pushed under a tag that only looks like a signature's is kept as any tagged image.
+    const manifest = await metadata.getManifest(repository, digest);
+    if (!manifest || !isSignatureManifest(manifest.content)) continue;
+    for (const tag of signature.tags) {
+      if ((await metadata.getTaggedManifest(repository, tag))?.digest === digest) await metadata.deleteTag(repository, tag);
+    }
+    const gone = await metadata.deleteUntaggedManifests([{ repository, digest }], { touchedBefore: cutoff });
+    if (gone.length > 0) {
+      signature.deleted = true;
+      deleted += 1;
+    }
+  }
+  return deleted;
 }
 
 function* chunks<T>(items: readonly T[], size: number): Iterable<T[]> {

@@ -550,6 +550,8 @@ export interface MetadataStore {
   replaceConfigImmutableTagRules(patterns: readonly ImmutableTagPattern[]): Promise<void>;
   /** Manifests whose subject is `digest`, as descriptors for the referrers index. */
   listReferrers(repository: string, digest: string, options: { artifactType?: string }): Promise<Descriptor[]>;
+  /** The indexes of the repository that list `digest` as a child, sorted; empty when none (or no such repository). */
+  manifestParents(repository: string, digest: string): Promise<string[]>;
 
   // --- outbox ------------------------------------------------------------------------------
   /** Changes after `after` (an entry id; 0 for the start), oldest first, at most `limit`. */

@@ -4,12 +4,15 @@ import type { Descriptor } from '../oci/manifest.js';
 import { isValidMediaType } from '../oci/media-types.js';
 import { checkRepositoryName } from './validation.js';
 import type { Digest } from '../oci/digest.js';
+import { SIGNATURE_ARTIFACT_TYPE, signatureTag, signedDigestOfTag } from '../signing/signature-manifest.js';
 
 export interface ListRequest {
   /** The client's `n`; undefined when absent. */
   limit?: number;
   /** The client's `last`. */
   after?: string;
+  /** `?signed=true` on a tag list: only tags whose image has a cosign signature (docs/signing.md). */
+  signed?: boolean;
 }
 
 export interface ListPage {
@@ -35,6 +38,18 @@ export class DiscoveryService {
   /** One page of tags; with no `n`, the caller iterates allTags instead. Throws NAME_UNKNOWN. */
   async tags(repository: string, request: ListRequest): Promise<ListPage> {
     checkRepositoryName(repository);
+    if (request.signed) {
+      // Without keys the registry can only say that a signature is stored, not that it is valid;
+      // a security.signatures policy answers this with verified signatures instead.
+      const { signed: _signed, ...plain } = request;
+      const hasSignature = async (tag: string) => {
+        const digest = signedDigestOfTag(tag) === undefined ? (await this.metadata.getTaggedManifest(repository, tag))?.digest : undefined;
+        if (digest === undefined) return false;
+        if (await this.metadata.getTaggedManifest(repository, signatureTag(digest))) return true;
+        return (await this.metadata.listReferrers(repository, digest, { artifactType: SIGNATURE_ARTIFACT_TYPE })).length > 0;
+      };
+      return filterTags((r) => this.tags(repository, r), plain, this.pageSize(request.limit ?? this.limits.maxPage), hasSignature);
+    }
     const limit = this.pageSize(request.limit ?? this.limits.maxPage);
     const items = limit === 0 ? [] : await this.metadata.listTags(repository, this.page(request.after, limit + 1));
     if (items === undefined || (limit === 0 && !(await this.metadata.repositoryExists(repository)))) {
@@ -98,5 +113,25 @@ export class DiscoveryService {
     if (items.length <= limit) return { items };
     const page = items.slice(0, limit);
     return { items: page, next: page[page.length - 1]! };
+  }
+}
+
+/**
+ * One page of the tags that `keep` accepts, reading pages of `list` until `limit` are found or the
+ * tags run out. `next` is the last tag returned, so the following page starts after it.
+ */
+export async function filterTags(list: (request: ListRequest) => Promise<ListPage>, request: ListRequest, limit: number, keep: (tag: string) => Promise<boolean>): Promise<ListPage> {
+  const items: string[] = [];
+  if (limit === 0) return { items: (await list({ ...request, limit: 0 })).items };
+  let after = request.after;
+  for (;;) {
+    const page = await list({ limit, ...(after !== undefined ? { after } : {}) });
+    for (const tag of page.items) {
+      if (items.length === limit) return { items, next: items[items.length - 1]! };
+      if (await keep(tag)) items.push(tag);
+    }
+    if (page.next === undefined) return { items };
+    if (items.length === limit) return { items, next: items[items.length - 1]! };
+    after = page.next;
   }
 }

@@ -45,11 +45,14 @@ export interface Uploads {
   cancel(repository: string, id: string): Promise<void>;
 }
 
+/** A manifest as served: the record, and a warning for the client when a policy lets it through with one. */
+export type ServedManifest = ManifestRecord & { warning?: string };
+
 export interface Manifests {
   /** The largest manifest body accepted, so the edge can refuse a bigger one unread. */
   readonly maxManifestBytes: number;
   /** With `context`, the caller is serving the manifest to a client (a pull, for notifications). */
-  get(repository: string, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ManifestRecord>;
+  get(repository: string, reference: ManifestReference, accept?: readonly string[], context?: RequestContext): Promise<ServedManifest>;
   put(
     repository: string,
     reference: ManifestReference,

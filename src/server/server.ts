@@ -23,7 +23,9 @@ import { DatabaseUnavailableError } from '../metadata/postgres/postgres-database
 import { PostgresAccountStore } from '../metadata/postgres/postgres-account-store.js';
 import { PostgresMetadataStore } from '../metadata/postgres/postgres-metadata-store.js';
 import { parseConfigQuotas } from '../registry/quota-rules.js';
+import { parseSignaturePolicies, signaturePolicyServices } from '../registry/signature-policy.js';
 import { Registry } from '../registry/registry.js';
+import type { RegistryServices } from '../registry/services.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
 import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
@@ -167,9 +169,24 @@ export function openStorageDriver(config: WharfConfig): StorageDriver {
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
-export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT, stores: Stores = openStores(config), events: NotificationWiring = {}): Registry {
+export function createRegistry(
+  config: WharfConfig,
+  audit: AuditSink = NO_AUDIT,
+  stores: Stores = openStores(config),
+  events: NotificationWiring = {},
+  log?: Logger,
+): Registry {
   const { metadata, store } = stores;
   const { notifier, recorder } = events;
+  const signaturePolicies = readSignaturePolicies(config);
+  // The policy sits on the local services; notifications record what it lets through.
+  const wrap = (local: RegistryServices): RegistryServices => {
+    const guarded = signaturePolicyServices(local, signaturePolicies, {
+      parents: metadata,
+      ...(log ? { onWarning: (fields) => log.warn(fields, 'served a manifest that no trusted key signed (security.signatures warn mode)') } : {}),
+    });
+    return recorder ? recordingServices(guarded, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) : guarded;
+  };
   return new Registry(metadata, store, {
     deleteEnabled: config.storage.deleteEnabled,
     historyRetentionMs: config.history.retentionMs,
@@ -178,8 +195,23 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
     officialPrefixes: config.search.official,
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
-    ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
+    ...(recorder || signaturePolicies.length > 0 ? { wrap } : {}),
   });
+}
+
+/** `security.signatures` with its key files read; a StartupError naming the entry when one is wrong. */
+function readSignaturePolicies(config: WharfConfig) {
+  try {
+    return parseSignaturePolicies(config.security.signatures, (path) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch (error) {
+        throw new Error(`cannot read the key file ${path} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+      }
+    });
+  } catch (error) {
+    throw new StartupError((error as Error).message);
+  }
 }
 
 /** A serving process's part in notifications: its deliveries and its record of pulls. */
@@ -311,7 +343,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     throw error;
   }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
-  const registry = createRegistry(config, audit, stores, events);
+  const registry = createRegistry(config, audit, stores, events, log);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
   if (!storageFull) {
     try {
@@ -462,6 +494,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
   }
   const configQuotas = parseConfigQuotas(config.quotas);
   const configRetention = parseConfigRetentionPolicies(config.retention.policies);
+  readSignaturePolicies(config);
   // The rate limits' buckets live here, for this process and every worker.
   const buckets = config.rateLimit ? new TokenBuckets(config.rateLimit) : undefined;
   // Built here first: schema migrations and the token signing key exist before any worker starts.

@@ -17,11 +17,11 @@ export interface CliUser {
   wharfHome: string;
   env: Record<string, string>;
   /** Runs `wharf ARGS…` as a spawned process, as a user would. */
-  run(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
+  run(args: string[], options?: { input?: string; env?: Record<string, string>; cwd?: string }): Promise<CliResult>;
   /** Starts `wharf ARGS…` and hands back the process (to kill it mid-way) and its result. */
   start(args: string[], options?: { env?: Record<string, string> }): { child: ChildProcess; result: Promise<CliResult> };
   /** Like run(), but throws with the output when the exit code is not 0. */
-  ok(args: string[], options?: { input?: string; env?: Record<string, string> }): Promise<CliResult>;
+  ok(args: string[], options?: { input?: string; env?: Record<string, string>; cwd?: string }): Promise<CliResult>;
   dispose(): void;
 }
 
@@ -39,8 +39,8 @@ export function cliUser(extraEnv: Record<string, string> = {}): CliUser {
     WHARF_CERTS_D: join(home, 'certs.d'),
     ...extraEnv,
   };
-  const start = (args: string[], options: { input?: string; env?: Record<string, string> } = {}) => {
-    const child = spawn(process.execPath, [WHARF_BIN, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const start = (args: string[], options: { input?: string; env?: Record<string, string>; cwd?: string } = {}) => {
+    const child = spawn(process.execPath, [WHARF_BIN, ...args], { env: { ...env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd ? { cwd: options.cwd } : {}) });
     const result = new Promise<CliResult>((resolve, reject) => {
       let stdout = '';
       let stderr = '';
@@ -52,7 +52,7 @@ export function cliUser(extraEnv: Record<string, string> = {}): CliUser {
     child.stdin.end(options.input ?? '');
     return { child, result };
   };
-  const run = (args: string[], options: { input?: string; env?: Record<string, string> } = {}) => start(args, options).result;
+  const run = (args: string[], options: { input?: string; env?: Record<string, string>; cwd?: string } = {}) => start(args, options).result;
   return {
     home,
     dockerConfig,

@@ -265,6 +265,18 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
+    it('names the indexes that list a manifest as a child, in its repository only', async () => {
+      const store = await create();
+      await store.putManifest(manifest('p', d(1)));
+      await store.putManifest(manifest('p', d(2), { children: [{ digest: d(1), size: 20 }] }));
+      await store.putManifest(manifest('p', d(3), { children: [{ digest: d(1), size: 20 }] }));
+      await store.putManifest(manifest('q', d(1)));
+      assert.deepEqual(await store.manifestParents('p', d(1)), [d(2), d(3)]);
+      assert.deepEqual(await store.manifestParents('q', d(1)), []);
+      assert.deepEqual(await store.manifestParents('nope', d(1)), []);
+      await store.close();
+    });
+
     it('lists repositories that hold manifests, in order, with keyset pages', async () => {
       const store = await create();
       for (const name of ['z', 'a/b', 'a', 'm']) await store.putManifest(manifest(name, d(1)));

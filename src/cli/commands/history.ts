@@ -3,6 +3,8 @@ import { parsePlatform, resolveImage } from '../../client/index.js';
 import { withContext } from '../context.js';
 import { formatSize, renderFormat, renderTable, timeAgo, truncate } from '../output.js';
 import { shortDigest } from '../progress.js';
+import { collect, verifiersFromFiles } from '../signing-keys.js';
+import { signatureSummary } from './inspect.js';
 
 /** Column headers for `--format 'table …'`, as docker names them. */
 const HISTORY_HEADERS = { ID: 'IMAGE', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', CreatedBy: 'CREATED BY', Size: 'SIZE', Comment: 'COMMENT' };
@@ -30,11 +32,19 @@ export function registerHistory(program: Command): void {
     .option('--format <format>', 'table (default), json, or a Go template per row')
     .option('--platform <os/arch[/variant]>', 'which image of a multi-arch index')
     .option('--remote', 'read the registry even when the image is local')
-    .action(async (image: string, options: { trunc: boolean; human: string | boolean; format?: string; platform?: string; remote?: boolean }, command: Command) =>
+    .option('--key <file>', "say on stderr whether the image is signed by this public key (repeatable)", collect)
+    .action(async (image: string, options: { trunc: boolean; human: string | boolean; format?: string; platform?: string; remote?: boolean; key?: string[] }, command: Command) =>
       withContext(command, async (context) => {
         const { source, location } = context.openNamedSource(image, options.remote ? { remote: true } : {});
         try {
           const resolved = await resolveImage(source, options.platform ? { platform: parsePlatform(options.platform) } : {});
+          if (options.key && (location.transport === 'registry' || location.transport === 'local')) {
+            const ref = location.ref;
+            const summary = await signatureSummary(context.client(ref.registry), ref.repository, resolved.root.digest, verifiersFromFiles(options.key));
+            process.stderr.write(
+              summary.Signed ? `${resolved.root.digest}: signed by key ${summary.KeyIds.join(', ')}\n` : `${resolved.root.digest}: not signed by the given key (${summary.Found} signature${summary.Found === 1 ? '' : 's'} found)\n`,
+            );
+          }
           const human = !['false', '0', 'f', 'F', 'FALSE', 'False'].includes(String(options.human));
           // A local image's layers are counted unpacked, as docker does; a remote one's as stored.
           const sizeOf = async (layer: (typeof resolved.parsed.layers)[number] | undefined) =>

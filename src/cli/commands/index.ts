@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerCopy } from './copy.js';
+import { registerGenerateKeyPair } from './generate-key-pair.js';
 import { registerHistory } from './history.js';
 import { registerImages } from './images.js';
 import { registerInspect } from './inspect.js';
@@ -11,7 +12,9 @@ import { registerPush } from './push.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerSearch } from './search.js';
 import { registerRepositoryCommands } from './repository.js';
+import { registerSign } from './sign.js';
 import { registerTag } from './tag.js';
+import { registerVerify } from './verify.js';
 import { registerVersion } from './version.js';
 
 /** Every client command, in the order `wharf --help` lists them. */
@@ -29,6 +32,9 @@ export function registerClientCommands(program: Command): void {
   registerImages(program);
   registerRegistryCommands(program);
   registerPin(program);
+  registerGenerateKeyPair(program);
+  registerSign(program);
+  registerVerify(program);
   registerVersion(program);
   registerImageGroup(program);
 }

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { LocalStore, parsePlatform, resolveImage } from '../../client/index.js';
+import { LocalStore, parsePlatform, resolveImage, verifyImage } from '../../client/index.js';
 import { familiarName } from '../../oci/reference.js';
 import { withContext } from '../context.js';
 import { renderFormat } from '../output.js';
+import { collect, verifiersFromFiles } from '../signing-keys.js';
 
 export function registerInspect(program: Command): void {
   program
@@ -12,8 +13,10 @@ export function registerInspect(program: Command): void {
     .option('-f, --format <template>', 'a Go template, e.g. {{.Id}} or {{index .RepoDigests 0}}')
     .option('--platform <os/arch[/variant]>', 'which image of a multi-arch index')
     .option('--remote', 'read the registry even when the image is local')
-    .action(async (images: string[], options: { format?: string; platform?: string; remote?: boolean }, command: Command) =>
+    .option('--key <file>', "check the image's signatures against this public key (repeatable)", collect)
+    .action(async (images: string[], options: { format?: string; platform?: string; remote?: boolean; key?: string[] }, command: Command) =>
       withContext(command, async (context) => {
+        const verifiers = options.key ? verifiersFromFiles(options.key) : undefined;
         const results: Array<Record<string, unknown>> = [];
         for (const image of images) {
           const { source, location } = context.openNamedSource(image, options.remote ? { remote: true } : {});
@@ -47,6 +50,7 @@ export function registerInspect(program: Command): void {
               Descriptor: { mediaType: resolved.manifest.mediaType, digest: resolved.manifest.digest, size: resolved.manifest.bytes.length },
               Platform: { os: config.os ?? '', architecture: config.architecture ?? '', ...(config.variant ? { variant: config.variant } : {}) },
               Source: source.description,
+              ...(verifiers && ref ? { Signatures: await signatureSummary(context.client(ref.registry), ref.repository, resolved.root.digest, verifiers) } : {}),
             });
           } finally {
             await source.close();
@@ -59,4 +63,15 @@ export function registerInspect(program: Command): void {
         }
       }),
     );
+}
+
+/** Whether the image is signed by one of the keys, and by which (the registry's signatures, checked here). */
+export async function signatureSummary(
+  client: Parameters<typeof verifyImage>[0],
+  repository: string,
+  digest: string,
+  verifiers: Parameters<typeof verifyImage>[3],
+): Promise<{ Signed: boolean; KeyIds: string[]; Found: number; Problems: string[] }> {
+  const result = await verifyImage(client, repository, digest, verifiers);
+  return { Signed: result.verified.length > 0, KeyIds: [...new Set(result.verified.map((v) => v.identity))], Found: result.found, Problems: result.rejected };
 }

@@ -25,7 +25,7 @@ async function readStdin(): Promise<string> {
  * Asks on the terminal; `secret` keeps the answer off the screen. The question is readline's own
  * prompt, so that readline's redraws of the line keep it in view.
  */
-function prompt(question: string, secret: boolean): Promise<string> {
+export function prompt(question: string, secret: boolean): Promise<string> {
   if (!process.stdin.isTTY) return Promise.reject(new Error(`cannot prompt for ${secret ? 'a password' : 'a username'}: stdin is not a terminal (use -u and --password-stdin)`));
   const muted = new Writable({ write: (_chunk, _encoding, done) => done() });
   const rl = createInterface({ input: process.stdin, output: secret ? muted : process.stderr, terminal: true });

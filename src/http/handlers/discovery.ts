@@ -18,20 +18,25 @@ function listRequest(query: URLSearchParams): ListRequest {
   }
   const last = query.get('last');
   if (last !== null && last !== '') request.after = last;
+  const signed = query.get('signed');
+  if (signed !== null) {
+    if (signed !== 'true' && signed !== 'false') throw new RegistryError('PARAMETER_INVALID', { message: 'signed must be true or false', detail: { signed } });
+    if (signed === 'true') request.signed = true;
+  }
   return request;
 }
 
-function nextLink(path: string, limit: number, last: string): string {
-  return `<${path}?n=${limit}&last=${encodeURIComponent(last)}>; rel="next"`;
+function nextLink(path: string, limit: number, last: string, extra = ''): string {
+  return `<${path}?n=${limit}&last=${encodeURIComponent(last)}${extra}>; rel="next"`;
 }
 
 export const listTags: Handler<TagsRoute> = async (ex) => {
   const { name } = ex.route;
   const request = listRequest(ex.query);
-  if (request.limit !== undefined) {
+  if (request.limit !== undefined || request.signed) {
     const page = await ex.registry.discovery.tags(name, request);
     const headers: Record<string, string> = {};
-    if (page.next !== undefined) headers.Link = nextLink(`/v2/${name}/tags/list`, page.items.length, page.next);
+    if (page.next !== undefined) headers.Link = nextLink(`/v2/${name}/tags/list`, page.items.length, page.next, request.signed ? '&signed=true' : '');
     sendJson(ex, 200, { name, tags: page.items }, headers);
     return;
   }

@@ -9,9 +9,11 @@ type ManifestRoute = { kind: 'manifest'; name: string; reference: string };
 export const getManifest: Handler<ManifestRoute> = async (ex) => {
   const record = await ex.registry.manifests.get(ex.route.name, classifyReference(ex.route.reference, 'read'), parseAccept(ex.req.headers.accept), ex.context);
   const etag = `"${record.digest}"`;
-  const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length };
+  // RFC 9111 warn-code 299 ("miscellaneous persistent warning"), as Kubernetes uses for deprecations.
+  const warning: Record<string, string> = record.warning ? { Warning: `299 - "${record.warning.replace(/["\\]/g, "'")}"` } : {};
+  const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length, ...warning };
   if (ex.req.headers['if-none-match'] === etag) {
-    send(ex, 304, { 'Docker-Content-Digest': record.digest, ETag: etag });
+    send(ex, 304, { 'Docker-Content-Digest': record.digest, ETag: etag, ...warning });
     return;
   }
   send(ex, 200, headers, record.content);

@@ -420,6 +420,9 @@ export class SqliteMetadataStore implements MetadataStore {
       isChild: db.prepare<[number, string], { one: number }>(
         "SELECT 1 AS one FROM manifest_references WHERE repository_id = ? AND child_digest = ? AND kind = 'manifest' LIMIT 1",
       ),
+      manifestParents: db.prepare<[number, string], { manifest_digest: string }>(
+        "SELECT manifest_digest FROM manifest_references WHERE repository_id = ? AND child_digest = ? AND kind = 'manifest' ORDER BY manifest_digest",
+      ),
       hasReferrer: db.prepare<[number, string], { one: number }>('SELECT 1 AS one FROM manifests WHERE repository_id = ? AND subject = ? LIMIT 1'),
       // The sweep's steps, set-based: one statement decides a whole batch (given as a JSON array),
       // each row on its own condition, so a batch costs a few calls instead of a few per blob.
@@ -1152,6 +1155,12 @@ export class SqliteMetadataStore implements MetadataStore {
       out.push(descriptor);
     }
     return out;
+  }
+
+  async manifestParents(repository: string, digest: string): Promise<string[]> {
+    const id = this.repositoryId(repository);
+    if (id === undefined) return [];
+    return this.statements.manifestParents.all(id, digest).map((row) => row.manifest_digest);
   }
 
   async readOutbox(after: number, limit: number): Promise<OutboxEntry[]> {
