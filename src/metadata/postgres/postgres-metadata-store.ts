@@ -203,6 +203,24 @@ function describedBy(stored: { image_description: string | null; readme: string 
   return stored.image_description ?? (stored.readme !== null ? readmeSummary(stored.readme) : undefined);
 }
 
+/**
+ * Sets every described repository's search description and words from its profile (after
+ * `wharf db import` copied the profiles: SQLite's FTS5 index itself is not copied).
+ */
+export async function reindexRepositoryDescriptions(tx: Transaction): Promise<number> {
+  const rows = (await tx.query<{ repository_id: number; image_description: string | null; readme: string | null }>('SELECT repository_id, image_description, readme FROM repository_profiles')).rows;
+  const described = rows.map((row) => ({ id: row.repository_id, text: describedBy(row) ?? '' })).filter((row) => row.text !== '');
+  for (let i = 0; i < described.length; i += 1000) {
+    const batch = described.slice(i, i + 1000);
+    await tx.query(
+      `UPDATE repositories r SET search_description = d.text, search_words = d.words::tsvector
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, text, words) WHERE r.id = d.id`,
+      [batch.map((row) => row.id), batch.map((row) => row.text), batch.map((row) => descriptionLexemes(row.text))],
+    );
+  }
+  return described.length;
+}
+
 const COVERING = "(name = $1 OR (right(name, 1) = '/' AND left($1, length(name)) = name))";
 
 export interface PostgresStoreOptions extends PostgresOptions {

@@ -270,21 +270,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX repository_stars_by_user ON repository_stars("user", repository_id);
   CREATE INDEX tags_by_update ON tags(repository_id, updated_at);
   INSERT INTO repository_profiles (repository_id, image_description)
-    SELECT id, description FROM (
-      SELECT r.id AS id, (
-        SELECT m.annotations::jsonb ->> 'org.opencontainers.image.description'
-          FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
-         WHERE t.repository_id = r.id ORDER BY t.updated_at DESC LIMIT 1) AS description
-      FROM repositories r) AS described
-    WHERE description IS NOT NULL AND btrim(description) <> '';
-  UPDATE repositories r SET search_description = shown.text, search_words = coalesce((
+    SELECT id, CASE WHEN length(collapsed) <= 200 THEN collapsed ELSE left(collapsed, 199) || '…' END FROM (
+      SELECT id, btrim(regexp_replace(description, '\\s+', ' ', 'g')) AS collapsed FROM (
+        SELECT r.id AS id, (
+          SELECT m.annotations::jsonb ->> 'org.opencontainers.image.description'
+            FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+           WHERE t.repository_id = r.id ORDER BY t.updated_at DESC LIMIT 1) AS description
+        FROM repositories r) AS described) AS normalized
+    WHERE collapsed IS NOT NULL AND collapsed <> '';
+  UPDATE repositories r SET search_description = p.image_description, search_words = coalesce((
       SELECT string_agg('''' || word || ''':1B', ' ')
-        FROM unnest(regexp_split_to_array(lower(shown.text), '[^[:alnum:]]+')) AS word WHERE word <> ''), '')::tsvector
-    FROM (
-      SELECT repository_id, CASE WHEN length(collapsed) <= 200 THEN collapsed ELSE left(collapsed, 199) || '…' END AS text
-        FROM (SELECT repository_id, btrim(regexp_replace(image_description, '\\s+', ' ', 'g')) AS collapsed FROM repository_profiles) AS c
-    ) AS shown
-    WHERE shown.repository_id = r.id;
+        FROM unnest(regexp_split_to_array(lower(p.image_description), '[^[:alnum:]]+')) AS word WHERE word <> ''), '')::tsvector
+    FROM repository_profiles p WHERE p.repository_id = r.id;
   `,
 ];
 
