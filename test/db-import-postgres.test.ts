@@ -5,6 +5,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { POSTGRES_MIGRATIONS } from '../src/metadata/postgres/schema.js';
+import { SqliteMetadataStore } from '../src/metadata/sqlite/sqlite-metadata-store.js';
 import { raw } from './support/http.js';
 import { OCI_MANIFEST, randomBlob } from './support/oci-fixtures.js';
 import { pushImage, startUpload } from './support/push.js';
@@ -44,11 +46,11 @@ describe('wharf db', () => {
     const first = await wharf(['db', 'migrate', '--json'], env);
     assert.equal(first.code, 0, first.stderr);
     const result = JSON.parse(first.stdout) as { database: string; applied: number[]; current: number };
-    assert.deepEqual(result.applied, [1]);
+    assert.deepEqual(result.applied, POSTGRES_MIGRATIONS.map((_, i) => i + 1));
     assert.match(result.database, /^postgresql:\/\/wharf@127\.0\.0\.1:\d+\//);
     const again = await wharf(['db', 'migrate'], env);
     assert.equal(again.code, 0);
-    assert.match(again.stdout, /schema is current \(version 1\)/);
+    assert.match(again.stdout, new RegExp(`schema is current \\(version ${POSTGRES_MIGRATIONS.length}\\)`));
     assert.ok(!`${first.stdout}${again.stdout}${again.stderr}`.includes(server.password), 'the password is never printed');
     const none = await wharf(['db', 'migrate'], {});
     assert.equal(none.code, 1);
@@ -74,6 +76,12 @@ describe('wharf db', () => {
 
     // The outbox pruned (as it is once every consumer has passed its entries): ids carry on after
     // the pruned ones in PostgreSQL too, or a consumer's position would hide new entries.
+    // A README and stars (search-ui): copied, and the search index rebuilt from them.
+    const profiles = new SqliteMetadataStore({ path: join(embedded, 'wharf.db') });
+    assert.equal(await profiles.setReadme('other', '# Other\n\nA lighthouse keeper image.\n', { actor: 'alice' }), true);
+    assert.equal(await profiles.setStar('team/app', 'alice', true), true);
+    assert.equal(await profiles.setStar('team/app', 'bob', true), true);
+    await profiles.close();
     const sqlite = new Database(join(embedded, 'wharf.db'));
     const lastOutboxId = sqlite.prepare<[], { id: number }>('SELECT max(id) AS id FROM outbox').get()!.id;
     sqlite.prepare('DELETE FROM outbox').run();
@@ -90,6 +98,8 @@ describe('wharf db', () => {
     assert.equal(report.tables.tags, 3);
     assert.equal(report.tables.uploads, 1);
     assert.equal(report.tables.tag_history, 4);
+    assert.equal(report.tables.repository_profiles, 2, 'every tagged push keeps a profile row');
+    assert.equal(report.tables.repository_stars, 2);
     assert.equal(report.storage, 'copied');
     assert.ok(report.filesCopied >= 6, `blobs copied into the new storage root (${report.filesCopied})`);
 
@@ -108,6 +118,11 @@ describe('wharf db', () => {
       }
       assert.equal((await raw(serving.url, 'HEAD', '/v2/team/app/manifests/v1', { headers: { Accept: OCI_MANIFEST } })).header('docker-content-digest'), images[1]!.manifest.digest);
       assert.deepEqual((await raw(serving.url, 'GET', '/v2/team/app/tags/list')).json().tags, ['v1', 'v2']);
+      // Search on PostgreSQL: the README's summary is found and shown; stars came along.
+      const found = (await raw(serving.url, 'GET', '/v1/search?q=lighthouse')).json();
+      assert.deepEqual(found.results, [{ name: 'other', description: 'A lighthouse keeper image.', star_count: 0, is_official: false, is_automated: false }]);
+      const app = (await raw(serving.url, 'GET', '/v1/search?q=team/ap')).json();
+      assert.deepEqual(app.results.map((r: { name: string; star_count: number }) => [r.name, r.star_count]), [['team/app', 2]]);
       // The upload begun on the embedded registry goes on here.
       assert.equal((await raw(serving.url, 'GET', pending)).status, 204);
       // New rows continue after the copied ids.

@@ -49,6 +49,51 @@ describe('PostgreSQL specifics', () => {
     await Promise.all(stores.map((s) => s.close()));
   });
 
+  it('search folds case and diacritics, keeps non-Latin words, and needs every word in the name for a name match', async () => {
+    const store = new PostgresMetadataStore(server.options(await freshDatabase()));
+    const put = (repository: string, n: number, description: string) =>
+      store.putManifest({ repository, digest: digest(n), mediaType: 'application/vnd.oci.image.manifest.v1+json', content: Buffer.from(`{"n":${n}}`), blobs: [], children: [], tags: ['v1'], description });
+    await put('team/cafe', 1, 'Un café für Ünïcode');
+    await put('team/greeting', 2, 'Привет, мир: it\'s a "quoted" \\ word');
+    await put('team/other', 3, 'Mentions team and cafe in passing');
+    const names = async (text: string) => (await store.searchRepositories({ text, offset: 0, limit: 10 })).repositories.map((r) => r.name);
+    assert.deepEqual(await names('CAFÉ'), ['team/cafe', 'team/other'], 'the name match first, then by description');
+    assert.deepEqual(await names('unicode fur'), ['team/cafe']);
+    assert.deepEqual(await names('привет'), ['team/greeting']);
+    assert.deepEqual(await names('quot'), ['team/greeting']);
+    assert.deepEqual(await names('team cafe'), ['team/cafe', 'team/other']);
+    assert.deepEqual(await names('x'.repeat(3000)), []);
+    const [greeting] = (await store.searchRepositories({ text: 'мир', offset: 0, limit: 1 })).repositories;
+    assert.equal(greeting!.description, 'Привет, мир: it\'s a "quoted" \\ word');
+    await store.close();
+  });
+
+  it('migration 2 describes existing repositories from their newest tagged manifest and indexes them', async () => {
+    const dbname = await server.createDatabase();
+    await server.sql(dbname, 'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+    await server.sql(dbname, POSTGRES_MIGRATIONS[0]!);
+    await server.sql(dbname, 'INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0)');
+    await server.sql(dbname, "INSERT INTO repositories (id, name, created_at) VALUES (1, 'team/app', 0), (2, 'team/plain', 0)");
+    const annotated = (text: string) => JSON.stringify({ 'org.opencontainers.image.description': text });
+    await server.sql(
+      dbname,
+      `INSERT INTO manifests (repository_id, digest, media_type, content, size, total_size, annotations, created_at)
+       VALUES (1, $1, 'application/vnd.oci.image.manifest.v1+json', '\\x7b7d', 2, 2, $3, 0),
+              (1, $2, 'application/vnd.oci.image.manifest.v1+json', '\\x7b7d', 2, 2, $4, 0),
+              (2, $1, 'application/vnd.oci.image.manifest.v1+json', '\\x7b7d', 2, 2, NULL, 0)`,
+      [digest(1), digest(2), annotated('Old words'), annotated('  Fresh   builds\nnightly ')],
+    );
+    await server.sql(dbname, "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (1, 'old', $1, 1), (1, 'new', $2, 2), (2, 'v1', $1, 1)", [digest(1), digest(2)]);
+    const store = new PostgresMetadataStore(server.options(dbname));
+    await store.ready;
+    const names = async (text: string) => (await store.searchRepositories({ text, offset: 0, limit: 10 })).repositories;
+    assert.deepEqual(await names('nightly'), [{ name: 'team/app', description: 'Fresh builds nightly', stars: 0 }]);
+    assert.deepEqual(await names('old'), []);
+    assert.deepEqual((await names('team')).map((r) => r.name), ['team/app', 'team/plain']);
+    assert.equal((await store.repositoryProfile('team/app'))!.description, 'Fresh builds nightly');
+    await store.close();
+  });
+
   it('refuses a database whose schema is newer than this wharf', async () => {
     const dbname = await freshDatabase();
     await server.sql(dbname, 'INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)', [POSTGRES_MIGRATIONS.length + 1]);

@@ -1,7 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
-import { PostgresMetadataStore } from '../metadata/postgres/postgres-metadata-store.js';
+import { PostgresMetadataStore, reindexRepositoryDescriptions } from '../metadata/postgres/postgres-metadata-store.js';
 import { COPIED_TABLES } from '../metadata/postgres/schema.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
 import type { StorageDriver } from '../storage/driver.js';
@@ -54,7 +54,8 @@ export async function importSqliteIntoPostgres(
     await target.metadata.ready;
     const pool = target.metadata.db;
     const known = new Set(COPIED_TABLES.map((t) => t.table));
-    const skipped = new Set(['auth_rules_generation', 'sqlite_sequence']);
+    // The search index is rebuilt from the copied profiles, not copied (FTS5's own shadow tables included).
+    const skipped = new Set(['auth_rules_generation', 'sqlite_sequence', ...['', '_data', '_idx', '_content', '_docsize', '_config'].map((suffix) => `repository_search${suffix}`)]);
     const unknown = db
       .prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
       .all()
@@ -108,6 +109,7 @@ export async function importSqliteIntoPostgres(
           tables[table] = count;
           options.onTable?.(table, count);
         }
+        await reindexRepositoryDescriptions(tx);
         // Every process's copy of the access rules is stale now.
         await tx.query('UPDATE auth_rules_generation SET generation = generation + 1 WHERE id = 1');
       });

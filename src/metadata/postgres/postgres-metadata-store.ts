@@ -24,8 +24,12 @@ import type {
   QuotaStatus,
   QuotaViolation,
   RepositoryGraph,
+  RepositoryProfile,
+  RepositorySummary,
   RepositoryUsage,
   StorageImport,
+  TagDetail,
+  TagDetailQuery,
   TagEvent,
   UploadAdvance,
   UploadRecord,
@@ -33,7 +37,18 @@ import type {
 import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type ImmutableTagRule } from '../immutable-tag-rules.js';
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
+import { SEARCH_RESULT_CAP, compareText, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
 import { PostgresDatabase, type PostgresOptions, type Transaction } from './postgres-database.js';
+import { descriptionLexemes, searchQuery } from './search-document.js';
+
+/** The most candidates one search reads from the index, per pass (names, then descriptions), as SQLite's store. */
+const SEARCH_CANDIDATES = 600;
+
+interface SearchRow {
+  id: number;
+  name: string;
+  description: string;
+}
 
 /** Runs of a job that may fail before it is given up, unless the job says otherwise. */
 const DEFAULT_JOB_ATTEMPTS = 5;
@@ -183,6 +198,29 @@ const BLOB_COLUMNS = 'digest, size, state, state_since, touched_at';
 const MANIFEST_COLUMNS = 'm.digest, m.media_type, m.content, m.subject, m.artifact_type, m.total_size, m.created_at';
 const UPLOAD_COLUMNS = 'u.id, r.name AS repository, u.size, u.parts, u.hash_state, u.started_at, u.updated_at';
 /** A quota rule covers a repository when it names it, or names a prefix of it ending in '/'. */
+/** What a repository says of itself: its newest tagged manifest's description, else its README's first paragraph. */
+function describedBy(stored: { image_description: string | null; readme: string | null }): string | undefined {
+  return stored.image_description ?? (stored.readme !== null ? readmeSummary(stored.readme) : undefined);
+}
+
+/**
+ * Sets every described repository's search description and words from its profile (after
+ * `wharf db import` copied the profiles: SQLite's FTS5 index itself is not copied).
+ */
+export async function reindexRepositoryDescriptions(tx: Transaction): Promise<number> {
+  const rows = (await tx.query<{ repository_id: number; image_description: string | null; readme: string | null }>('SELECT repository_id, image_description, readme FROM repository_profiles')).rows;
+  const described = rows.map((row) => ({ id: row.repository_id, text: describedBy(row) ?? '' })).filter((row) => row.text !== '');
+  for (let i = 0; i < described.length; i += 1000) {
+    const batch = described.slice(i, i + 1000);
+    await tx.query(
+      `UPDATE repositories r SET search_description = d.text, search_words = d.words::tsvector
+         FROM unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, text, words) WHERE r.id = d.id`,
+      [batch.map((row) => row.id), batch.map((row) => row.text), batch.map((row) => descriptionLexemes(row.text))],
+    );
+  }
+  return described.length;
+}
+
 const COVERING = "(name = $1 OR (right(name, 1) = '/' AND left($1, length(name)) = name))";
 
 export interface PostgresStoreOptions extends PostgresOptions {
@@ -675,6 +713,7 @@ export class PostgresMetadataStore implements MetadataStore {
           [id, put.digest, put.actor ?? null, now, moving, moving.map((tag) => previousOf.get(tag) ?? null)],
         );
       }
+      if (put.tags.length > 0 && put.description !== undefined) await this.setImageDescription(tx, id, put.description);
       const moved: ManifestPutResult['moved'] = [];
       for (const tag of moving) {
         const previous = previousOf.get(tag);
@@ -818,6 +857,15 @@ export class PostgresMetadataStore implements MetadataStore {
       out.push(descriptor);
     }
     return out;
+  }
+
+  async manifestParents(repository: string, digest: string): Promise<string[]> {
+    const rows = await this.db.query<{ manifest_digest: string }>(
+      `SELECT mr.manifest_digest FROM repositories r JOIN manifest_references mr ON mr.repository_id = r.id
+       WHERE r.name = $1 AND mr.child_digest = $2 AND mr.kind = 'manifest' ORDER BY mr.manifest_digest`,
+      [repository, digest],
+    );
+    return rows.rows.map((row) => row.manifest_digest);
   }
 
   // --- outbox ----------------------------------------------------------------------------------
@@ -1439,6 +1487,193 @@ export class PostgresMetadataStore implements MetadataStore {
       [page.after ?? '', page.limit],
     );
     return rows.rows.map((row) => row.name);
+  }
+
+  async searchRepositories(query: { text: string; offset: number; limit: number; visible?: (repository: string) => boolean }): Promise<{ total: number; repositories: RepositorySummary[] }> {
+    const visible = query.visible ?? (() => true);
+    const words = searchWords(query.text);
+    let rows: SearchRow[] = [];
+    if (words.length === 0 && query.text.trim() === '') {
+      // Every repository by name, read in batches until the cap is reached (the caller may see few).
+      let after = '';
+      for (;;) {
+        const batch = (
+          await this.db.query<SearchRow>(
+            `SELECT r.id, r.name, r.search_description AS description FROM repositories r
+             WHERE r.name > $1 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.name LIMIT $2`,
+            [after, SEARCH_CANDIDATES],
+          )
+        ).rows;
+        for (const row of batch) if (rows.length < SEARCH_RESULT_CAP && visible(row.name)) rows.push(row);
+        if (batch.length < SEARCH_CANDIDATES || rows.length >= SEARCH_RESULT_CAP) break;
+        after = batch[batch.length - 1]!.name;
+      }
+    } else if (words.length > 0) {
+      const byName = searchQuery(words, { nameOnly: true });
+      const any = searchQuery(words, { nameOnly: false });
+      if (byName !== undefined && any !== undefined) {
+        // Candidates as the index gives them, no ranking in SQL: bounded work however common the
+        // words are. Name matches first, ranked; then matches through the description, by name.
+        // The first matches by id, as SQLite's FTS5 gives them (rowid order): the same candidates
+        // every time, so that pages of one search agree (a plain scan's order may vary from one
+        // query to the next).
+        const candidates = async (match: string) =>
+          (
+            await this.db.query<SearchRow>(
+              `SELECT r.id, r.name, r.search_description AS description FROM repositories r
+               WHERE r.search_document @@ $1::tsquery AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) ORDER BY r.id LIMIT $2`,
+              [match, SEARCH_CANDIDATES],
+            )
+          ).rows;
+        rows = rankByName((await candidates(byName)).filter((row) => visible(row.name)), query.text.trim().toLowerCase(), words);
+        if (rows.length < SEARCH_RESULT_CAP) {
+          const seen = new Set(rows.map((row) => row.id));
+          const byDescription = (await candidates(any)).filter((row) => !seen.has(row.id) && visible(row.name));
+          byDescription.sort((a, b) => compareText(a.name, b.name));
+          rows = rows.concat(byDescription);
+        }
+        rows = rows.slice(0, SEARCH_RESULT_CAP);
+      }
+    }
+    const page = rows.slice(query.offset, query.offset + query.limit);
+    const stars = await this.starCounts(page.map((row) => row.id));
+    return {
+      total: rows.length,
+      repositories: page.map((row) => ({ name: row.name, ...(row.description !== '' ? { description: row.description } : {}), stars: stars.get(row.id) ?? 0 })),
+    };
+  }
+
+  private async starCounts(ids: readonly number[]): Promise<Map<number, number>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db.query<{ repository_id: number; n: number }>(
+      'SELECT repository_id, count(*) AS n FROM repository_stars WHERE repository_id = ANY($1::bigint[]) GROUP BY repository_id',
+      [ids],
+    );
+    return new Map(rows.rows.map((row) => [row.repository_id, row.n]));
+  }
+
+  async repositoryProfile(repository: string): Promise<RepositoryProfile | undefined> {
+    return this.db.transaction(
+      async (tx) => {
+        const row = await tx.one<{ id: number; created_at: number; image_description: string | null; readme: string | null; readme_updated_at: number | null; readme_updated_by: string | null }>(
+          `SELECT r.id, r.created_at, p.image_description, p.readme, p.readme_updated_at, p.readme_updated_by
+             FROM repositories r LEFT JOIN repository_profiles p ON p.repository_id = r.id WHERE r.name = $1`,
+          [repository],
+        );
+        if (!row) return undefined;
+        const facts = (await tx.one<{ tags: number; last: number | null; stars: number; bytes: number | null }>(
+          `SELECT (SELECT count(*) FROM tags WHERE repository_id = $1) AS tags,
+                  (SELECT max(updated_at) FROM tags WHERE repository_id = $1) AS last,
+                  (SELECT count(*) FROM repository_stars WHERE repository_id = $1) AS stars,
+                  (SELECT bytes FROM repository_usage WHERE repository_id = $1) AS bytes`,
+          [row.id],
+        ))!;
+        const description = describedBy(row);
+        return {
+          name: repository,
+          ...(description !== undefined ? { description } : {}),
+          stars: facts.stars,
+          ...(row.readme !== null ? { readme: row.readme } : {}),
+          ...(row.readme_updated_at !== null ? { readmeUpdatedAt: row.readme_updated_at } : {}),
+          ...(row.readme_updated_by !== null ? { readmeUpdatedBy: row.readme_updated_by } : {}),
+          createdAt: row.created_at,
+          ...(facts.last !== null ? { lastPushedAt: facts.last } : {}),
+          tagCount: facts.tags,
+          bytes: facts.bytes ?? 0,
+        };
+      },
+      { snapshot: true },
+    );
+  }
+
+  async setReadme(repository: string, readme: string | undefined, options: ChangeOptions = {}): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const id = await this.lockRepository(tx, repository, { create: false });
+      if (id === undefined) return false;
+      const stored = (await tx.one<{ image_description: string | null; readme: string | null }>(
+        `INSERT INTO repository_profiles (repository_id, readme, readme_updated_at, readme_updated_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository_id) DO UPDATE SET readme = excluded.readme, readme_updated_at = excluded.readme_updated_at, readme_updated_by = excluded.readme_updated_by
+         RETURNING image_description, readme`,
+        [id, readme ?? null, Date.now(), options.actor ?? null],
+      ))!;
+      await this.indexDescription(tx, id, describedBy(stored));
+      return true;
+    });
+  }
+
+  async setStar(repository: string, user: string, starred: boolean): Promise<boolean | undefined> {
+    return this.db.transaction(async (tx) => {
+      const id = await this.repositoryId(tx, repository);
+      if (id === undefined) return undefined;
+      if (starred) await tx.query('INSERT INTO repository_stars (repository_id, "user", created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [id, user, Date.now()]);
+      else await tx.query('DELETE FROM repository_stars WHERE repository_id = $1 AND "user" = $2', [id, user]);
+      return starred;
+    });
+  }
+
+  async starredBy(user: string, repositories: readonly string[]): Promise<Set<string>> {
+    if (repositories.length === 0) return new Set();
+    const rows = await this.db.query<{ name: string }>(
+      'SELECT r.name FROM repository_stars s JOIN repositories r ON r.id = s.repository_id WHERE s."user" = $1 AND r.name = ANY($2::text[])',
+      [user, repositories],
+    );
+    const starred = new Set(rows.rows.map((row) => row.name));
+    return new Set(repositories.filter((name) => starred.has(name)));
+  }
+
+  async listTagDetails(repository: string, query: TagDetailQuery): Promise<{ total: number; tags: TagDetail[] } | undefined> {
+    return this.db.transaction(
+      async (tx) => {
+        const id = await this.repositoryId(tx, repository);
+        if (id === undefined) return undefined;
+        // The sort column comes from a closed set, never from the caller's text.
+        const column = { name: 't.name', pushed: 't.updated_at', size: 'm.total_size' }[query.sort];
+        const direction = query.descending ? 'DESC' : 'ASC';
+        const rows = (
+          await tx.query<{ name: string; digest: string; media_type: string; total_size: number; updated_at: number; pulled_at: number | null; content: Buffer }>(
+            `SELECT t.name, t.digest, m.media_type, m.total_size, t.updated_at, m.pulled_at, m.content
+               FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+              WHERE t.repository_id = $1 ORDER BY ${column} ${direction}, t.name ${direction} LIMIT $2 OFFSET $3`,
+            [id, query.limit, query.offset],
+          )
+        ).rows;
+        const total = (await tx.one<{ n: number }>('SELECT count(*) AS n FROM tags WHERE repository_id = $1', [id]))!.n;
+        return {
+          total,
+          tags: rows.map((row) => ({
+            name: row.name,
+            digest: row.digest,
+            mediaType: row.media_type,
+            totalSize: row.total_size,
+            pushedAt: row.updated_at,
+            ...(row.pulled_at !== null ? { pulledAt: row.pulled_at } : {}),
+            content: row.content,
+          })),
+        };
+      },
+      { snapshot: true },
+    );
+  }
+
+  /** Inside a manifest push (repository row locked): the newest tagged manifest's description, indexed for search when it changed. */
+  private async setImageDescription(tx: Transaction, id: number, description: string | null): Promise<void> {
+    const changed = await tx.one<{ image_description: string | null; readme: string | null }>(
+      `INSERT INTO repository_profiles (repository_id, image_description) VALUES ($1, $2)
+       ON CONFLICT (repository_id) DO UPDATE SET image_description = excluded.image_description
+         WHERE repository_profiles.image_description IS DISTINCT FROM excluded.image_description
+       RETURNING image_description, readme`,
+      [id, normalizeDescription(description) ?? null],
+    );
+    if (changed) await this.indexDescription(tx, id, describedBy(changed));
+  }
+
+  /** The description search shows and matches, with its words in the repository's search document. */
+  private async indexDescription(tx: Transaction, id: number, description: string | undefined): Promise<void> {
+    await tx.query('UPDATE repositories SET search_description = $2, search_words = $3::tsvector WHERE id = $1 AND search_description IS DISTINCT FROM $2', [
+      id,
+      description ?? '',
+      descriptionLexemes(description ?? ''),
+    ]);
   }
 
   async repositoryExists(repository: string): Promise<boolean> {

@@ -234,6 +234,55 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX notification_parked_by_endpoint ON notification_parked(endpoint, id);
   `,
+  // 2: search, stars and READMEs, as SQLite's migration 13 (docs/search.md). The profiles and
+  // stars tables are SQLite's, column for column (so \`wharf db import\` copies them). Instead of
+  // an FTS5 table, each repository row carries its search document, indexed with GIN: the name's
+  // words (weight A, split here: names are lower-case ASCII by the OCI grammar) and the shown
+  // description's words (weight B, split by the store, which folds case and diacritics as FTS5's
+  // unicode61 tokenizer does). A search asks for the words with tsquery prefix matching (\`:*\`);
+  // \`:A\` restricts a word to the name. Lexemes are written as tsvector literals, not through a
+  // text search parser, so that no configuration or locale changes what a word is.
+  // Existing repositories get the description their newest tagged manifest's annotation gives,
+  // split by the database's own idea of letters until the next push or README change.
+  `
+  CREATE FUNCTION wharf_name_lexemes(name TEXT) RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg('''' || word || ''':1A', ' '), '')::tsvector
+      FROM unnest(regexp_split_to_array(lower(name), '[^a-z0-9]+')) AS word WHERE word <> ''
+  $$;
+  ALTER TABLE repositories
+    ADD COLUMN search_description TEXT NOT NULL DEFAULT '',
+    ADD COLUMN search_words tsvector NOT NULL DEFAULT ''::tsvector,
+    ADD COLUMN search_document tsvector GENERATED ALWAYS AS (wharf_name_lexemes(name) || search_words) STORED;
+  CREATE INDEX repositories_search ON repositories USING gin (search_document);
+  CREATE TABLE repository_profiles (
+    repository_id BIGINT PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    image_description TEXT,
+    readme TEXT,
+    readme_updated_at BIGINT,
+    readme_updated_by TEXT
+  );
+  CREATE TABLE repository_stars (
+    repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    "user" TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (repository_id, "user")
+  );
+  CREATE INDEX repository_stars_by_user ON repository_stars("user", repository_id);
+  CREATE INDEX tags_by_update ON tags(repository_id, updated_at);
+  INSERT INTO repository_profiles (repository_id, image_description)
+    SELECT id, CASE WHEN length(collapsed) <= 200 THEN collapsed ELSE left(collapsed, 199) || '…' END FROM (
+      SELECT id, btrim(regexp_replace(description, '\\s+', ' ', 'g')) AS collapsed FROM (
+        SELECT r.id AS id, (
+          SELECT m.annotations::jsonb ->> 'org.opencontainers.image.description'
+            FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+           WHERE t.repository_id = r.id ORDER BY t.updated_at DESC LIMIT 1) AS description
+        FROM repositories r) AS described) AS normalized
+    WHERE collapsed IS NOT NULL AND collapsed <> '';
+  UPDATE repositories r SET search_description = p.image_description, search_words = coalesce((
+      SELECT string_agg('''' || word || ''':1B', ' ')
+        FROM unnest(regexp_split_to_array(lower(p.image_description), '[^[:alnum:]]+')) AS word WHERE word <> ''), '')::tsvector
+    FROM repository_profiles p WHERE p.repository_id = r.id;
+  `,
 ];
 
 /**
@@ -243,6 +292,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
  */
 export const COPIED_TABLES: ReadonlyArray<{ table: string; identity?: string }> = [
   { table: 'repositories', identity: 'id' },
+  { table: 'repository_profiles' },
+  { table: 'repository_stars' },
   { table: 'blobs' },
   { table: 'repository_blobs' },
   { table: 'manifests' },
