@@ -9,6 +9,7 @@ packages=(
   docker-registry                           # the reference registry (CNCF Distribution)
   apache2-utils openssl jq curl bsdutils    # htpasswd, certificates, script (a pseudo-terminal)
   nginx-light wrk                           # benchmark baselines and load
+  postgresql                                # PostgreSQL 15 (Debian 12): tests start throwaway clusters with initdb
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
@@ -23,4 +24,8 @@ fi
 # The Debian docker-registry package starts a service on :5000; tests run their own instances.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
+fi
+# Debian's postgresql package starts a cluster on :5432; tests run their own throwaway clusters.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet postgresql 2>/dev/null; then
+  systemctl stop postgresql || true
 fi

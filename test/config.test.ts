@@ -447,3 +447,43 @@ describe('operations settings: debug server, health, free space, rate limits', (
     assert.throws(() => loadConfig({ env: { REGISTRY_RATELIMIT_ENABLED: 'true', REGISTRY_RATELIMIT_PULLS_RATE: '0' } }), /ratelimit\.pulls\.rate/);
   });
 });
+
+describe('database: PostgreSQL metadata as GitLab registry configures it', () => {
+  it('reads database.* from the file and REGISTRY_DATABASE_* from the environment; metadata stays SQLite unless enabled', () => {
+    assert.equal(loadConfig({ env: {} }).config.metadata.kind, 'sqlite');
+    const path = file(
+      'database.yml',
+      `database:
+  enabled: true
+  host: db.internal
+  port: 5433
+  user: registry
+  password: from-the-file
+  dbname: registry
+  sslmode: verify-full
+  pool:
+    maxopen: 20
+    maxidle: 5
+    maxlifetime: 5m
+    maxidletime: 1m
+`,
+    );
+    const { config, warnings } = loadConfig({ file: path, env: { REGISTRY_DATABASE_PASSWORD: 'from-env', REGISTRY_DATABASE_POOL_MAXIDLE: '3' } });
+    assert.deepEqual(warnings, []);
+    assert.equal(config.metadata.kind, 'postgres');
+    assert.deepEqual(config.metadata.postgres, {
+      host: 'db.internal',
+      port: 5433,
+      user: 'registry',
+      password: 'from-env',
+      dbname: 'registry',
+      sslmode: 'verify-full',
+      connectTimeoutMs: 10_000,
+      pool: { maxOpen: 20, maxIdle: 3, maxLifetimeMs: 300_000, maxIdleTimeMs: 60_000 },
+    });
+    const fromEnv = loadConfig({ env: { REGISTRY_DATABASE_ENABLED: 'true', REGISTRY_DATABASE_HOST: '127.0.0.1', REGISTRY_DATABASE_DBNAME: 'r' } }).config;
+    assert.deepEqual([fromEnv.metadata.kind, fromEnv.metadata.postgres?.port, fromEnv.metadata.postgres?.sslmode], ['postgres', 5432, 'prefer']);
+    assert.throws(() => loadConfig({ env: { REGISTRY_DATABASE_ENABLED: 'true', REGISTRY_DATABASE_DBNAME: 'r' } }), /database\.host is required/);
+    assert.throws(() => loadConfig({ env: { REGISTRY_DATABASE_ENABLED: 'true', REGISTRY_DATABASE_HOST: 'h', REGISTRY_DATABASE_DBNAME: 'r', REGISTRY_DATABASE_SSLMODE: 'maybe' } }), /database\.sslmode/);
+  });
+});

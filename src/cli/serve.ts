@@ -54,6 +54,7 @@ export function registerServe(program: Command): void {
           addr: hostPort(address),
           ...(debugAddress ? { debug: hostPort(debugAddress) } : {}),
           storage: config.storage.rootDirectory,
+          metadata: config.metadata.kind,
           delete: config.storage.deleteEnabled,
           tls: config.http.tls !== undefined,
           auth: config.auth ? (config.auth.token ? 'token' : 'htpasswd') : 'none',

@@ -43,8 +43,11 @@ export interface WharfConfig {
      */
     freeSpace: { minimumBytes: number; intervalMs: number };
   };
-  /** Which metadata store, and its settings (the embedded SQLite today; PostgreSQL will be another kind). */
-  metadata: { kind: 'sqlite'; sqlite: { path: string; synchronous: 'full' | 'normal' } };
+  /**
+   * Which metadata store, and its settings: the embedded SQLite file, or PostgreSQL when
+   * `database.enabled` (then `postgres` is set and SQLite is not opened).
+   */
+  metadata: { kind: 'sqlite' | 'postgres'; sqlite: { path: string; synchronous: 'full' | 'normal' }; postgres?: DatabaseConfig };
   catalog: { maxEntries: number };
   /** `history.retention`: manifests a tag pointed at stay restorable (kept from collection) this long; 0 turns it off. */
   history: { retentionMs: number };
@@ -67,6 +70,22 @@ export interface WharfConfig {
   quotas: unknown;
   /** registry:2's notifications: webhook endpoints fed from the outbox (docs/notifications.md). */
   notifications: NotificationsConfig;
+}
+
+/** GitLab's registry `database` keys: where the PostgreSQL metadata database is. `password` is never logged. */
+export interface DatabaseConfig {
+  host: string;
+  port: number;
+  user: string;
+  password?: string;
+  dbname: string;
+  sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  sslcert?: string;
+  sslkey?: string;
+  sslrootcert?: string;
+  connectTimeoutMs: number;
+  /** Per process: each worker of `server.workers` and each replica has a pool of its own. */
+  pool: { maxOpen: number; maxIdle: number; maxLifetimeMs: number; maxIdleTimeMs: number };
 }
 
 export interface NotificationsConfig {
@@ -499,11 +518,12 @@ function build(raw: Raw): WharfConfig {
       },
     },
     metadata: {
-      kind: 'sqlite',
+      kind: value(raw, 'database.enabled', false) ? 'postgres' : 'sqlite',
       sqlite: {
         path: resolve(rootDirectory, value(raw, 'metadata.sqlite.path', 'wharf.db')),
         synchronous: value(raw, 'metadata.sqlite.synchronous', 'full'),
       },
+      ...optional('postgres', buildDatabase(raw)),
     },
     catalog: { maxEntries: value(raw, 'catalog.maxentries', 1000) },
     history: { retentionMs: value(raw, 'history.retention', 14 * 24 * 3_600_000) },
@@ -523,6 +543,34 @@ function build(raw: Raw): WharfConfig {
     notifications: {
       endpoints: buildEndpoints(value(raw, 'notifications.endpoints', [])),
       includeReferences: value(raw, 'notifications.events.includereferences', false),
+    },
+  };
+}
+
+/** `database` when enabled (GitLab's registry keys and defaults); undefined otherwise. */
+function buildDatabase(raw: Raw): DatabaseConfig | undefined {
+  if (!value(raw, 'database.enabled', false)) return undefined;
+  const host = maybe(raw, 'database.host');
+  const dbname = maybe(raw, 'database.dbname');
+  if (host === undefined) throw new ConfigError('database.host is required with database.enabled');
+  if (dbname === undefined) throw new ConfigError('database.dbname is required with database.enabled');
+  const maxOpen = value(raw, 'database.pool.maxopen', 10);
+  return {
+    host,
+    port: value(raw, 'database.port', 5432),
+    user: value(raw, 'database.user', 'registry'),
+    ...optional('password', maybe(raw, 'database.password')),
+    dbname,
+    sslmode: value(raw, 'database.sslmode', 'prefer'),
+    ...optional('sslcert', maybe(raw, 'database.sslcert')),
+    ...optional('sslkey', maybe(raw, 'database.sslkey')),
+    ...optional('sslrootcert', maybe(raw, 'database.sslrootcert')),
+    connectTimeoutMs: value(raw, 'database.connecttimeout', 10_000),
+    pool: {
+      maxOpen,
+      maxIdle: Math.min(value(raw, 'database.pool.maxidle', 2), maxOpen),
+      maxLifetimeMs: value(raw, 'database.pool.maxlifetime', 0),
+      maxIdleTimeMs: value(raw, 'database.pool.maxidletime', 10_000),
     },
   };
 }

@@ -118,6 +118,22 @@ export const SCHEMA = {
   metadata: {
     sqlite: { path: str, synchronous: { kind: 'enum', values: ['full', 'normal'] } },
   },
+  /** GitLab's registry `database` section: metadata in PostgreSQL, for replicas (docs/scale-out.md). */
+  database: {
+    enabled: bool,
+    host: str,
+    port: { kind: 'integer', min: 1, max: 65535 },
+    user: str,
+    password: str,
+    dbname: str,
+    sslmode: { kind: 'enum', values: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] },
+    sslcert: str,
+    sslkey: str,
+    sslrootcert: str,
+    connecttimeout: duration,
+    draintimeout: ignored('connections close once the requests in flight have finished (http.draintimeout)'),
+    pool: { maxopen: { kind: 'integer', min: 1, max: 1000 }, maxidle: { kind: 'integer', min: 0, max: 1000 }, maxlifetime: duration, maxidletime: duration },
+  },
   catalog: { maxentries: { kind: 'integer', min: 1, max: 100_000 } },
   /** Wharf's own: how long the manifests in a tag's history stay restorable (docs/lifecycle.md). */
   history: { retention: duration },

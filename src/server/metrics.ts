@@ -40,6 +40,12 @@ export class ServerMetrics {
     buckets: COMMIT_BUCKETS,
     registers: [this.registry],
   });
+  readonly databaseTransactionSeconds = new Histogram({
+    name: 'wharf_postgres_transaction_duration_seconds',
+    help: 'Time each PostgreSQL metadata write transaction took, from BEGIN to COMMIT (database.enabled).',
+    buckets: COMMIT_BUCKETS,
+    registers: [this.registry],
+  });
   readonly authFailures = new Counter({
     name: 'wharf_auth_failures_total',
     help: 'Failed sign-ins and refused tokens, by kind (login, token, refresh) and reason.',

@@ -19,6 +19,9 @@ import type { AccountStore } from '../metadata/account-store.js';
 import { SqliteAccountStore } from '../metadata/sqlite/sqlite-account-store.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { SqliteMetadataStore } from '../metadata/sqlite/sqlite-metadata-store.js';
+import { DatabaseUnavailableError } from '../metadata/postgres/postgres-database.js';
+import { PostgresAccountStore } from '../metadata/postgres/postgres-account-store.js';
+import { PostgresMetadataStore } from '../metadata/postgres/postgres-metadata-store.js';
 import { parseConfigQuotas } from '../registry/quota-rules.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
@@ -79,6 +82,11 @@ export interface Stores {
   store: BlobStore;
   /** Opens the account store beside the metadata (auth); the caller closes it. */
   openAccounts(): AccountStore;
+  /**
+   * Settles once the metadata store can serve (PostgreSQL: connected and migrated); rejects with
+   * the reason it cannot. SQLite opens synchronously, so it is settled from the start.
+   */
+  ready: Promise<void>;
 }
 
 /**
@@ -100,13 +108,21 @@ export function openStores(config: WharfConfig, options: { exclusive?: boolean; 
         metadata,
         store,
         openAccounts: () => (options.exclusive ? new SqliteAccountStore({ connection: metadata.connection }) : new SqliteAccountStore({ path })),
+        ready: Promise.resolve(),
       };
+    }
+    case 'postgres': {
+      // Each process (every worker, every replica) has a pool of its own; the schema is migrated
+      // by the first to get the migration lock.
+      const database = { ...config.metadata.postgres!, applicationName: `wharf ${hostname()} ${process.pid}` };
+      const metadata = new PostgresMetadataStore({ ...database, ...(options.onCommit ? { onCommit: options.onCommit } : {}) });
+      return { metadata, store, openAccounts: () => new PostgresAccountStore(database), ready: metadata.ready };
     }
   }
 }
 
 /** The storage driver configuration names (the filesystem today; S3 will be another). */
-function openStorageDriver(config: WharfConfig): StorageDriver {
+export function openStorageDriver(config: WharfConfig): StorageDriver {
   switch (config.storage.driver) {
     case 'filesystem':
       return new FilesystemDriver(config.storage.rootDirectory);
@@ -192,6 +208,9 @@ function explainStartFailure(error: unknown, config: WharfConfig): unknown {
         'give the user running wharf write access, or choose another with --data or storage.filesystem.rootdirectory',
     );
   }
+  if (error instanceof DatabaseUnavailableError || (error as Error | undefined)?.message?.includes('is newer than this wharf')) {
+    return new StartupError(`${(error as Error).message}; check the database section of the configuration (host, port, user, password, dbname, sslmode)`);
+  }
   if (isSqliteAccessError(error)) {
     return new StartupError(
       `the metadata database ${config.metadata.sqlite.path} cannot be written (${(error as Error).message}); ` +
@@ -247,6 +266,12 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
   const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
   const { stores, storageFull } = openStoresForServing(config, log, metrics);
+  try {
+    await stores.ready;
+  } catch (error) {
+    await stores.metadata.close();
+    throw error;
+  }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
   const registry = createRegistry(config, audit, stores, events);
   // Each serving process writes the same rules; the store leaves them alone when they are current.
@@ -355,7 +380,8 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
  * while opening), opens them for this process alone instead, so that pulls keep working.
  */
 function openStoresForServing(config: WharfConfig, log: Logger, metrics: ServerMetrics | undefined): { stores: Stores; storageFull: boolean } {
-  const onCommit = metrics ? (seconds: number) => metrics.commitSeconds.observe(seconds) : undefined;
+  const histogram = config.metadata.kind === 'postgres' ? metrics?.databaseTransactionSeconds : metrics?.commitSeconds;
+  const onCommit = histogram ? (seconds: number) => histogram.observe(seconds) : undefined;
   const full = (err: unknown) =>
     log.error(
       { err, storage: config.storage.rootDirectory },
