@@ -47,6 +47,8 @@ export interface BenchOptions {
   gcBlobsPerRepo: number;
   /** gc: clients reading manifests in a closed loop during Wharf's collection (0: the collector alone). */
   gcGetClients: number;
+  /** s3 (opt-in group): the blob pushed and pulled through both registries on S3, in MiB. */
+  s3BlobMiB: number;
   /** Wharf's server.workers for this run; undefined keeps its default. */
   wharfWorkers: number | undefined;
   /** The Wharf checkout whose dist/ is benchmarked (to compare builds); this one by default. */
@@ -61,7 +63,9 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 's3'] as const;
+/** Groups that run only when named in --only (they start engines of their own and take long). */
+export const OPT_IN_GROUPS: readonly string[] = ['s3'];
 
 const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,
@@ -87,6 +91,7 @@ const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNo
   gcRepos: 10_000,
   gcBlobsPerRepo: 10,
   gcGetClients: 8,
+  s3BlobMiB: 256,
 };
 
 const QUICK: typeof FULL = {
@@ -113,6 +118,7 @@ const QUICK: typeof FULL = {
   gcRepos: 200,
   gcBlobsPerRepo: 10,
   gcGetClients: 8,
+  s3BlobMiB: 32,
 };
 
 const USAGE = `usage: npm run bench -- [--quick] [flags]
@@ -142,12 +148,14 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --gc-repos N            gc: repositories (default 10000)
   --gc-blobs-per-repo N   gc: small blobs in each, half of them garbage (default 10)
   --gc-get-clients N      gc: clients reading manifests during Wharf's collection, 0 for none (default 8)
+  --s3-blob-mib N         s3: the blob pushed and pulled on S3 (default 256)
   --wharf-workers N       Wharf's server.workers (default: Wharf's own default)
   --wharf-root DIR        benchmark the built Wharf in another checkout (default: this one)
   --wharf-node-args="A B" Node.js flags for Wharf, e.g. --wharf-node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
   --results-dir DIR       where the JSON goes (default bench/results)
   --skip-limits           skip openssl and nginx measurements
   --only a,b              workload groups: ${WORKLOAD_GROUPS.join(', ')}
+                          (s3 runs only when named: it starts a Ceph RADOS Gateway)
 `;
 
 /** Parses the command line; exits with usage on `--help` or a bad flag. */
@@ -184,6 +192,7 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
         'gc-repos': { type: 'string' },
         'gc-blobs-per-repo': { type: 'string' },
         'gc-get-clients': { type: 'string' },
+        's3-blob-mib': { type: 'string' },
         'wharf-workers': { type: 'string' },
         'wharf-root': { type: 'string' },
         'wharf-node-args': { type: 'string' },
@@ -250,6 +259,7 @@ export function parseOptions(argv: string[], defaultResultsDir: string): BenchOp
     gcRepos: int('gc-repos', v['gc-repos'], base.gcRepos, 1),
     gcBlobsPerRepo: int('gc-blobs-per-repo', v['gc-blobs-per-repo'], base.gcBlobsPerRepo, 2),
     gcGetClients: int('gc-get-clients', v['gc-get-clients'], base.gcGetClients, 0),
+    s3BlobMiB: int('s3-blob-mib', v['s3-blob-mib'], base.s3BlobMiB, 1),
     soakServers: soakServers as BenchOptions['soakServers'],
     wharfWorkers: v['wharf-workers'] === undefined ? undefined : int('wharf-workers', v['wharf-workers'], 0, 0),
     wharfRoot: v['wharf-root'],

@@ -9,12 +9,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Figures, renderLimits, renderTable, summarize, type Summary } from './figures.js';
 import { ensureTools, machineInfo, nodeSha256, opensslSha256 } from './machine.js';
-import { parseOptions, type BenchOptions } from './options.js';
+import { OPT_IN_GROUPS, parseOptions, type BenchOptions } from './options.js';
 import { operationsWorkloads, renderOperations, type OperationsResult } from './operations.js';
 import { pushSmallImage, smallImage } from './registry-ops.js';
 import { RssSampler, startDistribution, startNginx, startWharf, type ServerName, type ServerProcess } from './servers.js';
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
+import { s3Workloads } from './s3.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import {
   blobWorkloads,
@@ -34,6 +35,7 @@ function log(line: string): void {
 }
 
 function wanted(options: BenchOptions, group: string): boolean {
+  if (OPT_IN_GROUPS.includes(group)) return options.only.includes(group);
   return options.only.length === 0 || options.only.includes(group);
 }
 
@@ -88,6 +90,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'pulls')) await pullRecordingWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
     if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 's3')) await s3Workloads(ctx, options.wharfRoot ?? ROOT);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

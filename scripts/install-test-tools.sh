@@ -10,6 +10,7 @@ packages=(
   apache2-utils openssl jq curl bsdutils    # htpasswd, certificates, script (a pseudo-terminal)
   nginx-light wrk                           # benchmark baselines and load
   postgresql                                # PostgreSQL 15 (Debian 12): tests start throwaway clusters with initdb
+  ceph radosgw                              # a real S3 endpoint (scripts/start-rgw.sh)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

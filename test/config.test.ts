@@ -170,6 +170,62 @@ catalog:
     assert.throws(() => loadConfig({ env: { REGISTRY_STORAGE: 'azure' } }), ConfigError);
   });
 
+  it('reads registry:2 storage.s3 keys from the file and REGISTRY_STORAGE_S3_* variables, with registry:2 defaults', () => {
+    const yaml = [
+      'storage:',
+      '  s3:',
+      '    bucket: images',
+      '    regionendpoint: http://127.0.0.1:7480',
+      '    forcepathstyle: true',
+      '    accesskey: AKID',
+      '    secretkey: SECRET',
+      '    rootdirectory: /registry',
+      '    chunksize: 20971520',
+      '    storageclass: NONE',
+      '    v4auth: true',
+      '  redirect:',
+      '    disable: true',
+      '',
+    ].join('\n');
+    const { config, warnings } = loadConfig({ file: file('s3.yml', yaml), env: {} });
+    assert.equal(config.storage.driver, 's3');
+    assert.equal(config.storage.redirectDisabled, true);
+    assert.deepEqual(config.storage.s3, {
+      bucket: 'images',
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:7480',
+      forcePathStyle: true,
+      accessKey: 'AKID',
+      secretKey: 'SECRET',
+      rootDirectory: '/registry',
+      encrypt: false,
+      secure: true,
+      skipVerify: false,
+      chunkSize: 20 * 1024 * 1024,
+      copyPartBytes: 32 * 1024 * 1024,
+      copyConcurrency: 16,
+    });
+    assert.ok(warnings.some((w) => w.includes('storage.s3.v4auth')), warnings.join('; '));
+    const fromEnv = loadConfig({
+      env: { REGISTRY_STORAGE: 's3', REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'eu-west-1', REGISTRY_STORAGE_S3_ENCRYPT: 'true', REGISTRY_STORAGE_S3_SECURE: 'false' },
+    }).config;
+    assert.equal(fromEnv.storage.driver, 's3');
+    assert.equal(fromEnv.storage.redirectDisabled, false, 'registry:2 redirects by default');
+    assert.equal(fromEnv.storage.s3?.region, 'eu-west-1');
+    assert.equal(fromEnv.storage.s3?.encrypt, true);
+    assert.equal(fromEnv.storage.s3?.secure, false);
+    assert.equal(fromEnv.storage.s3?.storageClass, 'STANDARD');
+    assert.equal(fromEnv.storage.s3?.accessKey, undefined, 'no keys: the AWS default credential chain');
+    assert.equal(loadConfig({ env: {} }).config.storage.driver, 'filesystem');
+    const refused: Array<[NodeJS.ProcessEnv, RegExp]> = [
+      [{ REGISTRY_STORAGE_S3_REGION: 'eu-west-1' }, /storage\.s3\.bucket is required/],
+      [{ REGISTRY_STORAGE_S3_BUCKET: 'b' }, /storage\.s3\.region is required/],
+      [{ REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'x', REGISTRY_STORAGE_S3_ACCESSKEY: 'a' }, /go together/],
+      [{ REGISTRY_STORAGE_S3_BUCKET: 'b', REGISTRY_STORAGE_S3_REGION: 'x', REGISTRY_STORAGE_S3_CHUNKSIZE: '1048576' }, /storage\.s3\.chunksize/],
+    ];
+    for (const [env, message] of refused) assert.throws(() => loadConfig({ env }), (e: unknown) => e instanceof ConfigError && message.test(e.message), JSON.stringify(env));
+  });
+
   it('warns about unknown keys and unknown REGISTRY_ variables', () => {
     const path = file('unknown.yml', 'storage:\n  delete:\n    enabled: true\nfrobnicate: 1\n');
     const { warnings } = loadConfig({ file: path, env: { REGISTRY_NO_SUCH_THING: 'x', REGISTRY_STORAGE_DELETE_ENABELD: 'true' } });
@@ -198,13 +254,13 @@ catalog:
   it('stops on registry:2 sections that change behaviour and that Wharf does not implement yet, naming the key', () => {
     const cases: Array<[string, RegExp]> = [
       ['proxy:\n  remoteurl: https://registry-1.docker.io\n', /^proxy: not supported yet \(the pull-through cache/],
-      ['storage:\n  s3:\n    bucket: images\n    region: eu-west-1\n', /^storage\.s3: not supported yet \(the s3 storage driver/],
+      ['storage:\n  s3-aws:\n    bucket: images\n', /^storage\.s3-aws: not supported yet/],
       ['storage:\n  gcs:\n    bucket: images\n', /^storage\.gcs: not supported yet/],
       ['storage:\n  azure:\n    accountname: a\n', /^storage\.azure: not supported yet/],
       ['storage:\n  swift:\n    container: c\n', /^storage\.swift: not supported yet/],
       ['storage:\n  oss:\n    bucket: b\n', /^storage\.oss: not supported yet/],
       ['storage:\n  inmemory:\n', /^storage\.inmemory: not supported yet/],
-      ['storage: s3\n', /^storage: s3: not supported yet/],
+      ['storage: gcs\n', /^storage: gcs: not supported yet/],
       ['middleware:\n  storage:\n    - name: cloudfront\n', /^middleware: not supported yet/],
       ['auth:\n  silly:\n    realm: x\n    service: y\n', /^auth\.silly: not supported yet .*open to everyone/],
       ['http:\n  prefix: /registry/\n', /^http\.prefix: not supported yet/],
@@ -220,8 +276,8 @@ catalog:
     }
     const fromEnv: Array<[NodeJS.ProcessEnv, RegExp]> = [
       [{ REGISTRY_PROXY_REMOTEURL: 'https://registry-1.docker.io' }, /^REGISTRY_PROXY_REMOTEURL: not supported yet \(the pull-through cache/],
-      [{ REGISTRY_STORAGE: 's3' }, /^REGISTRY_STORAGE=s3: not supported yet/],
-      [{ REGISTRY_STORAGE_S3_BUCKET: 'images' }, /^REGISTRY_STORAGE_S3_BUCKET: not supported yet/],
+      [{ REGISTRY_STORAGE: 'gcs' }, /^REGISTRY_STORAGE=gcs: not supported yet/],
+      [{ REGISTRY_STORAGE_GCS_BUCKET: 'images' }, /^REGISTRY_STORAGE_GCS_BUCKET: not supported yet/],
       [{ REGISTRY_AUTH: 'silly' }, /^REGISTRY_AUTH=silly: not supported yet/],
     ];
     for (const [env, message] of fromEnv) {

@@ -53,7 +53,8 @@ export function registerServe(program: Command): void {
         {
           addr: hostPort(address),
           ...(debugAddress ? { debug: hostPort(debugAddress) } : {}),
-          storage: config.storage.rootDirectory,
+          storage: config.storage.s3 ? `s3://${config.storage.s3.bucket}/${config.storage.s3.rootDirectory.replace(/^\/+/, '')}` : config.storage.rootDirectory,
+          ...(config.storage.s3 ? { data: config.storage.rootDirectory, redirect: !config.storage.redirectDisabled } : {}),
           metadata: config.metadata.kind,
           delete: config.storage.deleteEnabled,
           tls: config.http.tls !== undefined,

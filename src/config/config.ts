@@ -26,9 +26,17 @@ export interface WharfConfig {
   /** Wharf's `ratelimit`: absent when off. */
   rateLimit?: RateLimitConfig;
   storage: {
-    /** Which storage driver keeps the blobs (registry:2 names it by its section: `storage.filesystem`). */
-    driver: 'filesystem';
+    /**
+     * Which storage driver keeps the blobs (registry:2 names it by its section: `storage.filesystem`,
+     * `storage.s3`). With S3, `rootDirectory` is still the data directory for what stays local
+     * (the SQLite metadata, the audit log, auth state).
+     */
+    driver: 'filesystem' | 's3';
     rootDirectory: string;
+    /** `storage.s3`: present exactly when `driver` is `s3`. */
+    s3?: S3StorageConfig;
+    /** `storage.redirect.disable`: blob GETs stream through instead of redirecting to the store. */
+    redirectDisabled: boolean;
     deleteEnabled: boolean;
     readOnly: boolean;
     uploadPurging: { enabled: boolean; ageMs: number; intervalMs: number; dryRun: boolean };
@@ -86,6 +94,29 @@ export interface DatabaseConfig {
   connectTimeoutMs: number;
   /** Per process: each worker of `server.workers` and each replica has a pool of its own. */
   pool: { maxOpen: number; maxIdle: number; maxLifetimeMs: number; maxIdleTimeMs: number };
+}
+
+/** registry:2's `storage.s3` keys, defaults filled in (docs/scale-out.md). */
+export interface S3StorageConfig {
+  bucket: string;
+  region: string;
+  /** `regionendpoint`: an S3-compatible store (Ceph RGW, MinIO); absent for AWS. */
+  endpoint?: string;
+  forcePathStyle: boolean;
+  /** Absent: the AWS SDK's default credential chain (environment, profile, web identity, instance role). */
+  accessKey?: string;
+  secretKey?: string;
+  sessionToken?: string;
+  rootDirectory: string;
+  encrypt: boolean;
+  keyId?: string;
+  secure: boolean;
+  skipVerify: boolean;
+  chunkSize: number;
+  /** Absent for registry:2's `NONE`: the bucket's default class. */
+  storageClass?: string;
+  copyPartBytes: number;
+  copyConcurrency: number;
 }
 
 export interface NotificationsConfig {
@@ -496,8 +527,9 @@ function build(raw: Raw): WharfConfig {
     },
     ...optional('rateLimit', buildRateLimit(raw)),
     storage: {
-      driver: 'filesystem',
+      ...buildStorageDriver(raw),
       rootDirectory,
+      redirectDisabled: value(raw, 'storage.redirect.disable', false),
       deleteEnabled: value(raw, 'storage.delete.enabled', false),
       readOnly: value(raw, 'storage.maintenance.readonly.enabled', false),
       uploadPurging: {
@@ -571,6 +603,44 @@ function buildDatabase(raw: Raw): DatabaseConfig | undefined {
       maxIdle: Math.min(value(raw, 'database.pool.maxidle', 2), maxOpen),
       maxLifetimeMs: value(raw, 'database.pool.maxlifetime', 0),
       maxIdleTimeMs: value(raw, 'database.pool.maxidletime', 10_000),
+    },
+  };
+}
+
+const MiB = 1024 * 1024;
+
+/** `storage.s3` when the configuration has that section (registry:2 allows one driver), else the filesystem. */
+function buildStorageDriver(raw: Raw): { driver: 'filesystem' } | { driver: 's3'; s3: S3StorageConfig } {
+  if (at(raw, 'storage.s3') === undefined) return { driver: 'filesystem' };
+  const bucket = maybe(raw, 'storage.s3.bucket');
+  if (bucket === undefined) throw new ConfigError('storage.s3.bucket is required with the s3 storage driver');
+  const endpoint = maybe(raw, 'storage.s3.regionendpoint');
+  // registry:2 wants a region; an S3-compatible store at its own endpoint rarely cares which.
+  const region = maybe(raw, 'storage.s3.region') ?? (endpoint !== undefined ? 'us-east-1' : undefined);
+  if (region === undefined) throw new ConfigError('storage.s3.region is required with the s3 storage driver (or storage.s3.regionendpoint for an S3-compatible store)');
+  const accessKey = maybe(raw, 'storage.s3.accesskey');
+  const secretKey = maybe(raw, 'storage.s3.secretkey');
+  if ((accessKey === undefined) !== (secretKey === undefined)) throw new ConfigError('storage.s3.accesskey and storage.s3.secretkey go together (leave both out to use the AWS default credential chain)');
+  const storageClass = value(raw, 'storage.s3.storageclass', 'STANDARD');
+  return {
+    driver: 's3',
+    s3: {
+      bucket,
+      region,
+      ...optional('endpoint', endpoint),
+      forcePathStyle: value(raw, 'storage.s3.forcepathstyle', false),
+      ...optional('accessKey', accessKey),
+      ...optional('secretKey', secretKey),
+      ...optional('sessionToken', maybe(raw, 'storage.s3.sessiontoken')),
+      rootDirectory: value(raw, 'storage.s3.rootdirectory', ''),
+      encrypt: value(raw, 'storage.s3.encrypt', false),
+      ...optional('keyId', maybe(raw, 'storage.s3.keyid')),
+      secure: value(raw, 'storage.s3.secure', true),
+      skipVerify: value(raw, 'storage.s3.skipverify', false),
+      chunkSize: value(raw, 'storage.s3.chunksize', 10 * MiB),
+      ...optional('storageClass', storageClass.toUpperCase() === 'NONE' ? undefined : storageClass),
+      copyPartBytes: value(raw, 'storage.s3.multipartcopychunksize', 32 * MiB),
+      copyConcurrency: value(raw, 'storage.s3.multipartcopymaxconcurrency', 16),
     },
   };
 }

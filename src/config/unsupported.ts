@@ -19,14 +19,14 @@ export interface UnsupportedKey {
 
 const STORAGE_DRIVER = (name: string): UnsupportedKey => ({
   path: `storage.${name}`,
-  what: `the ${name} storage driver; Wharf stores blobs on the filesystem (storage.filesystem.rootdirectory)`,
+  what: `the ${name} storage driver; Wharf stores blobs on the filesystem (storage.filesystem) or S3 (storage.s3)`,
 });
 
 const isTrue = (value: unknown) => value === true || (typeof value === 'string' && /^(true|1|yes|on)$/i.test(value));
 
 export const UNSUPPORTED_KEYS: readonly UnsupportedKey[] = [
   { path: 'proxy', what: 'the pull-through cache (proxy.remoteurl); without it Wharf would be an empty, writable registry' },
-  ...['s3', 's3-aws', 'gcs', 'azure', 'swift', 'oss', 'inmemory', 'cloudfront'].map(STORAGE_DRIVER),
+  ...['s3-aws', 'gcs', 'azure', 'swift', 'oss', 'inmemory', 'cloudfront'].map(STORAGE_DRIVER),
   { path: 'middleware', what: 'registry, repository and storage middleware (such as CloudFront or redirect middleware)' },
   { path: 'auth.silly', what: 'the "silly" authenticator; without it the registry would be open to everyone' },
   { path: 'http.prefix', what: 'serving the API under a path prefix; put a reverse proxy in front that strips it' },

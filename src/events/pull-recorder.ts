@@ -105,6 +105,7 @@ export function recordingServices(local: RegistryServices, recorder: PullRecorde
       return size;
     },
     open: (repository, digest, range) => local.blobs.open(repository, digest, range),
+    redirectURL: async (repository, digest) => local.blobs.redirectURL?.(repository, digest),
     mount: (repository, digest, from, context) => refusals(repository, digest, context, () => local.blobs.mount(repository, digest, from, context)),
     delete: (repository, digest, context) => local.blobs.delete(repository, digest, context),
   };

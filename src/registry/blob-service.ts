@@ -33,8 +33,19 @@ export class BlobService {
   constructor(
     private readonly metadata: MetadataStore,
     private readonly store: BlobStore,
-    private readonly options: { deleteEnabled: boolean; emit?: EventSink },
+    private readonly options: {
+      deleteEnabled: boolean;
+      emit?: EventSink;
+      /** Redirect blob GETs to the storage's own URLs (when it has them), valid this long. */
+      redirect?: { expiresInSeconds: number };
+    },
   ) {}
+
+  /** A presigned storage URL for the blob when redirects are on and the driver offers them; else undefined. */
+  async redirectURL(_repository: string, digest: Digest): Promise<string | undefined> {
+    if (!this.options.redirect) return undefined;
+    return this.store.redirectURL(digest, this.options.redirect.expiresInSeconds);
+  }
 
   /** The size of a blob the repository links; throws BLOB_UNKNOWN otherwise. */
   async stat(repository: string, digest: Digest, _context?: RequestContext): Promise<number> {

@@ -31,6 +31,8 @@ export interface RegistryOptions {
   pullFlushMs?: number;
   /** Notification deliveries, for the admin API; absent when none are configured. */
   notifications?: NotificationAdmin;
+  /** Blob GETs redirect to storage URLs valid this long (`storage.redirect.disable: false`); absent: served through. */
+  blobRedirect?: { expiresInSeconds: number };
 }
 
 /**
@@ -66,7 +68,11 @@ export class Registry implements RegistryServices {
     this.pulls = options.recordPulls === false ? undefined : new PullTimes(metadata, options.pullFlushMs !== undefined ? { flushMs: options.pullFlushMs } : {});
     const retention = this.localRetention;
     const local: RegistryServices = {
-      blobs: new BlobService(metadata, store, { deleteEnabled: options.deleteEnabled, ...(emit ? { emit } : {}) }),
+      blobs: new BlobService(metadata, store, {
+        deleteEnabled: options.deleteEnabled,
+        ...(emit ? { emit } : {}),
+        ...(options.blobRedirect ? { redirect: options.blobRedirect } : {}),
+      }),
       uploads: this.localUploads,
       manifests: new ManifestService(metadata, {
         deleteEnabled: options.deleteEnabled,

@@ -26,6 +26,11 @@ export interface BlobReader {
   stat(repository: string, digest: Digest, context?: RequestContext): Promise<number>;
   /** Opens a blob (or a range of it) the repository links. */
   open(repository: string, digest: Digest, range?: BlobRange): Promise<OpenedBlob>;
+  /**
+   * Where a client may fetch the blob directly for a while (a presigned S3 URL), or undefined to
+   * serve it through `open`. Only after `stat` has found the repository's link. Optional.
+   */
+  redirectURL?(repository: string, digest: Digest): Promise<string | undefined>;
 }
 
 export interface Blobs extends BlobReader {

@@ -4,7 +4,6 @@ import type { CheckResult, HealthProbes } from '../http/handlers/health.js';
 import type { Logger } from '../log/logger.js';
 import type { MetadataStore } from '../metadata/metadata-store.js';
 import { formatByteSize } from '../oci/byte-size.js';
-import { probeWrite } from '../storage/filesystem-driver.js';
 
 /** Bytes that an unprivileged process may still write on the file system holding `path`. */
 export async function freeBytes(path: string): Promise<number> {
@@ -86,7 +85,7 @@ export class FreeSpaceWatch {
 }
 
 /** The checks behind /readyz: storage takes a file, metadata takes its write lock, free space is above the minimum. */
-export function readinessProbes(root: string, metadata: Pick<MetadataStore, 'checkWritable'>, room: FreeSpaceWatch): HealthProbes {
+export function readinessProbes(probeStorage: () => Promise<void>, metadata: Pick<MetadataStore, 'checkWritable'>, room: FreeSpaceWatch): HealthProbes {
   const run = async (probe: () => Promise<void>): Promise<CheckResult> => {
     try {
       await probe();
@@ -97,16 +96,21 @@ export function readinessProbes(root: string, metadata: Pick<MetadataStore, 'che
   };
   return {
     async readiness() {
-      const [storage, metadataCheck] = await Promise.all([run(() => probeWrite(root)), run(() => metadata.checkWritable())]);
+      const [storage, metadataCheck] = await Promise.all([run(probeStorage), run(() => metadata.checkWritable())]);
       const refusal = room.refusal();
       return { storage, metadata: metadataCheck, freeSpace: refusal === undefined ? { ok: true, detail: 'ok' } : { ok: false, detail: refusal } };
     },
   };
 }
 
+/** Whether the storage root may be read and written (the filesystem's `health.storagedriver` check). */
+export function rootAccessProbe(root: string): () => Promise<void> {
+  return () => access(root, constants.R_OK | constants.W_OK);
+}
+
 /**
- * registry:2's `health.storagedriver` check: every interval, whether the storage root can be
- * read and written; unhealthy after `threshold` failures in a row, healthy again after a success.
+ * registry:2's `health.storagedriver` check: every interval, whether the storage answers
+ * (`probe`); unhealthy after `threshold` failures in a row, healthy again after a success.
  */
 export class StorageDriverCheck {
   private failures = 0;
@@ -114,7 +118,7 @@ export class StorageDriverCheck {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly root: string,
+    private readonly probe: () => Promise<void>,
     private readonly options: { intervalMs: number; threshold: number },
   ) {}
 
@@ -135,7 +139,7 @@ export class StorageDriverCheck {
 
   private async check(): Promise<void> {
     try {
-      await access(this.root, constants.R_OK | constants.W_OK);
+      await this.probe();
       this.failures = 0;
     } catch (error) {
       this.failures += 1;

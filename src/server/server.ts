@@ -26,12 +26,13 @@ import { parseConfigQuotas } from '../registry/quota-rules.js';
 import { Registry } from '../registry/registry.js';
 import { BlobStore } from '../storage/blob-store.js';
 import type { StorageDriver } from '../storage/driver.js';
-import { FilesystemDriver, hasRoomToWrite } from '../storage/filesystem-driver.js';
+import { FilesystemDriver, hasRoomToWrite, probeWrite } from '../storage/filesystem-driver.js';
+import { DeferredDriver } from '../storage/deferred-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
 import { Registry as MetricsRegistry } from 'prom-client';
-import { FreeSpaceWatch, StorageDriverCheck, readinessProbes } from './health.js';
+import { FreeSpaceWatch, StorageDriverCheck, readinessProbes, rootAccessProbe } from './health.js';
 import { ServerMetrics, aggregate, registerInventory, registerNotificationQueue, type MetricsSnapshot } from './metrics.js';
 import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
@@ -126,7 +127,20 @@ export function openStorageDriver(config: WharfConfig): StorageDriver {
   switch (config.storage.driver) {
     case 'filesystem':
       return new FilesystemDriver(config.storage.rootDirectory);
+    case 's3': {
+      const options = config.storage.s3!;
+      return new DeferredDriver('s3', async () => new (await import('../storage/s3-driver.js')).S3Driver(options));
+    }
   }
+}
+
+/** registry:2's lifetime for S3 presigned blob URLs. */
+const REDIRECT_EXPIRY_SECONDS = 20 * 60;
+
+/** How the storage is checked for /readyz and /debug/health: a file written under the root, or a listing of the bucket. */
+function storageProbe(config: WharfConfig, driver: StorageDriver): () => Promise<void> {
+  if (driver.probe) return () => driver.probe!();
+  return () => probeWrite(config.storage.rootDirectory);
 }
 
 /** Builds the registry from configuration (or from stores already open): services over storage and metadata. */
@@ -138,6 +152,7 @@ export function createRegistry(config: WharfConfig, audit: AuditSink = NO_AUDIT,
     historyRetentionMs: config.history.retentionMs,
     recordPulls: config.retention.recordPulls,
     pagination: { defaultCatalogPage: config.catalog.maxEntries },
+    ...(config.storage.redirectDisabled ? {} : { blobRedirect: { expiresInSeconds: REDIRECT_EXPIRY_SECONDS } }),
     ...(audit !== NO_AUDIT ? { onEvent: (event) => audit.record({ event: event.action, ...event, action: undefined }) } : {}),
     ...(notifier ? { notifications: notifier } : {}),
     ...(recorder ? { wrap: (local) => recordingServices(local, recorder, { pulls: Notifier.wantsPulls(config.notifications.endpoints) }) } : {}),
@@ -317,7 +332,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     extraHeaders: config.http.headers,
     readOnly: storageFull ? 'storage-full' : config.storage.readOnly,
     storageRoom: () => room.refusalNow(),
-    health: readinessProbes(config.storage.rootDirectory, registry.metadata, room),
+    health: readinessProbes(storageProbe(config, registry.store.driver), registry.metadata, room),
     ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
     ...(auth ? { auth } : {}),
@@ -446,6 +461,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     }
   }
   try {
+    await checkObjectStore(stack, config);
     await importDistributionStorageAtStart(stack, config, log);
   } catch (error) {
     await stack.dispose();
@@ -520,7 +536,7 @@ async function startDebugServer(config: WharfConfig, stack: ServingStack, worker
     registerNotificationQueue(inventory, async () => (await stack.registry.operations.notifications({})).endpoints);
   }
   const storageCheck = config.health.storageDriver.enabled
-    ? new StorageDriverCheck(config.storage.rootDirectory, { intervalMs: config.health.storageDriver.intervalMs, threshold: config.health.storageDriver.threshold })
+    ? new StorageDriverCheck(config.storage.driver === 's3' ? storageProbe(config, stack.registry.store.driver) : rootAccessProbe(config.storage.rootDirectory), { intervalMs: config.health.storageDriver.intervalMs, threshold: config.health.storageDriver.threshold })
     : undefined;
   storageCheck?.start();
   const answer = (res: ServerResponse, status: number, contentType: string, body: string) => {
@@ -563,6 +579,19 @@ async function startDebugServer(config: WharfConfig, stack: ServingStack, worker
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** With S3, a bucket that is missing or refuses the credentials stops the start with one line, not every push later. */
+async function checkObjectStore(stack: ServingStack, config: WharfConfig): Promise<void> {
+  const driver = stack.registry.store.driver;
+  if (!driver.probe || !config.storage.s3) return;
+  const { bucket, endpoint } = config.storage.s3;
+  try {
+    await driver.probe();
+  } catch (error) {
+    const reason = (error as { name?: string }).name === 'NoSuchBucket' ? 'the bucket does not exist' : (error as Error).message || (error as Error).name;
+    throw new StartupError(`storage.s3: cannot list bucket ${bucket}${endpoint ? ` at ${endpoint}` : ''}: ${reason}; check storage.s3.bucket, the endpoint and the credentials`);
+  }
 }
 
 /**

@@ -97,6 +97,11 @@ export class BlobStore {
     }
   }
 
+  /** A URL the driver offers for reading a blob directly (see StorageDriver.redirectURL); undefined when none. */
+  async redirectURL(digest: Digest, expiresInSeconds: number): Promise<string | undefined> {
+    return this.driver.redirectURL?.(this.blobPath(digest), { expiresInSeconds });
+  }
+
   async deleteBlob(digest: Digest): Promise<void> {
     await this.driver.delete(this.blobPath(digest));
   }

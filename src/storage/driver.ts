@@ -59,6 +59,12 @@ export interface StorageDriver {
    * undefined when this driver serves bytes only through `reader`. Optional.
    */
   redirectURL?(path: string, options: { expiresInSeconds: number }): Promise<string | undefined>;
+  /**
+   * Checks that the store answers and accepts this driver's credentials (S3: one listing of the
+   * bucket); throws with the store's reason otherwise. Optional: the server checks a filesystem
+   * root by writing a file.
+   */
+  probe?(): Promise<void>;
 }
 
 /**

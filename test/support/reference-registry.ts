@@ -41,6 +41,10 @@ export interface ReferenceRegistryOptions {
   binary?: string;
   /** More top-level YAML (a `notifications:` section, say), appended to the generated config. */
   extraConfig?: string;
+  /** Lines of the `storage:` section's driver in place of the filesystem one (an `  s3:` block, say). */
+  storageDriver?: string[];
+  /** Environment changes for the registry process (a variable set to undefined is removed). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A free loopback TCP port (bound, read, released). */
@@ -118,8 +122,7 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
     '  accesslog:',
     `    disabled: ${options.tuned ? 'true' : 'false'}`,
     'storage:',
-    '  filesystem:',
-    `    rootdirectory: ${join(dir, 'data')}`,
+    ...(options.storageDriver ?? ['  filesystem:', `    rootdirectory: ${join(dir, 'data')}`]),
     '  delete:',
     '    enabled: true',
     ...(options.tuned ? ['  cache:', '    blobdescriptor: inmemory'] : []),
@@ -153,7 +156,7 @@ export async function startReferenceRegistry(options: ReferenceRegistryOptions):
   const binary = options.binary ?? DOCKER_REGISTRY_BIN;
   let child: ChildProcess;
   try {
-    child = spawn(binary, ['serve', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTEL_TRACES_EXPORTER: 'none' } });
+    child = spawn(binary, ['serve', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OTEL_TRACES_EXPORTER: 'none', ...options.env } });
   } catch {
     throw new Error(`required tool ${binary} is not installed`);
   }

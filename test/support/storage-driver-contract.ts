@@ -587,6 +587,63 @@ export function storageDriverContract(name: string, create: () => Promise<Storag
       assert.deepEqual((await driver.list('case')).sort(), ['file', 'file2']);
     });
 
+    it('a writer cancelled after more than an object store part leaves the old file and nothing else', async () => {
+      const driver = await create();
+      await put(driver, 'big-cancel/file', Buffer.from('old'));
+      const writer = await driver.writer('big-cancel/file');
+      for (let i = 0; i < 12; i += 1) await writer.write(randomBytes(1024 * 1024));
+      assert.equal(writer.size, 12 * 1024 * 1024);
+      await writer.cancel();
+      assert.equal((await readAll(await driver.reader('big-cancel/file'))).toString(), 'old');
+      assert.deepEqual(await driver.list('big-cancel'), ['file']);
+    });
+
+    it('concatenates small ranges before, between and after large ones, and a large range cut short', async () => {
+      const driver = await create();
+      const small = randomBytes(300 * 1024);
+      const large = randomBytes(11 * 1024 * 1024 + 5);
+      await put(driver, 'mix/small', small);
+      await put(driver, 'mix/large', large);
+      const ranges = [
+        { path: 'mix/small', length: small.length },
+        { path: 'mix/large', length: large.length },
+        { path: 'mix/small', length: 10 },
+        { path: 'mix/large', length: 7 * 1024 * 1024 + 1 },
+        { path: 'mix/small', length: small.length },
+      ];
+      await driver.concat(ranges, 'mix/joined');
+      const expected = Buffer.concat(ranges.map((range) => (range.path === 'mix/small' ? small : large).subarray(0, range.length)));
+      const joined = await readAll(await driver.reader('mix/joined'));
+      assert.equal(joined.length, expected.length);
+      assert.equal(createHash('sha256').update(joined).digest('hex'), createHash('sha256').update(expected).digest('hex'));
+    });
+
+    it('walks, lists and deletes more files than one listing page holds', async () => {
+      const driver = await create();
+      for (let batch = 0; batch < 11; batch += 1) {
+        await Promise.all(Array.from({ length: 100 }, (_, i) => put(driver, `paged/${String(batch * 100 + i).padStart(4, '0')}`, Buffer.from([i]))));
+      }
+      assert.equal((await driver.list('paged')).length, 1100);
+      let walked = 0;
+      for await (const _entry of driver.walk('paged')) walked += 1;
+      assert.equal(walked, 1100);
+      await driver.delete('paged');
+      assert.deepEqual(await driver.list('paged'), []);
+    });
+
+    it('a redirect URL, where offered, serves the bytes and byte ranges to a plain HTTP client', async () => {
+      const driver = await create();
+      await put(driver, 'presigned/file', Buffer.from('0123456789'));
+      const url = await driver.redirectURL?.('presigned/file', { expiresInSeconds: 60 });
+      if (url === undefined) return;
+      const whole = await fetch(url);
+      assert.equal(whole.status, 200);
+      assert.equal(await whole.text(), '0123456789');
+      const ranged = await fetch(url, { headers: { Range: 'bytes=3-5' } });
+      assert.equal(ranged.status, 206);
+      assert.equal(await ranged.text(), '345');
+    });
+
     it('never resolves a path outside its root', async () => {
       const driver = await create();
       await assert.rejects(driver.stat('../../etc/passwd'));

@@ -59,6 +59,12 @@ export const getBlob: Handler<BlobRoute> = async (ex) => {
     send(ex, status, headers);
     return;
   }
+  // registry:2 with S3: the client fetches the bytes from the store itself (and sends its Range there).
+  const location = await ex.registry.blobs.redirectURL?.(name, digest);
+  if (location !== undefined) {
+    send(ex, 307, { Location: location, 'Docker-Content-Digest': digest, 'Cache-Control': 'no-store' });
+    return;
+  }
   const blob = await ex.registry.blobs.open(name, digest, range);
   ex.res.writeHead(status, headers);
   if (blob.sendTo) {
