@@ -11,6 +11,7 @@ packages=(
   nginx-light wrk                           # benchmark baselines and load
   postgresql                                # PostgreSQL 15 (Debian 12): tests start throwaway clusters with initdb
   ceph radosgw                              # a real S3 endpoint (scripts/start-rgw.sh)
+  haproxy                                   # the load balancer in front of replicas (deploy/haproxy/haproxy.cfg)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
