@@ -16,6 +16,7 @@ import { RssSampler, startDistribution, startNginx, startWharf, type ServerName,
 import { gcWorkloads, renderGc, type GcResult } from './gc.js';
 import { pullRecordingWorkloads } from './pull-recording.js';
 import { s3Workloads } from './s3.js';
+import { scaleWorkloads } from './scale.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import {
   blobWorkloads,
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
     if (wanted(options, 'gc')) await gcWorkloads(ctx);
     if (wanted(options, 'operations')) await operationsWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 's3')) await s3Workloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'scale')) await scaleWorkloads(ctx);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);
