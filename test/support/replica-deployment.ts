@@ -55,6 +55,7 @@ export async function freePort(): Promise<number> {
 }
 
 export interface Haproxy {
+  pid: number;
   host: string;
   url: string;
   port: number;
@@ -80,6 +81,7 @@ export async function startHaproxy(configFile: string, port: number): Promise<Ha
     }
   }, 'haproxy to listen');
   return {
+    pid: child.pid!,
     host: `127.0.0.1:${port}`,
     url,
     port,
