@@ -44,7 +44,11 @@ function specs(replicas: number) {
   };
 }
 
-/** CPU ticks (user + system) of a process and all its descendants, from /proc. */
+/**
+ * CPU ticks of a process and all its descendants, from /proc: user + system of each live process,
+ * plus what its children that exited had used (cutime + cstime), so that PostgreSQL backends and
+ * worker processes that end during a workload still count.
+ */
 function treeTicks(root: number): number {
   const children = new Map<number, number[]>();
   const ticks = new Map<number, number>();
@@ -55,7 +59,7 @@ function treeTicks(root: number): number {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const pid = Number(entry);
       const parent = Number(fields[1]);
-      ticks.set(pid, Number(fields[11]) + Number(fields[12]));
+      ticks.set(pid, Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]));
       children.set(parent, [...(children.get(parent) ?? []), pid]);
     } catch {
       // exited meanwhile
@@ -106,26 +110,28 @@ interface Target {
 /** The four workloads against one registry; adds figures under `source` and returns the CPU per workload. */
 async function measure(ctx: BenchContext, registry: Target, source: ServerName, f: ReturnType<typeof specs>): Promise<Record<string, Record<string, number>>> {
   const { target } = registry;
-  const repository = `bench/scale-${registry.name.replace(/\W+/g, '-')}`;
-  const data = Buffer.alloc(BLOB_MIB * MiB, 1);
-  const digests = Array.from({ length: BLOBS }, (_, i) => makeVariant(data, 5000 + i));
+  const repository = `bench/scale-${registry.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/-+$/, '')}`;
+  // One buffer per blob: makeVariant writes the variant into the buffer it is given.
+  const blobs = Array.from({ length: BLOBS }, () => Buffer.alloc(BLOB_MIB * MiB, 1));
+  const digests = blobs.map((blob, i) => makeVariant(blob, 5000 + i));
+  const size = BLOB_MIB * MiB;
   const cpu: Record<string, Record<string, number>> = {};
   let ms = 0;
   cpu.push = await cpuDuring(registry.groups, async () => {
-    ms = await timed(() => runParallel(BLOBS, PARALLEL, (i) => pushMonolithic(target, repository, data, digests[i]!)));
+    ms = await timed(() => runParallel(BLOBS, PARALLEL, (i) => pushMonolithic(target, repository, blobs[i]!, digests[i]!)));
   });
-  ctx.figures.add(f.push, source, megabytesPerSecond(BLOBS * data.length, ms));
+  ctx.figures.add(f.push, source, megabytesPerSecond(BLOBS * size, ms));
   cpu.pull = await cpuDuring(registry.groups, async () => {
-    ms = await timed(() => runParallel(BLOBS, PARALLEL, async (i) => void (await pull(ctx.curl, `http://${target.hostPort}/v2/${repository}/blobs/${digests[i]}`, data.length))));
+    ms = await timed(() => runParallel(BLOBS, PARALLEL, async (i) => void (await pull(ctx.curl, `http://${target.hostPort}/v2/${repository}/blobs/${digests[i]}`, size))));
   });
-  ctx.figures.add(f.pull, source, megabytesPerSecond(BLOBS * data.length, ms));
+  ctx.figures.add(f.pull, source, megabytesPerSecond(BLOBS * size, ms));
   // A small image to tag: its config and layer are the first two blobs.
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digests[0], size: data.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digests[1], size: data.length }],
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digests[0], size },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digests[1], size }],
     }),
   );
   await target.request('PUT', `/v2/${repository}/manifests/latest`, { body: manifest, headers: { 'Content-Type': OCI_MANIFEST }, expect: [201] });
