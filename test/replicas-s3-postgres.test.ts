@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { clientScenarios } from './support/client-scenarios.js';
 import { raw } from './support/http.js';
 import { OCI_MANIFEST, blob, configBlob, imageManifest, randomBlob } from './support/oci-fixtures.js';
 import { writeTestLayout, type TestLayout } from './support/oci-layout.js';
@@ -65,6 +66,15 @@ after(async () => {
   await receiver?.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
+
+// The wharf client scenarios (pull, push, copy, tag, inspect... as against one `wharf serve` in
+// cli-wharf.test.ts), through the load balancer of this file's deployment.
+clientScenarios('three replicas behind HAProxy', async () => ({
+  host: deployment.host,
+  requests: () => deployment.replicas.flatMap((_, i) => deployment.requests(i)),
+  logs: () => deployment.output(),
+  stop: async () => undefined,
+}), { modes: ['plain'] });
 
 /** How many requests matching `path` each replica logged. */
 function spread(match: (method: string, path: string) => boolean): number[] {
