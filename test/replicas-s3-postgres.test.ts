@@ -237,6 +237,7 @@ describe('background work runs once across the replicas', () => {
     const since = Date.now();
     const runs = () => lines(deployment.output()).filter((line) => line.includes('garbage collection finished') && Date.parse((JSON.parse(line) as { time: string }).time) >= since).length;
     await new Promise((resolve) => setTimeout(resolve, 7000));
-    assert.ok(runs() >= 2 && runs() <= 5, `about one run per 2 s across all replicas, not one per replica: ${runs()} in 7 s`);
+    // At least one (a loaded machine slows runs down), and well below the ~10 that three replicas each running it would log.
+    assert.ok(runs() >= 1 && runs() <= 5, `about one run per 2 s across all replicas, not one per replica: ${runs()} in 7 s`);
   });
 });
