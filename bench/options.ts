@@ -65,9 +65,9 @@ export interface BenchOptions {
   only: string[];
 }
 
-export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search', 'scan', 'signing', 'proxy', 's3'] as const;
+export const WORKLOAD_GROUPS = ['blobs', 'load', 'tags', 'repos', 'parallel', 'soak', 'pulls', 'gc', 'operations', 'search', 'scan', 'signing', 'proxy', 's3', 'scale'] as const;
 /** Groups that run only when named in --only (they start engines of their own and take long). */
-export const OPT_IN_GROUPS: readonly string[] = ['s3'];
+export const OPT_IN_GROUPS: readonly string[] = ['s3', 'scale'];
 
 const FULL: Omit<BenchOptions, 'quick' | 'wharfWorkers' | 'wharfRoot' | 'wharfNodeArgs' | 'resultsDir' | 'skipLimits' | 'only' | 'soakServers'> = {
   repetitions: 3,
@@ -160,7 +160,8 @@ const USAGE = `usage: npm run bench -- [--quick] [flags]
   --results-dir DIR       where the JSON goes (default bench/results)
   --skip-limits           skip openssl and nginx measurements
   --only a,b              workload groups: ${WORKLOAD_GROUPS.join(', ')}
-                          (s3 runs only when named: it starts a Ceph RADOS Gateway)
+                          (s3 runs only when named: it starts a Ceph RADOS Gateway;
+                          scale too: 1 and 3 replicas on RGW + PostgreSQL behind HAProxy)
 `;
 
 /** Parses the command line; exits with usage on `--help` or a bad flag. */

@@ -18,6 +18,7 @@ import { pullRecordingWorkloads } from './pull-recording.js';
 import { renderScan, scanWorkloads, type ScanResult } from './scan.js';
 import { s3Workloads } from './s3.js';
 import { proxyWorkloads } from './proxy.js';
+import { scaleWorkloads } from './scale.js';
 import { renderSoak, soakWorkloads, type SoakResult } from './soak.js';
 import { searchWorkloads } from './search.js';
 import { signingWorkloads } from './signing.js';
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
     if (wanted(options, 's3')) await s3Workloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'signing')) await signingWorkloads(ctx, options.wharfRoot ?? ROOT);
     if (wanted(options, 'proxy')) await proxyWorkloads(ctx, options.wharfRoot ?? ROOT);
+    if (wanted(options, 'scale')) await scaleWorkloads(ctx);
 
     sampler.stop();
     const { rssPeak, pssPeak } = figureSpecs(options);

@@ -31,7 +31,7 @@ export function s3FigureSpecs(o: BenchContext['options']) {
   };
 }
 
-interface Gateway {
+export interface Gateway {
   endpoint: string;
   accessKey: string;
   secretKey: string;
@@ -41,7 +41,7 @@ interface Gateway {
 /** This checkout's script, also when the Wharf under test is another checkout (--wharf-root). */
 const START_GATEWAY = fileURLToPath(new URL('../scripts/start-rgw.sh', import.meta.url));
 
-async function startGateway(dir: string, memoryBytes: number): Promise<Gateway> {
+export async function startGateway(dir: string, memoryBytes: number): Promise<Gateway> {
   const port = await freePort();
   const { stdout } = await execFileAsync(START_GATEWAY, [dir, String(port)], {
     env: { ...process.env, RGW_MEMORY_BYTES: String(memoryBytes) },
@@ -54,7 +54,7 @@ async function startGateway(dir: string, memoryBytes: number): Promise<Gateway> 
   return { endpoint: field('S3_ENDPOINT'), accessKey: field('S3_ACCESS_KEY'), secretKey: field('S3_SECRET_KEY'), pids: field('RGW_PIDS').split(' ').map(Number) };
 }
 
-async function stopGateway(gateway: Gateway): Promise<void> {
+export async function stopGateway(gateway: Gateway): Promise<void> {
   for (const pid of [...gateway.pids].reverse()) {
     try {
       process.kill(pid, 'SIGTERM');

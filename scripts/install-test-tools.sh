@@ -13,6 +13,7 @@ packages=(
   chromium fonts-dejavu-core                # the web UI tests drive Debian's browser (playwright-core)
   zstd rpm golang-go                        # image scanning: zstd layers, an rpmdb.sqlite, a Go binary
   ceph radosgw                              # a real S3 endpoint (scripts/start-rgw.sh)
+  haproxy                                   # the load balancer in front of replicas (deploy/haproxy/haproxy.cfg)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done

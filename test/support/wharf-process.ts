@@ -63,8 +63,21 @@ function s3Environment(dataDir: string): Record<string, string> {
   };
 }
 
+/** What `startWharf` answers with instead, when a test file runs a suite against another deployment. */
+let substitute: ((options: WharfOptions) => Promise<WharfProcess>) | undefined;
+
+/** Used by support/replica-deployment.ts to run an existing suite, unchanged, through a load balancer. */
+export function substituteStartWharf(start: (options: WharfOptions) => Promise<WharfProcess>): void {
+  substitute = start;
+}
+
 /** Starts `wharf serve` as a child process and resolves when it is listening. */
 export async function startWharf(options: WharfOptions = {}): Promise<WharfProcess> {
+  return substitute ? substitute(options) : startWharfProcess(options);
+}
+
+/** `startWharf` itself, whatever the test file substituted. */
+export async function startWharfProcess(options: WharfOptions = {}): Promise<WharfProcess> {
   const ownData = options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'wharf-test-'));
   const args = [WHARF_BIN, 'serve', ...(options.args ?? [])];
