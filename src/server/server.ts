@@ -144,7 +144,8 @@ function withUi(app: (req: IncomingMessage, res: ServerResponse) => void, regist
     sessionKeys = SessionKeys.ephemeral();
   }
   const base = config.ui.path;
-  const ui = createUi(registry, { basePath: base, deleteEnabled: config.storage.deleteEnabled, readOnly: mode.readOnly, sessionKeys, log, ...(auth ? { auth } : {}) });
+  const signaturePolicies = readSignaturePolicies(config);
+  const ui = createUi(registry, { basePath: base, deleteEnabled: config.storage.deleteEnabled, readOnly: mode.readOnly, sessionKeys, log, signaturePolicies, ...(auth ? { auth } : {}) });
   const routeOptions = { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined };
   return (req: IncomingMessage, res: ServerResponse) => {
     const url = req.url ?? '/';

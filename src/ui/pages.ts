@@ -1,6 +1,7 @@
 import type { Descriptor } from '../oci/manifest.js';
 import type { RepositoryProfile, TagDetail, TagEvent } from '../metadata/metadata-store.js';
 import type { SearchPage } from '../registry/search-service.js';
+import type { ImageSignature, ScanArtifact } from '../registry/image-artifacts.js';
 import { formatBytes, html, shortDigest, timeElement, type Html } from './html.js';
 
 /** Who is looking, as the pages need to know it. */
@@ -172,6 +173,10 @@ export interface ManifestView {
   annotations: Record<string, string>;
   image?: ImageConfig;
   referrers: Descriptor[];
+  /** Cosign signatures of this manifest (the `.sig` tag and signature referrers). */
+  signatures?: ImageSignature[];
+  /** SBOM and vulnerability report referrers, summarised. */
+  scanArtifacts?: ScanArtifact[];
   /** Indexes this manifest is a platform of (by digest), when known. */
   content: string;
 }
@@ -218,6 +223,8 @@ ${view.layers.map((layer, i) => html`<tr><td class="num">${i + 1}</td><td><code 
 ${image && image.history.length > 0 ? historyTable(view, image) : ''}
 ${keyValues('Labels', 'labels', image?.labels ?? {})}
 ${keyValues('Annotations', 'annotations', view.annotations)}
+${signaturesSection(here, view.signatures ?? [])}
+${scanSection(here, view.scanArtifacts ?? [])}
 <h2 id="referrers">Referrers</h2>
 ${
   view.referrers.length === 0
@@ -230,6 +237,47 @@ ${view.referrers.map(
 }
 <details><summary>Manifest JSON</summary><pre><code>${view.content}</code></pre></details>`;
   return layout(viewer, title, body);
+}
+
+function signaturesSection(here: string, signatures: readonly ImageSignature[]): Html {
+  return html`<h2 id="signatures">Signatures</h2>${
+    signatures.length === 0
+      ? html`<p class="muted">No cosign signatures.</p>`
+      : html`<div class="table-wrap"><table><thead><tr><th scope="col">Key</th><th scope="col">Time</th><th scope="col">Annotations</th><th scope="col" class="wide">Stored as</th></tr></thead><tbody>
+${signatures.map(
+  (s) => html`<tr class="signature"><td>${
+    s.keyIds.length > 0 ? html`<span class="badge">verified</span> key <code class="key-id">${s.keyIds.join(', ')}</code>` : html`<span class="muted">not verified by a configured key</span>`
+  }${s.problem !== undefined ? html`<br><span class="muted">${s.problem}</span>` : ''}</td><td>${timeElement(s.time)} <span class="muted">(${s.timeSource === 'payload' ? 'payload timestamp' : 'pushed'})</span></td><td>${
+    Object.keys(s.annotations).length === 0
+      ? html`<span class="muted">none</span>`
+      : html`<ul class="annotations">${Object.entries(s.annotations)
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([key, value]) => html`<li><code>${key}</code>=${value}</li>`)}</ul>`
+  }</td><td class="wide">${s.source.startsWith('tag ') ? html`<code>${s.source}</code>` : html`referrer <a class="mono" href="${here}/-/m/${s.manifestDigest}">${shortDigest(s.manifestDigest)}</a>`}</td></tr>
+`,
+)}</tbody></table></div>`
+  }`;
+}
+
+function scanSection(here: string, artifacts: readonly ScanArtifact[]): Html {
+  if (artifacts.length === 0) return html``;
+  const order = ['CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'UNKNOWN'];
+  return html`<h2 id="scan">SBOM and vulnerabilities</h2><ul class="scan-artifacts">${artifacts.map((a) => {
+    const link = html`<a class="mono" href="${here}/-/m/${a.digest}">${shortDigest(a.digest)}</a>`;
+    const created = a.created !== undefined ? html` <span class="muted">(${a.created})</span>` : '';
+    if (a.kind === 'sbom') {
+      return html`<li class="sbom"><strong>SBOM (CycloneDX)</strong> ${link}: ${a.components !== undefined ? `${a.components} component${a.components === 1 ? '' : 's'}` : html`<span class="muted">${a.problem ?? ''}</span>`}${created}</li>`;
+    }
+    const counts = a.bySeverity
+      ? Object.entries(a.bySeverity)
+          .sort(([x], [y]) => (order.indexOf(x) < 0 ? 99 : order.indexOf(x)) - (order.indexOf(y) < 0 ? 99 : order.indexOf(y)))
+          .map(([severity, n]) => `${severity.toLowerCase()} ${n}`)
+          .join(', ')
+      : '';
+    return html`<li class="vulnerabilities"><strong>Vulnerability report</strong> ${link}: ${
+      a.total !== undefined ? `${a.total} vulnerabilit${a.total === 1 ? 'y' : 'ies'}${counts ? ` (${counts})` : ''}` : html`<span class="muted">${a.problem ?? ''}</span>`
+    }${created}</li>`;
+  })}</ul>`;
 }
 
 /** docker history's columns: IMAGE, CREATED, CREATED BY, SIZE, COMMENT (newest first). */

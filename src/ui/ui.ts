@@ -12,6 +12,8 @@ import { isValidRepositoryName, isValidTag } from '../oci/names.js';
 import type { RequestContext } from '../registry/context.js';
 import type { TagDetail } from '../metadata/metadata-store.js';
 import type { RegistryServices } from '../registry/services.js';
+import { listImageSignatures, summarizeScanArtifacts } from '../registry/image-artifacts.js';
+import type { SignaturePolicy } from '../registry/signature-policy.js';
 import { SCRIPT, STYLESHEET } from './assets.js';
 import type { Html } from './html.js';
 import { renderMarkdown } from './markdown.js';
@@ -39,6 +41,8 @@ export interface UiOptions {
   readOnly?: boolean;
   sessionKeys: SessionKeys;
   log: Logger;
+  /** `security.signatures`: the keys that name who signed an image on its page. */
+  signaturePolicies?: readonly SignaturePolicy[];
 }
 
 const TAGS_PER_PAGE = 50;
@@ -120,7 +124,7 @@ async function route(req: IncomingMessage, res: ServerResponse, url: URL, rest: 
   // A repository the viewer may not pull does not exist, as far as the UI says.
   if (!viewer.canPull(name)) throw new RegistryError('NAME_UNKNOWN');
   if (action === undefined) return repositoryView(res, url, viewer, registry, name, notice);
-  if (action === 'm' && argument !== undefined) return manifestView(res, viewer, registry, name, argument);
+  if (action === 'm' && argument !== undefined) return manifestView(res, viewer, registry, name, argument, options.signaturePolicies ?? []);
   if (action === 'history' && argument !== undefined) {
     if (!isValidTag(argument)) throw new RegistryError('TAG_INVALID');
     const events = await registry.tags.history(name, argument, 100);
@@ -325,7 +329,7 @@ async function readConfig(registry: RegistryServices, name: string, manifest: Pa
   }
 }
 
-async function manifestView(res: ServerResponse, viewer: Viewer, registry: RegistryServices, name: string, reference: string): Promise<void> {
+async function manifestView(res: ServerResponse, viewer: Viewer, registry: RegistryServices, name: string, reference: string, policies: readonly SignaturePolicy[]): Promise<void> {
   const ref = isDigest(reference) ? { digest: reference as Digest } : isValidTag(reference) ? { tag: reference } : undefined;
   if (!ref) throw new RegistryError('NOT_FOUND');
   // No request context: looking at a manifest in the UI is not a pull.
@@ -333,6 +337,8 @@ async function manifestView(res: ServerResponse, viewer: Viewer, registry: Regis
   const parsed = parseManifest(record.content, record.mediaType);
   const image = parsed.kind === 'image' ? await readConfig(registry, name, parsed) : undefined;
   const referrers = await registry.discovery.referrers(name, record.digest as Digest);
+  const signatures = await listImageSignatures(registry, policies, name, record.digest as Digest);
+  const scanArtifacts = await summarizeScanArtifacts(registry, name, referrers);
   let pretty: string;
   try {
     pretty = JSON.stringify(JSON.parse(record.content.toString('utf8')), null, 2);
@@ -358,6 +364,8 @@ async function manifestView(res: ServerResponse, viewer: Viewer, registry: Regis
       annotations: parsed.annotations ?? {},
       ...(image ? { image } : {}),
       referrers,
+      signatures,
+      scanArtifacts,
       content: pretty,
     }),
   );
