@@ -452,9 +452,9 @@ export class RegistryClient {
     discard(res);
   }
 
-  /** Docker's `/v1/search`; undefined when the registry has no such endpoint. */
-  async search(term: string, limit = 25): Promise<SearchResult[] | undefined> {
-    const query = new URLSearchParams({ q: term, n: String(limit) });
+  /** Docker's `/v1/search` (with Wharf's `signed=true` when asked); undefined when the registry has no such endpoint. */
+  async search(term: string, limit = 25, options: { signed?: boolean } = {}): Promise<SearchResult[] | undefined> {
+    const query = new URLSearchParams({ q: term, n: String(limit), ...(options.signed ? { signed: 'true' } : {}) });
     const res = await this.request({ method: 'GET', path: `/v1/search?${query}`, scopes: [] });
     if (res.statusCode === 404 || res.statusCode === 405) {
       discard(res);

@@ -115,7 +115,11 @@ export class Registry implements RegistryServices {
           return replayed;
         },
       },
-      search: new SearchService(metadata, { officialPrefixes: options.officialPrefixes ?? ['library/'] }),
+      search: new SearchService(metadata, {
+        officialPrefixes: options.officialPrefixes ?? ['library/'],
+        // Through the composed tag list, so that under a security.signatures policy "signed" means verified.
+        hasSignedTag: async (repository) => (await this.discovery.tags(repository, { signed: true, limit: 1 })).items.length > 0,
+      }),
       retention: {
         policies: () => retention.list(),
         addPolicy: (input, context) => retention.add(input, context),

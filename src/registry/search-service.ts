@@ -1,6 +1,6 @@
 import { RegistryError } from '../errors/index.js';
 import type { MetadataStore, RepositoryProfile, RepositorySummary, TagDetail, TagDetailQuery } from '../metadata/metadata-store.js';
-import { MAX_README_BYTES } from '../metadata/repository-profile.js';
+import { MAX_README_BYTES, SEARCH_RESULT_CAP } from '../metadata/repository-profile.js';
 
 export { MAX_README_BYTES };
 import { changeOptions, type RequestContext } from './context.js';
@@ -35,13 +35,19 @@ export interface SearchRequest {
   pageSize?: number;
   /** Which repositories the caller may see; absent: all. */
   visible?: (repository: string) => boolean;
+  /** `signed=true`: only repositories with at least one signed tagged image (docs/search.md). */
+  signed?: boolean;
 }
 
 /** Search, stars and READMEs over the metadata store (docs/search.md). */
 export class SearchService {
   constructor(
     private readonly metadata: MetadataStore,
-    private readonly options: { officialPrefixes: readonly string[] },
+    private readonly options: {
+      officialPrefixes: readonly string[];
+      /** Whether a repository has a tag whose image is signed (the tag list's `signed=true`); needed for `signed` searches. */
+      hasSignedTag?: (repository: string) => Promise<boolean>;
+    },
   ) {}
 
   isOfficial(repository: string): boolean {
@@ -53,12 +59,14 @@ export class SearchService {
     const pageSize = Math.min(Math.max(1, request.pageSize ?? DEFAULT_SEARCH_PAGE_SIZE), MAX_SEARCH_PAGE_SIZE);
     const page = Math.max(1, request.page ?? 1);
     const query = request.query.trim();
-    const found = await this.metadata.searchRepositories({
-      text: query,
-      offset: (page - 1) * pageSize,
-      limit: pageSize,
-      ...(request.visible ? { visible: request.visible } : {}),
-    });
+    const found = request.signed
+      ? await this.signedMatches(query, (page - 1) * pageSize, pageSize, request.visible)
+      : await this.metadata.searchRepositories({
+          text: query,
+          offset: (page - 1) * pageSize,
+          limit: pageSize,
+          ...(request.visible ? { visible: request.visible } : {}),
+        });
     return {
       query,
       num_results: found.total,
@@ -73,6 +81,19 @@ export class SearchService {
         is_automated: false,
       })),
     };
+  }
+
+  /**
+   * The matches (at most SEARCH_RESULT_CAP, as for any search) that have a signed tag, then the
+   * page of them: every match is checked so that the total is right.
+   */
+  private async signedMatches(text: string, offset: number, limit: number, visible?: (repository: string) => boolean): Promise<{ total: number; repositories: RepositorySummary[] }> {
+    const hasSignedTag = this.options.hasSignedTag;
+    if (!hasSignedTag) throw new RegistryError('UNSUPPORTED', { message: 'this registry cannot tell signed repositories apart' });
+    const all = await this.metadata.searchRepositories({ text, offset: 0, limit: SEARCH_RESULT_CAP, ...(visible ? { visible } : {}) });
+    const signed: RepositorySummary[] = [];
+    for (const match of all.repositories) if (await hasSignedTag(match.name)) signed.push(match);
+    return { total: signed.length, repositories: signed.slice(offset, offset + limit) };
   }
 
   /** NAME_UNKNOWN when the repository does not exist. */

@@ -17,6 +17,8 @@ export function splitSearchTerm(text: string): { registry: string; term: string 
 interface Filters {
   stars?: number;
   official?: boolean;
+  /** `is-signed=true`: Wharf's `/v1/search?signed=true`, answered by the registry. */
+  signed?: boolean;
 }
 
 function parseFilters(values: string[]): Filters {
@@ -25,7 +27,8 @@ function parseFilters(values: string[]): Filters {
     const [key, raw] = value.split('=', 2);
     if (key === 'stars' && raw !== undefined && /^\d+$/.test(raw)) filters.stars = Number(raw);
     else if (key === 'is-official' && (raw === 'true' || raw === 'false')) filters.official = raw === 'true';
-    else throw new Error(`invalid filter "${value}" (expected stars=N or is-official=true|false)`);
+    else if (key === 'is-signed' && raw === 'true') filters.signed = true;
+    else throw new Error(`invalid filter "${value}" (expected stars=N, is-official=true|false or is-signed=true)`);
   }
   return filters;
 }
@@ -36,7 +39,7 @@ export function registerSearch(program: Command): void {
     .description("search a registry's images (/v1/search, else the names in its catalog)")
     .argument('<term>', '[REGISTRY/]TERM, e.g. localhost:5000/app')
     .option('--limit <n>', 'at most this many results', (v) => Number.parseInt(v, 10), 25)
-    .option('-f, --filter <filter>', 'stars=N or is-official=true (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('-f, --filter <filter>', 'stars=N, is-official=true or is-signed=true (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .option('--no-trunc', "don't truncate descriptions")
     .option('--format <format>', "json, or a Go template as docker's: '{{.Name}}\\t{{.StarCount}}', 'table {{.Name}}\\t{{.IsOfficial}}'")
     .action(async (text: string, options: { limit: number; filter: string[]; trunc: boolean; format?: string }, command: Command) =>
@@ -45,8 +48,11 @@ export function registerSearch(program: Command): void {
         const filters = parseFilters(options.filter);
         // Docker Hub answers /v1/search on its index host, not on the registry API host.
         const client = context.client(registry === DOCKER_HUB ? 'index.docker.io' : registry);
-        let results = await client.search(term, options.limit);
+        // Docker Hub would ignore the parameter and list unsigned repositories as if signed.
+        if (filters.signed && registry === DOCKER_HUB) throw new Error('the is-signed filter needs a Wharf registry (/v1/search?signed=true); Docker Hub has none');
+        let results = await client.search(term, options.limit, filters.signed ? { signed: true } : {});
         let source = 'search';
+        if (results === undefined && filters.signed) throw new Error(`${registry} has no search API (/v1/search), so it cannot filter on signed images; list a repository's signed tags instead`);
         if (results === undefined) {
           // No search API (Distribution): filter the catalog's names, as podman does.
           source = 'catalog';

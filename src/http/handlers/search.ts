@@ -14,17 +14,21 @@ function positive(query: URLSearchParams, key: string, fallback: number, max: nu
 }
 
 /**
- * `GET /v1/search?q=TERM&n=N&page=P`: Docker Hub's search, as `docker search` and `podman search`
- * read it, over what the caller may pull.
+ * `GET /v1/search?q=TERM&n=N&page=P[&signed=true]`: Docker Hub's search, as `docker search` and
+ * `podman search` read it, over what the caller may pull; `signed=true` keeps repositories with a
+ * signed tagged image.
  */
 export const search: Handler = async (ex) => {
   const query = ex.query.get('q') ?? '';
   const pageSize = positive(ex.query, 'n', 25, 100);
   const page = positive(ex.query, 'page', 1, 1_000_000);
+  const signed = ex.query.get('signed');
+  if (signed !== null && signed !== 'true' && signed !== 'false') throw new RegistryError('PARAMETER_INVALID', { message: 'signed must be true or false', detail: { signed } });
   const result = await ex.registry.search.search({
     query,
     page,
     pageSize,
+    ...(signed === 'true' ? { signed: true } : {}),
     ...(ex.context.canList ? { visible: ex.context.canList } : {}),
   });
   sendJson(ex, 200, result);
