@@ -115,6 +115,9 @@ search:
     assert.equal(official.stdout, 'library/redis|1|true\n');
     const limited = await user.ok(['search', `${wharf.host}/redis`, '--limit', '1', '--format', '{{.Name}}']);
     assert.equal(limited.stdout, 'library/redis\n');
+    // Nothing here is signed: the registry's signed=true filter leaves no results.
+    const signedOnly = await user.ok(['search', `${wharf.host}/redis`, '--filter', 'is-signed=true', '--format', '{{.Name}}']);
+    assert.equal(signedOnly.stdout, '');
     await user.ok(['unstar', `${wharf.host}/library/redis`]);
     assert.equal((await raw(wharf.url, 'GET', '/v1/search?q=library/redis')).json().results[0].star_count, 0);
     await user.ok(['star', `${wharf.host}/library/redis`]);
