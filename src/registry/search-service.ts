@@ -92,7 +92,14 @@ export class SearchService {
     if (!hasSignedTag) throw new RegistryError('UNSUPPORTED', { message: 'this registry cannot tell signed repositories apart' });
     const all = await this.metadata.searchRepositories({ text, offset: 0, limit: SEARCH_RESULT_CAP, ...(visible ? { visible } : {}) });
     const signed: RepositorySummary[] = [];
-    for (const match of all.repositories) if (await hasSignedTag(match.name)) signed.push(match);
+    for (const match of all.repositories) {
+      try {
+        if (await hasSignedTag(match.name)) signed.push(match);
+      } catch (error) {
+        // Deleted since it matched: not a result.
+        if (!(error instanceof RegistryError) || error.code !== 'NAME_UNKNOWN') throw error;
+      }
+    }
     return { total: signed.length, repositories: signed.slice(offset, offset + limit) };
   }
 
