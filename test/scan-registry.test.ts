@@ -266,3 +266,73 @@ describe('scanning configuration', () => {
     }
   });
 });
+
+/** `mode: replace`: an external scanner's findings stand alone, the built-in matcher's are left out. */
+describe('an external scanner in replace mode', () => {
+  const work = mkdtempSync(join(tmpdir(), 'wharf-scan-replace-'));
+  let wharf: WharfProcess;
+  let adapter: LoopbackServer;
+  let user: CliUser;
+  let config: string;
+
+  before(async () => {
+    adapter = await startLoopbackServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/api/v1/metadata') {
+        return sendJson(res, 200, {
+          scanner: { name: 'Solo', vendor: 'Wharf tests', version: '1.0' },
+          capabilities: [{ consumes_mime_types: ['application/vnd.oci.image.manifest.v1+json'], produces_mime_types: ['application/vnd.security.vulnerability.report; version=1.1'] }],
+        });
+      }
+      if (req.method === 'POST' && req.url === '/api/v1/scan') return sendJson(res, 202, { id: `solo-${Math.random().toString(36).slice(2)}` });
+      if (req.method === 'GET' && /^\/api\/v1\/scan\/[^/]+\/report$/.test(req.url)) {
+        return sendJson(res, 200, {
+          generated_at: new Date().toISOString(),
+          severity: 'Medium',
+          vulnerabilities: [{ id: 'CVE-2099-0002', package: 'zlib1g', version: '1:1.2.13.dfsg-1', fix_version: '', severity: 'Medium', description: 'found by the replacing scanner' }],
+        });
+      }
+      res.writeHead(404).end();
+    });
+    config = join(work, 'config.yml');
+    const data = join(work, 'data');
+    writeFileSync(
+      config,
+      [
+        'version: 0.1',
+        'storage:',
+        `  filesystem: {rootdirectory: ${data}}`,
+        'security:',
+        '  scanning: {enabled: true}',
+        '  scanners:',
+        `    - {name: solo, url: "${adapter.url}", mode: replace, registry: "http://registry.example:5000"}`,
+        '',
+      ].join('\n'),
+    );
+    wharf = await startWharf({ args: [config], dataDir: data, scanning: true });
+    user = cliUser();
+  });
+  after(async () => {
+    await wharf?.stop();
+    await adapter?.close();
+    user?.dispose();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it("reports only the external scanner's findings, though the built-in database matches the image", async () => {
+    // The database holds advisories for this image's packages (the add-mode suite above finds them).
+    await user.ok(['vulndb', 'import', writeOsvDirectory(join(work, 'osv')), '--config', config]);
+    const layout = join(work, 'layout');
+    writeScanLayout(layout, 'app', [{ layers: [gzip(await layerTar(DEBIAN_IMAGE_FILES))] }]);
+    await user.ok(['--plain-http', 'copy', `oci:${layout}:app`, `${wharf.host}/solo/app:v1`]);
+    const head = await raw(wharf.url, 'HEAD', '/v2/solo/app/manifests/v1', { headers: { Accept: ACCEPT } });
+    const digest = head.header('docker-content-digest')!;
+    const reports = async () =>
+      (await raw(wharf.url, 'GET', `/v2/solo/app/referrers/${digest}?artifactType=${encodeURIComponent(REPORT)}`)).json<{ manifests: Array<{ digest: string }> }>().manifests;
+    await waitFor(async () => (await reports()).length === 1, 'the report', 30_000);
+    const [report] = await reports();
+    const manifest = (await raw(wharf.url, 'GET', `/v2/solo/app/manifests/${report!.digest}`, { headers: { Accept: ACCEPT } })).json<{ layers: Array<{ digest: string }> }>();
+    const content = (await raw(wharf.url, 'GET', `/v2/solo/app/blobs/${manifest.layers[0]!.digest}`)).json<{ source: string; vulnerabilities: Array<{ id: string }> }>();
+    assert.equal(content.source, 'solo');
+    assert.deepEqual(content.vulnerabilities.map((v) => v.id), ['CVE-2099-0002']);
+  });
+});
