@@ -38,6 +38,7 @@ import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type Im
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { SEARCH_RESULT_CAP, compareText, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
+import { toBlob, toJob, toRecord, type BlobRow, type JobRow, type ManifestRow } from '../rows.js';
 import { PostgresDatabase, type PostgresOptions, type Transaction } from './postgres-database.js';
 import { descriptionLexemes, searchQuery } from './search-document.js';
 
@@ -56,23 +57,6 @@ const DEFAULT_JOB_ATTEMPTS = 5;
 /** A deadlock-free order for locking several rows: always the same, whoever locks. */
 const sorted = (values: Iterable<string>) => [...new Set(values)].sort();
 
-interface ManifestRow {
-  digest: string;
-  media_type: string;
-  content: Buffer;
-  subject: string | null;
-  artifact_type: string | null;
-  total_size: number;
-  created_at: number;
-}
-
-function toRecord(row: ManifestRow): ManifestRecord {
-  const record: ManifestRecord = { digest: row.digest, mediaType: row.media_type, content: row.content, totalSize: row.total_size, createdAt: row.created_at };
-  if (row.subject !== null) record.subject = row.subject;
-  if (row.artifact_type !== null) record.artifactType = row.artifact_type;
-  return record;
-}
-
 interface UploadRow {
   id: string;
   repository: string;
@@ -89,52 +73,6 @@ function toUpload(row: UploadRow): UploadRecord {
   return upload;
 }
 
-interface BlobRow {
-  digest: string;
-  size: number;
-  state: BlobState;
-  state_since: number;
-  touched_at: number;
-}
-
-const toBlob = (row: BlobRow): BlobRecord => ({ digest: row.digest, size: row.size, state: row.state, stateSince: row.state_since, touchedAt: row.touched_at });
-
-interface JobRow {
-  id: number;
-  kind: string;
-  key: string | null;
-  payload: string;
-  state: JobState;
-  run_at: number;
-  attempts: number;
-  max_attempts: number;
-  repeat_ms: number | null;
-  lease_owner: string | null;
-  lease_until: number | null;
-  last_error: string | null;
-  created_at: number;
-  updated_at: number;
-}
-
-function toJob(row: JobRow): JobRecord {
-  const job: JobRecord = {
-    id: row.id,
-    kind: row.kind,
-    payload: JSON.parse(row.payload) as unknown,
-    state: row.state,
-    runAt: row.run_at,
-    attempts: row.attempts,
-    maxAttempts: row.max_attempts,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-  if (row.key !== null) job.key = row.key;
-  if (row.repeat_ms !== null) job.repeatMs = row.repeat_ms;
-  if (row.lease_owner !== null) job.leaseOwner = row.lease_owner;
-  if (row.lease_until !== null) job.leaseUntil = row.lease_until;
-  if (row.last_error !== null) job.lastError = row.last_error;
-  return job;
-}
 
 interface RuleRow {
   id: number;

@@ -1,57 +1,9 @@
 import Database from 'better-sqlite3';
 import type { AccountStore, LoginFailures, LoginWindow, RefreshTokenRecord, RobotRecord, RuleRecord, UserRecord } from '../account-store.js';
+import { toRobot, toRule, toUser, type RobotRow, type RuleRow, type UserRow } from '../account-rows.js';
 
 /** How long a throttle read or write keeps retrying while another process holds the write lock. */
 const THROTTLE_BUSY_LIMIT_MS = 10_000;
-
-interface UserRow {
-  name: string;
-  password_hash: string;
-  groups: string;
-  created_at: number;
-  updated_at: number;
-}
-
-interface RobotRow {
-  name: string;
-  token_hash: string;
-  permissions: string;
-  description: string | null;
-  created_at: number;
-  created_by: string | null;
-  expires_at: number | null;
-}
-
-interface RuleRow {
-  id: number;
-  subject: string;
-  repository: string;
-  actions: string;
-  created_at: number;
-  created_by: string | null;
-}
-
-const toUser = (row: UserRow): UserRecord => ({
-  name: row.name,
-  passwordHash: row.password_hash,
-  groups: JSON.parse(row.groups) as string[],
-  createdAt: row.created_at,
-  updatedAt: row.updated_at,
-});
-
-function toRobot(row: RobotRow): RobotRecord {
-  const robot: RobotRecord = { name: row.name, tokenHash: row.token_hash, permissions: JSON.parse(row.permissions), createdAt: row.created_at };
-  if (row.description !== null) robot.description = row.description;
-  if (row.created_by !== null) robot.createdBy = row.created_by;
-  if (row.expires_at !== null) robot.expiresAt = row.expires_at;
-  return robot;
-}
-
-function toRule(row: RuleRow): RuleRecord {
-  const rule: RuleRecord = { id: row.id, subject: row.subject, repository: row.repository, actions: JSON.parse(row.actions), createdAt: row.created_at };
-  if (row.created_by !== null) rule.createdBy = row.created_by;
-  return rule;
-}
 
 function isBusy(error: unknown): boolean {
   return String((error as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY');
