@@ -77,9 +77,30 @@ describe('manifest push and pull', () => {
       body: image.data,
     });
     assert.equal(res.status, 201);
+    // The spec requires OCI-Tag naming each tag set; a client that finds none pushes every tag itself.
+    assert.deepEqual(ociTags(res.header('oci-tag')), ['multi-a', 'multi-b']);
     for (const tag of ['multi-a', 'multi-b']) {
       assert.equal((await raw(url, 'HEAD', `/v2/${repo}/manifests/${tag}`)).header('docker-content-digest'), image.digest);
     }
+  });
+
+  it('?tag= on a sha512 push: OCI-Tag names each tag once, and the tags resolve to the sha512 digest', async () => {
+    const pinned = imageManifest(config, [layer], { annotations: { pinned: 'sha512' } });
+    const digest512 = sha512(pinned.data);
+    const res = await raw(url, 'PUT', `/v2/${repo}/manifests/${digest512}?tag=s512-a&tag=s512-b&tag=s512-a`, {
+      headers: { 'Content-Type': OCI_MANIFEST },
+      body: pinned.data,
+    });
+    assert.equal(res.status, 201);
+    assert.equal(res.header('docker-content-digest'), digest512);
+    assert.deepEqual(ociTags(res.header('oci-tag')), ['s512-a', 's512-b']);
+    for (const tag of ['s512-a', 's512-b']) {
+      const get = await raw(url, 'GET', `/v2/${repo}/manifests/${tag}`);
+      assert.equal(get.header('docker-content-digest'), digest512);
+      assert.ok(get.body.equals(pinned.data));
+    }
+    // A push without tag parameters answers no OCI-Tag.
+    assert.equal((await putManifest(url, repo, 'plain', pinned, OCI_MANIFEST)).header('oci-tag'), undefined);
   });
 
   it('moves a tag when it is pushed again with other content', async () => {
@@ -288,3 +309,8 @@ describe('unknown manifests', () => {
     assert.equal(res.status, 200);
   });
 });
+
+/** The tags an OCI-Tag header lists (comma-separated, RFC 9110 list syntax). */
+function ociTags(header: string | undefined): string[] {
+  return (header ?? '').split(',').map((t) => t.trim()).filter(Boolean).sort();
+}

@@ -24,12 +24,16 @@ export const putManifest: Handler<ManifestRoute> = async (ex) => {
   const reference = classifyReference(ex.route.reference, 'write');
   const limit = ex.registry.manifests.maxManifestBytes;
   const content = await readLimited(ex.req, limit);
-  const result = await ex.registry.manifests.put(name, reference, content, ex.req.headers['content-type'], ex.query.getAll('tag'), ex.context);
+  const tagParams = ex.query.getAll('tag');
+  const result = await ex.registry.manifests.put(name, reference, content, ex.req.headers['content-type'], tagParams, ex.context);
   const headers: Record<string, string> = {
     Location: `/v2/${name}/manifests/${result.digest}`,
     'Docker-Content-Digest': result.digest,
   };
   if (result.subject) headers['OCI-Subject'] = result.subject;
+  // The spec's `?tag=` push: OCI-Tag names every tag set, which tells the client the parameters were honoured
+  // (a client that sees none pushes each tag itself). The push is all or nothing, so that is every tag asked for.
+  if (tagParams.length > 0) headers['OCI-Tag'] = [...new Set('tag' in reference ? [reference.tag, ...tagParams] : tagParams)].join(', ');
   send(ex, 201, headers);
 };
 
