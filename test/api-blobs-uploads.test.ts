@@ -212,6 +212,16 @@ describe('blob reads', () => {
     const beyond = await raw(url, 'GET', `/v2/reads/blobs/${b.digest}`, { headers: { Range: 'bytes=20-30' } });
     assert.equal(beyond.status, 416);
     assert.equal(beyond.header('content-range'), 'bytes */20');
+    const reversed = await raw(url, 'GET', `/v2/reads/blobs/${b.digest}`, { headers: { Range: 'bytes=9-5' } });
+    assert.equal(reversed.status, 416, 'a last byte before the first is an invalid range');
+    assert.equal(reversed.header('content-range'), 'bytes */20');
+    assert.equal(errorCode(reversed), 'RANGE_INVALID');
+    // Other units and several ranges may be ignored: the whole blob.
+    for (const range of ['items=0-1', 'bytes=0-1,5-6']) {
+      const whole = await raw(url, 'GET', `/v2/reads/blobs/${b.digest}`, { headers: { Range: range } });
+      assert.equal(whole.status, 200, range);
+      assert.equal(whole.body.length, 20, range);
+    }
   });
 
   it('answers If-None-Match with 304', async () => {

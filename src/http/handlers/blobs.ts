@@ -23,7 +23,9 @@ export function parseRange(header: string | undefined, size: number): { offset: 
   } else {
     start = Number(m[1]);
     end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-    if (m[2] !== '' && Number(m[2]) < start) return undefined;
+    // A last byte before the first is an invalid range (RFC 9110 14.1.1), refused with 416 as Go's
+    // net/http (so registry:2) and the conformance suite expect rather than ignored.
+    if (m[2] !== '' && Number(m[2]) < start) return null;
   }
   if (start >= size || end < start) return null;
   return { offset: start, length: end - start + 1 };
