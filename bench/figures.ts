@@ -1,13 +1,18 @@
 import type { ServerName } from './servers.js';
 
-/** What a target compares: Wharf's median against Distribution's, against nginx's, or against a bound. */
+/** What a target compares: Wharf's median against Distribution's, nginx's, the disk's, or a bound. */
 export type Target =
   | { kind: 'ratio-at-least'; value: number }
   | { kind: 'ratio-at-most'; value: number }
   | { kind: 'at-most'; value: number }
   /** For times: Wharf takes at most 1/value of Distribution's time. */
   | { kind: 'faster-at-least'; value: number }
-  | { kind: 'nginx-ratio-at-least'; value: number; nginx: string };
+  | { kind: 'nginx-ratio-at-least'; value: number; nginx: string }
+  /** Against the disk's durable write rate measured in the same run (the samples of figure `disk`). */
+  | { kind: 'disk-ratio-at-least'; value: number; disk: string };
+
+/** Where a figure's samples come from: a registry, or a machine limit measured beside it. */
+export type Source = ServerName | 'nginx' | 'disk';
 
 export interface FigureSpec {
   id: string;
@@ -46,7 +51,7 @@ export class Figures {
   private readonly specs = new Map<string, FigureSpec>();
   private readonly samples = new Map<string, Record<string, number[]>>();
 
-  add(spec: FigureSpec, server: ServerName | 'nginx', value: number): void {
+  add(spec: FigureSpec, server: Source, value: number): void {
     if (!Number.isFinite(value)) throw new Error(`${spec.id}: ${server} measured ${value}`);
     if (!this.specs.has(spec.id)) this.specs.set(spec.id, spec);
     const bySource = this.samples.get(spec.id) ?? {};
@@ -54,7 +59,7 @@ export class Figures {
     this.samples.set(spec.id, bySource);
   }
 
-  median(id: string, source: ServerName | 'nginx'): number | undefined {
+  median(id: string, source: Source): number | undefined {
     return summarize(this.samples.get(id)?.[source] ?? [])?.median;
   }
 
@@ -100,6 +105,10 @@ export class Figures {
       case 'nginx-ratio-at-least': {
         const nginx = this.median(target.nginx, 'nginx');
         return { target: `≥ ${target.value}× nginx`, met: nginx !== undefined && wharf / nginx >= target.value };
+      }
+      case 'disk-ratio-at-least': {
+        const disk = this.median(target.disk, 'disk');
+        return { target: `≥ ${target.value}× the durable disk rate`, met: disk !== undefined && wharf / disk >= target.value };
       }
     }
   }

@@ -94,9 +94,15 @@ export interface StorageImport {
 }
 
 export interface UploadAdvance {
+  /** The upload's size this advance expects (it fails when another request moved it meanwhile). */
   from: number;
+  /**
+   * The new part; with `extendsLast`, the upload's last part grown in place (same name, larger
+   * size), which replaces it, and only if the last part is still that one.
+   */
   part: UploadPart;
   hashState: Uint8Array | undefined;
+  extendsLast?: boolean;
 }
 
 /**

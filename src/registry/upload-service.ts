@@ -142,7 +142,7 @@ export class UploadService {
     const upload = await this.start(repository);
     try {
       const { part, how } = await this.store.adoptPart(upload.id, source);
-      if (!(await this.metadata.advanceUpload(upload.id, { from: 0, part, hashState: undefined }))) {
+      if (!(await this.metadata.advanceUpload(upload.id, { from: 0, part, hashState: undefined, extendsLast: false }))) {
         throw new RegistryError('BLOB_UPLOAD_INVALID', { message: 'another request wrote to this upload', detail: { id: upload.id } });
       }
       await this.finish(repository, upload.id, digest, undefined, context);
@@ -225,23 +225,29 @@ export class UploadService {
     if (expectedLength !== undefined) options.expectedLength = expectedLength;
     if (context.signal) options.signal = context.signal;
     if (upload.hashState) options.hashState = upload.hashState;
-    const { part, hashState } = await this.store.writePart(upload.id, options);
+    const lastPart = upload.parts.at(-1);
+    if (lastPart) options.lastPart = lastPart;
+    const written = await this.store.writePart(upload.id, options);
+    const { part, hashState } = written;
     if (!part) return upload;
     let advanced: boolean;
     try {
-      advanced = await this.metadata.advanceUpload(upload.id, { from: upload.size, part, hashState });
+      advanced = await this.metadata.advanceUpload(upload.id, { from: upload.size, part, hashState, extendsLast: written.extends });
     } catch (error) {
-      await this.store.discardPart(upload.id, part).catch(() => undefined);
+      await this.store.discardPart(upload.id, written).catch(() => undefined);
       throw error;
     }
     if (!advanced) {
-      await this.store.discardPart(upload.id, part);
+      await this.store.discardPart(upload.id, written);
       throw new RegistryError('RANGE_INVALID', {
         message: 'another request wrote to this upload at the same time',
         detail: { size: upload.size },
       });
     }
-    const next: UploadRecord = { ...upload, size: upload.size + part.size, parts: [...upload.parts, part] };
+    const added = part.size - (written.previousSize ?? 0);
+    this.store.recorded(upload.id, written, upload.size + added);
+    const parts = written.extends ? [...upload.parts.slice(0, -1), part] : [...upload.parts, part];
+    const next: UploadRecord = { ...upload, size: upload.size + added, parts };
     if (hashState) next.hashState = hashState;
     else delete next.hashState;
     return next;

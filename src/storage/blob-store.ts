@@ -10,6 +10,8 @@ import { HashThread } from './hash-thread.js';
 
 /** Bytes gathered before they go to the hash thread in one message. */
 const HASH_BATCH = 1024 * 1024;
+/** Uploads whose last part this process remembers it may continue (see BlobStore.tails). */
+const MAX_TAILS = 1024;
 /** Blob files deleted at once by deleteBlobs on a driver without deleteMany. */
 const DELETE_LANES = 16;
 
@@ -33,17 +35,29 @@ export interface WritePartOptions {
   expectedLength?: number;
   signal?: AbortSignal;
   /**
-   * The upload's running sha256 state after `offset` bytes. At offset 0 the hash starts fresh;
-   * elsewhere, without a state, the part is not hashed and the digest is computed at commit.
+   * The upload's running sha256 state after `offset` bytes, when one was saved. At offset 0 the
+   * hash starts fresh; elsewhere it goes on from the running hash this process kept, or from this
+   * state; without either the part is not hashed and the digest is computed at commit.
    */
   hashState?: Uint8Array;
+  /** The upload's last recorded part (the one ending at `offset`), which this part may continue. */
+  lastPart?: UploadPart;
 }
 
 export interface WrittenPart {
-  /** Undefined when the body was empty: nothing to record. */
+  /**
+   * Undefined when the body was empty: nothing to record. When `extends` is set, this is the
+   * upload's last part grown by the new bytes (same name, new size), which replaces it.
+   */
   part: UploadPart | undefined;
-  /** The running sha256 after this part, when it was hashed. */
+  /** The running sha256 state after this part, when it was saved (resumable hashing). */
   hashState: Uint8Array | undefined;
+  /** Whether `part` is the last part continued rather than a new file. */
+  extends: boolean;
+  /** The hash stream to keep once the part is recorded (see BlobStore.recorded). */
+  stream?: string;
+  /** The continued part's size before this request (0 for a new part). */
+  previousSize?: number;
 }
 
 /** A blob file found in storage. */
@@ -62,10 +76,22 @@ export interface StoredBlob {
  * per part) and `quarantine/<algorithm>/<hex>.<time>` (blobs whose bytes failed a check).
  */
 export class BlobStore {
+  /**
+   * Per upload whose last part this process is writing or wrote: that part's file may be continued
+   * in place by the upload's next request here (see writePart). `busy` while a request writes it.
+   */
+  private readonly tails = new Map<string, { name: string; busy: boolean }>();
+  /** Whether hash states are saved for other processes (a remote driver: re-reading costs a transfer). */
+  private readonly resumableHashes: boolean;
+
   constructor(
     readonly driver: StorageDriver,
     private readonly hashThread: HashThread = new HashThread(),
-  ) {}
+    /** Save hash states even on a local driver (tests of several processes sharing a disk). */
+    options: { resumableHashes?: boolean } = {},
+  ) {
+    this.resumableHashes = options.resumableHashes ?? driver.local !== true;
+  }
 
   blobPath(digest: Digest): string {
     const { algorithm, hex } = digestParts(digest);
@@ -121,16 +147,32 @@ export class BlobStore {
   }
 
   /**
-   * Streams a chunk into a new part of an upload, hashing it on the way. Nothing about the upload
-   * changes until the caller records the part; on failure (client gone, wrong length) the part is
-   * removed and the upload is as it was.
+   * Streams a chunk into the upload's storage, hashing it on the way: a new part file, or, where
+   * the driver can append and this process wrote the last part and nothing else writes it now,
+   * that part's file continued in place (so a chunked upload ends as one file that its commit
+   * moves, with no copy). Nothing about the upload changes until the caller records the part and
+   * calls `recorded`; on failure (client gone, wrong length) the new bytes are removed and the
+   * upload is as it was.
    */
   async writePart(id: string, options: WritePartOptions): Promise<WrittenPart> {
-    const name = `${options.offset}-${randomBytes(8).toString('hex')}`;
-    const writer = await this.driver.writer(this.partPath(id, name));
-    const hashing = options.offset === 0 || options.hashState !== undefined;
-    const stream = `${id}/${name}`;
-    if (hashing) this.hashThread.open(stream, options.offset === 0 ? undefined : options.hashState);
+    const tail = this.tails.get(id);
+    const continues = this.driver.appender !== undefined && options.lastPart !== undefined && tail !== undefined && !tail.busy && tail.name === options.lastPart.name;
+    const name = continues ? options.lastPart!.name : `${options.offset}-${randomBytes(8).toString('hex')}`;
+    const base = continues ? options.lastPart!.size : 0;
+    let writer;
+    if (continues) {
+      tail!.busy = true;
+      try {
+        writer = await this.driver.appender!(this.partPath(id, name), base);
+      } catch (error) {
+        tail!.busy = false;
+        throw error;
+      }
+    } else {
+      writer = await this.driver.writer(this.partPath(id, name));
+    }
+    const stream = `${id}/${name}/${base}`;
+    this.hashThread.open(stream, { upload: id, offset: options.offset, state: options.hashState, resumable: this.resumableHashes });
     let received = 0;
     let committed = false;
     // Chunks go to disk at once and to the hash thread in batches, one copy per batch.
@@ -143,37 +185,70 @@ export class BlobStore {
           throw new RegistryError('SIZE_INVALID', { detail: { expected: options.expectedLength } });
         }
         await writer.write(chunk);
-        if (hashing) {
-          batch.push(chunk);
-          batchBytes += chunk.length;
-          if (batchBytes >= HASH_BATCH) {
-            const full = batch;
-            batch = [];
-            batchBytes = 0;
-            await this.hashThread.update(stream, full);
-          }
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes >= HASH_BATCH) {
+          const full = batch;
+          batch = [];
+          batchBytes = 0;
+          await this.hashThread.update(stream, full);
         }
       }
       options.signal?.throwIfAborted();
       if (options.expectedLength !== undefined && received !== options.expectedLength) {
         throw new RegistryError('SIZE_INVALID', { detail: { expected: options.expectedLength, received } });
       }
-      if (received === 0) return { part: undefined, hashState: options.hashState };
-      if (hashing) await this.hashThread.update(stream, batch);
+      if (received === 0) return { part: undefined, hashState: options.hashState, extends: false };
+      await this.hashThread.update(stream, batch);
       await writer.commit();
       committed = true;
-      let hashState: Uint8Array | undefined;
-      if (hashing) {
-        // A hash thread that died meanwhile costs a re-read at commit, not the upload.
-        hashState = await this.hashThread.save(stream).catch(() => undefined);
-      }
-      return { part: { name, size: received }, hashState };
+      // A hash thread that died meanwhile costs a re-read at commit, not the upload.
+      const { state } = await this.hashThread.finish(stream).catch(() => ({ state: undefined }));
+      return { part: { name, size: base + received }, hashState: state, extends: continues, stream, previousSize: base };
     } finally {
       if (!committed) {
-        if (hashing) this.hashThread.drop(stream);
+        this.hashThread.drop(stream);
         await writer.cancel();
+        if (continues) tail!.busy = false;
       }
     }
+  }
+
+  /**
+   * The caller recorded `written` as the upload's new last part (after `offset` bytes in all):
+   * this process may continue its file and its running hash with the upload's next request.
+   */
+  recorded(id: string, written: WrittenPart, offset: number): void {
+    if (!written.part) return;
+    this.tails.delete(id);
+    this.tails.set(id, { name: written.part.name, busy: false });
+    // Sessions abandoned here and purged elsewhere leave entries: the oldest go beyond a bound.
+    if (this.tails.size > MAX_TAILS) this.tails.delete(this.tails.keys().next().value!);
+    if (written.stream) this.hashThread.keep(written.stream, id, offset);
+  }
+
+  /**
+   * Removes bytes that were written but not recorded (another request won the offset): a new
+   * part's file, or what was appended to the last part's file (cut back to `previousSize`).
+   */
+  async discardPart(id: string, written: WrittenPart): Promise<void> {
+    if (!written.part) return;
+    if (written.stream) this.hashThread.drop(written.stream);
+    if (written.extends) {
+      const path = this.partPath(id, written.part.name);
+      try {
+        const writer = await this.driver.appender!(path, written.previousSize ?? 0);
+        await writer.cancel();
+      } finally {
+        // The file is still this process's; whether it is still the last part, the next request's
+        // lastPart tells.
+        const tail = this.tails.get(id);
+        if (tail?.name === written.part.name) tail.busy = false;
+      }
+      return;
+    }
+    if (this.tails.get(id)?.name === written.part.name) this.tails.delete(id);
+    await this.driver.delete(this.partPath(id, written.part.name));
   }
 
   /**
@@ -201,16 +276,17 @@ export class BlobStore {
     return { part: { name, size }, how };
   }
 
-  /** Removes a part that was written but not recorded (another request won the offset). */
-  async discardPart(id: string, part: UploadPart): Promise<void> {
-    await this.driver.delete(this.partPath(id, part.name));
-  }
-
   /**
-   * The digest of an upload's parts: finished from the saved running hash when there is one for
-   * sha256, else computed by reading the parts (another algorithm, or a state that was lost).
+   * The digest of an upload's parts: for sha256, from the running hash this process kept or from
+   * the saved state, else computed by reading the parts (another algorithm, an upload continued
+   * from another process without a saved state, or a state that was lost).
    */
   async digestOf(id: string, parts: readonly UploadPart[], hashState: Uint8Array | undefined, algorithm: DigestAlgorithm): Promise<Digest> {
+    if (algorithm === 'sha256') {
+      const size = parts.reduce((sum, part) => sum + part.size, 0);
+      const hex = await this.hashThread.digestAt(id, size).catch(() => undefined);
+      if (hex !== undefined) return `sha256:${hex}` as Digest;
+    }
     if (algorithm === 'sha256' && hashState !== undefined) {
       const hex = await finishSavedSha256(hashState);
       if (hex !== undefined) return `sha256:${hex}` as Digest;
@@ -257,6 +333,8 @@ export class BlobStore {
   }
 
   async deleteUpload(id: string): Promise<void> {
+    this.tails.delete(id);
+    this.hashThread.forgetUpload(id);
     await this.driver.delete(this.uploadDirectory(id));
   }
 

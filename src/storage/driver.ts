@@ -2,14 +2,20 @@ import type { Readable } from 'node:stream';
 
 /**
  * A path-keyed byte store shaped like an object store: whole files are written once and never
- * changed in place (no truncation, no appending), then moved, concatenated, read, walked and
- * deleted. That is everything content addressing, upload sessions and verification need, and a
+ * changed in place (no truncation; appending only where a driver offers `appender`), then moved,
+ * concatenated, read, walked and deleted. That is everything content addressing, upload sessions and verification need, and a
  * filesystem and S3 can both do it. Paths are relative, `/`-separated, never contain `..`, and are
  * built only by the blob store (never from client input).
  */
 export interface StorageDriver {
   /** Short name for logs and metrics: `filesystem`, `s3`. */
   readonly name: string;
+  /**
+   * Whether the files are on this host's disk, so reading one back costs a page-cache read
+   * rather than a network transfer. Uploads on a local driver keep their running hash in the
+   * process (fast) instead of saving it after every chunk for other replicas (see BlobStore).
+   */
+  readonly local?: boolean;
   /** Size and time of a file; undefined when there is none. */
   stat(path: string): Promise<FileInfo | undefined>;
   /**
@@ -22,6 +28,15 @@ export interface StorageDriver {
    * file may be absent or partial, so a caller publishes the path (in metadata) only afterwards.
    */
   writer(path: string): Promise<FileWriter>;
+  /**
+   * Continues an existing file at byte `offset`: whatever the file holds beyond `offset` is cut
+   * first, and `commit` makes the new bytes durable in place; `cancel` cuts them again, leaving
+   * the first `offset` bytes as they were. The first `offset` bytes are never touched, so readers
+   * of only that much see no change. Only one writer may continue a file at a time: the caller
+   * ensures it. Optional (a filesystem can; an object store cannot change a written object).
+   * Throws PathNotFoundError when there is no file or it is shorter than `offset`.
+   */
+  appender?(path: string, offset: number): Promise<FileWriter>;
   /** Moves a file, replacing the destination; durable when it returns. Throws PathNotFoundError. */
   move(source: string, destination: string): Promise<void>;
   /**

@@ -72,6 +72,7 @@ function isMissing(error: unknown): boolean {
 /** Files under one root directory; every write is fsynced before it counts. */
 export class FilesystemDriver implements StorageDriver {
   readonly name = 'filesystem';
+  readonly local = true;
   readonly root: string;
 
   constructor(root: string) {
@@ -143,7 +144,25 @@ export class FilesystemDriver implements StorageDriver {
     const temporary = join(this.root, TEMPORARY_DIRECTORY, `${randomBytes(12).toString('hex')}`);
     await mkdir(dirname(temporary), { recursive: true });
     const handle = await open(temporary, 'wx');
-    return new FilesystemFileWriter(handle, temporary, full);
+    return new FilesystemFileWriter(handle, { temporary, destination: full });
+  }
+
+  async appender(path: string, offset: number): Promise<FileWriter> {
+    let handle: FileHandle;
+    try {
+      handle = await open(this.full(path), constants.O_RDWR);
+    } catch (error) {
+      if (isMissing(error)) throw new PathNotFoundError(path);
+      throw error;
+    }
+    try {
+      if ((await handle.stat()).size < offset) throw new PathNotFoundError(path);
+      await handle.truncate(offset);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    return new FilesystemFileWriter(handle, { offset });
   }
 
   async move(source: string, destination: string): Promise<void> {
@@ -301,15 +320,18 @@ class FilesystemFileWriter implements FileWriter {
   private finished = false;
 
   size = 0;
-  private position = 0;
+  private position: number;
 
   constructor(
     private readonly handle: FileHandle,
-    /** Where the bytes are written. */
-    private readonly temporary: string,
-    /** Where commit puts them. */
-    private readonly destination: string,
-  ) {}
+    /**
+     * A new file: written at `temporary`, renamed to `destination` on commit. Or an existing file
+     * continued from `offset`: written in place, cut back to `offset` on cancel.
+     */
+    private readonly target: { temporary: string; destination: string } | { offset: number },
+  ) {
+    this.position = 'offset' in target ? target.offset : 0;
+  }
 
   async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
@@ -384,20 +406,25 @@ class FilesystemFileWriter implements FileWriter {
       this.finished = true;
       await this.handle.close().catch(() => undefined);
     }
-    await mkdir(dirname(this.destination), { recursive: true });
-    await rename(this.temporary, this.destination);
-    await syncDirectory(dirname(this.destination));
+    if ('offset' in this.target) return;
+    const { temporary, destination } = this.target;
+    await mkdir(dirname(destination), { recursive: true });
+    await rename(temporary, destination);
+    await syncDirectory(dirname(destination));
   }
 
   async cancel(): Promise<void> {
     this.pending = [];
     this.pendingBytes = 0;
     while (this.writing || this.syncing) await Promise.all([this.writing, this.syncing]);
+    if ('offset' in this.target) {
+      if (!this.finished) await this.handle.truncate(this.target.offset).catch(() => undefined);
+    }
     if (!this.finished) {
       this.finished = true;
       await this.handle.close().catch(() => undefined);
     }
-    await rm(this.temporary, { force: true });
+    if ('temporary' in this.target) await rm(this.target.temporary, { force: true });
   }
 }
 

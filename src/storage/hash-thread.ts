@@ -2,12 +2,37 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 
 export type HashRequest =
-  | { kind: 'open'; id: string; state: Uint8Array | undefined }
+  | { kind: 'open'; id: string; upload: string; offset: number; state: Uint8Array | undefined; resumable: boolean }
   | { kind: 'update'; id: string; slot: number; length: number }
-  | { kind: 'save'; id: string; request: number }
-  | { kind: 'drop'; id: string };
+  | { kind: 'finish'; id: string; request: number }
+  | { kind: 'keep'; id: string; upload: string; offset: number }
+  | { kind: 'digest'; upload: string; offset: number; request: number }
+  | { kind: 'drop'; id: string }
+  | { kind: 'forget-upload'; upload: string };
 
-export type HashResponse = { kind: 'hashed'; slot: number } | { kind: 'saved'; request: number; state: Uint8Array | undefined };
+export type HashResponse =
+  | { kind: 'hashed'; slot: number }
+  | { kind: 'finished'; request: number; state: Uint8Array | undefined; hex: string | undefined }
+  | { kind: 'digest'; request: number; hex: string | undefined };
+
+/** What a stream yields when its bytes are all in: the sha256 so far, and a state to go on from. */
+export interface HashResult {
+  /** Hex sha256 of the upload's bytes up to the end of this stream; undefined when not hashed. */
+  hex: string | undefined;
+  /** A state any process can continue from (resumable streams only). */
+  state: Uint8Array | undefined;
+}
+
+/** How a stream starts: where in its upload, and whether its state must be saveable. */
+export interface StreamStart {
+  upload: string;
+  /** Bytes of the upload before this stream's first byte. */
+  offset: number;
+  /** The upload's saved state after `offset` bytes, if any. */
+  state?: Uint8Array | undefined;
+  /** Whether another process or replica may need to continue the hash: then it is saved (slower). */
+  resumable: boolean;
+}
 
 /**
  * Bytes reach the thread through a ring of slots in memory both threads share: the main thread
@@ -16,6 +41,8 @@ export type HashResponse = { kind: 'hashed'; slot: number } | { kind: 'saved'; r
  */
 const SLOT_BYTES = 1024 * 1024;
 const SLOTS = 4;
+/** Uploads whose running hash the thread keeps between requests (a few hundred bytes each). */
+const MAX_RUNNING = 1024;
 
 /**
  * Starts the thread on hash-thread-main beside this file. Run from TypeScript source (the tests),
@@ -32,20 +59,26 @@ function startThread(workerData: unknown): Worker {
 /**
  * Running sha256 hashes of byte streams (the chunks of uploads), computed on a worker thread so
  * that hashing runs beside receiving on the main thread and writing in the thread pool, instead
- * of after them. A stream starts from a saved state (or from nothing) and ends by saving its
- * state, so an upload's hash can go on in another request, process or replica (see hash-state.ts).
+ * of after them. A stream is one request's bytes. The thread keeps each upload's running hash
+ * between its requests, so an upload continued in this process goes on where it stopped; where
+ * another process or replica may continue it, streams are resumable instead: they end with a
+ * saved state that metadata keeps (see hash-state.ts), at a quarter of the speed.
  */
 export class HashThread {
   private worker: Worker | undefined;
   private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
   private freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
   private waiters: Array<() => void> = [];
-  private readonly saves = new Map<number, { resolve: (state: Uint8Array | undefined) => void; reject: (error: Error) => void }>();
+  private readonly requests = new Map<number, { resolve: (reply: HashResponse) => void; reject: (error: Error) => void }>();
   private nextRequest = 1;
 
-  /** Starts (or restarts) stream `id` from a saved state, or from no bytes at all. */
-  open(id: string, state?: Uint8Array): void {
-    this.post({ kind: 'open', id, state });
+  /**
+   * Starts stream `id` (one request's bytes) at `start.offset` of its upload: from the running hash
+   * this process kept for the upload at that offset, else from a saved state, else from nothing at
+   * offset 0; otherwise the stream hashes nothing and its result has no digest.
+   */
+  open(id: string, start: StreamStart): void {
+    this.post({ kind: 'open', id, upload: start.upload, offset: start.offset, state: start.state, resumable: start.resumable });
   }
 
   /**
@@ -88,14 +121,40 @@ export class HashThread {
   }
 
   /**
-   * The state after everything fed for `id`, and forgets the stream. Undefined when the thread no
-   * longer knows the stream (it was restarted in between); rejects when the thread dies meanwhile.
+   * The hash after everything fed for stream `id`, which stays open for `keep`. Hashes nothing
+   * (no digest, no state) when the thread no longer knows the stream (it was restarted in
+   * between); rejects when the thread dies meanwhile.
    */
-  save(id: string): Promise<Uint8Array | undefined> {
+  async finish(id: string): Promise<HashResult> {
+    const reply = await this.ask((request) => ({ kind: 'finish', id, request }));
+    return reply.kind === 'finished' ? { hex: reply.hex, state: reply.state } : { hex: undefined, state: undefined };
+  }
+
+  /**
+   * Keeps finished stream `id` as its upload's running hash after `offset` bytes, for the upload's
+   * next request in this process. Only for bytes the metadata has recorded as the upload's.
+   */
+  keep(id: string, upload: string, offset: number): void {
+    if (this.worker) this.post({ kind: 'keep', id, upload, offset });
+  }
+
+  /** The hex sha256 of upload's first `offset` bytes, if this process kept its running hash. */
+  async digestAt(upload: string, offset: number): Promise<string | undefined> {
+    if (!this.worker) return undefined;
+    const reply = await this.ask((request) => ({ kind: 'digest', upload, offset, request }));
+    return reply.kind === 'digest' ? reply.hex : undefined;
+  }
+
+  /** Forgets an upload's running hash (it finished or was cancelled). */
+  forgetUpload(upload: string): void {
+    if (this.worker) this.post({ kind: 'forget-upload', upload });
+  }
+
+  private ask(message: (request: number) => HashRequest): Promise<HashResponse> {
     const request = this.nextRequest++;
-    return new Promise<Uint8Array | undefined>((resolve, reject) => {
-      this.saves.set(request, { resolve, reject });
-      this.post({ kind: 'save', id, request });
+    return new Promise<HashResponse>((resolve, reject) => {
+      this.requests.set(request, { resolve, reject });
+      this.post(message(request));
     });
   }
 
@@ -114,25 +173,25 @@ export class HashThread {
     const worker = this.thread();
     worker.postMessage(message, transfer);
     // Awaited replies keep the process alive; an idle thread does not (see settled()).
-    if (message.kind === 'update' || message.kind === 'save') worker.ref();
+    if (message.kind === 'update' || message.kind === 'finish' || message.kind === 'digest') worker.ref();
   }
 
   /** Called after each reply: with nothing outstanding, the thread stops holding the process. */
   private settled(): void {
-    if (this.freeSlots.length === SLOTS && this.saves.size === 0) this.worker?.unref();
+    if (this.freeSlots.length === SLOTS && this.requests.size === 0) this.worker?.unref();
   }
 
   private thread(): Worker {
     if (this.worker) return this.worker;
-    const worker = startThread({ ring: this.ring, slotBytes: SLOT_BYTES });
+    const worker = startThread({ ring: this.ring, slotBytes: SLOT_BYTES, maxRunning: MAX_RUNNING });
     worker.on('message', (message: HashResponse) => {
       if (message.kind === 'hashed') {
         this.freeSlots.push(message.slot);
         this.waiters.shift()?.();
       } else {
-        const pending = this.saves.get(message.request);
-        this.saves.delete(message.request);
-        pending?.resolve(message.state);
+        const pending = this.requests.get(message.request);
+        this.requests.delete(message.request);
+        pending?.resolve(message);
       }
       this.settled();
     });
@@ -152,7 +211,7 @@ export class HashThread {
     // The dead thread will hand nothing back: every slot is free again.
     this.freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
     for (const resolve of this.waiters.splice(0)) resolve();
-    for (const pending of this.saves.values()) pending.reject(error);
-    this.saves.clear();
+    for (const pending of this.requests.values()) pending.reject(error);
+    this.requests.clear();
   }
 }

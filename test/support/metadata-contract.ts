@@ -106,6 +106,26 @@ export function metadataStoreContract(name: string, create: () => Promise<Metada
       await store.close();
     });
 
+    it('grows the last part of an upload in place, only while it is still the last part at that size', async () => {
+      const store = await create();
+      await store.createUpload({ id: 'g-1', repository: 'grow', startedAt: 1 });
+      assert.equal(await store.advanceUpload('g-1', { from: 0, part: { name: '0-a', size: 10 }, hashState: undefined }), true);
+      assert.equal(await store.advanceUpload('g-1', { from: 10, part: { name: '0-a', size: 25 }, hashState: undefined, extendsLast: true }), true);
+      let upload = (await store.getUpload('g-1'))!;
+      assert.equal(upload.size, 25);
+      assert.deepEqual(upload.parts, [{ name: '0-a', size: 25 }]);
+      assert.equal(await store.advanceUpload('g-1', { from: 10, part: { name: '0-a', size: 40 }, hashState: undefined, extendsLast: true }), false, 'stale offset');
+      assert.equal(await store.advanceUpload('g-1', { from: 25, part: { name: '25-b', size: 5 }, hashState: undefined }), true);
+      assert.equal(await store.advanceUpload('g-1', { from: 30, part: { name: '0-a', size: 60 }, hashState: undefined, extendsLast: true }), false, 'no longer the last part');
+      const state = new Uint8Array([9, 8, 7]);
+      assert.equal(await store.advanceUpload('g-1', { from: 30, part: { name: '25-b', size: 12 }, hashState: state, extendsLast: true }), true);
+      upload = (await store.getUpload('g-1'))!;
+      assert.equal(upload.size, 37);
+      assert.deepEqual(upload.parts, [{ name: '0-a', size: 25 }, { name: '25-b', size: 12 }]);
+      assert.deepEqual([...upload.hashState!], [...state]);
+      await store.close();
+    });
+
     it('keeps blob lifecycle states: pending until placed, present, quarantined until placed again', async () => {
       const store = await create();
       await store.createUpload({ id: 'l-1', repository: 'life', startedAt: 1 });

@@ -466,6 +466,16 @@ export class PostgresMetadataStore implements MetadataStore {
     const { from, part, hashState } = advance;
     const state = hashState === undefined ? null : Buffer.from(hashState.buffer, hashState.byteOffset, hashState.byteLength);
     // One statement: the row lock makes a racing request wait, then see the new size and match nothing.
+    if (advance.extendsLast) {
+      const extended = await this.db.query(
+        `UPDATE uploads SET size = size + $1 - (parts->-1->>'size')::bigint,
+           parts = jsonb_set(parts, ARRAY[(jsonb_array_length(parts) - 1)::text], jsonb_build_object('name', $2::text, 'size', $1::bigint)),
+           hash_state = $3, updated_at = $4
+         WHERE id = $5 AND size = $6 AND parts->-1->>'name' = $2::text`,
+        [part.size, part.name, state, Date.now(), id, from],
+      );
+      return extended.rowCount! > 0;
+    }
     const result = await this.db.query(
       `UPDATE uploads SET size = size + $1, parts = parts || jsonb_build_array(jsonb_build_object('name', $2::text, 'size', $1::bigint)),
          hash_state = $3, updated_at = $4

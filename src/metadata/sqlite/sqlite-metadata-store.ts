@@ -240,6 +240,10 @@ export class SqliteMetadataStore implements MetadataStore {
         `UPDATE uploads SET size = size + ?, parts = json_insert(parts, '$[#]', json(?)), hash_state = ?, updated_at = ?
          WHERE id = ? AND size = ?`,
       ),
+      extendUpload: db.prepare<[number, string, Buffer | null, number, string, number, string]>(
+        `UPDATE uploads SET size = size + ? - json_extract(parts, '$[#-1].size'), parts = json_set(parts, '$[#-1]', json(?)), hash_state = ?, updated_at = ?
+         WHERE id = ? AND size = ? AND json_extract(parts, '$[#-1].name') = ?`,
+      ),
       deleteUpload: db.prepare('DELETE FROM uploads WHERE id = ?'),
       uploadSize: db.prepare<[string], { repository_id: number; size: number }>('SELECT repository_id, size FROM uploads WHERE id = ?'),
       staleUploads: db.prepare<[number, number], UploadRow>(
@@ -768,9 +772,11 @@ export class SqliteMetadataStore implements MetadataStore {
   async advanceUpload(id: string, advance: UploadAdvance): Promise<boolean> {
     const { from, part, hashState } = advance;
     const state = hashState === undefined ? null : Buffer.from(hashState.buffer, hashState.byteOffset, hashState.byteLength);
-    return this.write(
-      () => this.statements.advanceUpload.run(part.size, JSON.stringify({ name: part.name, size: part.size }), state, Date.now(), id, from).changes > 0,
-    );
+    const record = JSON.stringify({ name: part.name, size: part.size });
+    if (advance.extendsLast) {
+      return this.write(() => this.statements.extendUpload.run(part.size, record, state, Date.now(), id, from, part.name).changes > 0);
+    }
+    return this.write(() => this.statements.advanceUpload.run(part.size, record, state, Date.now(), id, from).changes > 0);
   }
 
   async completeUpload(id: string, size: number, digest: string, options: ChangeOptions = {}): Promise<'done' | 'gone' | 'retry'> {
