@@ -235,7 +235,14 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       const candidates = fresh.filter((blob) => blob.state !== 'present' || marked.has(blob.digest)).map((blob) => blob.digest);
       for (const digest of candidates) await options.hooks?.whileMarked?.(digest);
 
-      const taken = earlyTaken ?? (await metadata.beginBlobSweeps(candidates, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs }));
+      let taken = earlyTaken ?? (await metadata.beginBlobSweeps(candidates, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs }));
+      if (earlyTaken) {
+        // A store that runs the two concurrently (PostgreSQL: two connections) may have decided
+        // the take before the mark committed: the marked rows it missed are asked for again.
+        const early = new Set(earlyTaken.map((blob) => blob.digest));
+        const missed = candidates.filter((digest) => !early.has(digest));
+        if (missed.length > 0) taken = [...taken, ...(await metadata.beginBlobSweeps(missed, { touchedBefore: cutoff, markedBefore: Number.MAX_SAFE_INTEGER }))];
+      }
       const takenDigests = new Set(taken.map((blob) => blob.digest));
       for (const digest of candidates) {
         if (takenDigests.has(digest)) continue;
