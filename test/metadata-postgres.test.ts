@@ -1,5 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { collectGarbage } from '../src/gc/garbage-collector.js';
+import { BlobStore } from '../src/storage/blob-store.js';
+import { FilesystemDriver } from '../src/storage/filesystem-driver.js';
 import { Policy } from '../src/auth/policy.js';
 import { registryErrorForSystemError } from '../src/errors/index.js';
 import { PostgresAccountStore } from '../src/metadata/postgres/postgres-account-store.js';
@@ -181,6 +188,27 @@ describe('PostgreSQL specifics', () => {
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     assert.equal((await a.repositoryUsage({ prefix: 'team/', limit: 10 })).reduce((sum, u) => sum + u.bytes, 0), 60);
     await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a collection with no delay sweeps every unreferenced blob in one run, though its mark and take run on two connections', async () => {
+    const metadata = new PostgresMetadataStore(server.options(await freshDatabase()));
+    const root = mkdtempSync(join(tmpdir(), 'wharf-pg-gc-'));
+    try {
+      const store = new BlobStore(new FilesystemDriver(root));
+      const garbage = Array.from({ length: 40 }, (_, i) => digest(700 + i));
+      for (const blob of garbage) await metadata.addBlob('gc-fused', blob, 3);
+      await metadata.addBlob('gc-fused', digest(800), 3);
+      await metadata.putManifest({ repository: 'gc-fused', digest: digest(801), mediaType: 'application/vnd.oci.image.manifest.v1+json', content: Buffer.from('{"keep":1}'), blobs: [{ digest: digest(800), size: 3 }], children: [], tags: ['v1'] });
+      await sleep(2);
+      const report = await collectGarbage(metadata, store, { dryRun: false, deleteUntagged: false, delayMs: 0 });
+      assert.equal(report.deleted.blobs, garbage.length);
+      assert.equal(report.awaitingSweep, 0);
+      for (const blob of garbage) assert.equal(await metadata.getBlob(blob), undefined, blob);
+      assert.equal((await metadata.getBlob(digest(800)))?.state, 'present');
+    } finally {
+      await metadata.close();
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('a collector marking a blob and a push referencing it take turns: the blob is kept', async () => {

@@ -222,12 +222,27 @@ export async function collectGarbage(metadata: MetadataStore, store: BlobStore, 
       const fresh = batch.filter((blob) => blob.state !== 'sweeping');
       for (const blob of fresh) await options.hooks?.beforeBlobSweep?.(blob.digest);
       const present = fresh.filter((blob) => blob.state === 'present').map((blob) => blob.digest);
-      const marked = new Set(await metadata.markBlobsDeleting(present, { touchedBefore: cutoff }));
+      const marking = metadata.markBlobsDeleting(present, { touchedBefore: cutoff });
+      // With no delay to wait out between the mark and the take, the take is asked for at once:
+      // a store that commits queued writes together (SQLite's group commit) decides both in one
+      // commit, in order. The take re-checks every row itself, so a present row that the mark
+      // passed over (referenced, or touched) is passed over again, as if only the marked were asked.
+      const fused = options.delayMs === 0 && !options.hooks?.whileMarked;
+      const early = fused ? metadata.beginBlobSweeps(fresh.map((blob) => blob.digest), { touchedBefore: cutoff, markedBefore: Number.MAX_SAFE_INTEGER }) : undefined;
+      const [markedDigests, earlyTaken] = await Promise.all([marking, early]);
+      const marked = new Set(markedDigests);
       report.rescued.blobs += present.length - marked.size;
       const candidates = fresh.filter((blob) => blob.state !== 'present' || marked.has(blob.digest)).map((blob) => blob.digest);
       for (const digest of candidates) await options.hooks?.whileMarked?.(digest);
 
-      const taken = await metadata.beginBlobSweeps(candidates, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs });
+      let taken = earlyTaken ?? (await metadata.beginBlobSweeps(candidates, { touchedBefore: cutoff, markedBefore: Date.now() - options.delayMs }));
+      if (earlyTaken) {
+        // A store that runs the two concurrently (PostgreSQL: two connections) may have decided
+        // the take before the mark committed: the marked rows it missed are asked for again.
+        const early = new Set(earlyTaken.map((blob) => blob.digest));
+        const missed = candidates.filter((digest) => !early.has(digest));
+        if (missed.length > 0) taken = [...taken, ...(await metadata.beginBlobSweeps(missed, { touchedBefore: cutoff, markedBefore: Number.MAX_SAFE_INTEGER }))];
+      }
       const takenDigests = new Set(taken.map((blob) => blob.digest));
       for (const digest of candidates) {
         if (takenDigests.has(digest)) continue;
