@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, w
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startReferenceRegistry } from '../test/support/reference-registry.js';
 import { HttpTarget } from './http.js';
@@ -11,7 +12,7 @@ export type ServerName = 'wharf' | 'distribution';
 
 /** A server under test: its process tree, a client, and its own temporary storage. */
 export interface ServerProcess {
-  name: ServerName | 'nginx';
+  name: ServerName | 'nginx' | 'node';
   pid: number;
   target: HttpTarget;
   dir: string;
@@ -255,6 +256,24 @@ export async function startNginx(binary: string, files: Record<string, Buffer | 
   const firstFile = Object.keys(files)[0] ?? '';
   const args = ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')];
   const { server, ready } = launch('nginx', binary, args, { ...process.env }, dir, port, `/${firstFile}`);
+  await ready.catch(async (error) => {
+    await server.stop();
+    throw error;
+  });
+  return server;
+}
+
+/**
+ * The bare `node:http` server of bench/node-ceiling.ts answering `body` (the manifest) on every
+ * path, in `processes` processes handed connections in turn as Wharf's workers are.
+ */
+export async function startNodeCeiling(body: Buffer, processes: number): Promise<ServerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'node-ceiling-'));
+  const file = join(dir, 'body');
+  writeFileSync(file, body);
+  const port = await freePort();
+  const script = fileURLToPath(new URL('./node-ceiling.ts', import.meta.url));
+  const { server, ready } = launch('node', process.execPath, ['--import', 'tsx', script, String(port), String(processes), file], { ...process.env }, dir, port, '/ready');
   await ready.catch(async (error) => {
     await server.stop();
     throw error;

@@ -17,6 +17,7 @@ import {
   type SmallImage,
 } from './registry-ops.js';
 import type { RssSampler, ServerName, ServerProcess } from './servers.js';
+import { startNodeCeiling } from './servers.js';
 import { runHeadLoad } from './head-load.js';
 import { busiestShare, measureShare } from './process-share.js';
 import { runWrk } from './wrk.js';
@@ -212,6 +213,20 @@ export async function loadWorkloads(ctx: BenchContext): Promise<void> {
       }
     }
     if (ctx.nginx) {
+      // The bound for any Node.js server here: bare node:http, one process and two handed connections in turn.
+      for (const processes of [1, 2]) {
+        const bare = await startNodeCeiling(ctx.image.manifest, processes);
+        try {
+          const get = await load(`http://${bare.target.hostPort}/small`, 'GET');
+          recordLimit(ctx, `bare node:http, manifest bytes, ${o.connections} conns, ${processes} process${processes > 1 ? 'es' : ''}`, 'req/s', get.requestsPerSecond);
+          recordLimit(ctx, `bare node:http, manifest bytes p99, ${processes} process${processes > 1 ? 'es' : ''}`, 'ms', get.p99Ms);
+          const head = await runHeadLoad({ ...headLoad, host: bare.target.host, port: bare.target.port, path: '/small' });
+          recordLimit(ctx, `bare node:http, HEAD, ${o.connections} conns, ${processes} process${processes > 1 ? 'es' : ''}`, 'req/s', head.requestsPerSecond);
+          recordLimit(ctx, `bare node:http, HEAD p99, ${processes} process${processes > 1 ? 'es' : ''}`, 'ms', head.p99Ms);
+        } finally {
+          await bare.stop();
+        }
+      }
       const small = await load(`http://${ctx.nginx.target.hostPort}/small`, 'GET');
       figures.add(f.manifestRps, 'nginx', small.requestsPerSecond);
       figures.add(f.manifestP99, 'nginx', small.p99Ms);

@@ -133,6 +133,10 @@ test('the bench runs every workload against both servers and writes a results JS
     // The machine's own limits come from the same run.
     assert.ok(report.limits.some((l) => /openssl/.test(l.label) && l.summary.median > 0));
     assert.ok(report.limits.some((l) => /nginx, same-size file/.test(l.label) && l.summary.median > 0));
+    // The ceiling of any Node.js server: bare node:http, one process and two like Wharf's workers.
+    for (const processes of ['1 process', '2 processes']) {
+      assert.ok(report.limits.some((l) => l.label.startsWith('bare node:http, manifest bytes,') && l.label.endsWith(processes) && l.summary.median > 0), `no bare node:http GET figure (${processes})`);
+    }
     assert.match(output, /\| figure \| unit \| Wharf \| Distribution \| Wharf\/Dist \|/);
   } finally {
     rmSync(resultsDir, { recursive: true, force: true });

@@ -48,6 +48,41 @@ describe('SQLite specifics', () => {
     }
   });
 
+  it('a read served from the cache never outlives a commit, its own or another process\'s', async () => {
+    const path = join(dir, 'read-cache.db');
+    const a = new SqliteMetadataStore({ path });
+    const b = new SqliteMetadataStore({ path });
+    const digest = (c: string) => `sha256:${c.repeat(64)}`;
+    const put = (store: SqliteMetadataStore, manifestDigest: string) =>
+      store.putManifest({ repository: 'cached', digest: manifestDigest, mediaType: 'application/vnd.oci.image.manifest.v1+json', content: Buffer.from(manifestDigest), blobs: [], children: [], tags: ['latest'] });
+    try {
+      await a.addBlob('cached', digest('1'), 5);
+      await put(a, digest('a'));
+      // Read twice through `a`: the second comes from its cache.
+      assert.equal((await a.getTaggedManifest('cached', 'latest'))?.digest, digest('a'));
+      assert.equal((await a.getTaggedManifest('cached', 'latest'))?.digest, digest('a'));
+      assert.equal(await a.repositoryBlobSize('cached', digest('1')), 5);
+      assert.equal(await a.getTaggedManifest('cached', 'missing'), undefined);
+      // Another connection (another worker) moves the tag, removes the link and adds the missing tag.
+      await put(b, digest('b'));
+      await b.unlinkBlob('cached', digest('1'));
+      assert.equal((await a.getTaggedManifest('cached', 'latest'))?.digest, digest('b'));
+      assert.equal(await a.repositoryBlobSize('cached', digest('1')), undefined);
+      // This connection's own writes.
+      await a.addBlob('cached', digest('1'), 5);
+      assert.equal(await a.repositoryBlobSize('cached', digest('1')), 5);
+      await put(a, digest('c'));
+      assert.equal((await a.getTaggedManifest('cached', 'latest'))?.digest, digest('c'));
+      assert.equal((await a.getManifest('cached', digest('c')))?.digest, digest('c'));
+      await a.deleteTag('cached', 'latest');
+      assert.equal(await a.getTaggedManifest('cached', 'latest'), undefined);
+      assert.ok(Object.isFrozen(await a.getManifest('cached', digest('c'))), 'shared records cannot be changed by one caller');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('two connections (two processes) share one database file', async () => {
     const path = join(dir, 'shared.db');
     const a = new SqliteMetadataStore({ path });

@@ -159,14 +159,25 @@ function roomToWrite(refusal: () => Promise<string | undefined>): Middleware {
 /** The registry's request listener: routing, middleware, the access gate, thin handlers, the error envelope and the access log. */
 export function createApp(registry: RegistryServices, options: AppOptions): RequestListener {
   const { log } = options;
-  const middleware: Middleware[] = [
-    ...(options.middleware ?? []),
+  const middleware = options.middleware ?? [];
+  // These two refuse registry writes only: a read need not pass through them (a layer of
+  // promises per request on the hottest paths).
+  const writeMiddleware: Middleware[] = [
     ...(options.readOnly ? [readOnlyMode(options.readOnly)] : []),
     ...(options.storageRoom ? [roomToWrite(options.storageRoom)] : []),
   ];
   const admitted = options.admitted ?? [];
   const observers = options.observers ?? [];
-  const extras = { ...(options.auth ? { auth: options.auth } : {}), ...(options.health ? { health: options.health } : {}), ...(options.scans ? { scans: options.scans } : {}) };
+  const auth = options.auth;
+  const setup: DispatchSetup = {
+    registry,
+    extras: { ...(auth ? { auth } : {}), ...(options.health ? { health: options.health } : {}), ...(options.scans ? { scans: options.scans } : {}) },
+    routeOptions: { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined },
+    middleware,
+    withWriteMiddleware: [...middleware, ...writeMiddleware],
+    admitted,
+    observers,
+  };
   return (req: IncomingMessage, res: ServerResponse) => {
     const trace: RequestTrace = { id: randomUUID() };
     if (options.accessLog) {
@@ -179,7 +190,7 @@ export function createApp(registry: RegistryServices, options: AppOptions): Requ
     res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
     res.setHeader('X-Request-Id', trace.id);
     if (options.extraHeaders) for (const name in options.extraHeaders) res.setHeader(name, options.extraHeaders[name]!);
-    dispatch(req, res, registry, extras, middleware, admitted, observers, trace).catch((error: unknown) => {
+    dispatch(req, res, setup, trace).catch((error: unknown) => {
       const code = sendError(req, res, error, log, { requestId: trace.id });
       if (code) trace.code = code;
     });
@@ -195,21 +206,25 @@ interface RequestTrace {
   code?: string;
 }
 
-async function dispatch(
-  req: IncomingMessage,
-  res: ServerResponse,
-  registry: RegistryServices,
-  extras: { auth?: Auth; health?: HealthProbes; scans?: ScanAdmin },
-  middleware: Middleware[],
-  admitted: Admission[],
-  observers: ReadonlyArray<(exchange: Exchange) => void>,
-  trace: RequestTrace,
-): Promise<void> {
-  const { auth } = extras;
+/** What every request of one app shares, built once. */
+interface DispatchSetup {
+  registry: RegistryServices;
+  extras: { auth?: Auth; health?: HealthProbes; scans?: ScanAdmin };
+  routeOptions: { tokenPath?: string; admin: boolean };
+  /** Run around every routed request. */
+  middleware: Middleware[];
+  /** Run around registry writes: `middleware`, then the checks that only refuse writes. */
+  withWriteMiddleware: Middleware[];
+  admitted: Admission[];
+  observers: ReadonlyArray<(exchange: Exchange) => void>;
+}
+
+async function dispatch(req: IncomingMessage, res: ServerResponse, setup: DispatchSetup, trace: RequestTrace): Promise<void> {
+  const { auth } = setup.extras;
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q >= 0 ? url.slice(0, q) : url;
-  const route = matchRoute(path, { ...(auth?.tokens ? { tokenPath: auth.tokens.route } : {}), admin: auth !== undefined });
+  const route = matchRoute(path, setup.routeOptions);
   if (!route) throw new RegistryError('NOT_FOUND', { detail: { path } });
   const table = ROUTES[route.kind];
   const handler = table[req.method ?? 'GET'] as Handler | undefined;
@@ -217,16 +232,17 @@ async function dispatch(
     throw new RegistryError('METHOD_NOT_ALLOWED', { headers: { Allow: Object.keys(table).join(', ') }, detail: { method: req.method } });
   }
   checkRouteName(route);
-  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry, context: {}, ...extras };
-  for (const observe of observers) observe(exchange);
+  const exchange: Exchange = { req, res, route, query: new URLSearchParams(q >= 0 ? url.slice(q + 1) : ''), registry: setup.registry, context: {}, ...setup.extras };
+  for (const observe of setup.observers) observe(exchange);
   const handle = async () => {
-    exchange.context = await guard(auth, req, route);
+    const context = guard(auth, req, route);
+    exchange.context = context instanceof Promise ? await context : context;
     exchange.context.request = describeRequest(req, trace.id);
     exchange.context.setResponseHeader = (name, value) => {
       if (!res.headersSent) res.setHeader(name, value);
     };
     if (exchange.context.actor) trace.user = exchange.context.actor;
-    for (const check of admitted) await check(exchange);
+    for (const check of setup.admitted) await check(exchange);
     if (STREAMING.has(route.kind)) {
       const controller = new AbortController();
       res.once('close', () => {
@@ -236,6 +252,7 @@ async function dispatch(
     }
     await handler(exchange);
   };
+  const middleware = writesRegistry(exchange) ? setup.withWriteMiddleware : setup.middleware;
   if (middleware.length === 0) await handle();
   else await middleware.reduceRight<() => Promise<void>>((next, layer) => () => layer(exchange, next), handle)();
 }

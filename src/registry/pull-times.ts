@@ -25,8 +25,12 @@ export class PullTimes {
   }
 
   record(repository: string, digest: string, at = Date.now()): void {
-    // One key per manifest: a burst of pulls of the same image costs one row update.
-    this.pending.set(`${repository}@${digest}`, { repository, digest, at });
+    // One key per manifest: a burst of pulls of the same image costs one row update (and, on
+    // the hot path, no new entry per pull).
+    const key = `${repository}@${digest}`;
+    const pending = this.pending.get(key);
+    if (pending) pending.at = Math.max(pending.at, at);
+    else this.pending.set(key, { repository, digest, at });
     if (this.pending.size >= MAX_PENDING) void this.flush();
   }
 

@@ -10,12 +10,15 @@ export const getManifest: Handler<ManifestRoute> = async (ex) => {
   const record = await ex.registry.manifests.get(ex.route.name, classifyReference(ex.route.reference, 'read'), parseAccept(ex.req.headers.accept), ex.context);
   const etag = `"${record.digest}"`;
   // RFC 9111 warn-code 299 ("miscellaneous persistent warning"), as Kubernetes uses for deprecations.
-  const warning: Record<string, string> = record.warning ? { Warning: `299 - "${record.warning.replace(/["\\]/g, "'")}"` } : {};
-  const headers = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length, ...warning };
+  const warning = record.warning ? `299 - "${record.warning.replace(/["\\]/g, "'")}"` : undefined;
   if (ex.req.headers['if-none-match'] === etag) {
-    send(ex, 304, { 'Docker-Content-Digest': record.digest, ETag: etag, ...warning });
+    const headers: Record<string, string> = { 'Docker-Content-Digest': record.digest, ETag: etag };
+    if (warning !== undefined) headers.Warning = warning;
+    send(ex, 304, headers);
     return;
   }
+  const headers: Record<string, string | number> = { 'Content-Type': record.mediaType, 'Docker-Content-Digest': record.digest, ETag: etag, 'Content-Length': record.content.length };
+  if (warning !== undefined) headers.Warning = warning;
   send(ex, 200, headers, record.content);
 };
 

@@ -43,6 +43,7 @@ import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { SEARCH_RESULT_CAP, compareText, ftsQuery, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
 import { toBlob, toJob, toRecord, type BlobRow, type JobRow, type ManifestRow } from '../rows.js';
 import { MIGRATIONS } from './schema.js';
+import { ReadCache } from './read-cache.js';
 
 /** The most candidates one search reads from the index, per pass (names, then descriptions). */
 const SEARCH_CANDIDATES = 600;
@@ -169,6 +170,8 @@ export class SqliteMetadataStore implements MetadataStore {
   private readonly db: Database.Database;
   private readonly statements;
   private readonly profiles;
+  /** The reads every pull makes (manifest by tag or digest, blob size), while nothing has changed. */
+  private readonly reads: ReadCache;
   /** Writes waiting for the next group commit. */
   private queue: PendingWrite[] = [];
   /** Set while a commit waits for another process to release the write lock. */
@@ -197,6 +200,7 @@ export class SqliteMetadataStore implements MetadataStore {
       throw error;
     }
     const db = this.db;
+    this.reads = new ReadCache(db);
     this.statements = {
       beginImmediate: db.prepare('BEGIN IMMEDIATE'),
       commit: db.prepare('COMMIT'),
@@ -667,7 +671,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async repositoryBlobSize(repository: string, digest: string): Promise<number | undefined> {
-    return this.statements.repositoryBlobSize.get(repository, digest)?.size;
+    return this.reads.get(`blob\0${repository}\0${digest}`, () => this.statements.repositoryBlobSize.get(repository, digest)?.size);
   }
 
   async addBlob(repository: string, digest: string, size: number, options: ChangeOptions = {}): Promise<void> {
@@ -806,13 +810,17 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async getManifest(repository: string, digest: string): Promise<ManifestRecord | undefined> {
-    const row = this.statements.getManifest.get(repository, digest);
-    return row ? toRecord(row) : undefined;
+    return this.reads.get(`manifest\0${repository}\0${digest}`, () => {
+      const row = this.statements.getManifest.get(repository, digest);
+      return row ? toRecord(row) : undefined;
+    });
   }
 
   async getTaggedManifest(repository: string, tag: string): Promise<ManifestRecord | undefined> {
-    const row = this.statements.getTaggedManifest.get(repository, tag);
-    return row ? toRecord(row) : undefined;
+    return this.reads.get(`tag\0${repository}\0${tag}`, () => {
+      const row = this.statements.getTaggedManifest.get(repository, tag);
+      return row ? toRecord(row) : undefined;
+    });
   }
 
   async missingManifests(repository: string, digests: string[]): Promise<string[]> {
