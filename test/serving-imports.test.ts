@@ -69,3 +69,10 @@ it('a serving process loads no package that only an optional feature needs', () 
   // The check must see the packages a worker does need, or it proves nothing.
   for (const needed of ['better-sqlite3', 'hash-wasm', 'pino']) assert.ok(reached.has(needed), `${needed} not found: the import scan is broken`);
 });
+
+it('`wharf serve` (the CLI entry) loads the other commands only when it runs one of them', () => {
+  const reached = reachedPackages(join(SRC, 'cli/main.ts'));
+  const offenders = [...OPTIONAL_PACKAGES, 'cli-progress'].filter((name) => name !== 'commander' && reached.has(name)).map((name) => `${name}: ${reached.get(name)!.join(' > ')}`);
+  assert.deepEqual(offenders, []);
+  assert.ok(reached.has('commander'), 'commander not found: the import scan is broken');
+});
