@@ -46,6 +46,21 @@ export function workerExecArgv(execArgv: readonly string[], nodeOptions: string 
   return chosen ? [...execArgv] : [...WORKER_V8_FLAGS, ...execArgv];
 }
 
+/**
+ * glibc gives each thread that allocates its own malloc arena, up to 8 per core, and keeps what
+ * each one grew to. A worker has a dozen threads (libuv's pool, V8's helpers, the hash thread):
+ * two arenas serve them as fast (they allocate little; the main thread allocates most) and keep
+ * each worker several MiB smaller. The operator's own setting (MALLOC_ARENA_MAX, or
+ * glibc.malloc.arena_max in GLIBC_TUNABLES) wins.
+ */
+const WORKER_MALLOC_ARENAS = '2';
+
+/** The worker's environment: this process's, with the malloc arenas capped unless it chose already. */
+export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.MALLOC_ARENA_MAX !== undefined || /arena_max/.test(env.GLIBC_TUNABLES ?? '')) return env;
+  return { ...env, MALLOC_ARENA_MAX: WORKER_MALLOC_ARENAS };
+}
+
 export interface WorkerPool {
   /**
    * Settles once every worker started with the pool is ready or has gone: accepting before then
@@ -104,7 +119,7 @@ export function startWorkerPool(config: WharfConfig, count: number, log: Logger,
     if (starting.delete(child) && starting.size === 0) started();
   };
   const start = () => {
-    const child = fork(WORKER_MAIN, [], { execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), stdio: 'inherit' });
+    const child = fork(WORKER_MAIN, [], { execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), env: workerEnv(process.env), stdio: 'inherit' });
     workers.add(child);
     child.send({ kind: 'configure', config } satisfies ParentMessage);
     child.on('message', (reply: WorkerReply) => {
