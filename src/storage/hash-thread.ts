@@ -12,10 +12,11 @@ export type HashResponse = { kind: 'hashed'; slot: number } | { kind: 'saved'; r
 /**
  * Bytes reach the thread through a ring of slots in memory both threads share: the main thread
  * copies a batch into a free slot, the thread hashes it in place and hands the slot back. The ring
- * bounds the memory in flight and leaves no buffers behind for the garbage collector.
+ * bounds the memory in flight and leaves no buffers behind for the garbage collector. Slots of a
+ * batch's size (see blob-store.ts), eight of them, keep the thread fed with 2 MiB in all.
  */
-const SLOT_BYTES = 1024 * 1024;
-const SLOTS = 4;
+const SLOT_BYTES = 256 * 1024;
+const SLOTS = 8;
 
 /**
  * Starts the thread on hash-thread-main beside this file. Run from TypeScript source (the tests),
