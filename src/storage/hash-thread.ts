@@ -19,6 +19,13 @@ const SLOT_BYTES = 256 * 1024;
 const SLOTS = 8;
 
 /**
+ * How long the thread stays with nothing to hash before it stops. A running thread holds its own
+ * V8 isolate and malloc arena (about 10 MiB); a process that took an upload an hour ago should
+ * not, and starting one again costs a few milliseconds at the next upload.
+ */
+const IDLE_STOP_MS = 10_000;
+
+/**
  * Starts the thread on hash-thread-main beside this file. Run from TypeScript source (the tests),
  * the thread has no loader of its own: it registers tsx first, which only a development install has.
  */
@@ -38,6 +45,16 @@ function startThread(workerData: unknown): Worker {
  */
 export class HashThread {
   private worker: Worker | undefined;
+  /** Streams opened and not yet saved or dropped: the thread holds their states. */
+  private readonly streams = new Set<string>();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: { idleStopMs?: number } = {}) {}
+
+  /** Whether a thread is running now (it starts with the first bytes, and stops when idle). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
   private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
   private freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
   private waiters: Array<() => void> = [];
@@ -46,6 +63,7 @@ export class HashThread {
 
   /** Starts (or restarts) stream `id` from a saved state, or from no bytes at all. */
   open(id: string, state?: Uint8Array): void {
+    this.streams.add(id);
     this.post({ kind: 'open', id, state });
   }
 
@@ -94,6 +112,7 @@ export class HashThread {
    */
   save(id: string): Promise<Uint8Array | undefined> {
     const request = this.nextRequest++;
+    this.streams.delete(id);
     return new Promise<Uint8Array | undefined>((resolve, reject) => {
       this.saves.set(request, { resolve, reject });
       this.post({ kind: 'save', id, request });
@@ -102,10 +121,13 @@ export class HashThread {
 
   /** Forgets a stream without saving it. */
   drop(id: string): void {
+    this.streams.delete(id);
     if (this.worker) this.post({ kind: 'drop', id });
+    this.settled();
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
     const worker = this.worker;
     this.worker = undefined;
     if (worker) await worker.terminate();
@@ -118,12 +140,28 @@ export class HashThread {
     if (message.kind === 'update' || message.kind === 'save') worker.ref();
   }
 
-  /** Called after each reply: with nothing outstanding, the thread stops holding the process. */
+  /**
+   * Called after each reply: with nothing outstanding, the thread stops holding the process; with
+   * no stream open either, it stops after IDLE_STOP_MS unless used again.
+   */
   private settled(): void {
-    if (this.freeSlots.length === SLOTS && this.saves.size === 0) this.worker?.unref();
+    if (this.freeSlots.length !== SLOTS || this.saves.size > 0) return;
+    this.worker?.unref();
+    if (this.streams.size > 0 || !this.worker) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.stopIdle(), this.options.idleStopMs ?? IDLE_STOP_MS);
+    this.idleTimer.unref();
+  }
+
+  private stopIdle(): void {
+    const worker = this.worker;
+    if (!worker || this.streams.size > 0 || this.freeSlots.length !== SLOTS || this.saves.size > 0) return;
+    this.worker = undefined;
+    void worker.terminate();
   }
 
   private thread(): Worker {
+    clearTimeout(this.idleTimer);
     if (this.worker) return this.worker;
     const worker = startThread({ ring: this.ring, slotBytes: SLOT_BYTES });
     worker.on('message', (message: HashResponse) => {
@@ -137,8 +175,8 @@ export class HashThread {
       }
       this.settled();
     });
-    worker.on('error', (error) => this.fail(error));
-    worker.on('exit', (code) => this.fail(new Error(`hash thread exited with code ${code}`)));
+    worker.on('error', (error) => this.fail(worker, error));
+    worker.on('exit', (code) => this.fail(worker, new Error(`hash thread exited with code ${code}`)));
     // An idle hash thread must not keep the process alive (unref after the listeners: adding a
     // 'message' listener refs the worker again).
     worker.unref();
@@ -147,8 +185,9 @@ export class HashThread {
   }
 
   /** The thread died: every waiting caller fails, and the next use starts a new thread. */
-  private fail(error: Error): void {
-    if (this.worker === undefined) return;
+  private fail(worker: Worker, error: Error): void {
+    // A thread stopped on purpose (idle, closed), or one already replaced: nothing was waiting on it.
+    if (this.worker !== worker) return;
     this.worker = undefined;
     // The dead thread will hand nothing back: every slot is free again.
     this.freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
