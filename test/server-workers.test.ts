@@ -157,6 +157,7 @@ test('connections opened together are shared evenly by the workers, whose young 
       'the parent keeps none, each worker holds four',
     );
     for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=1'));
+    for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--heap-growing-percent=10'));
     for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'), 'workers cap their malloc arenas');
   } finally {
     for (const socket of sockets) socket.destroy();
@@ -164,11 +165,13 @@ test('connections opened together are shared evenly by the workers, whose young 
   }
 });
 
-test("an operator's own semi-space flag replaces the workers' default", () => {
-  assert.deepEqual(workerExecArgv([], undefined), ['--max-semi-space-size=1']);
-  assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), ['--max-semi-space-size=1', '--enable-source-maps']);
-  assert.deepEqual(workerExecArgv(['--max-semi-space-size=8'], undefined), ['--max-semi-space-size=8']);
-  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4'), []);
+test("an operator's own V8 heap flags replace the workers' defaults, each its own", () => {
+  const defaults = ['--max-semi-space-size=1', '--heap-growing-percent=10'];
+  assert.deepEqual(workerExecArgv([], undefined), defaults);
+  assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), [...defaults, '--enable-source-maps']);
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=8'], undefined), ['--heap-growing-percent=10', '--max-semi-space-size=8']);
+  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4'), ['--heap-growing-percent=10']);
+  assert.deepEqual(workerExecArgv(['--heap-growing-percent=50'], undefined), ['--max-semi-space-size=1', '--heap-growing-percent=50']);
 });
 
 test("workers cap glibc's malloc arenas unless the operator chose", () => {
