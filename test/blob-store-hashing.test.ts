@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import type { Digest } from '../src/oci/digest.js';
 import { BlobStore, type UploadPart } from '../src/storage/blob-store.js';
 import { FilesystemDriver } from '../src/storage/filesystem-driver.js';
+import { finishSavedSha256 } from '../src/storage/hash-state.js';
 import { HashThread } from '../src/storage/hash-thread.js';
 
 const digestOf = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}` as Digest;
@@ -175,3 +176,32 @@ test(
     assert.equal(await store.digestOf('l3', parts, undefined, 'sha256'), digestOf(Buffer.concat([a, won])));
   }),
 );
+
+test('an idle hash thread stops, and the next stream starts another that hashes alike', async () => {
+  const hashes = new HashThread({ idleStopMs: 50 });
+  const data = randomBytes(300_000);
+  const expected = createHash('sha256').update(data).digest('hex');
+  const hashOnce = async (id: string) => {
+    hashes.open(id, { upload: id, offset: 0, resumable: true });
+    await hashes.update(id, [data.subarray(0, 70_000), data.subarray(70_000)]);
+    const { state } = await hashes.finish(id);
+    hashes.drop(id);
+    assert.ok(state);
+    return finishSavedSha256(state);
+  };
+  try {
+    assert.equal(await hashOnce('first'), expected);
+    assert.equal(hashes.running, true);
+    // An open stream keeps it: its state lives in the thread.
+    hashes.open('held', { upload: 'held', offset: 0, resumable: false });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(hashes.running, true, 'a stream is still open');
+    hashes.drop('held');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(hashes.running, false, 'idle, it stopped');
+    assert.equal(await hashOnce('second'), expected);
+    assert.equal(hashes.running, true);
+  } finally {
+    await hashes.close();
+  }
+});

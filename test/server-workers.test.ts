@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { connectionOwners } from '../bench/connections.js';
-import { workerExecArgv } from '../src/server/worker-pool.js';
+import { workerEnv, workerExecArgv } from '../src/server/worker-pool.js';
 import { raw } from './support/http.js';
 import { configBlob, imageManifest, randomBlob, OCI_MANIFEST } from './support/oci-fixtures.js';
 import { startWharf } from './support/wharf-process.js';
@@ -157,17 +157,28 @@ test('connections opened together are shared evenly by the workers, whose young 
       'the parent keeps none, each worker holds four',
     );
     for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=1'));
+    for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--heap-growing-percent=10'));
+    for (const pid of workers) assert.ok(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=2'), 'workers cap their malloc arenas');
   } finally {
     for (const socket of sockets) socket.destroy();
     await wharf.dispose();
   }
 });
 
-test("an operator's own semi-space flag replaces the workers' default", () => {
-  assert.deepEqual(workerExecArgv([], undefined), ['--max-semi-space-size=1']);
-  assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), ['--max-semi-space-size=1', '--enable-source-maps']);
-  assert.deepEqual(workerExecArgv(['--max-semi-space-size=8'], undefined), ['--max-semi-space-size=8']);
-  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4'), []);
+test("an operator's own V8 heap flags replace the workers' defaults, each its own", () => {
+  const defaults = ['--max-semi-space-size=1', '--heap-growing-percent=10'];
+  assert.deepEqual(workerExecArgv([], undefined), defaults);
+  assert.deepEqual(workerExecArgv(['--enable-source-maps'], ''), [...defaults, '--enable-source-maps']);
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=8'], undefined), ['--heap-growing-percent=10', '--max-semi-space-size=8']);
+  assert.deepEqual(workerExecArgv([], '--max_semi_space_size=4'), ['--heap-growing-percent=10']);
+  assert.deepEqual(workerExecArgv(['--heap-growing-percent=50'], undefined), ['--max-semi-space-size=1', '--heap-growing-percent=50']);
+});
+
+test("workers cap glibc's malloc arenas unless the operator chose", () => {
+  assert.equal(workerEnv({ PATH: '/bin' }).MALLOC_ARENA_MAX, '2');
+  assert.equal(workerEnv({ PATH: '/bin' }).PATH, '/bin');
+  assert.equal(workerEnv({ MALLOC_ARENA_MAX: '8' }).MALLOC_ARENA_MAX, '8');
+  assert.equal(workerEnv({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=4' }).MALLOC_ARENA_MAX, undefined);
 });
 
 /** A keep-alive connection that has had one answer (so some process holds it), left open. */

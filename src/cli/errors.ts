@@ -1,4 +1,4 @@
-import { isClientError } from '../client/index.js';
+import { isClientError } from '../client/client-error.js';
 import { ReferenceError } from '../oci/reference.js';
 
 /** Prints an error for a person (with a hint where one helps) and returns the exit code. */

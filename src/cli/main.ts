@@ -1,18 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { registerAdmin } from './admin.js';
-import { registerClientCommands } from './commands/index.js';
 import { reportError } from './errors.js';
-import { registerDb } from './db.js';
-import { registerFsck } from './fsck.js';
-import { registerGarbageCollect } from './garbage-collect.js';
-import { registerMigrate } from './migrate.js';
-import { registerPolicy } from './policy.js';
-import { registerRobot } from './robot.js';
-import { registerScan } from './scan.js';
 import { registerServe } from './serve.js';
-import { registerUser } from './user.js';
-import { registerVulnDb } from './vulndb.js';
 import { WHARF_VERSION } from '../version.js';
 
 // A reader that went away (`wharf tags x | head -1`) is the end of the output, not an error:
@@ -41,17 +30,35 @@ program
   })
   .exitOverride();
 registerServe(program);
-registerFsck(program);
-registerGarbageCollect(program);
-registerMigrate(program);
-registerDb(program);
-registerUser(program);
-registerRobot(program);
-registerPolicy(program);
-registerAdmin(program);
-registerClientCommands(program);
-registerScan(program);
-registerVulnDb(program);
+// `wharf serve` registers nothing else: the other commands' modules (the client, the scanner's
+// and the admin CLI) would stay in the server's memory for as long as it runs.
+if (process.argv[2] !== 'serve') {
+  const [{ registerFsck }, { registerGarbageCollect }, { registerMigrate }, { registerDb }, { registerUser }, { registerRobot }, { registerPolicy }, { registerAdmin }, { registerClientCommands }, { registerScan }, { registerVulnDb }] =
+    await Promise.all([
+      import('./fsck.js'),
+      import('./garbage-collect.js'),
+      import('./migrate.js'),
+      import('./db.js'),
+      import('./user.js'),
+      import('./robot.js'),
+      import('./policy.js'),
+      import('./admin.js'),
+      import('./commands/index.js'),
+      import('./scan.js'),
+      import('./vulndb.js'),
+    ]);
+  registerFsck(program);
+  registerGarbageCollect(program);
+  registerMigrate(program);
+  registerDb(program);
+  registerUser(program);
+  registerRobot(program);
+  registerPolicy(program);
+  registerAdmin(program);
+  registerClientCommands(program);
+  registerScan(program);
+  registerVulnDb(program);
+}
 
 try {
   await program.parseAsync(process.argv);

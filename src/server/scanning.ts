@@ -6,10 +6,15 @@ import type { MetadataStore } from '../metadata/metadata-store.js';
 import type { RegistryServices } from '../registry/services.js';
 import { withPullPolicy } from '../scan/pull-policy.js';
 import { parseScanners, parseVulnerabilityPolicies, ScanConfigError, type ScannerConfig, type VulnerabilityPolicy } from '../scan/scan-config.js';
-import { feedScans } from '../scan/scan-feed.js';
 import { ScanIndex } from '../scan/scan-index.js';
-import { SCAN_CONSUMER, SCAN_FEED_JOB, SCAN_IMAGE_JOB, SCAN_RESCAN_JOB, ScanService } from '../scan/scan-service.js';
+import type { ScanService } from '../scan/scan-service.js';
 import { WHARF_VERSION } from '../version.js';
+
+/**
+ * The scanner (SBOMs, the vulnerability database, layer unpacking and their libraries) loads only
+ * where scanning is on: a serving process without it does not carry its heap.
+ */
+const loadScanService = () => import('../scan/scan-service.js');
 
 /** How often the outbox is read for pushed images, and the database checked for a new generation. */
 const FEED_EVERY_MS = 1_000;
@@ -48,7 +53,8 @@ export function withScanPolicies(services: RegistryServices, wiring: ScanWiring 
   return { ...services, manifests: withPullPolicy(services.manifests, wiring.policies, () => index) };
 }
 
-export function createScanService(registry: RegistryServices, config: WharfConfig, wiring: ScanWiring, log: Logger): ScanService {
+export async function createScanService(registry: RegistryServices, config: WharfConfig, wiring: ScanWiring, log: Logger): Promise<ScanService> {
+  const { ScanService } = await loadScanService();
   return new ScanService(registry, wiring.index, {
     databasePath: config.security.scanning.databasePath,
     scanners: wiring.scanners,
@@ -61,8 +67,10 @@ export function createScanService(registry: RegistryServices, config: WharfConfi
 }
 
 /** The background jobs of scanning: scans queued from the outbox, and rescans after imports. */
-export function scanJobHandlers(metadata: MetadataStore, scans: ScanService, config: WharfConfig): Record<string, JobHandler> {
+export async function scanJobHandlers(metadata: MetadataStore, scans: ScanService, config: WharfConfig): Promise<Record<string, JobHandler>> {
   if (!config.security.scanning.enabled) return {};
+  const { SCAN_FEED_JOB, SCAN_IMAGE_JOB, SCAN_RESCAN_JOB } = await loadScanService();
+  const { feedScans } = await import('../scan/scan-feed.js');
   const handlers: Record<string, JobHandler> = {
     [SCAN_IMAGE_JOB]: async ({ job, signal }) => {
       const { repository, digest } = job.payload as { repository: string; digest: string };
@@ -86,6 +94,7 @@ export function scanJobHandlers(metadata: MetadataStore, scans: ScanService, con
 export async function scheduleScanJobs(metadata: MetadataStore, config: WharfConfig): Promise<void> {
   const scanning = config.security.scanning;
   if (!scanning.enabled) return;
+  const { SCAN_CONSUMER, SCAN_FEED_JOB, SCAN_RESCAN_JOB } = await loadScanService();
   if (scanning.onPush) {
     await metadata.ensureConsumer(SCAN_CONSUMER);
     await metadata.enqueueJob({ kind: SCAN_FEED_JOB, key: SCAN_FEED_JOB, repeatMs: FEED_EVERY_MS, runAt: Date.now() });

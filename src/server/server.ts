@@ -9,12 +9,11 @@ import type { TlsConfig, WharfConfig } from '../config/config.js';
 import { isRegistryError, isStorageFull } from '../errors/index.js';
 import { collectGarbage, type CollectionOptions } from '../gc/garbage-collector.js';
 import { AuditLog, NO_AUDIT, type AuditSink } from '../auth/audit-log.js';
-import { createAuth, type Auth } from '../auth/setup.js';
+import type { Auth } from '../auth/setup.js';
 import { Notifier } from '../events/notifier.js';
 import { PullRecorder, recordingServices } from '../events/pull-recorder.js';
 import type { Digest } from '../oci/digest.js';
 import type { PullThroughCache } from '../proxy/pull-through-cache.js';
-import { createPullThroughCache, mirrorNamespaces, proxyTtlPolicies } from './pull-through.js';
 import { createApp, type Admission } from '../http/app.js';
 import { rateLimits, type RateLimiter } from '../http/rate-limit.js';
 import type { Logger } from '../log/logger.js';
@@ -36,10 +35,9 @@ import { DeferredDriver } from '../storage/deferred-driver.js';
 import { JobRunner, type JobHandler } from '../jobs/job-runner.js';
 import { parseConfigRetentionPolicies } from '../registry/retention-service.js';
 import { findDistributionStorage, importDistributionStorage, isMetadataEmpty } from '../migrate/distribution-import.js';
-import { Registry as MetricsRegistry } from 'prom-client';
 import { FreeSpaceWatch, StorageDriverCheck, readinessProbes, rootAccessProbe } from './health.js';
 import { checkScanConfig, createScanService, openScanning, ScanConfigError, scanJobHandlers, scheduleScanJobs, withScanPolicies, type ScanWiring } from './scanning.js';
-import { ServerMetrics, aggregate, registerInventory, registerNotificationQueue, type MetricsSnapshot } from './metrics.js';
+import type { MetricsSnapshot, ServerMetrics } from './metrics.js';
 import { TokenBuckets } from './token-buckets.js';
 import { startWorkerPool } from './worker-pool.js';
 import { matchRoute } from '../http/router.js';
@@ -359,7 +357,9 @@ interface StackOptions {
 
 async function createServingStack(config: WharfConfig, log: Logger, options: StackOptions = {}): Promise<ServingStack> {
   const audit: AuditSink = config.audit.enabled ? new AuditLog(config.audit.path) : NO_AUDIT;
-  const metrics = config.http.debug?.prometheus.enabled ? new ServerMetrics() : undefined;
+  // What a feature that is off would load (prom-client, the pull-through cache's client, token
+  // signing) is imported only when it is on: each serving process would carry its heap otherwise.
+  const metrics = config.http.debug?.prometheus.enabled ? new (await import('./metrics.js')).ServerMetrics() : undefined;
   const { stores, storageFull } = openStoresForServing(config, log, metrics);
   try {
     await stores.ready;
@@ -369,8 +369,9 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   }
   const events = storageFull ? {} : createNotifications(config, stores.metadata, log, metrics);
   let ingest: ((repository: string, digest: Digest, path: string) => Promise<void>) | undefined;
-  const cache = config.proxy
-    ? createPullThroughCache(config.proxy, {
+  const pullThrough = config.proxy ? await import('./pull-through.js') : undefined;
+  const cache = config.proxy && pullThrough
+    ? pullThrough.createPullThroughCache(config.proxy, {
         rootDirectory: config.storage.rootDirectory,
         metadata: stores.metadata,
         log,
@@ -385,7 +386,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   if (options.announce) cache?.forgetOutages();
   const scanning = storageFull ? undefined : openScanning(config);
   const registry = createRegistry(config, audit, stores, events, scanning, log, cache);
-  const scans = scanning ? createScanService(registry, config, scanning, log) : undefined;
+  const scans = scanning ? await createScanService(registry, config, scanning, log) : undefined;
   ingest = async (repository, digest, path) => {
     await registry.localUploads.importFile(repository, digest, path);
   };
@@ -400,7 +401,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
       throw error;
     }
   }
-  const scanHandlers = scans ? scanJobHandlers(registry.metadata, scans, config) : {};
+  const scanHandlers = scans ? await scanJobHandlers(registry.metadata, scans, config) : {};
   const jobs = storageFull || config.storage.readOnly ? undefined : startJobs(registry, config, log, metrics, events.recorder, scanHandlers);
   const room = new FreeSpaceWatch(config.storage.rootDirectory, {
     minimumBytes: config.storage.freeSpace.minimumBytes,
@@ -416,6 +417,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
   if (config.auth) {
     accounts = stores.openAccounts();
     try {
+      const { createAuth } = await import('../auth/setup.js');
       auth = await createAuth(config.auth, { accounts, audit: metrics ? metrics.countingAuthFailures(audit) : audit, log, announce: options.announce === true });
     } catch (error) {
       room.stop();
@@ -438,7 +440,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     health: readinessProbes(storageProbe(config, registry.store.driver), registry.metadata, room),
     ...(metrics ? { observers: [metrics.observer()] } : {}),
     admitted,
-    ...(cache ? { middleware: [mirrorNamespaces(cache)] } : {}),
+    ...(cache && pullThrough ? { middleware: [pullThrough.mirrorNamespaces(cache)] } : {}),
     ...(auth ? { auth } : {}),
     ...(scans ? { scans } : {}),
   });
@@ -545,7 +547,7 @@ export async function startServer(config: WharfConfig, log: Logger): Promise<Run
     log.warn({ minimumtls: config.http.tls.minimumTls }, 'legacy TLS enabled: TLS 1.0/1.1 accepted, with OpenSSL security level 0 for this server');
   }
   const configQuotas = parseConfigQuotas(config.quotas);
-  const configRetention = parseConfigRetentionPolicies([...((config.retention.policies as unknown[] | null) ?? []), ...proxyTtlPolicies(config.proxy)]);
+  const configRetention = parseConfigRetentionPolicies([...((config.retention.policies as unknown[] | null) ?? []), ...(config.proxy ? (await import('./pull-through.js')).proxyTtlPolicies(config.proxy) : [])]);
   try {
     checkScanConfig(config);
   } catch (error) {
@@ -647,6 +649,8 @@ interface DebugServer {
 async function startDebugServer(config: WharfConfig, stack: ServingStack, workerSnapshots: () => Promise<MetricsSnapshot[]>): Promise<DebugServer | undefined> {
   const debug = config.http.debug;
   if (!debug) return undefined;
+  const { Registry: MetricsRegistry } = await import('prom-client');
+  const { aggregate, registerInventory, registerNotificationQueue } = await import('./metrics.js');
   const inventory = new MetricsRegistry();
   registerInventory(inventory, stack.registry.metadata);
   if (config.notifications.endpoints.length > 0) {

@@ -30,20 +30,48 @@ const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 const RESTART_DELAY_MS = 1000;
 
 /**
- * V8 flags every worker starts with, unless the operator gave their own. Left alone, V8 doubles a
- * busy process's young generation up to two 16 MiB semi-spaces and never gives them back; and the
- * larger they are, the rarer the scavenges that free the buffers requests leave behind outside
- * V8's heap (upload chunks), so tens of MiB of those wait dead at a time and the C allocator keeps
- * their high-water mark resident. In the bench's soak that was the whole of the memory growth
- * (see bench/README.md). Only a flag at start caps it: V8 resets a growth factor set later
- * whenever a thread (such as the hash thread) starts an isolate.
+ * V8 flags every worker starts with, each unless the operator gave the same flag.
+ *
+ * `--max-semi-space-size=1`: left alone, V8 doubles a busy process's young generation up to two
+ * 16 MiB semi-spaces and never gives them back; and the larger they are, the rarer the scavenges
+ * that free the buffers requests leave behind outside V8's heap (upload chunks), so tens of MiB of
+ * those wait dead at a time and the C allocator keeps their high-water mark resident. In the
+ * bench's soak that was the whole of the memory growth (see bench/README.md). Only a flag at
+ * start caps it: V8 resets a growth factor set later whenever a thread (such as the hash thread)
+ * starts an isolate.
+ *
+ * `--heap-growing-percent=10`: after each full collection V8 lets the old generation grow by up
+ * to 4× what was live before the next one. Under a manifest GET load a worker's old generation
+ * went from 10 to over 30 MiB of mostly garbage that way; growing by 10 % (and V8's minimum
+ * step) keeps it near 19 MiB, for more frequent full collections of a small heap (see
+ * docs/memory.md).
  */
-const WORKER_V8_FLAGS = ['--max-semi-space-size=1'];
+const WORKER_V8_FLAGS = [
+  // Any young-generation flag of the operator's replaces it (a minimum above 1 MiB would conflict).
+  { flag: '--max-semi-space-size=1', chosen: /semi[-_]space/ },
+  { flag: '--heap-growing-percent=10', chosen: /heap[-_]growing/ },
+];
 
 /** The worker's Node.js flags: this process's, after the defaults above unless they set the same. */
 export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
-  const chosen = [...execArgv, nodeOptions ?? ''].some((flag) => /semi[-_]space/.test(flag));
-  return chosen ? [...execArgv] : [...WORKER_V8_FLAGS, ...execArgv];
+  const given = [...execArgv, nodeOptions ?? ''];
+  const defaults = WORKER_V8_FLAGS.filter(({ chosen }) => !given.some((flag) => chosen.test(flag))).map(({ flag }) => flag);
+  return [...defaults, ...execArgv];
+}
+
+/**
+ * glibc gives each thread that allocates its own malloc arena, up to 8 per core, and keeps what
+ * each one grew to. A worker has a dozen threads (libuv's pool, V8's helpers, the hash thread):
+ * two arenas serve them as fast (they allocate little; the main thread allocates most) and keep
+ * each worker several MiB smaller. The operator's own setting (MALLOC_ARENA_MAX, or
+ * glibc.malloc.arena_max in GLIBC_TUNABLES) wins.
+ */
+const WORKER_MALLOC_ARENAS = '2';
+
+/** The worker's environment: this process's, with the malloc arenas capped unless it chose already. */
+export function workerEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (env.MALLOC_ARENA_MAX !== undefined || /arena_max/.test(env.GLIBC_TUNABLES ?? '')) return env;
+  return { ...env, MALLOC_ARENA_MAX: WORKER_MALLOC_ARENAS };
 }
 
 export interface WorkerPool {
@@ -104,7 +132,7 @@ export function startWorkerPool(config: WharfConfig, count: number, log: Logger,
     if (starting.delete(child) && starting.size === 0) started();
   };
   const start = () => {
-    const child = fork(WORKER_MAIN, [], { execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), stdio: 'inherit' });
+    const child = fork(WORKER_MAIN, [], { execArgv: workerExecArgv(process.execArgv, process.env.NODE_OPTIONS), env: workerEnv(process.env), stdio: 'inherit' });
     workers.add(child);
     child.send({ kind: 'configure', config } satisfies ParentMessage);
     child.on('message', (reply: WorkerReply) => {

@@ -37,10 +37,19 @@ export interface StreamStart {
 /**
  * Bytes reach the thread through a ring of slots in memory both threads share: the main thread
  * copies a batch into a free slot, the thread hashes it in place and hands the slot back. The ring
- * bounds the memory in flight and leaves no buffers behind for the garbage collector.
+ * bounds the memory in flight and leaves no buffers behind for the garbage collector. Slots of a
+ * batch's size (see blob-store.ts), eight of them, keep the thread fed with 2 MiB in all.
  */
-const SLOT_BYTES = 1024 * 1024;
-const SLOTS = 4;
+const SLOT_BYTES = 256 * 1024;
+const SLOTS = 8;
+
+/**
+ * How long the thread stays with nothing to hash before it stops. A running thread holds its own
+ * V8 isolate and malloc arena (about 10 MiB); a process that took an upload an hour ago should
+ * not, and starting one again costs a few milliseconds at the next upload. The running hashes it
+ * kept go with it: an upload continued after that is hashed from the disk at its commit.
+ */
+const IDLE_STOP_MS = 10_000;
 /** Uploads whose running hash the thread keeps between requests (a few hundred bytes each). */
 const MAX_RUNNING = 1024;
 
@@ -66,6 +75,16 @@ function startThread(workerData: unknown): Worker {
  */
 export class HashThread {
   private worker: Worker | undefined;
+  /** Streams opened and not yet kept or dropped: the thread holds their hashes. */
+  private readonly streams = new Set<string>();
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: { idleStopMs?: number } = {}) {}
+
+  /** Whether a thread is running now (it starts with the first bytes, and stops when idle). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
   private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
   private freeSlots = Array.from({ length: SLOTS }, (_, i) => i);
   private waiters: Array<() => void> = [];
@@ -78,6 +97,7 @@ export class HashThread {
    * offset 0; otherwise the stream hashes nothing and its result has no digest.
    */
   open(id: string, start: StreamStart): void {
+    this.streams.add(id);
     this.post({ kind: 'open', id, upload: start.upload, offset: start.offset, state: start.state, resumable: start.resumable });
   }
 
@@ -135,7 +155,9 @@ export class HashThread {
    * next request in this process. Only for bytes the metadata has recorded as the upload's.
    */
   keep(id: string, upload: string, offset: number): void {
+    this.streams.delete(id);
     if (this.worker) this.post({ kind: 'keep', id, upload, offset });
+    this.settled();
   }
 
   /** The hex sha256 of upload's first `offset` bytes, if this process kept its running hash. */
@@ -160,10 +182,13 @@ export class HashThread {
 
   /** Forgets a stream without saving it. */
   drop(id: string): void {
+    this.streams.delete(id);
     if (this.worker) this.post({ kind: 'drop', id });
+    this.settled();
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
     const worker = this.worker;
     this.worker = undefined;
     if (worker) await worker.terminate();
@@ -176,12 +201,28 @@ export class HashThread {
     if (message.kind === 'update' || message.kind === 'finish' || message.kind === 'digest') worker.ref();
   }
 
-  /** Called after each reply: with nothing outstanding, the thread stops holding the process. */
+  /**
+   * Called after each reply: with nothing outstanding, the thread stops holding the process; with
+   * no stream open either, it stops after IDLE_STOP_MS unless used again.
+   */
   private settled(): void {
-    if (this.freeSlots.length === SLOTS && this.requests.size === 0) this.worker?.unref();
+    if (this.freeSlots.length !== SLOTS || this.requests.size > 0) return;
+    this.worker?.unref();
+    if (this.streams.size > 0 || !this.worker) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.stopIdle(), this.options.idleStopMs ?? IDLE_STOP_MS);
+    this.idleTimer.unref();
+  }
+
+  private stopIdle(): void {
+    const worker = this.worker;
+    if (!worker || this.streams.size > 0 || this.freeSlots.length !== SLOTS || this.requests.size > 0) return;
+    this.worker = undefined;
+    void worker.terminate();
   }
 
   private thread(): Worker {
+    clearTimeout(this.idleTimer);
     if (this.worker) return this.worker;
     const worker = startThread({ ring: this.ring, slotBytes: SLOT_BYTES, maxRunning: MAX_RUNNING });
     worker.on('message', (message: HashResponse) => {
@@ -195,8 +236,8 @@ export class HashThread {
       }
       this.settled();
     });
-    worker.on('error', (error) => this.fail(error));
-    worker.on('exit', (code) => this.fail(new Error(`hash thread exited with code ${code}`)));
+    worker.on('error', (error) => this.fail(worker, error));
+    worker.on('exit', (code) => this.fail(worker, new Error(`hash thread exited with code ${code}`)));
     // An idle hash thread must not keep the process alive (unref after the listeners: adding a
     // 'message' listener refs the worker again).
     worker.unref();
@@ -205,8 +246,9 @@ export class HashThread {
   }
 
   /** The thread died: every waiting caller fails, and the next use starts a new thread. */
-  private fail(error: Error): void {
-    if (this.worker === undefined) return;
+  private fail(worker: Worker, error: Error): void {
+    // A thread stopped on purpose (idle, closed), or one already replaced: nothing was waiting on it.
+    if (this.worker !== worker) return;
     this.worker = undefined;
     // The dead thread will hand nothing back: every slot is free again.
     this.freeSlots = Array.from({ length: SLOTS }, (_, i) => i);

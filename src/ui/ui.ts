@@ -259,7 +259,7 @@ async function repositoryView(res: ServerResponse, url: URL, viewer: Viewer, reg
     details.tags.map(async (tag) => ({ ...tag, platforms: await platformsOnce(tag), immutable: immutableRuleFor(rules, name, tag.name) !== undefined })),
   );
   const starred = viewer.user !== undefined && (await registry.search.starredBy(viewer.user, [name])).has(name);
-  const readme = profile.readme !== undefined ? renderMarkdown(profile.readme) : undefined;
+  const readme = profile.readme !== undefined ? await renderMarkdown(profile.readme) : undefined;
   sendPage(
     res,
     viewer,

@@ -1,7 +1,19 @@
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { POSTGRES_MIGRATIONS } from './schema.js';
+
+/**
+ * node-postgres, loaded with the first pool: every serving process imports this module (the
+ * stores are chosen by configuration at run time), and most of them use SQLite, so they need
+ * not carry pg's few MiB of heap.
+ */
+let pgModule: typeof pg | undefined;
+function loadPg(): typeof pg {
+  pgModule ??= createRequire(import.meta.url)('pg') as typeof pg;
+  return pgModule;
+}
 
 /**
  * How to reach the database: GitLab's registry `database` keys (see src/config). The password is
@@ -48,7 +60,8 @@ export class DatabaseUnavailableError extends Error {
  * database being away. Anything else (a bug) stays as it is too.
  */
 function connectionFailure(error: unknown, what: string): unknown {
-  if (error instanceof pg.DatabaseError || !(error instanceof Error)) return error;
+  // Without pg loaded, no error can be one of its own.
+  if ((pgModule !== undefined && error instanceof pgModule.DatabaseError) || !(error instanceof Error)) return error;
   const errno = typeof (error as NodeJS.ErrnoException).code === 'string' && /^E[A-Z]+$/.test((error as NodeJS.ErrnoException).code!);
   if (!errno && !/connection|terminated|timeout|not queryable/i.test(error.message)) return error;
   return new DatabaseUnavailableError(`${what}: ${error.message}`, { cause: error });
@@ -67,8 +80,9 @@ export const OUTBOX_LOCK = 0x6f757462; // "outb"
 /** BIGINT and NUMERIC (sums) as JavaScript numbers: sizes and times stay far below 2^53. */
 const TYPES = {
   getTypeParser(oid: number, format?: 'text' | 'binary') {
-    if (oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC) return (value: string) => Number(value);
-    return pg.types.getTypeParser(oid, format as 'text');
+    const { types } = loadPg();
+    if (oid === types.builtins.INT8 || oid === types.builtins.NUMERIC) return (value: string) => Number(value);
+    return types.getTypeParser(oid, format as 'text');
   },
 };
 
@@ -131,7 +145,7 @@ export class PostgresDatabase {
     readonly options: PostgresOptions,
     private readonly hooks: { onCommit?: (seconds: number, writes: number) => void; migrate?: boolean } = {},
   ) {
-    this.pool = new pg.Pool({
+    this.pool = new (loadPg().Pool)({
       host: options.host,
       port: options.port,
       user: options.user,
