@@ -102,7 +102,7 @@ export async function proxyWorkloads(ctx: BenchContext, wharfRoot: string): Prom
   let wharf: ServerProcess | undefined;
   let distribution: ReferenceRegistry | undefined;
   try {
-    wharf = await startWharf(wharfRoot, { workers: options.wharfWorkers, env: { REGISTRY_PROXY_REMOTEURL: `http://127.0.0.1:${relays.wharf.port}` } });
+    wharf = await startWharf(wharfRoot, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs, env: { REGISTRY_PROXY_REMOTEURL: `http://127.0.0.1:${relays.wharf.port}` } });
     caches.wharf = { url: `http://127.0.0.1:${wharf.target.port}`, stop: () => wharf!.stop() };
     distribution = await startReferenceRegistry({ mode: 'plain', tuned: true, binary: ctx.registryBinary, extraConfig: `proxy:\n  remoteurl: http://127.0.0.1:${relays.distribution.port}\n` });
     caches.distribution = { url: distribution.url, stop: () => distribution!.stop() };
