@@ -5,7 +5,8 @@
  * many bytes each cache took from the upstream.
  *
  * Per repetition, a fresh blob of `blobMiB` (so that every cold pull is cold for both):
- *   - the upstream pulled directly (the figure a cache's cold pull is compared with),
+ *   - the upstream pulled directly (the figure a cache's cold pull is compared with), and through
+ *     the cache's relay alone (what any cache can get at most on this machine),
  *   - a cold pull through each cache (MB/s and time to first byte), then a warm pull,
  *   - 20 concurrent cold pulls of another fresh blob through each cache: upstream bytes / blob size.
  */
@@ -31,6 +32,7 @@ export function proxyFigureSpecs(o: BenchOptions) {
     targets ? { id, label, unit, better, targets } : { id, label, unit, better };
   return {
     direct: spec('proxy.upstream.direct', `proxy: the upstream pulled directly, ${blob} blob (same for both; the reference)`, 'MB/s', 'higher'),
+    relayed: spec('proxy.upstream.relayed', `proxy: the upstream pulled through the cache's byte-counting relay alone, ${blob} blob (the most a cache can get here)`, 'MB/s', 'higher'),
     coldShare: spec('proxy.cold.share', `proxy: cold pull of a ${blob} blob as a share of the upstream's direct pull`, '×', 'higher'),
     cold: spec('proxy.cold', `proxy: cold pull of a ${blob} blob through the cache`, 'MB/s', 'higher'),
     ttfb: spec('proxy.cold.ttfb', 'proxy: time to first byte of that cold pull', 'ms', 'lower', [{ kind: 'at-most', value: 50 }]),
@@ -102,7 +104,7 @@ export async function proxyWorkloads(ctx: BenchContext, wharfRoot: string): Prom
   let wharf: ServerProcess | undefined;
   let distribution: ReferenceRegistry | undefined;
   try {
-    wharf = await startWharf(wharfRoot, { workers: options.wharfWorkers, env: { REGISTRY_PROXY_REMOTEURL: `http://127.0.0.1:${relays.wharf.port}` } });
+    wharf = await startWharf(wharfRoot, { workers: options.wharfWorkers, nodeArgs: options.wharfNodeArgs, env: { REGISTRY_PROXY_REMOTEURL: `http://127.0.0.1:${relays.wharf.port}` } });
     caches.wharf = { url: `http://127.0.0.1:${wharf.target.port}`, stop: () => wharf!.stop() };
     distribution = await startReferenceRegistry({ mode: 'plain', tuned: true, binary: ctx.registryBinary, extraConfig: `proxy:\n  remoteurl: http://127.0.0.1:${relays.distribution.port}\n` });
     caches.distribution = { url: distribution.url, stop: () => distribution!.stop() };
@@ -112,6 +114,8 @@ export async function proxyWorkloads(ctx: BenchContext, wharfRoot: string): Prom
         await pushMonolithic(upTarget, 'bench/proxied', one.data, one.digest);
         const direct = await curlPull(ctx.curl, `${upstream.url}/v2/bench/proxied/blobs/${one.digest}`, size);
         figures.add(f.direct, name, direct.mbps);
+        // The relay each cache reaches the upstream through, without the cache: its ceiling.
+        figures.add(f.relayed, name, (await curlPull(ctx.curl, `http://127.0.0.1:${relays[name].port}/v2/bench/proxied/blobs/${one.digest}`, size)).mbps);
         const path = `/v2/bench/proxied/blobs/${one.digest}`;
         const cold = await curlPull(ctx.curl, `${caches[name].url}${path}`, size);
         figures.add(f.cold, name, cold.mbps);

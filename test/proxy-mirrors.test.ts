@@ -164,6 +164,9 @@ describe('ttl, garbage collection and metrics', () => {
 
   test('upstream requests and cache hits are counted per upstream; content nobody pulled within ttl is expired and collected', async () => {
     await ok('skopeo', ['--insecure-policy', 'copy', '--src-tls-verify=false', `docker://${cache.host}/upstream.test/team/hello:1`, `dir:${join(work, 'ttl-copy')}`]);
+    // A client has its last bytes once they are verified; the cache stores the image just after
+    // (the blob made durable, then the manifest), which another worker process sees only then.
+    await waitFor(async () => (await raw(cache.url, 'GET', '/v2/_catalog')).json().repositories.length > 0, 'the image cached', 10_000);
     await ok('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${cache.host}/upstream.test/team/hello@${digest}`]);
     const debug = /"debug":"([^"]+)"/.exec(cache.output());
     assert.ok(debug, 'the debug address');

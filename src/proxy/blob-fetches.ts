@@ -1,14 +1,17 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegistryError } from '../errors/index.js';
 import { digestParts, type Digest } from '../oci/digest.js';
 
-/** How often a reader that has caught up with the download looks for more bytes. */
+/**
+ * How often a reader in another process than the download's, once caught up, looks for more
+ * bytes (readers in the download's own process are woken when bytes arrive: they never poll).
+ */
 const FOLLOW_POLL_MS = 4;
 /** A fetch whose file has not grown for this long is taken to be dead (its process crashed). */
 const STALLED_MS = 60_000;
@@ -20,6 +23,23 @@ const ANSWER_PATIENCE_MS = 60_000;
  */
 const OUTCOME_KEPT_MS = 15 * 60_000;
 const READ_CHUNK = 1024 * 1024;
+/**
+ * The latest bytes of a download kept in memory for the readers of its process that keep up: they
+ * send them as they arrive instead of reading them back from the file. Readers further behind
+ * read the file, so a slow client never holds more of the blob in memory than this.
+ */
+const RECENT_BYTES = 8 * 1024 * 1024;
+/** Bytes received and waiting to be written to the data file before the upstream is read slower. */
+const WRITE_BACKLOG_BYTES = 4 * 1024 * 1024;
+/** Readers that caught up are woken when this many bytes have arrived since, or after WAKE_DELAY_MS. */
+const WAKE_BYTES = 512 * 1024;
+const WAKE_DELAY_MS = 2;
+
+/** Tuning for the tests. */
+export interface BlobFetchesOptions {
+  /** How often readers in other processes poll the data file (FOLLOW_POLL_MS). */
+  pollMs?: number;
+}
 
 /** What the process that fetches a blob does with it: the upstream response, then keeping it. */
 export interface BlobSource {
@@ -40,20 +60,156 @@ interface Outcome {
 }
 
 /**
+ * A download this process runs, as the readers of this process follow it: told of each chunk as it
+ * arrives (no polling, no reading of the claim files), they send the latest bytes from memory and
+ * read older ones from the data file.
+ */
+class LiveFetch {
+  size: number | undefined;
+  /** Bytes received from the upstream so far. */
+  received = 0;
+  /** Bytes in the data file so far (a reader behind the chunks in memory reads them there). */
+  written = 0;
+  outcome: Outcome | undefined;
+  /** Resolves once the download is over: kept or cleaned up, its claim released. */
+  over: Promise<void> = Promise.resolve();
+  /** Resolves with the size once the upstream answered and the data file exists. */
+  readonly answered: Promise<number>;
+  /** Resolves with the outcome once the bytes are verified (or the download failed). */
+  readonly settled: Promise<Outcome>;
+  private resolveAnswer!: (size: number) => void;
+  private rejectAnswer!: (error: Error) => void;
+  private resolveSettled!: (outcome: Outcome) => void;
+  /** The latest chunks, oldest first, each with its offset in the blob. */
+  private recent: Array<{ offset: number; chunk: Buffer }> = [];
+  private recentBytes = 0;
+  private wakers: Array<() => void> = [];
+  /** Bytes received when the readers were last woken. */
+  private wokenAt = 0;
+  private wakeTimer: NodeJS.Timeout | undefined;
+
+  constructor() {
+    this.answered = new Promise<number>((resolve, reject) => {
+      this.resolveAnswer = resolve;
+      this.rejectAnswer = reject;
+    });
+    // A download nobody waits for the answer of (every reader left) must not be an unhandled rejection.
+    this.answered.catch(() => undefined);
+    this.settled = new Promise<Outcome>((resolve) => (this.resolveSettled = resolve));
+  }
+
+  answer(size: number): void {
+    this.size = size;
+    this.resolveAnswer(size);
+  }
+
+  /**
+   * A chunk from the upstream. The first wakes the readers at once (the client's first byte);
+   * later ones when WAKE_BYTES have gathered, or after WAKE_DELAY_MS: a reader sends bigger
+   * writes, and is not woken for every socket read.
+   */
+  receive(chunk: Buffer): void {
+    this.recent.push({ offset: this.received, chunk });
+    this.recentBytes += chunk.length;
+    this.received += chunk.length;
+    this.trim();
+    if (this.received - this.wokenAt >= WAKE_BYTES || this.wokenAt === 0) this.wake();
+    else this.wakeSoon();
+  }
+
+  wrote(bytes: number): void {
+    this.written = bytes;
+    this.trim();
+  }
+
+  settle(outcome: Outcome): void {
+    if (this.outcome) return;
+    this.outcome = outcome;
+    this.recent = [];
+    this.recentBytes = 0;
+    if (!outcome.ok) this.rejectAnswer(failure(outcome));
+    this.resolveSettled(outcome);
+    this.wake();
+  }
+
+  /**
+   * The bytes from `position` on (up to `end`, at most READ_CHUNK) when they are still in memory,
+   * as the chunks they arrived in (no copies: the response writes them out together).
+   */
+  bytesAt(position: number, end: number): Buffer[] | undefined {
+    const first = this.recent[0];
+    if (!first || position < first.offset || position >= this.received) return undefined;
+    const last = Math.min(end, position + READ_CHUNK);
+    const pieces: Buffer[] = [];
+    for (const { offset, chunk } of this.recent) {
+      if (offset + chunk.length <= position) continue;
+      if (offset >= last) break;
+      pieces.push(chunk.subarray(Math.max(0, position - offset), Math.min(chunk.length, last - offset)));
+    }
+    return pieces;
+  }
+
+  /** Resolves when something happens to the download (bytes, an outcome), or after `ms`. */
+  changed(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakers.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private wakeSoon(): void {
+    if (this.wakeTimer || this.wakers.length === 0) return;
+    this.wakeTimer = setTimeout(() => this.wake(), WAKE_DELAY_MS);
+  }
+
+  private wake(): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    this.wokenAt = this.received;
+    if (this.wakers.length === 0) return;
+    const wakers = this.wakers;
+    this.wakers = [];
+    for (const wake of wakers) wake();
+  }
+
+  /** Drops the oldest chunks beyond RECENT_BYTES once they are in the file. */
+  private trim(): void {
+    while (this.recent.length > 1) {
+      const { offset, chunk } = this.recent[0]!;
+      if (this.recentBytes - chunk.length < RECENT_BYTES || offset + chunk.length > this.written) return;
+      this.recent.shift();
+      this.recentBytes -= chunk.length;
+    }
+  }
+}
+
+/**
  * Blob downloads from upstreams, shared by every request (and every process over the same storage
  * root) that wants the same blob while it comes in: the first claims the digest with an exclusive
- * lock file and downloads into `<dir>/<hex>.data`, hashing as it writes; the others find the
- * lock and follow the growing file, each at its own pace, so a slow client holds up nobody and
- * no blob is ever held in memory. The last bytes of any read are held back until the digest is
- * verified, so a reader gets either the right bytes or an error, never wrong bytes. A failed or
- * short download leaves nothing cached.
+ * lock file and downloads into `<dir>/<hex>.data`, hashing as it writes; the others follow it, each
+ * at its own pace, so a slow client holds up nobody and no blob is ever held in memory. Readers in
+ * the download's process are told of each chunk as it arrives and send the latest bytes straight
+ * from memory (LiveFetch); readers in other processes find the lock and follow the growing file.
+ * The last bytes of any read are held back until the digest is verified, so a reader gets either
+ * the right bytes or an error, never wrong bytes. A failed or short download leaves nothing cached.
  *
  * Files per digest: `.lock` (the claim), `.size` (the upstream's Content-Length, once it answered),
  * `.data` (the bytes), `.outcome` (JSON: verified and kept, or why not).
  */
 export class BlobFetches {
-  constructor(private readonly dir: string) {
+  /** The downloads this process runs, by digest, until they are over. */
+  private readonly live = new Map<Digest, LiveFetch>();
+  private readonly pollMs: number;
+
+  constructor(
+    private readonly dir: string,
+    options: BlobFetchesOptions = {},
+  ) {
     mkdirSync(dir, { recursive: true });
+    this.pollMs = options.pollMs ?? FOLLOW_POLL_MS;
   }
 
   async close(): Promise<void> {
@@ -73,7 +229,23 @@ export class BlobFetches {
    */
   async size(digest: Digest, source: BlobSource): Promise<number | undefined> {
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      if (await this.claim(digest)) void this.download(digest, source);
+      const here = this.live.get(digest);
+      if (here?.outcome && !here.outcome.ok) {
+        // A failed download is not joined: once its files are gone, this request fetches again.
+        await here.over;
+        continue;
+      }
+      if (here) return here.answered;
+      if (await this.claim(digest)) {
+        const live = new LiveFetch();
+        this.live.set(digest, live);
+        live.over = this.download(digest, source, live)
+          .catch(() => live.settle({ ok: false, code: 'UNAVAILABLE', message: 'the blob could not be fetched from the upstream' }))
+          .finally(() => {
+            if (this.live.get(digest) === live) this.live.delete(digest);
+          });
+        return live.answered;
+      }
       const size = await this.waitForSize(digest);
       if (size !== 'restart') return size;
     }
@@ -86,27 +258,44 @@ export class BlobFetches {
    * download has finished already (read the cache instead).
    */
   async read(digest: Digest, size: number, range?: { offset: number; length: number }, isKept?: () => Promise<boolean>): Promise<Readable | undefined> {
+    const live = this.live.get(digest);
     let handle: FileHandle;
     try {
       handle = await open(this.path(digest, 'data'), 'r');
     } catch {
+      if (live?.outcome && !live.outcome.ok) throw failure(live.outcome);
       const outcome = await this.outcome(digest);
       if (outcome && !outcome.ok) throw failure(outcome);
       return undefined;
     }
     const start = range?.offset ?? 0;
     const end = range ? range.offset + range.length : size;
-    return Readable.from(this.follow(digest, handle, size, start, end, isKept), { objectMode: false });
+    const chunks = live ? this.followLive(live, handle, start, end) : this.follow(digest, handle, size, start, end, isKept);
+    // The first bytes are awaited here: a download that fails before any bytes could be sent
+    // (a small blob is held back whole until verified) is an error response, not a cut one.
+    const first = await chunks.next();
+    async function* all(): AsyncGenerator<Buffer> {
+      if (!first.done) yield first.value;
+      yield* chunks;
+    }
+    return Readable.from(all(), { objectMode: false });
   }
 
   /** The size of a download under way, without starting one; undefined when none is. */
   async fetchingSize(digest: Digest): Promise<number | undefined> {
+    const live = this.live.get(digest);
+    if (live?.size !== undefined) return live.size;
     const text = await readFile(this.path(digest, 'size'), 'utf8').catch(() => undefined);
     return text ? Number(text) : undefined;
   }
 
   /** Waits until the download of a digest is over (kept or failed): its claim is released. */
   async settled(digest: Digest): Promise<void> {
+    const live = this.live.get(digest);
+    if (live) {
+      await live.over;
+      return;
+    }
     while (await stat(this.path(digest, 'lock')).then(() => true, () => false)) {
       if (await this.stalled(digest)) return;
       await sleep(50);
@@ -121,8 +310,6 @@ export class BlobFetches {
         const handle = await open(lock, 'wx');
         await handle.writeFile(JSON.stringify({ pid: process.pid, at: Date.now() }));
         await handle.close();
-        // Leftovers of an earlier fetch of the same digest.
-        await Promise.all((['size', 'data', 'outcome'] as const).map((ext) => rm(this.path(digest, ext), { force: true })));
         return true;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -159,52 +346,79 @@ export class BlobFetches {
       const locked = await stat(this.path(digest, 'lock')).then(() => true, () => false);
       if (!locked) return 'restart';
       if (Date.now() > deadline) throw new RegistryError('UNAVAILABLE', { message: 'the upstream did not answer in time' });
-      await sleep(FOLLOW_POLL_MS);
+      await sleep(this.pollMs);
     }
   }
 
-  /** The download: upstream to the data file while hashing, verified, kept, then the claim released. */
-  private async download(digest: Digest, source: BlobSource): Promise<void> {
+  /**
+   * The download: upstream to the data file while hashing, verified, kept, then the claim released.
+   * Each chunk reaches this process's readers as it arrives, before it is written.
+   */
+  private async download(digest: Digest, source: BlobSource, live: LiveFetch): Promise<void> {
     const controller = new AbortController();
     let handle: FileHandle | undefined;
     const fail = async (outcome: Outcome) => {
+      live.settle(outcome);
       await this.finish(digest, outcome);
     };
+    // Leftovers of an earlier fetch of the same digest go while the upstream is asked.
+    const leftovers = Promise.all((['size', 'data', 'outcome'] as const).map((ext) => rm(this.path(digest, ext), { force: true })));
     try {
-      const opened = await source.open(controller.signal).catch((error: unknown) => {
+      const opened = await source.open(controller.signal).catch(async (error: unknown) => {
+        await leftovers.catch(() => undefined);
         throw error instanceof RegistryError ? error : new RegistryError('UNAVAILABLE', { message: 'the upstream cannot be reached' });
       });
+      await leftovers;
       if (!opened) {
         await fail({ ok: false, code: 'BLOB_UNKNOWN', message: 'blob unknown to the upstream' });
         return;
       }
       const dataPath = this.path(digest, 'data');
-      handle = await open(dataPath, 'w');
+      const file = await open(dataPath, 'w');
+      handle = file;
+      // This process's readers start now; readers elsewhere once the size file says so.
+      live.answer(opened.size);
       await writeAtomically(this.path(digest, 'size'), String(opened.size));
       const { algorithm, hex } = digestParts(digest);
       const hash = createHash(algorithm);
-      let written = 0;
+      let received = 0;
       // Streamed as a pipeline (socket, hash, file) so that receiving, hashing and writing overlap.
       const measure = new Transform({
         transform(chunk: Buffer, _encoding, done) {
-          if (written + chunk.length > opened.size) {
+          if (received + chunk.length > opened.size) {
             done(new Error('the upstream sent more bytes than it announced'));
             return;
           }
           hash.update(chunk);
-          written += chunk.length;
+          received += chunk.length;
+          live.receive(chunk);
           done(null, chunk);
         },
       });
+      let written = 0;
+      const writeBatch = async (chunks: Buffer[]) => {
+        written = await writeAll(file, chunks, written);
+        live.wrote(written);
+      };
+      // Chunks that arrive while a write is under way are written together (writev) after it.
+      const sink = new Writable({
+        highWaterMark: WRITE_BACKLOG_BYTES,
+        write(chunk: Buffer, _encoding, done) {
+          writeBatch([chunk]).then(() => done(), done);
+        },
+        writev(entries, done) {
+          writeBatch(entries.map((entry) => entry.chunk as Buffer)).then(() => done(), done);
+        },
+      });
       try {
-        await pipeline(opened.body, measure, createWriteStream(dataPath, { flags: 'r+', highWaterMark: 1024 * 1024 }));
+        await pipeline(opened.body, measure, sink);
       } catch {
         opened.body.destroy();
-        await fail({ ok: false, code: 'UNAVAILABLE', message: `the upstream transfer failed after ${written} of ${opened.size} bytes` });
+        await fail({ ok: false, code: 'UNAVAILABLE', message: `the upstream transfer failed after ${received} of ${opened.size} bytes` });
         return;
       }
-      if (written !== opened.size) {
-        await fail({ ok: false, code: 'UNAVAILABLE', message: `the upstream transfer ended after ${written} of ${opened.size} bytes` });
+      if (received !== opened.size) {
+        await fail({ ok: false, code: 'UNAVAILABLE', message: `the upstream transfer ended after ${received} of ${opened.size} bytes` });
         return;
       }
       if (hash.digest('hex') !== hex) {
@@ -213,10 +427,11 @@ export class BlobFetches {
       }
       // Readers may send their last bytes now: the bytes are verified. Making them durable is
       // the cache's business (keeping them), not the readers'.
+      live.settle({ ok: true });
       await writeAtomically(this.path(digest, 'outcome'), JSON.stringify({ ok: true } satisfies Outcome));
       try {
-        await handle.sync();
-        await handle.close();
+        await file.sync();
+        await file.close();
         handle = undefined;
         await source.keep(dataPath);
       } finally {
@@ -225,6 +440,7 @@ export class BlobFetches {
     } catch (error) {
       const code = error instanceof RegistryError && error.code === 'BLOB_UNKNOWN' ? 'BLOB_UNKNOWN' : 'UNAVAILABLE';
       const message = error instanceof RegistryError ? error.message : 'the blob could not be fetched from the upstream';
+      live.settle({ ok: false, code, message });
       if (!(await this.outcome(digest))) await fail({ ok: false, code, message }).catch(() => undefined);
     } finally {
       await handle?.close().catch(() => undefined);
@@ -254,8 +470,46 @@ export class BlobFetches {
   }
 
   /**
-   * Reads bytes [start, end) of the data file as they arrive. The file descriptor stays valid when
-   * the downloader removes the file after keeping it, so a reader that opened it reads to the end.
+   * Reads bytes [start, end) of a download of this process as they arrive: from memory while the
+   * reader keeps up, else from the data file (whose descriptor stays valid when the downloader
+   * removes the file after keeping it). Woken by the download, never by a timer.
+   */
+  private async *followLive(live: LiveFetch, handle: FileHandle, start: number, end: number): AsyncGenerator<Buffer> {
+    try {
+      let position = start;
+      let idleSince = Date.now();
+      while (position < end) {
+        if (live.outcome && !live.outcome.ok) throw failure(live.outcome);
+        let pieces = live.bytesAt(position, end);
+        if (!pieces && position < live.written) {
+          const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, live.written - position, end - position));
+          const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+          if (bytesRead > 0) pieces = [buffer.subarray(0, bytesRead)];
+        }
+        if (!pieces) {
+          if (Date.now() - idleSince > STALLED_MS) throw new RegistryError('UNAVAILABLE', { message: 'the upstream transfer stalled' });
+          await live.changed(STALLED_MS);
+          continue;
+        }
+        idleSince = Date.now();
+        const length = pieces.reduce((sum, piece) => sum + piece.length, 0);
+        if (position + length >= end) {
+          // The last bytes of this read wait for the verdict on the whole blob.
+          const outcome = await live.settled;
+          if (!outcome.ok) throw failure(outcome);
+        }
+        position += length;
+        for (const piece of pieces) yield piece;
+      }
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /**
+   * Reads bytes [start, end) of the data file of a download in another process as they arrive.
+   * The file descriptor stays valid when the downloader removes the file after keeping it, so a
+   * reader that opened it reads to the end.
    */
   private async *follow(digest: Digest, handle: FileHandle, size: number, start: number, end: number, isKept?: () => Promise<boolean>): AsyncGenerator<Buffer> {
     try {
@@ -281,7 +535,7 @@ export class BlobFetches {
         const outcome = await this.outcome(digest);
         if (outcome && !outcome.ok) throw failure(outcome);
         if (Date.now() - idleSince > STALLED_MS) throw new RegistryError('UNAVAILABLE', { message: 'the upstream transfer stalled' });
-        await sleep(FOLLOW_POLL_MS);
+        await sleep(this.pollMs);
       }
     } finally {
       await handle.close();
@@ -303,10 +557,30 @@ export class BlobFetches {
         throw new RegistryError('UNAVAILABLE', { message: 'the download ended without a verdict; try again' });
       }
       if (Date.now() - started > STALLED_MS) throw new RegistryError('UNAVAILABLE', { message: 'the upstream transfer stalled' });
-      await sleep(FOLLOW_POLL_MS);
+      await sleep(this.pollMs);
     }
   }
+}
 
+/** Writes `chunks` at `position`, all of them (a write may take fewer bytes); the position after them. */
+async function writeAll(file: FileHandle, chunks: Buffer[], position: number): Promise<number> {
+  let pending = chunks;
+  while (pending.length > 0) {
+    const { bytesWritten } = await file.writev(pending, position);
+    if (bytesWritten === 0) throw new Error('the disk took no bytes');
+    position += bytesWritten;
+    let skip = bytesWritten;
+    const rest: Buffer[] = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.length) skip -= chunk.length;
+      else {
+        rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+        skip = 0;
+      }
+    }
+    pending = rest;
+  }
+  return position;
 }
 
 function failure(outcome: Outcome): RegistryError {

@@ -100,6 +100,11 @@ export class PullThroughCache {
     this.fetches = new BlobFetches(options.fetchDirectory);
   }
 
+  /** Gets ready to answer the first pull quickly: each upstream is pinged in the background. */
+  warmUp(): void {
+    for (const upstream of this.upstreams) upstream.client.warmUp();
+  }
+
   /** Forgets outages told by an earlier run (the server starts before any request is served). */
   forgetOutages(): void {
     for (const upstream of this.upstreams) {

@@ -162,6 +162,14 @@ export class Upstream {
     return { size: length, body: res };
   }
 
+  /**
+   * Pings the upstream now (its scheme, its auth challenge, a kept-alive connection) so that the
+   * first pull does not wait on it; a failure is forgotten (the first request pings again).
+   */
+  warmUp(): void {
+    this.transport.baseUrl().catch(() => undefined);
+  }
+
   close(): void {
     this.transport.close();
   }

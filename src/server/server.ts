@@ -384,6 +384,7 @@ async function createServingStack(config: WharfConfig, log: Logger, options: Sta
     : undefined;
   // The listening process starts first: outages an earlier run told of are over as far as it knows.
   if (options.announce) cache?.forgetOutages();
+  cache?.warmUp();
   const scanning = storageFull ? undefined : openScanning(config);
   const registry = createRegistry(config, audit, stores, events, scanning, log, cache);
   const scans = scanning ? await createScanService(registry, config, scanning, log) : undefined;
