@@ -224,3 +224,36 @@ test('two worker processes racing to move one tag leave one unbroken history, en
     await wharf.dispose();
   }
 });
+
+test('a chunked upload whose requests alternate worker processes, or stay on one, is verified and stored whole', async () => {
+  const wharf = await startWharf({ args: ['--workers', '2'], env: { REGISTRY_LOG_ACCESSLOG_DISABLED: 'true' } });
+  try {
+    const chunkSize = 300_000;
+    for (const [name, perRequestConnection] of [['alternating', true], ['one-connection', false]] as const) {
+      const blob = randomBlob(4 * chunkSize + 123);
+      // A connection of its own per request: the parent deals connections to the workers in turn,
+      // so each chunk lands in the other process. Otherwise the chunks share one kept-alive connection.
+      const own: Record<string, string> = perRequestConnection ? { Connection: 'close' } : {};
+      const started = await raw(wharf.url, 'POST', `/v2/chunks/${name}/blobs/uploads/`, { headers: { Connection: 'close' } });
+      assert.equal(started.status, 202);
+      let location = started.header('location')!;
+      for (let start = 0; start < blob.data.length; start += chunkSize) {
+        const chunk = blob.data.subarray(start, Math.min(start + chunkSize, blob.data.length));
+        const patched = await raw(wharf.url, 'PATCH', location, {
+          body: chunk,
+          headers: { ...own, 'Content-Type': 'application/octet-stream', 'Content-Range': `${start}-${start + chunk.length - 1}` },
+        });
+        assert.equal(patched.status, 202, patched.body.toString());
+        location = patched.header('location')!;
+      }
+      // The commit on a fresh connection: possibly a process that wrote none of the chunks.
+      const put = await raw(wharf.url, 'PUT', `${location}${location.includes('?') ? '&' : '?'}digest=${blob.digest}`, { headers: { Connection: 'close' } });
+      assert.equal(put.status, 201, `${name}: ${put.body.toString()}`);
+      const pulled = await raw(wharf.url, 'GET', `/v2/chunks/${name}/blobs/${blob.digest}`);
+      assert.equal(pulled.status, 200);
+      assert.ok(pulled.body.equals(blob.data), `${name}: the stored bytes are the pushed ones`);
+    }
+  } finally {
+    await wharf.dispose();
+  }
+});
