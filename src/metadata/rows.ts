@@ -1,4 +1,4 @@
-import type { BlobRecord, BlobState, JobRecord, JobState, ManifestRecord } from './metadata-store.js';
+import type { BlobRecord, BlobState, JobRecord, JobState, ManifestRecord, TagDetail } from './metadata-store.js';
 
 /**
  * Rows of the metadata tables that both stores read the same way (the SQLite and PostgreSQL
@@ -75,4 +75,27 @@ export function toJob(row: JobRow): JobRecord {
   if (row.lease_until !== null) job.leaseUntil = row.lease_until;
   if (row.last_error !== null) job.lastError = row.last_error;
   return job;
+}
+
+/** A tag joined with its manifest, as the tag detail listing reads it. */
+export interface TagDetailRow {
+  name: string;
+  digest: string;
+  media_type: string;
+  total_size: number;
+  updated_at: number;
+  pulled_at: number | null;
+  content: Buffer;
+}
+
+export function toTagDetail(row: TagDetailRow): TagDetail {
+  return {
+    name: row.name,
+    digest: row.digest,
+    mediaType: row.media_type,
+    totalSize: row.total_size,
+    pushedAt: row.updated_at,
+    ...(row.pulled_at !== null ? { pulledAt: row.pulled_at } : {}),
+    content: row.content,
+  };
 }

@@ -38,7 +38,7 @@ import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type Im
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { SEARCH_RESULT_CAP, compareText, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
-import { toBlob, toJob, toRecord, type BlobRow, type JobRow, type ManifestRow } from '../rows.js';
+import { toBlob, toJob, toRecord, toTagDetail, type BlobRow, type JobRow, type ManifestRow, type TagDetailRow } from '../rows.js';
 import { PostgresDatabase, type PostgresOptions, type Transaction } from './postgres-database.js';
 import { descriptionLexemes, searchQuery } from './search-document.js';
 
@@ -1578,7 +1578,7 @@ export class PostgresMetadataStore implements MetadataStore {
         const column = { name: 't.name', pushed: 't.updated_at', size: 'm.total_size' }[query.sort];
         const direction = query.descending ? 'DESC' : 'ASC';
         const rows = (
-          await tx.query<{ name: string; digest: string; media_type: string; total_size: number; updated_at: number; pulled_at: number | null; content: Buffer }>(
+          await tx.query<TagDetailRow>(
             `SELECT t.name, t.digest, m.media_type, m.total_size, t.updated_at, m.pulled_at, m.content
                FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
               WHERE t.repository_id = $1 ORDER BY ${column} ${direction}, t.name ${direction} LIMIT $2 OFFSET $3`,
@@ -1588,15 +1588,7 @@ export class PostgresMetadataStore implements MetadataStore {
         const total = (await tx.one<{ n: number }>('SELECT count(*) AS n FROM tags WHERE repository_id = $1', [id]))!.n;
         return {
           total,
-          tags: rows.map((row) => ({
-            name: row.name,
-            digest: row.digest,
-            mediaType: row.media_type,
-            totalSize: row.total_size,
-            pushedAt: row.updated_at,
-            ...(row.pulled_at !== null ? { pulledAt: row.pulled_at } : {}),
-            content: row.content,
-          })),
+          tags: rows.map(toTagDetail),
         };
       },
       { snapshot: true },

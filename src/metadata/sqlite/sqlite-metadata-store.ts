@@ -41,7 +41,7 @@ import { immutableRuleFor, immutableTagDenied, type ImmutableTagPattern, type Im
 import type { RetentionPolicy, RetentionPolicySpec, RetentionRules } from '../retention-policies.js';
 import { firstViolation, quotaExceeded, quotaScope } from '../quota.js';
 import { SEARCH_RESULT_CAP, compareText, ftsQuery, normalizeDescription, rankByName, readmeSummary, searchWords } from '../repository-profile.js';
-import { toBlob, toJob, toRecord, type BlobRow, type JobRow, type ManifestRow } from '../rows.js';
+import { toBlob, toJob, toRecord, toTagDetail, type BlobRow, type JobRow, type ManifestRow, type TagDetailRow } from '../rows.js';
 import { MIGRATIONS } from './schema.js';
 import { ReadCache } from './read-cache.js';
 
@@ -1590,7 +1590,7 @@ export class SqliteMetadataStore implements MetadataStore {
     const column = { name: 't.name', pushed: 't.updated_at', size: 'm.total_size' }[query.sort];
     const direction = query.descending ? 'DESC' : 'ASC';
     const rows = this.db
-      .prepare<[number, number, number], { name: string; digest: string; media_type: string; total_size: number; updated_at: number; pulled_at: number | null; content: Buffer }>(
+      .prepare<[number, number, number], TagDetailRow>(
         `SELECT t.name, t.digest, m.media_type, m.total_size, t.updated_at, m.pulled_at, m.content
            FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
           WHERE t.repository_id = ? ORDER BY ${column} ${direction}, t.name ${direction} LIMIT ? OFFSET ?`,
@@ -1598,15 +1598,7 @@ export class SqliteMetadataStore implements MetadataStore {
       .all(id, query.limit, query.offset);
     return {
       total: this.profiles.tagSummary.get(id)!.n,
-      tags: rows.map((row) => ({
-        name: row.name,
-        digest: row.digest,
-        mediaType: row.media_type,
-        totalSize: row.total_size,
-        pushedAt: row.updated_at,
-        ...(row.pulled_at !== null ? { pulledAt: row.pulled_at } : {}),
-        content: row.content,
-      })),
+      tags: rows.map(toTagDetail),
     };
   }
 
