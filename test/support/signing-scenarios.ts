@@ -89,7 +89,7 @@ export function signingScenarios(name: string, start: StartRegistry, referrers: 
       assert.equal(payloads[0].critical.type, 'cosign container image signature');
       assert.deepEqual(payloads[0].optional, { ci: 'build-7' });
 
-      const missing = await user.run(['verify', '--key', join(work, 'cosign.pub'), '--annotations', 'ci=other', `${R}/prod/app:v1`]);
+      const missing = await user.run(['verify', '--key', join(work, 'cosign.pub'), '-a', 'ci=other', `${R}/prod/app:v1`]);
       assert.equal(missing.code, 1);
       assert.match(missing.stderr, /lacks the annotation ci=other/);
 

@@ -10,7 +10,7 @@ export function registerVerify(program: Command): void {
     .description("check an image's cosign signatures against public keys; fails unless one verifies")
     .argument('<image...>', 'image references')
     .requiredOption('--key <file>', 'public key (cosign.pub, PEM); repeat to accept any of several keys', collect)
-    .option('--annotations <key=value>', 'a claim the signed payload must carry (repeatable)', collect)
+    .option('-a, --annotations <key=value>', 'a claim the signed payload must carry (repeatable)', collect)
     .option('-o, --output <format>', 'text, or json (the verified payloads)', 'text')
     .action(async (images: string[], options: { key: string[]; annotations?: string[]; output: string }, command: Command) =>
       withContext(command, async (context) => {
